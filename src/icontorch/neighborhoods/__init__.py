@@ -1,0 +1,14 @@
+"""Neighbourhood distributions p(j|i), split by the paper's four families (Fig. 2b)."""
+
+from .base import FromCallable, KernelNeighborhood, Neighborhood, Precomputed, as_neighborhood
+from .cluster import Cluster, DegreeWeightedCluster
+from .discrete import CrossModal, DataToClass, Identity, PositivePairs, SameLabel
+from .graph import Adjacency
+from .spatial import KNN, Gaussian, PerplexityGaussian, StudentT, perplexity_precision
+
+__all__ = [
+    "Neighborhood", "KernelNeighborhood", "Precomputed", "FromCallable", "as_neighborhood",
+    "Gaussian", "PerplexityGaussian", "StudentT", "KNN", "perplexity_precision",
+    "SameLabel", "PositivePairs", "CrossModal", "DataToClass", "Identity",
+    "Cluster", "DegreeWeightedCluster", "Adjacency",
+]

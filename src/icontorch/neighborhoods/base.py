@@ -1,0 +1,170 @@
+"""The Neighborhood contract, shared by every p and every q.
+
+A neighbourhood is a row-stochastic conditional distribution ``p(j|i)`` stored as
+log-probabilities:
+
+* ``forward(x, y=None) -> (n, m)`` log-probabilities. ``x`` holds the n anchors. ``y`` holds the
+  m candidates, shared by all anchors, or, with one more dimension, a separate set of m
+  candidates per anchor (shape ``(n, m, ...)``).
+* With ``y=None`` the candidates are the anchors themselves and ``j = i`` is excluded, unless
+  ``include_self`` is true (the cluster kernel, Def. 2 of the paper, includes it by default).
+* Every row log-sum-exps to 0, except that a discrete neighbourhood may return a row that is
+  entirely ``-inf`` when an anchor has no neighbour at all (a SupCon anchor whose label occurs
+  once). :class:`~icontorch.ICon` decides what happens to such rows.
+* ``-inf`` marks an impossible neighbour; 0 * log 0 is exactly 0 in every divergence.
+* Kernel families also expose ``logits(x, y)``: the unnormalised log-weights before the
+  diagonal is masked, so that a loss can be computed tile by tile.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional, Union
+
+import torch
+from torch import Tensor, nn
+
+from .._validation import IConError, check_candidates, check_features, fail
+
+__all__ = ["Neighborhood", "KernelNeighborhood", "Precomputed", "FromCallable",
+           "as_neighborhood", "log_normalize", "mask_diagonal"]
+
+
+def log_normalize(logits: Tensor) -> Tensor:
+    """Rows minus their log-sum-exp; a row that is entirely ``-inf`` stays ``-inf``."""
+    lse = torch.logsumexp(logits, dim=-1, keepdim=True)
+    lse = torch.where(torch.isfinite(lse), lse, torch.zeros_like(lse))
+    return logits - lse
+
+
+def mask_diagonal(logits: Tensor) -> Tensor:
+    """Set ``logits[i, i] = -inf`` (out of place, so autograd is unaffected elsewhere)."""
+    n, m = logits.shape
+    eye = torch.eye(n, m, dtype=torch.bool, device=logits.device)
+    return logits.masked_fill(eye, float("-inf"))
+
+
+def _row_deviation(log_p: Tensor) -> float:
+    lse = torch.logsumexp(log_p, dim=-1)
+    lse = lse[torch.isfinite(lse)]
+    return float(lse.abs().max()) if lse.numel() else 0.0
+
+
+def _tolerance(dtype: torch.dtype) -> float:
+    return {torch.float64: 1e-6, torch.float32: 1e-4}.get(dtype, 2e-2)
+
+
+class Neighborhood(nn.Module):
+    """Base class of every neighbourhood distribution ``p(j|i)``; see the module docstring."""
+
+    include_self: bool = False
+
+    def forward(self, x: Optional[Tensor], y: Optional[Tensor] = None) -> Tensor:
+        raise NotImplementedError(f"{type(self).__name__} must implement forward(x, y=None).")
+
+
+class KernelNeighborhood(Neighborhood):
+    """A neighbourhood ``p(j|i) = exp(l_ij) / sum_k exp(l_ik)`` given by log-weights ``l = logits``.
+
+    Subclasses implement :meth:`logits`; normalisation and the self mask live here.
+    """
+
+    def logits(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
+        """Unnormalised log-weights ``(n, m)``; with ``y=None``, candidates are ``x`` (unmasked)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement logits(x, y=None).")
+
+    def _check(self, x: Tensor, y: Optional[Tensor]) -> None:
+        who = type(self).__name__
+        check_features(who, "x", x)
+        if y is not None:
+            check_features(who, "y", y, ndim=(2, 3))
+        check_candidates(who, x, y)
+
+    def forward(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
+        self._check(x, y)
+        logits = self.logits(x, y)
+        if y is None and not self.include_self:
+            logits = mask_diagonal(logits)
+        return log_normalize(logits)
+
+
+class Precomputed(Neighborhood):
+    """A fixed ``(n, m)`` matrix of log-probabilities ``log p(j|i)``, returned as given.
+
+    Args:
+        log_p: (n, m) log-probabilities; each row log-sum-exps to 0 or is entirely ``-inf``.
+        include_self: whether the diagonal of a square ``log_p`` is a real candidate. ``None``
+            infers it: false when ``log_p`` is square with an all ``-inf`` diagonal, else true.
+            It only matters to transforms such as :func:`~icontorch.mix_uniform`.
+    """
+
+    def __init__(self, log_p: Tensor, include_self: Optional[bool] = None) -> None:
+        super().__init__()
+        who = "Precomputed"
+        if not isinstance(log_p, Tensor) or log_p.dim() != 2:
+            raise fail(who, "log_p", "be a 2-D tensor of log-probabilities", log_p)
+        if log_p.numel() == 0 or not log_p.is_floating_point():
+            raise fail(who, "log_p", "be a non-empty floating-point tensor", log_p)
+        if torch.isnan(log_p).any() or (log_p == float("inf")).any():
+            raise fail(who, "log_p", "contain no NaN or +inf", log_p)
+        deviation = _row_deviation(log_p)
+        if deviation > _tolerance(log_p.dtype):
+            raise IConError(f"{who}: log_p must hold log-probabilities whose rows log-sum-exp to 0; "
+                            f"got a row off by {deviation:.3g} (did you pass probabilities?).")
+        square = log_p.shape[0] == log_p.shape[1]
+        if include_self is None:
+            include_self = not (square and bool((log_p.diagonal() == float("-inf")).all()))
+        if not include_self and not square:
+            raise fail(who, "include_self", "be true for a non-square log_p", include_self)
+        self.register_buffer("log_p", log_p)
+        self.include_self = include_self
+
+    def forward(self, x: Optional[Tensor] = None, y: Optional[Tensor] = None) -> Tensor:
+        if x is not None and x.shape[0] != self.log_p.shape[0]:
+            raise fail("Precomputed", "x", f"hold the {self.log_p.shape[0]} anchors of log_p", x)
+        return self.log_p
+
+    def extra_repr(self) -> str:
+        return f"log_p=<{tuple(self.log_p.shape)}>, include_self={self.include_self}"
+
+
+class FromCallable(Neighborhood):
+    """Wrap any ``fn(x, y) -> (n, m)`` log-probabilities as a neighbourhood, checking its output.
+
+    Args:
+        fn: a callable following the Neighborhood contract.
+        include_self: whether ``fn`` puts mass on ``j = i`` when ``y`` is None.
+    """
+
+    def __init__(self, fn: Callable[..., Tensor], include_self: bool = False) -> None:
+        super().__init__()
+        if not callable(fn):
+            raise fail("FromCallable", "fn", "be callable", fn)
+        self.fn = fn
+        self.include_self = bool(include_self)
+
+    def forward(self, x: Optional[Tensor], y: Optional[Tensor] = None) -> Tensor:
+        out = self.fn(x, y)
+        if not isinstance(out, Tensor) or out.dim() != 2 or not out.is_floating_point():
+            raise fail("FromCallable", "fn(x, y)", "return a 2-D floating tensor of log-probabilities", out)
+        deviation = _row_deviation(out.detach())
+        if deviation > _tolerance(out.dtype) or torch.isnan(out).any():
+            raise IConError(f"FromCallable: fn(x, y) must return log-probabilities whose rows "
+                            f"log-sum-exp to 0; got a row off by {deviation:.3g}.")
+        return out
+
+    def extra_repr(self) -> str:
+        return f"fn={getattr(self.fn, '__name__', repr(self.fn))}, include_self={self.include_self}"
+
+
+NeighborhoodLike = Union[Neighborhood, Tensor, Callable[..., Tensor]]
+
+
+def as_neighborhood(obj: NeighborhoodLike, who: str = "ICon", name: str = "p") -> Neighborhood:
+    """A Neighborhood as is; a tensor as :class:`Precomputed`; a callable as :class:`FromCallable`."""
+    if isinstance(obj, Neighborhood):
+        return obj
+    if isinstance(obj, Tensor):
+        return Precomputed(obj)
+    if callable(obj):
+        return FromCallable(obj)
+    raise fail(who, name, "be a Neighborhood, an (n, m) log-probability tensor or a callable", obj)

@@ -1,0 +1,106 @@
+"""Cluster neighbourhoods: two points are neighbours when they share a (soft) cluster (Def. 2).
+
+Both kernels take **log** soft assignments ``log phi`` of shape (n, C), whose rows log-sum-exp to
+0 (a cluster head's ``log_softmax`` output), and compute in log space with a max-shifted
+matrix product, so memory is O(n m + (n + m) C), never O(n m C).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from .._validation import IConError, check_candidates, fail
+from .base import Neighborhood, _tolerance, log_normalize, mask_diagonal
+
+__all__ = ["Cluster", "DegreeWeightedCluster"]
+
+
+def _log_matmul_exp(a: Tensor, b: Tensor) -> Tensor:
+    """``log(exp(a) @ exp(b).T)`` for a (n, C), b (m, C), stable by shifting rows of each."""
+    a_max = a.max(dim=1, keepdim=True).values.detach()
+    b_max = b.max(dim=1, keepdim=True).values.detach()
+    return torch.log((a - a_max).exp() @ (b - b_max).exp().T) + a_max + b_max.T
+
+
+def _check_log_assignments(who: str, name: str, log_phi: Tensor) -> None:
+    if not isinstance(log_phi, Tensor) or log_phi.dim() != 2 or not log_phi.is_floating_point():
+        raise fail(who, name, "be a 2-D floating tensor of log soft assignments (n, C)", log_phi)
+    if log_phi.shape[0] == 0:
+        raise fail(who, name, "be a non-empty batch", log_phi)
+    if torch.isnan(log_phi).any() or (log_phi == float("inf")).any():
+        raise fail(who, name, "contain no NaN or +inf", log_phi)
+    deviation = float(torch.logsumexp(log_phi.detach(), dim=1).abs().max())
+    if deviation > _tolerance(log_phi.dtype):
+        raise IConError(f"{who}: {name} must hold log soft assignments whose rows log-sum-exp to 0 "
+                        f"(apply log_softmax to the cluster logits); got a row off by {deviation:.3g}.")
+
+
+class Cluster(Neighborhood):
+    """``q(j|i) = sum_c phi_ic phi_jc / sum_k phi_kc``: draw j uniformly from i's soft cluster.
+
+    The "uniform on clusters" row of the periodic table (Def. 2; k-Means Thm 13, InfoNCE
+    clustering). The sums over j and k run over all candidates **including** ``j = i``, so rows
+    sum to 1 for free; the cluster sizes ``n_c = sum_k phi_kc`` are taken over the candidates
+    (the batch). With ``include_self=False`` the diagonal is removed and rows renormalised.
+
+    Args:
+        include_self: keep ``j = i`` when ``y`` is None (Def. 2 does).
+    """
+
+    def __init__(self, include_self: bool = True) -> None:
+        super().__init__()
+        self.include_self = bool(include_self)
+
+    def _log_weights(self, log_phi_y: Tensor) -> Tensor:
+        """``log(phi_jc / n_c)`` for the candidates."""
+        return log_phi_y - torch.logsumexp(log_phi_y, dim=0, keepdim=True)
+
+    def forward(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
+        who = type(self).__name__
+        _check_log_assignments(who, "x", x)
+        if y is not None:
+            _check_log_assignments(who, "y", y)
+            if y.shape[1] != x.shape[1]:
+                raise fail(who, "y", f"have the {x.shape[1]} clusters of x", y)
+        check_candidates(who, x, y)
+        log_q = _log_matmul_exp(x, self._log_weights(x if y is None else y))
+        if y is None and not self.include_self:
+            return log_normalize(mask_diagonal(log_q))
+        return log_normalize(log_q)  # rows already sum to 1; this removes rounding only
+
+    def extra_repr(self) -> str:
+        return f"include_self={self.include_self}"
+
+
+class DegreeWeightedCluster(Cluster):
+    """``q(j|i) = sum_c phi_ic phi_jc d_j / sum_k phi_kc d_k``: the cluster kernel weighted by degree.
+
+    Thm 14 (Normalized Cuts): a node is drawn from i's cluster in proportion to its degree
+    ``d_j``. The degrees belong to a fixed graph of N nodes, so the candidates must be those N
+    nodes in order (the whole graph, as in spectral methods).
+
+    Args:
+        degree: (N,) positive node degrees.
+        include_self: keep ``j = i`` when ``y`` is None.
+    """
+
+    def __init__(self, degree: Tensor, include_self: bool = True) -> None:
+        super().__init__(include_self=include_self)
+        if not isinstance(degree, Tensor) or degree.dim() != 1 or not degree.is_floating_point():
+            raise fail("DegreeWeightedCluster", "degree", "be a 1-D floating tensor", degree)
+        if not bool((degree > 0).all()) or not bool(degree.isfinite().all()):
+            raise fail("DegreeWeightedCluster", "degree", "be positive and finite", degree)
+        self.register_buffer("degree", degree)
+
+    def _log_weights(self, log_phi_y: Tensor) -> Tensor:
+        if log_phi_y.shape[0] != self.degree.shape[0]:
+            raise fail("DegreeWeightedCluster", "candidates", f"be the {self.degree.shape[0]} nodes "
+                       "whose degrees were given", log_phi_y)
+        weighted = log_phi_y + self.degree.to(log_phi_y.dtype).log()[:, None]
+        return weighted - torch.logsumexp(weighted, dim=0, keepdim=True)
+
+    def extra_repr(self) -> str:
+        return f"degree=<{tuple(self.degree.shape)}>, include_self={self.include_self}"

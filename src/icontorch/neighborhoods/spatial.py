@@ -1,0 +1,222 @@
+"""Spatial neighbourhoods: neighbours are defined by distances (paper section 3.1, Fig. 2b).
+
+Every kernel here works on a similarity ``s(x_i, y_j)`` picked by ``metric``:
+
+* ``"squared_euclidean"``: ``s = -||x_i - y_j||^2``
+* ``"cosine"``: ``s = x_i . y_j / (||x_i|| ||y_j||)``
+* ``"dot"``: ``s = x_i . y_j``
+
+On unit vectors ``-||a - b||^2 = 2 cos(a, b) - 2``, so the cosine and squared-euclidean Gaussians
+differ only by a per-row constant and a factor 2 in the width.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Dict, Optional
+
+import torch
+from torch import Tensor
+
+from .._validation import check_choice, check_int, check_positive, fail
+from ..distances import cosine_similarity, dot_product, squared_euclidean
+from .base import KernelNeighborhood, log_normalize, mask_diagonal
+
+__all__ = ["Gaussian", "PerplexityGaussian", "StudentT", "KNN", "perplexity_precision", "METRICS"]
+
+
+def _neg_squared_euclidean(x: Tensor, y: Tensor) -> Tensor:
+    return -squared_euclidean(x, y)
+
+
+METRICS: Dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "squared_euclidean": _neg_squared_euclidean,
+    "cosine": cosine_similarity,
+    "dot": dot_product,
+}
+
+
+def _similarity(metric: str, x: Tensor, y: Optional[Tensor]) -> Tensor:
+    return METRICS[metric](x, x if y is None else y)
+
+
+def _n_candidates(x: Tensor, y: Optional[Tensor], include_self: bool) -> int:
+    if y is None:
+        return x.shape[0] if include_self else x.shape[0] - 1
+    return y.shape[-2] if y.dim() == 3 else y.shape[0]
+
+
+class Gaussian(KernelNeighborhood):
+    """``p(j|i) = exp(s_ij / (2 sigma^2)) / sum_k exp(s_ik / (2 sigma^2))``, or ``s_ij / temperature``.
+
+    The Gaussian (softmax) kernel of Thm 1 (SNE, with ``s = -||x_i - x_j||^2``) and Thm 3
+    (InfoNCE / SimCLR, with ``metric="cosine"`` and a temperature). Give exactly one of ``sigma``
+    and ``temperature``; ``temperature = 2 sigma^2``.
+
+    Args:
+        sigma: kernel width; the log-weight is ``s / (2 sigma^2)``.
+        temperature: the log-weight is ``s / temperature``.
+        metric: ``"squared_euclidean"``, ``"cosine"`` or ``"dot"`` (module docstring).
+        include_self: keep ``j = i`` as a candidate when ``y`` is None (PCA and k-Means need it).
+    """
+
+    def __init__(self, sigma: Optional[float] = None, temperature: Optional[float] = None,
+                 metric: str = "squared_euclidean", include_self: bool = False) -> None:
+        super().__init__()
+        if (sigma is None) == (temperature is None):
+            raise fail("Gaussian", "sigma, temperature", "be given one at a time (exactly one)",
+                       (sigma, temperature))
+        self.sigma = None if sigma is None else check_positive("Gaussian", "sigma", sigma)
+        self.temperature = (None if temperature is None
+                            else check_positive("Gaussian", "temperature", temperature))
+        self.metric = check_choice("Gaussian", "metric", metric, tuple(METRICS))
+        self.include_self = bool(include_self)
+
+    @property
+    def scale(self) -> float:
+        """The factor ``1 / (2 sigma^2)`` or ``1 / temperature`` applied to the similarity."""
+        return 1.0 / (2.0 * self.sigma ** 2) if self.sigma is not None else 1.0 / self.temperature
+
+    def logits(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
+        return _similarity(self.metric, x, y) * self.scale
+
+    def extra_repr(self) -> str:
+        width = f"sigma={self.sigma}" if self.sigma is not None else f"temperature={self.temperature}"
+        return f"{width}, metric={self.metric!r}, include_self={self.include_self}"
+
+
+def perplexity_precision(sq_dist: Tensor, perplexity: float, tol: float = 1e-10,
+                         max_iter: int = 200) -> Tensor:
+    """Per-row precision ``beta_i`` with ``H(softmax(-beta_i d_i)) = log(perplexity)`` (nats).
+
+    A vectorised bisection on all rows at once (the search of SNE, Hinton & Roweis 2002): beta
+    doubles until the entropy falls below the target, then halves the bracket. Entries of
+    ``sq_dist`` equal to ``+inf`` are not candidates. Runs in float64 without gradient.
+
+    Args:
+        sq_dist: (n, m) squared distances.
+        perplexity: the target ``exp(H)``; must be below the number of candidates per row.
+        tol: stop when every row's entropy is within ``tol`` nats of the target.
+        max_iter: bisection steps at most.
+
+    Returns:
+        (n,) float64 tensor of ``beta_i = 1 / (2 sigma_i^2)``.
+    """
+    with torch.no_grad():
+        d = sq_dist.detach().to(torch.float64)
+        target = math.log(perplexity)
+        n = d.shape[0]
+        beta = torch.ones(n, dtype=torch.float64, device=d.device)
+        lo = torch.zeros_like(beta)
+        hi = torch.full_like(beta, float("inf"))
+        for _ in range(max_iter):
+            log_p = torch.log_softmax(-beta[:, None] * d, dim=1)
+            p = log_p.exp()
+            entropy = -torch.where(p > 0, p * log_p, torch.zeros_like(p)).sum(1)
+            diff = entropy - target
+            if bool((diff.abs() < tol).all()):
+                break
+            too_wide = diff > 0  # entropy too high: sharpen (raise beta)
+            lo = torch.where(too_wide, beta, lo)
+            hi = torch.where(too_wide, hi, beta)
+            beta = torch.where(too_wide,
+                               torch.where(torch.isinf(hi), beta * 2.0, (beta + hi) / 2.0),
+                               (beta + lo) / 2.0)
+        return beta
+
+
+class PerplexityGaussian(KernelNeighborhood):
+    """``p(j|i) = exp(-beta_i ||x_i - y_j||^2) / sum_k exp(-beta_i ||x_i - y_k||^2)``, ``exp(H(p_i)) = perplexity``.
+
+    SNE's input-space kernel (Thm 1; Hinton & Roweis 2002): a Gaussian whose width
+    ``sigma_i = (2 beta_i)^(-1/2)`` is chosen per anchor so that the row's perplexity equals
+    ``perplexity`` (entropy in nats, as scikit-learn and openTSNE). See :func:`perplexity_precision`.
+
+    Args:
+        perplexity: effective number of neighbours, below the number of candidates per anchor.
+        include_self: keep ``j = i`` as a candidate when ``y`` is None.
+    """
+
+    def __init__(self, perplexity: float = 30.0, include_self: bool = False) -> None:
+        super().__init__()
+        self.perplexity = check_positive("PerplexityGaussian", "perplexity", perplexity)
+        self.include_self = bool(include_self)
+
+    def logits(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
+        d = squared_euclidean(x, x if y is None else y)
+        masked = mask_diagonal(d.neg()).neg() if y is None and not self.include_self else d
+        beta = perplexity_precision(masked, self.perplexity).to(d.dtype)
+        return -beta[:, None] * d
+
+    def forward(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
+        self._check(x, y)
+        m = _n_candidates(x, y, self.include_self)
+        if self.perplexity >= m:
+            raise fail("PerplexityGaussian", "perplexity",
+                       f"be smaller than the number of candidates per anchor ({m})", self.perplexity)
+        return super().forward(x, y)
+
+    def extra_repr(self) -> str:
+        return f"perplexity={self.perplexity}, include_self={self.include_self}"
+
+
+class StudentT(KernelNeighborhood):
+    """``p(j|i) = (1 + ||x_i - y_j||^2 / dof)^(-(dof + 1) / 2) / sum_k (...)``.
+
+    The Student-t kernel with ``dof`` degrees of freedom (Table 1; Cor 1 and 2). ``dof=1`` is the
+    Cauchy kernel ``1 / (1 + d^2)`` of t-SNE and t-SimCNE; ``dof -> inf`` tends to a Gaussian.
+
+    Args:
+        dof: degrees of freedom, a true Student-t exponent (not a power on the distance).
+        include_self: keep ``j = i`` as a candidate when ``y`` is None.
+    """
+
+    def __init__(self, dof: float = 1.0, include_self: bool = False) -> None:
+        super().__init__()
+        self.dof = check_positive("StudentT", "dof", dof)
+        self.include_self = bool(include_self)
+
+    def logits(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
+        d = squared_euclidean(x, x if y is None else y)
+        return -0.5 * (self.dof + 1.0) * torch.log1p(d / self.dof)
+
+    def extra_repr(self) -> str:
+        return f"dof={self.dof}, include_self={self.include_self}"
+
+
+class KNN(KernelNeighborhood):
+    """``p(j|i) = 1[j in kNN(i)] / k``: uniform over the k nearest candidates.
+
+    The "uniform over k-neighbours" column of the periodic table (Table 1, PMI row; LGSimCLR,
+    DCD, t-SNE with uniform affinities). Ties are broken by ``torch.topk``.
+
+    Args:
+        k: number of neighbours, below the number of candidates per anchor.
+        metric: ``"squared_euclidean"``, ``"cosine"`` or ``"dot"``; nearest = most similar.
+        include_self: let ``j = i`` be one of the k neighbours when ``y`` is None.
+    """
+
+    def __init__(self, k: int, metric: str = "squared_euclidean", include_self: bool = False) -> None:
+        super().__init__()
+        self.k = check_int("KNN", "k", k, 1)
+        self.metric = check_choice("KNN", "metric", metric, tuple(METRICS))
+        self.include_self = bool(include_self)
+
+    def logits(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
+        with torch.no_grad():
+            s = _similarity(self.metric, x, y)
+            if y is None and not self.include_self:
+                s = mask_diagonal(s)
+            nearest = s.topk(self.k, dim=1).indices
+        out = torch.full(s.shape, float("-inf"), dtype=x.dtype, device=x.device)
+        return out.scatter(1, nearest, 0.0)
+
+    def forward(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
+        self._check(x, y)
+        m = _n_candidates(x, y, self.include_self)
+        if self.k >= m:
+            raise fail("KNN", "k", f"be smaller than the number of candidates per anchor ({m})", self.k)
+        return log_normalize(self.logits(x, y))
+
+    def extra_repr(self) -> str:
+        return f"k={self.k}, metric={self.metric!r}, include_self={self.include_self}"
