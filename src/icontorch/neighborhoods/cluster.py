@@ -25,6 +25,12 @@ def _log_matmul_exp(a: Tensor, b: Tensor) -> Tensor:
     return torch.log((a - a_max).exp() @ (b - b_max).exp().T) + a_max + b_max.T
 
 
+def _subtract_log_size(log_w: Tensor) -> Tensor:
+    """``log_w - log(sum_k exp(log_w_kc))`` per column, leaving columns of zero mass at ``-inf``."""
+    log_size = torch.logsumexp(log_w, dim=0, keepdim=True)
+    return log_w - torch.where(torch.isfinite(log_size), log_size, torch.zeros_like(log_size))
+
+
 def _check_log_assignments(who: str, name: str, log_phi: Tensor) -> None:
     if not isinstance(log_phi, Tensor) or log_phi.dim() != 2 or not log_phi.is_floating_point():
         raise fail(who, name, "be a 2-D floating tensor of log soft assignments (n, C)", log_phi)
@@ -55,8 +61,8 @@ class Cluster(Neighborhood):
         self.include_self = bool(include_self)
 
     def _log_weights(self, log_phi_y: Tensor) -> Tensor:
-        """``log(phi_jc / n_c)`` for the candidates."""
-        return log_phi_y - torch.logsumexp(log_phi_y, dim=0, keepdim=True)
+        """``log(phi_jc / n_c)`` for the candidates; an empty cluster (n_c = 0) stays at ``-inf``."""
+        return _subtract_log_size(log_phi_y)
 
     def forward(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
         who = type(self).__name__
@@ -99,8 +105,7 @@ class DegreeWeightedCluster(Cluster):
         if log_phi_y.shape[0] != self.degree.shape[0]:
             raise fail("DegreeWeightedCluster", "candidates", f"be the {self.degree.shape[0]} nodes "
                        "whose degrees were given", log_phi_y)
-        weighted = log_phi_y + self.degree.to(log_phi_y.dtype).log()[:, None]
-        return weighted - torch.logsumexp(weighted, dim=0, keepdim=True)
+        return _subtract_log_size(log_phi_y + self.degree.to(log_phi_y.dtype).log()[:, None])
 
     def extra_repr(self) -> str:
         return f"degree=<{tuple(self.degree.shape)}>, include_self={self.include_self}"
