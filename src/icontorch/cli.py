@@ -11,6 +11,10 @@ from . import methods
 
 __all__ = ["main"]
 
+# Further commands live in icontorch/commands/<name>.py, each with ``add_parser(subparsers)``
+# that registers its sub-command and sets ``run=``; list the modules here.
+_COMMAND_MODULES: tuple = ()
+
 
 def _table(args: argparse.Namespace) -> int:
     names = methods.available()
@@ -74,6 +78,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--n-iter", type=int, default=750, help="gradient steps (default: %(default)s)")
     demo.add_argument("--seed", type=int, default=0, help="default: %(default)s")
     demo.set_defaults(run=_demo)
+    for module in _COMMAND_MODULES:
+        module.add_parser(sub)
     return parser
 
 

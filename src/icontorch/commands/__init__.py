@@ -1,0 +1,1 @@
+"""Sub-commands of the icontorch command line, one module each (see icontorch.cli)."""
