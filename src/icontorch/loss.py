@@ -81,7 +81,6 @@ class ICon(nn.Module):
             raise IConError(f"ICon: p and q must give matrices of the same shape; got p "
                             f"{tuple(log_p.shape)} from target and q {tuple(log_q.shape)} from z.")
         log_p = log_p.to(dtype=log_q.dtype, device=log_q.device)
-        rows = self._divergence_fn()(log_p, log_q)
         empty = (log_p == float("-inf")).all(dim=1)
         if bool(empty.any()):
             if not self.skip_empty_rows:
@@ -90,8 +89,12 @@ class ICon(nn.Module):
                 raise IConError(f"ICon: every row of p must carry mass, but anchors [{shown}] have no "
                                 f"neighbour under p ({len(where)} of {len(empty)}); pass "
                                 f"skip_empty_rows=True to leave them out of the loss.")
-            rows = rows.masked_fill(empty, float("nan"))
-        return rows, empty
+            # Dropped rows are evaluated on a placeholder (p = q = 1), so that a divergence that is
+            # infinite there (reverse_kl) cannot send NaN gradients (0 * inf) into the kept rows.
+            log_p = log_p.masked_fill(empty[:, None], 0.0)
+            log_q = log_q.masked_fill(empty[:, None], 0.0)
+            return self._divergence_fn()(log_p, log_q).masked_fill(empty, float("nan")), empty
+        return self._divergence_fn()(log_p, log_q), empty
 
     def forward(self, z: Tensor, target: Optional[Tensor] = None, candidates: Optional[Tensor] = None,
                 target_candidates: Optional[Tensor] = None) -> Tensor:

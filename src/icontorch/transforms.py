@@ -42,7 +42,8 @@ class MixUniform(Neighborhood):
     """``p~(j|i) = (1 - alpha) p(j|i) + alpha / N``: alpha-debiasing by uniform mixing (section 3.3.2).
 
     N is the number of candidates of anchor i: all m columns, minus ``j = i`` when the base
-    neighbourhood excludes self. On class targets this is label smoothing; on either side of
+    neighbourhood excludes self (for a joint row from :func:`symmetrize` or :func:`joint`, minus
+    the n self pairs ``(i, i)``). On class targets this is label smoothing; on either side of
     the loss (p, q, or both, as in Fig. 6) it gives each "negative" mass ``alpha / N``. An anchor
     with no neighbour in the base stays without neighbour.
 
@@ -62,8 +63,12 @@ class MixUniform(Neighborhood):
         if self.alpha == 0.0:
             return log_p
         support = torch.ones_like(log_p, dtype=torch.bool)
-        if _self_excluded(self.base, y) and log_p.shape[0] == log_p.shape[1]:
-            support.fill_diagonal_(False)
+        if _self_excluded(self.base, y):
+            if log_p.shape[0] == log_p.shape[1]:
+                support.fill_diagonal_(False)
+            elif isinstance(self.base, (Symmetrize, Joint)):  # one row over the n*n ordered pairs
+                n = math.isqrt(log_p.shape[1])
+                support = ~torch.eye(n, dtype=torch.bool, device=log_p.device).reshape(1, -1)
         empty = (log_p == _NEG_INF).all(dim=1, keepdim=True)
         support = support & ~empty
         n_support = support.sum(1, keepdim=True).clamp_min(1).to(log_p.dtype)
