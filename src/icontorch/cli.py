@@ -7,30 +7,13 @@ import sys
 import time
 from typing import List, Optional
 
-from . import methods
+from .commands import table as table_command
 
 __all__ = ["main"]
 
 # Further commands live in icontorch/commands/<name>.py, each with ``add_parser(subparsers)``
 # that registers its sub-command and sets ``run=``; list the modules here.
-_COMMAND_MODULES: tuple = ()
-
-
-def _table(args: argparse.Namespace) -> int:
-    names = methods.available()
-    header = f"{'method':<18} {'p (supervisory)':<28} {'q (learned)':<22} {'theorem':<8} {'equality':<9} test"
-    print(header)
-    print("-" * len(header))
-    for name in names:
-        cell = methods.info(name)
-        print(f"{name:<18} {cell.column:<28} {cell.row:<22} {cell.theorem:<8} {cell.equality:<9} "
-              f"{cell.test}")
-        if args.verbose:
-            loss = getattr(methods, name)(**({"n_classes": 10} if name == "cross_entropy" else {}))
-            print(f"{'':<18} p = {loss.p!r}".replace("\n", " "))
-            print(f"{'':<18} q = {loss.q!r}".replace("\n", " "))
-    print(f"\n{len(names)} methods. Each is `icontorch.methods.<name>(...)`, an ICon(p, q) loss.")
-    return 0
+_COMMAND_MODULES: tuple = (table_command,)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -64,11 +47,6 @@ def _parser() -> argparse.ArgumentParser:
         description="I-Con: one loss, KL(p(.|i) || q(.|i)), for t-SNE, SimCLR, SupCon, CLIP, "
                     "cross-entropy, k-Means and the rest of the periodic table.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    table = sub.add_parser("table", help="list the methods implemented, with their p and q",
-                           description="List every method in icontorch.methods: its supervisory p, "
-                                       "learned q, theorem, equality type and proving test.")
-    table.add_argument("-v", "--verbose", action="store_true", help="also print each p and q object")
-    table.set_defaults(run=_table)
     demo = sub.add_parser("demo", help="I-Con t-SNE of the bundled digits: 10-NN accuracy and a plot",
                           description="Fit an I-Con t-SNE embedding of scikit-learn's digits (bundled, "
                                       "no download), print its 2-D 10-NN accuracy and write a PNG.")

@@ -1,0 +1,85 @@
+"""``icontorch table``: the periodic table in the terminal, its proofs, and the figure."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Dict, List
+
+from .. import methods
+from ..table import format_table, plot_table
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers: "argparse._SubParsersAction") -> None:
+    """Register ``icontorch table``."""
+    parser = subparsers.add_parser(
+        "table", help="list the methods of the periodic table with p, q, theorem and test",
+        description="List every method in icontorch.methods (or those named): its cell (q row / p "
+                    "column), area, theorem, equality type and proving test, then its p and q. "
+                    "Gap cells (new methods) are marked '*'. --plot draws the periodic-table figure.")
+    parser.add_argument("names", nargs="*", metavar="NAME", help="methods to show (default: all)")
+    parser.add_argument("--plot", metavar="OUT", help="also draw the figure to OUT (.png or .svg)")
+    parser.add_argument("--run-tests", action="store_true",
+                        help="run each shown method's proving test with pytest (needs a source "
+                             "checkout with tests/) and print its status")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="kept for compatibility: p and q are always printed")
+    parser.set_defaults(run=run)
+
+
+def _run_tests(names: List[str]) -> Dict[str, str]:
+    """Run the proving test functions of ``names``; returns ``{name: passed|failed|skipped|missing}``."""
+    root = Path.cwd()
+    status: Dict[str, str] = {}
+    wanted = {name: methods.info(name).test for name in names}
+    present = {n: t for n, t in wanted.items() if (root / t.split("::")[0]).is_file()}
+    for name in set(wanted) - set(present):
+        status[name] = "missing"
+    if not present:
+        return status
+    with tempfile.TemporaryDirectory() as tmp:
+        report = os.path.join(tmp, "report.xml")
+        subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        f"--junitxml={report}", *sorted(set(present.values()))],
+                       cwd=root, capture_output=True, text=True, check=False)
+        results: Dict[str, List[str]] = {}
+        if os.path.exists(report):
+            for case in ET.parse(report).getroot().iter("testcase"):
+                function = case.get("name", "").split("[")[0]
+                path = case.get("classname", "").replace(".", "/") + ".py"
+                result = ("failed" if case.find("failure") is not None or case.find("error") is not None
+                          else "skipped" if case.find("skipped") is not None else "passed")
+                results.setdefault(f"{path}::{function}", []).append(result)
+    # A parametrised test passes when every case passes (skipped cases aside).
+    outcome = {key: "failed" if "failed" in r else "passed" if "passed" in r else "skipped"
+               for key, r in results.items()}
+    for name, test in present.items():
+        status[name] = outcome.get(test, "error")
+    return status
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the table (and draw it); exit status 1 if a requested test run failed."""
+    names = args.names or methods.available()
+    unknown = [n for n in names if n not in methods.available()]
+    if unknown:
+        print(f"icontorch table: unknown method(s) {unknown}; see `icontorch table`.", file=sys.stderr)
+        return 2
+    if args.plot and not args.plot.lower().endswith((".png", ".svg")):
+        print(f"icontorch table: --plot must end in .png or .svg; got {args.plot!r}.", file=sys.stderr)
+        return 2
+    status = _run_tests(names) if args.run_tests else None
+    print(format_table(names, status))
+    if args.plot:
+        plot_table(args.plot)
+        print(f"wrote {args.plot}")
+    if status is not None and any(s not in ("passed", "skipped") for s in status.values()):
+        return 1
+    return 0

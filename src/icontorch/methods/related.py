@@ -1,0 +1,96 @@
+"""The seeds' related losses that are I-Con losses: Kernel-InfoNCE, SwAV and DINO prototypes.
+
+(SigLIP and UMAP, per-pair Bernoulli KLs, live beside CLIP and t-SNE; the baselines that are not
+I-Con losses -- debiased and decoupled contrastive learning, IIC, TEMI -- in ``baselines``.)
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from .._validation import check_choice, check_int, check_positive, check_probability, fail
+from ..loss import ICon
+from ..neighborhoods import Gaussian, PositivePairs
+from ..neighborhoods.extra import DisjointUnion, Logits, PowerExponential, SinkhornCodes, StopGradient
+from ._registry import register
+
+__all__ = ["kernel_infonce", "swav", "dino"]
+
+_REL = "tests/test_methods_related.py"
+
+
+@register(cite="Tan 2024", label="Kernel-InfoNCE", column="Uniform over positive pairs", row="Kernel mixture",
+          theorem="§1.15 (ours)", equality="exact", area="U-SSL", kind="related",
+          test=f"{_REL}::test_kernel_infonce", p="1[j = i+]",
+          q="exp(-||z_i-z_j||^gamma / t) / Z_i; 'sum' / 'concat': weighted union with the Gaussian (gamma = 2)")
+def kernel_infonce(gamma: float = 1.0, temperature: float = 0.5, mix: Optional[str] = None,
+                   weight: float = 0.5, temperature2: Optional[float] = None,
+                   split: Optional[int] = None) -> ICon:
+    """Kernel-InfoNCE: SimCLR's p with ``q ∝ exp(-||z_i - z_j||^gamma / t)`` (Tan et al. 2024).
+
+    ``mix=None``: one kernel (``gamma=1`` Laplacian, exact against the paper's ``gamma_loss``).
+    ``mix="sum"``: ``weight * L_gamma + (1 - weight) * L_2`` (their "Simple Sum": a Laplacian and
+    a Gaussian loss on the same features). ``mix="concat"``: the same weights, the first kernel on
+    features ``[:split]`` and the Gaussian on ``[split:]`` ("Concatenation"). A weighted sum of
+    I-Con losses sharing p is one I-Con loss on the disjoint union of the neighbour spaces
+    (:class:`~icontorch.neighborhoods.extra.DisjointUnion`), so both are exact.
+
+    Args:
+        gamma: power of the distance in the first kernel, in (0, 2].
+        temperature: t of the first kernel.
+        mix: None, ``"sum"`` or ``"concat"``.
+        weight: lambda, the weight of the first kernel, in (0, 1).
+        temperature2: t of the Gaussian kernel (default: ``temperature``, as their code).
+        split: the feature index where the Gaussian's block starts (``mix="concat"`` only).
+    """
+    who = "kernel_infonce"
+    first = PowerExponential(gamma, temperature)
+    if mix is None:
+        return ICon(p=PositivePairs(), q=first, divergence="cross_entropy")
+    check_choice(who, "mix", mix, (None, "sum", "concat"))
+    weight = check_probability(who, "weight", weight)
+    if not 0.0 < weight < 1.0:
+        raise fail(who, "weight", "lie strictly between 0 and 1 when mixing", weight)
+    second = PowerExponential(2.0, check_positive(who, "temperature2", temperature2 or temperature))
+    weights = (weight, 1.0 - weight)
+    blocks = None
+    if mix == "concat":
+        if split is None:
+            raise fail(who, "split", "be given with mix='concat' (where the second block starts)", split)
+        blocks = ((0, check_int(who, "split", split, 1)), (split, None))
+    return ICon(p=DisjointUnion([PositivePairs(), PositivePairs()], weights),
+                q=DisjointUnion([first, second], weights, blocks=blocks), divergence="kl")
+
+
+@register(cite="Caron 2020", label="SwAV", column="Data-label pairs", row="Gaussian", theorem="§2.4 (ours)", equality="exact",
+          area="U-SSL", kind="related", test=f"{_REL}::test_swav",
+          p="Sinkhorn code of the other crop over the prototypes (stop-gradient)",
+          q="exp(cos(z_i, c_k) / t) / sum_l exp(cos(z_i, c_l) / t) over prototypes",
+          note="Exact for the cross-entropy; p comes from the model (detached), so the KL form "
+               "differs from it by H(p) at every step.")
+def swav(temperature: float = 0.1, epsilon: float = 0.05, n_iter: int = 3) -> ICon:
+    """SwAV: p = the Sinkhorn code of the other crop, q = cosine softmax over the prototypes.
+
+    Exact (cross-entropy form) with Caron et al.'s swapped prediction. One direction is
+    ``loss(z1, target=z0n @ Cn.T, candidates=C)`` with ``z0n``, ``Cn`` unit-normalised (the codes
+    of crop 0 predicted from crop 1; the Sinkhorn runs over that crop's batch). SwAV averages
+    the directions: ``(loss(z1, s0, C) + loss(z0, s1, C)) / 2``.
+    """
+    return ICon(p=SinkhornCodes(epsilon, n_iter), q=Gaussian(temperature=temperature, metric="cosine"),
+                divergence="cross_entropy")
+
+
+@register(cite="Caron 2021", label="DINO", column="Data-label pairs", row="Gaussian", theorem="App. H", equality="exact",
+          area="U-SSL", kind="related", test=f"{_REL}::test_dino",
+          p="softmax((g_t - center) / t_t), the teacher (stop-gradient)", q="softmax(g_s / t_s), the student",
+          note="Exact for the cross-entropy; the paper lists DINO outside I-Con proper, since it "
+               "needs centring, sharpening and an EMA teacher to avoid collapse.")
+def dino(student_temperature: float = 0.1, teacher_temperature: float = 0.04) -> ICon:
+    """DINO: p = the centred, sharpened teacher softmax (no gradient), q = the student softmax.
+
+    Exact (cross-entropy form) against Caron et al.'s ``DINOLoss``. Stack the (teacher view,
+    student view) pairs with different views: ``loss(cat([s1, s0]), target=cat([t0, t1]) - center)``;
+    update ``center = m center + (1 - m) mean(teacher outputs)`` yourself.
+    """
+    return ICon(p=StopGradient(Logits(teacher_temperature)), q=Logits(student_temperature),
+                divergence="cross_entropy")

@@ -1,0 +1,170 @@
+"""Per-pair link neighbourhoods: each ordered pair (i, j) is an anchor over {linked, not linked}.
+
+Sigmoid losses (SigLIP, UMAP, LINE first order, word2vec negative sampling) are not softmax KLs:
+their link probability ``sigma(l_ij)`` is not normalised across j. They are still I-Con losses
+once each **pair** is an anchor whose neighbour space has two outcomes: the KL of row (i, j) is
+the Bernoulli KL ``KL(Bern(p_ij) || Bern(q_ij))``, and the I-Con mean over the n m pair-anchors is
+the original loss up to its constant normaliser.
+
+Every class here returns an (n m, 2) matrix of log-probabilities ``[log P(link), log P(no link)]``
+(rows log-sum-exp to 0, as the Neighborhood contract asks), with the pairs in row-major order
+(i, then j). With ``y=None`` the self pairs (i, i) are left out, giving n (n - 1) rows.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .._validation import check_choice, check_features, check_index, check_positive, fail
+from .base import Neighborhood
+from .spatial import METRICS
+
+__all__ = ["SigmoidLinks", "UMAPLinks", "SameIdLinks", "GraphLinks", "umap_ab"]
+
+
+def _pairs(values: Tensor, y: Optional[Tensor]) -> Tensor:
+    """Flatten an (n, m) matrix to its pair-anchors; drop (i, i) when the anchors are the candidates."""
+    if y is None:
+        n = values.shape[0]
+        keep = ~torch.eye(n, dtype=torch.bool, device=values.device)
+        return values[keep]
+    return values.reshape(-1)
+
+
+def _from_logit(logit: Tensor) -> Tensor:
+    """``[log sigma(l), log sigma(-l)]``: stable for any real l."""
+    return torch.stack([F.logsigmoid(logit), F.logsigmoid(-logit)], dim=1)
+
+
+def _from_probability(prob: Tensor) -> Tensor:
+    prob = prob.to(torch.get_default_dtype())
+    log_link = torch.where(prob > 0, prob.clamp_min(1e-300).log(), torch.full_like(prob, -math.inf))
+    log_none = torch.where(prob < 1, torch.log1p(-prob.clamp_max(1.0)), torch.full_like(prob, -math.inf))
+    return torch.stack([log_link, log_none], dim=1)
+
+
+class SigmoidLinks(Neighborhood):
+    """``q(link | i, j) = sigmoid(scale * s(x_i, y_j) + bias)``: SigLIP's pairwise link probability.
+
+    Args:
+        scale: the factor t on the similarity (SigLIP learns ``t = exp(t')``, initialised at 10).
+        bias: the offset b (SigLIP initialises it at -10).
+        metric: ``"dot"`` (SigLIP, on unit vectors), ``"cosine"`` or ``"squared_euclidean"``.
+    """
+
+    def __init__(self, scale: float = 10.0, bias: float = -10.0, metric: str = "dot") -> None:
+        super().__init__()
+        self.scale = check_positive("SigmoidLinks", "scale", scale)
+        if isinstance(bias, bool) or not isinstance(bias, (int, float)) or not math.isfinite(bias):
+            raise fail("SigmoidLinks", "bias", "be a finite number", bias)
+        self.bias = float(bias)
+        self.metric = check_choice("SigmoidLinks", "metric", metric, tuple(METRICS))
+
+    def forward(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
+        check_features("SigmoidLinks", "x", x)
+        if y is not None:
+            check_features("SigmoidLinks", "y", y)
+        s = METRICS[self.metric](x, x if y is None else y)
+        return _from_logit(_pairs(self.scale * s + self.bias, y))
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale}, bias={self.bias}, metric={self.metric!r}"
+
+
+def umap_ab(spread: float = 1.0, min_dist: float = 0.1) -> Tuple[float, float]:
+    """UMAP's curve constants: the least-squares fit of ``1 / (1 + a x^(2b))`` to the target curve.
+
+    The target is 1 below ``min_dist`` and ``exp(-(x - min_dist) / spread)`` above, sampled at 300
+    points on ``[0, 3 spread]`` (McInnes et al. 2018), fitted with scipy's ``curve_fit``.
+    """
+    from scipy.optimize import curve_fit
+    import numpy as np
+
+    check_positive("umap_ab", "spread", spread)
+    if isinstance(min_dist, bool) or not isinstance(min_dist, (int, float)) or not 0 <= min_dist < spread:
+        raise fail("umap_ab", "min_dist", f"lie in [0, spread={spread})", min_dist)
+    xv = np.linspace(0, spread * 3, 300)
+    yv = np.where(xv < min_dist, 1.0, np.exp(-(xv - min_dist) / spread))
+    (a, b), _ = curve_fit(lambda x, a, b: 1.0 / (1.0 + a * x ** (2 * b)), xv, yv)
+    return float(a), float(b)
+
+
+class UMAPLinks(Neighborhood):
+    """``q(link | i, j) = 1 / (1 + a ||x_i - y_j||^(2b))``: UMAP's low-dimensional membership.
+
+    Written as ``sigmoid(-(log a + b log d^2))`` so that it is stable at every distance.
+    :func:`umap_ab` gives ``(a, b)`` from UMAP's ``spread`` and ``min_dist``.
+
+    Args:
+        a: curve scale (UMAP's default fit, min_dist 0.1: about 1.577).
+        b: curve power (about 0.895).
+    """
+
+    def __init__(self, a: float = 1.577, b: float = 0.8951) -> None:
+        super().__init__()
+        self.a = check_positive("UMAPLinks", "a", a)
+        self.b = check_positive("UMAPLinks", "b", b)
+
+    def forward(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
+        check_features("UMAPLinks", "x", x)
+        if y is not None:
+            check_features("UMAPLinks", "y", y)
+        d = torch.cdist(x, x if y is None else y).pow(2)
+        # d = 0 only on the excluded diagonal (or for duplicates); keep its log finite.
+        log_d = d.clamp_min(torch.finfo(d.dtype).tiny).log()
+        return _from_logit(_pairs(-(math.log(self.a) + self.b * log_d), y))
+
+    def extra_repr(self) -> str:
+        return f"a={self.a}, b={self.b}"
+
+
+class SameIdLinks(Neighborhood):
+    """``p(link | i, j) = 1[x_i = y_j]``: hard links between items with the same id (SigLIP's targets)."""
+
+    def forward(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
+        check_index("SameIdLinks", "x", x)
+        if y is not None:
+            check_index("SameIdLinks", "y", y)
+        match = x[:, None] == (x if y is None else y)[None, :]
+        return _from_probability(_pairs(match, y).to(torch.float64))
+
+
+class GraphLinks(Neighborhood):
+    """``p(link | i, j) = v_ij``: membership strengths of a fixed graph (UMAP's fuzzy simplicial set).
+
+    Anchors and candidates are node ids. ``v`` is an (N, N) tensor with entries in [0, 1], e.g.
+    umap-learn's ``fuzzy_simplicial_set`` output made dense.
+
+    Args:
+        memberships: (N, N) link probabilities in [0, 1].
+    """
+
+    def __init__(self, memberships: Tensor) -> None:
+        super().__init__()
+        v = memberships
+        if not isinstance(v, Tensor) or v.dim() != 2 or v.shape[0] != v.shape[1]:
+            raise fail("GraphLinks", "memberships", "be a square (N, N) tensor", v)
+        v = v.to_dense() if v.layout != torch.strided else v
+        if not v.is_floating_point() or bool(torch.isnan(v).any()) or bool((v < 0).any()) \
+                or bool((v > 1).any()):
+            raise fail("GraphLinks", "memberships", "hold probabilities in [0, 1]", v)
+        self.register_buffer("memberships", v)
+
+    def forward(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
+        n_nodes = self.memberships.shape[0]
+        for name, ids in (("x", x), ("y", y)):
+            if ids is None:
+                continue
+            check_index("GraphLinks", name, ids)
+            if bool((ids < 0).any()) or bool((ids >= n_nodes).any()):
+                raise fail("GraphLinks", name, f"hold node ids in [0, {n_nodes})", ids)
+        v = self.memberships[x][:, x if y is None else y]
+        return _from_probability(_pairs(v, y))
+
+    def extra_repr(self) -> str:
+        return f"memberships=<{tuple(self.memberships.shape)}>"

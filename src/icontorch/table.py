@@ -1,0 +1,215 @@
+"""The periodic table (Fig. 1) as data, built from the method registry, and its renderings.
+
+Columns are the kinds of supervisory p, rows the kinds of learned q. Each cell holds the
+methods registered there as figure tiles, coloured by research area (grey: the paper's gaps,
+new methods); cells with none are empty (black). Registering a method updates the table:
+nothing here lists methods by hand.
+
+* :func:`periodic_table` -- the grid: ``table.cells[(row, column)].methods``.
+* :func:`format_table` -- one line per method (p, q, theorem, equality, proving test).
+* :func:`plot_table` -- the figure, to .png or .svg (matplotlib, imported lazily).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from . import methods
+from ._validation import fail
+from .methods import AREAS, COLUMNS, ROWS, MethodInfo
+
+__all__ = ["COLUMNS", "ROWS", "AREAS", "AREA_NAMES", "COLORS", "EMPTY_COLOR", "Cell", "PeriodicTable",
+           "periodic_table", "format_table", "plot_table"]
+
+#: The legend of Fig. 1.
+AREA_NAMES: Dict[str, str] = {"DR": "Dimensionality Reduction", "CL": "Cluster Learning",
+                              "U-SSL": "Unimodal SSL", "M-SSL": "Multimodal SSL",
+                              "SUP": "Supervised Learning", "GAP": "Interpretation of Gaps (new)"}
+#: The paper's colours, sampled from its figure.
+COLORS: Dict[str, str] = {"DR": "#6c88bc", "CL": "#d09246", "U-SSL": "#b16a81", "M-SSL": "#8567a0",
+                          "SUP": "#7ca86f", "GAP": "#747474"}
+EMPTY_COLOR = "#000000"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One (q row, p column) cell of the table and the methods that fill it, in figure order."""
+
+    row: str
+    column: str
+    methods: Tuple[MethodInfo, ...]
+
+    @property
+    def empty(self) -> bool:
+        return not self.methods
+
+    @property
+    def gap(self) -> bool:
+        """A grey cell: every method in it is one of the paper's gaps."""
+        return bool(self.methods) and all(m.gap for m in self.methods)
+
+
+@dataclass(frozen=True)
+class PeriodicTable:
+    """The grid of Fig. 1 plus the methods placed beside it (Table 1, variants, related losses)."""
+
+    rows: Tuple[str, ...]
+    columns: Tuple[str, ...]
+    cells: Dict[Tuple[str, str], Cell]
+    beside: Tuple[MethodInfo, ...]
+
+    def cell(self, row: str, column: str) -> Cell:
+        if (row, column) not in self.cells:
+            raise fail("PeriodicTable.cell", "(row, column)", f"be a cell of rows {self.rows} and "
+                       f"columns {self.columns}", (row, column))
+        return self.cells[(row, column)]
+
+    @property
+    def tiles(self) -> List[MethodInfo]:
+        """Every figure method, row by row (the 36 entries of Fig. 1)."""
+        return [m for r in self.rows for c in self.columns for m in self.cells[(r, c)].methods]
+
+    def counts(self) -> Dict[str, int]:
+        """Coloured tiles (existing methods), gap tiles, and empty cells."""
+        tiles = self.tiles
+        return {"coloured": sum(not m.gap for m in tiles), "gap": sum(m.gap for m in tiles),
+                "empty": sum(c.empty for c in self.cells.values())}
+
+
+def periodic_table() -> PeriodicTable:
+    """Build the table from ``methods.available()``: figure methods fill cells, the rest go beside."""
+    infos = [methods.info(name) for name in methods.available()]
+    cells = {(r, c): Cell(r, c, tuple(m for m in infos if m.kind == "figure" and (m.row, m.column) == (r, c)))
+             for r in ROWS for c in COLUMNS}
+    beside = tuple(m for m in infos if m.kind != "figure")
+    return PeriodicTable(ROWS, COLUMNS, cells, beside)
+
+
+def format_table(names: Optional[Sequence[str]] = None, status: Optional[Dict[str, str]] = None) -> str:
+    """One block per method: name, cell, theorem, equality, test status, then its p and q.
+
+    Args:
+        names: the methods to show (default: all, in table order).
+        status: optional ``{name: "passed" | "failed" | ...}`` from a test run; without it the
+            status column says which test proves the method.
+    """
+    names = list(methods.available() if names is None else names)
+    lines = [f"{'method':<26} {'area':<5} {'cell (q row / p column)':<52} {'theorem':<20} "
+             f"{'equality':<8} test"]
+    lines.append("-" * len(lines[0]))
+    for name in names:
+        m = methods.info(name)
+        tag = m.area + ("*" if m.gap else "")
+        where = f"{m.row} / {m.column}"
+        proof = m.test if status is None else f"{status.get(name, 'not run'):<8} {m.test}"
+        lines.append(f"{name:<26} {tag:<5} {where:<52} {m.theorem:<20} {m.equality:<8} {proof}")
+        lines.append(f"{'':<26} p = {m.p}")
+        lines.append(f"{'':<26} q = {m.q}")
+        if m.note:
+            lines.append(f"{'':<26} note: {m.note}")
+    counts = periodic_table().counts()
+    lines.append("")
+    lines.append(f"{len(names)} methods shown; the figure has {counts['coloured']} coloured tiles, "
+                 f"{counts['gap']} gap tiles (* = new in the paper's reading) and {counts['empty']} "
+                 f"empty cells. Each is icontorch.methods.<name>(...).")
+    return "\n".join(lines)
+
+
+def _wrap(label: str, width: int) -> str:
+    words, lines, line = label.split(), [], ""
+    for word in words:
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    lines.append(line)
+    return "\n".join(lines)
+
+
+def plot_table(path: str, title: str = "") -> str:
+    """Draw the periodic table to ``path`` (``.png`` or ``.svg``) in the paper's colours.
+
+    Black background, one tile per method (stacked when a cell holds several), grey tiles for
+    the gaps (labelled "new"), the areas' legend below, and the methods beside the table listed
+    in a footer. Returns ``path``.
+    """
+    if not isinstance(path, str) or not path.lower().endswith((".png", ".svg")):
+        raise fail("plot_table", "path", "end in .png or .svg", path)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    table = periodic_table()
+    heights = [max(1, max(len(table.cells[(r, c)].methods) for c in table.columns)) * 0.62
+               for r in table.rows]
+    heights = [max(h, 0.9) for h in heights]
+    col_w, head_w, head_h, top_h = 1.55, 1.35, 0.85, 0.6
+    total_w = head_w + 0.45 + col_w * len(table.columns) + 0.08
+    total_h = top_h + head_h + sum(heights) + 1.15
+    fig = plt.figure(figsize=(total_w * 1.05, total_h * 1.05), dpi=150, facecolor=EMPTY_COLOR)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(0, total_w)
+    ax.set_ylim(total_h, 0)
+    ax.axis("off")
+    ax.set_facecolor(EMPTY_COLOR)
+    white, line = "white", dict(edgecolor="white", linewidth=1.2)
+    x0 = 0.45 + head_w
+    y0 = top_h + head_h
+    ax.add_patch(Rectangle((x0, 0.05), col_w * len(table.columns), top_h - 0.05, facecolor=EMPTY_COLOR, **line))
+    ax.text(x0 + col_w * len(table.columns) / 2, 0.05 + (top_h - 0.05) / 2, "Supervisory Signal $p$",
+            color=white, ha="center", va="center", fontsize=15)
+    for k, column in enumerate(table.columns):
+        ax.add_patch(Rectangle((x0 + k * col_w, top_h), col_w, head_h, facecolor=EMPTY_COLOR, **line))
+        ax.text(x0 + (k + 0.5) * col_w, top_h + head_h / 2, _wrap(column, 14), color=white, ha="center",
+                va="center", fontsize=10.5)
+    ax.add_patch(Rectangle((0.05, y0), 0.4, sum(heights), facecolor=EMPTY_COLOR, **line))
+    ax.text(0.25, y0 + sum(heights) / 2, "$q$ Based on Learned Representations", color=white,
+            rotation=90, ha="center", va="center", fontsize=13)
+    y = y0
+    for r, row in enumerate(table.rows):
+        h = heights[r]
+        ax.add_patch(Rectangle((0.45, y), head_w, h, facecolor=EMPTY_COLOR, **line))
+        ax.text(0.45 + head_w / 2, y + h / 2, row.replace(" σ", "\nσ") if "σ" in row else _wrap(row, 11), color=white, ha="center",
+                va="center", fontsize=10.5)
+        for k, column in enumerate(table.columns):
+            cell = table.cells[(row, column)]
+            x = x0 + k * col_w
+            if cell.empty:
+                ax.add_patch(Rectangle((x, y), col_w, h, facecolor=EMPTY_COLOR, **line))
+                continue
+            tile_h = h / len(cell.methods)
+            for t, m in enumerate(cell.methods):
+                ty = y + t * tile_h
+                ax.add_patch(Rectangle((x, ty), col_w, tile_h, facecolor=COLORS[m.area], **line))
+                label = _wrap(m.label, 15)
+                sub = "new" if m.gap else f"[{m.cite}]" if m.cite else ""
+                size = 9.5 if tile_h > 0.5 else 8.5
+                ax.text(x + col_w / 2, ty + tile_h / 2 - (0.09 if sub else 0), label, color=white,
+                        ha="center", va="center", fontsize=size, linespacing=1.0)
+                if sub:
+                    n_lines = label.count("\n") + 1
+                    ax.text(x + col_w / 2, ty + tile_h / 2 + 0.07 * n_lines + 0.04, sub, color=white,
+                            ha="center", va="center", fontsize=7.5,
+                            style="italic" if m.gap else "normal")
+        y += h
+    # Legend: the colour families, as in the paper.
+    ly = y + 0.32
+    lx = 0.45
+    for area in AREAS:
+        ax.add_patch(Rectangle((lx, ly - 0.1), 0.2, 0.2, facecolor=COLORS[area], edgecolor="none"))
+        ax.text(lx + 0.28, ly, AREA_NAMES[area], color="#d0d0d0", va="center", fontsize=10)
+        lx += 0.28 + 0.095 * len(AREA_NAMES[area]) + 0.35
+    beside = ", ".join(m.label for m in table.beside if m.kind != "variant")
+    counts = table.counts()
+    ax.text(0.45, ly + 0.45, _wrap(f"{counts['coloured']} methods and {counts['gap']} gaps in "
+                                   f"icontorch.methods; beside the table: {beside}.", 230),
+            color="#a0a0a0", va="center", fontsize=8.5)
+    if title:
+        ax.text(total_w - 0.1, 0.3, title, color="#a0a0a0", ha="right", va="center", fontsize=9)
+    fig.savefig(path, facecolor=EMPTY_COLOR)
+    plt.close(fig)
+    return path
