@@ -124,3 +124,170 @@ def test_kmeans_hard_assignment_with_an_empty_cluster():
     value = methods.kmeans(sigma)(_one_hot_log(labels, 4), target=torch.tensor(X))
     expected = _inertia(X, labels, 3) / sigma ** 2 + _log_z(X, sigma)
     torch.testing.assert_close(n * value, torch.tensor(expected), rtol=1e-12, atol=1e-10)
+
+
+# -------------------------------------------------------------------------------- Normalized Cuts
+
+def _symmetric_graph(n, seed):
+    rng = np.random.default_rng(seed)
+    W = rng.random((n, n))
+    W = (W + W.T) / 2
+    np.fill_diagonal(W, 0.0)
+    return W
+
+
+def _ncut(W, labels):
+    """Shi & Malik: sum over non-empty clusters of cut(A, rest) / vol(A), from the definition."""
+    degree = W.sum(1)
+    total = 0.0
+    for c in np.unique(labels):
+        inside = labels == c
+        total += W[np.ix_(inside, ~inside)].sum() / degree[inside].sum()
+    return total
+
+
+def _graph_log_z(W):
+    """sum_i log sum_k exp(w_ik / d_k), k over all nodes (self included)."""
+    return logsumexp(W / W.sum(1)[None, :], axis=1).sum()
+
+
+def test_normalized_cuts():
+    n, k = 12, 3
+    W = _symmetric_graph(n, seed=0)
+    loss = methods.normalized_cuts(torch.tensor(W))
+    nodes = torch.arange(n)
+    rng = np.random.default_rng(1)
+    # Thm 14 made exact for hard partitions: n L = NCut - C + sum_i log Z_i.
+    for _ in range(6):
+        labels = rng.integers(0, k, size=n)
+        value = float(loss(_one_hot_log(labels, k), target=nodes))
+        C = len(np.unique(labels))
+        np.testing.assert_allclose(n * value, _ncut(W, labels) - C + _graph_log_z(W), rtol=1e-12)
+    # Argmin: over every bipartition of an 8-node graph the loss and NCut pick the same one.
+    n = 8
+    W = _symmetric_graph(n, seed=2)
+    W[:4, :4] += 2.0
+    W[4:, 4:] += 2.0
+    np.fill_diagonal(W, 0.0)
+    loss = methods.normalized_cuts(torch.tensor(W))
+    parts = [np.array([(m >> b) & 1 for b in range(n)]) for m in range(1, 2 ** (n - 1))]
+    values = [float(loss(_one_hot_log(p, 2), target=torch.arange(n))) for p in parts]
+    cuts = [_ncut(W, p) for p in parts]
+    assert int(np.argmin(values)) == int(np.argmin(cuts))
+    assert set(parts[int(np.argmin(values))][:4]) != set(parts[int(np.argmin(values))][4:])
+
+
+# -------------------------------------------------------------------------------------------- DCD
+
+@pytest.mark.parametrize("k", [3, 6])
+def test_dcd(k):
+    from sklearn.neighbors import kneighbors_graph
+
+    X = _blobs(n_per=7, seed=3)
+    n, C = len(X), 3
+    A = torch.tensor(kneighbors_graph(X, k, mode="connectivity").toarray()) / k   # row-normalised kNN
+    logits = torch.randn(n, C, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+
+    def generalised_kl(lg):
+        # Yang & Oja: D(A || A_hat) = sum_ij A log(A / A_hat) - A + A_hat, A_hat = W diag(1/sum W) W^T.
+        w = torch.softmax(lg, 1)
+        a_hat = w @ (w / w.sum(0)).T
+        pos = A > 0
+        return (A[pos] * (A[pos] / a_hat[pos]).log()).sum() - A.sum() + a_hat.sum()
+
+    lg = logits.clone().requires_grad_()
+    value = n * methods.dcd(k)(torch.log_softmax(lg, 1), target=torch.tensor(X))
+    (g_ours,) = torch.autograd.grad(value, lg)
+    lg = logits.clone().requires_grad_()
+    ref = generalised_kl(lg)
+    (g_ref,) = torch.autograd.grad(ref, lg)
+    torch.testing.assert_close(value.detach(), ref.detach(), rtol=0, atol=1e-11)
+    torch.testing.assert_close(g_ours, g_ref, rtol=0, atol=1e-11)
+
+
+# ----------------------------------------------------------- InfoNCE clustering and PMI clustering
+
+def _cluster_kernel(phi_a, phi_b):
+    return phi_a @ (phi_b / phi_b.sum(0)).T
+
+
+@pytest.mark.parametrize("alpha, q_alpha", [(0.0, 0.0), (0.6, None), (0.3, 0.8)])
+def test_infonce_clustering(alpha, q_alpha):
+    ids = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3, 0, 4, 4])
+    n, C = len(ids), 4
+    logits = torch.randn(n, C, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    eye = torch.eye(n, dtype=torch.bool)
+    same = (ids[:, None] == ids[None, :]) & ~eye
+    p = same / same.sum(1, keepdim=True)
+    a_q = alpha if q_alpha is None else q_alpha
+    p_mix = ((1 - alpha) * p + alpha / (n - 1)).masked_fill(eye, 0.0)   # self is not a candidate of p
+
+    def reference(lg):
+        phi = torch.softmax(lg, 1)
+        q_mix = (1 - a_q) * _cluster_kernel(phi, phi) + a_q / n       # the cluster kernel includes self
+        pos = p_mix > 0
+        return (p_mix[pos] * (p_mix[pos].log() - q_mix[pos].log())).sum() / n
+
+    loss = methods.infonce_clustering(alpha, q_alpha)
+    lg = logits.clone().requires_grad_()
+    value = loss(torch.log_softmax(lg, 1), target=ids)
+    (g_ours,) = torch.autograd.grad(value, lg)
+    lg = logits.clone().requires_grad_()
+    ref = reference(lg)
+    (g_ref,) = torch.autograd.grad(ref, lg)
+    torch.testing.assert_close(value.detach(), ref.detach(), rtol=0, atol=1e-12)
+    torch.testing.assert_close(g_ours, g_ref, rtol=0, atol=1e-12)
+    if alpha == 0.0 and a_q == 0.0:                   # undebiased: PMI clustering (Thm 15)
+        torch.testing.assert_close(value, methods.pmi_clustering()(torch.log_softmax(logits, 1), target=ids),
+                                   rtol=0, atol=1e-12)
+
+
+def test_pmi_clustering():
+    # Anchors of view 1 against the items of view 2 (cluster sizes from view 2).
+    n, C = 10, 3
+    g = torch.Generator().manual_seed(6)
+    l1, l2 = (torch.randn(n, C, generator=g, dtype=torch.float64) for _ in range(2))
+    ids = torch.arange(n)
+    loss = methods.pmi_clustering()
+
+    def reference(a, b):
+        phi1, phi2 = torch.softmax(a, 1), torch.softmax(b, 1)
+        return -_cluster_kernel(phi1, phi2).diagonal().log().mean()
+
+    leaves = [l1.clone().requires_grad_(), l2.clone().requires_grad_()]
+    value = loss(torch.log_softmax(leaves[0], 1), target=ids, candidates=torch.log_softmax(leaves[1], 1),
+                 target_candidates=ids)
+    grads = torch.autograd.grad(value, leaves)
+    leaves_ref = [l1.clone().requires_grad_(), l2.clone().requires_grad_()]
+    ref = reference(*leaves_ref)
+    grads_ref = torch.autograd.grad(ref, leaves_ref)
+    torch.testing.assert_close(value.detach(), ref.detach(), rtol=0, atol=1e-12)
+    for a, b in zip(grads, grads_ref):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------- spectral clustering
+
+def test_spectral_clustering():
+    from sklearn.cluster import SpectralClustering
+    from sklearn.manifold import spectral_embedding
+
+    X = _blobs(n_per=10, centers=((0.0, 0.0), (3.0, 0.0), (0.0, 3.0)), seed=7)
+    n, k, sigma = len(X), 3, 0.05
+    W = np.exp(-cdist(X, X, "sqeuclidean") / 2.0)
+    np.fill_diagonal(W, 0.0)
+    sc = SpectralClustering(n_clusters=k, affinity="precomputed", random_state=0).fit(W)
+    U = spectral_embedding(W, n_components=k, drop_first=False, random_state=0)   # the map it clusters
+    loss = methods.spectral_clustering(torch.tensor(W), k, sigma=sigma)
+    nodes = torch.arange(n)
+    # Cor 4 via Thm 13: n L = inertia on the spectral map / sigma^2 + a constant (scikit-learn's
+    # map; inertia ignores the sign of each eigenvector).
+    log_z = logsumexp(-cdist(U, U, "sqeuclidean") / (2 * sigma ** 2), axis=1).sum()
+    rng = np.random.default_rng(8)
+    candidates = [sc.labels_] + [rng.integers(0, k, size=n) for _ in range(5)]
+    values = []
+    for labels in candidates:
+        value = float(loss(_one_hot_log(labels, k), target=nodes))
+        np.testing.assert_allclose(n * value, _inertia(U, labels, k) / sigma ** 2 + log_z, rtol=1e-8)
+        values.append(value)
+    assert int(np.argmin(values)) == 0                 # scikit-learn's labels minimise it

@@ -230,3 +230,57 @@ def test_conditional_tsne(dof):
     # A different objective from the joint t-SNE on the same data.
     joint_value = methods.tsne(perplexity, dof=dof)(torch.tensor(Y), target=torch.tensor(X))
     assert abs(float(value) - float(joint_value)) > 1e-2
+
+
+# ------------------------------------------------------------ uniform affinities and graph layouts
+
+def _sklearn_kl_and_grad(P_square, Y):
+    """scikit-learn's exact t-SNE objective (dof = 1) on a square joint P: value and gradient."""
+    n, n_components = Y.shape
+    kl, grad = _t_sne._kl_divergence(Y.ravel(), squareform(P_square, checks=False), 1.0, n, n_components)
+    return kl, grad.reshape(n, n_components)
+
+
+@pytest.mark.parametrize("k", [3, 7])
+def test_sne_uniform_affinities(k):
+    from sklearn.neighbors import kneighbors_graph
+
+    X, Y = _data(n=30, seed=4)
+    n = len(X)
+    # scikit-learn's kNN graph, rows scaled to 1/k: p(j|i) = 1[j in kNN(i)] / k.
+    P = kneighbors_graph(X, k, mode="connectivity").toarray() / k
+    rows_ref, grad_ref = _gaussian_reference(P, Y)
+    value, g = _value_and_grad(lambda y: methods.sne_uniform_affinities(k)(y, target=torch.tensor(X)), Y)
+    torch.testing.assert_close(value, torch.tensor(rows_ref.sum() / n), rtol=0, atol=1e-12)
+    torch.testing.assert_close(g, torch.tensor(grad_ref / n), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("k", [3, 7])
+def test_tsne_uniform_affinities(k):
+    X, Y = _data(n=30, seed=5)
+    # openTSNE's uniform affinities, averaged symmetrisation: P = (P + P^T) / 2, normalised.
+    affinity = openTSNE.affinity.Uniform(X, k_neighbors=k, method="exact", symmetrize="mean")
+    P = np.asarray(affinity.P.toarray(), dtype=np.float64)
+    kl_ref, grad_ref = _sklearn_kl_and_grad(P, Y)
+    value, g = _value_and_grad(lambda y: methods.tsne_uniform_affinities(k)(y, target=torch.tensor(X)), Y)
+    torch.testing.assert_close(value, torch.tensor(kl_ref), rtol=0, atol=1e-10)
+    torch.testing.assert_close(g, torch.tensor(grad_ref), rtol=0, atol=1e-10)
+    ours = methods.tsne_uniform_affinities(k).p(torch.tensor(X)).exp().reshape(len(X), -1).numpy()
+    np.testing.assert_allclose(ours, P, rtol=0, atol=1e-15)
+
+
+def test_tsne_graph_embedding():
+    rng = np.random.default_rng(6)
+    n = 25
+    W = rng.random((n, n)) * (rng.random((n, n)) < 0.3)
+    W[np.arange(n), (np.arange(n) + 1) % n] = 1.0               # a ring keeps every degree positive
+    np.fill_diagonal(W, 0.0)
+    Y = rng.normal(size=(n, 2))
+    # openTSNE's precomputed affinities of the symmetrised random walk (w_ij/d_i + w_ji/d_j) / 2n.
+    walk = W / W.sum(1, keepdims=True)
+    P = np.asarray(openTSNE.affinity.PrecomputedAffinities((walk + walk.T) / 2).P.toarray())
+    kl_ref, grad_ref = _sklearn_kl_and_grad(P, Y)
+    loss = methods.tsne_graph_embedding(torch.tensor(W))
+    value, g = _value_and_grad(lambda y: loss(y, target=torch.arange(n)), Y)
+    torch.testing.assert_close(value, torch.tensor(kl_ref), rtol=0, atol=1e-10)
+    torch.testing.assert_close(g, torch.tensor(grad_ref), rtol=0, atol=1e-10)
