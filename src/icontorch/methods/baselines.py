@@ -109,8 +109,12 @@ class DecoupledContrastiveLoss(nn.Module):
 
 
 def _check_pair(who: str, log_phi1: Tensor, log_phi2: Tensor) -> None:
-    check_features(who, "log_phi1", log_phi1)
-    check_features(who, "log_phi2", log_phi2)
+    for name, x in (("log_phi1", log_phi1), ("log_phi2", log_phi2)):
+        # log soft assignments: -inf (a zero probability) is allowed, NaN and +inf are not
+        if not isinstance(x, Tensor) or x.dim() != 2 or x.shape[0] == 0 or not x.is_floating_point():
+            raise fail(who, name, "be a non-empty 2-D floating tensor of log soft assignments (n, C)", x)
+        if bool(torch.isnan(x).any()) or bool((x == float("inf")).any()):
+            raise fail(who, name, "contain no NaN or +inf", x)
     if log_phi1.shape != log_phi2.shape:
         raise fail(who, "log_phi2", f"have the shape of log_phi1 {tuple(log_phi1.shape)}", log_phi2)
 
