@@ -4,9 +4,10 @@ Choose a supervisory neighbourhood p and a learned neighbourhood q; :class:`ICon
 ``icontorch.methods`` holds the paper's periodic table as ready-made (p, q) pairs.
 """
 
-from . import distances, divergences, methods
+from . import distances, divergences, methods, table
 from ._validation import IConError
 from .loss import ICon
+from .tiled import SparseNeighbors
 from .neighborhoods import (KNN, Adjacency, Cluster, CrossModal, DataToClass, DegreeWeightedCluster,
                             FromCallable, Gaussian, Identity, KernelNeighborhood, Neighborhood,
                             PerplexityGaussian, PositivePairs, Precomputed, SameLabel, StudentT)
@@ -19,7 +20,7 @@ __all__ = [
     "Neighborhood", "KernelNeighborhood", "Precomputed", "FromCallable",
     "Gaussian", "PerplexityGaussian", "StudentT", "KNN",
     "SameLabel", "PositivePairs", "CrossModal", "DataToClass", "Identity",
-    "Cluster", "DegreeWeightedCluster", "Adjacency",
+    "Cluster", "DegreeWeightedCluster", "Adjacency", "SparseNeighbors",
     "mix_uniform", "symmetrize", "joint", "propagate",
-    "divergences", "distances", "methods",
+    "divergences", "distances", "methods", "table",
 ]
