@@ -16,7 +16,8 @@ def test_table_lists_every_method(capsys):
     for name in methods.available():
         assert f"\n{name} " in out
         assert methods.info(name).theorem in out
-    assert "p = ICon" not in out and "p = " in out
+    assert "p = ICon" not in out and "p = " in out and "q = " in out
+    assert "24 coloured tiles, 12 gap tiles" in out
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["table", "--help"], ["demo", "--help"]])

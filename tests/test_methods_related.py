@@ -322,3 +322,51 @@ def test_temi_pmi(beta):
                                        target_candidates=ids)
         torch.testing.assert_close(methods.temi_pmi(1.0)(teacher, F.log_softmax(student, 1)),
                                    pmi - math.log(n), rtol=0, atol=1e-12)
+
+
+# -------------------------------------------------------------------------- bad input: IConError
+
+def test_bad_input_names_the_parameter():
+    from icontorch import IConError
+    from icontorch.neighborhoods.extra import (DisjointUnion, GraphKernel, Harmonic, Logits, PowerExponential,
+                                               SinkhornCodes, spectral_embedding)
+    from icontorch.neighborhoods.links import GraphLinks, SigmoidLinks, UMAPLinks
+
+    cases = [
+        (lambda: PowerExponential(gamma=3.0), "gamma must lie in"),
+        (lambda: PowerExponential(temperature=0.0), "temperature must be a positive"),
+        (lambda: Harmonic(exponent=1.0, sigma=0.5), "exponent must exceed 1"),
+        (lambda: Harmonic(sigma=-1.0), "sigma must be a finite number >= 0"),
+        (lambda: GraphKernel(torch.zeros(3, 3)), "weights must give every node a positive degree"),
+        (lambda: GraphKernel(torch.ones(2, 3)), "weights must be a square"),
+        (lambda: GraphKernel(torch.ones(3, 3))(torch.tensor([0, 5])), "x must hold node ids in"),
+        (lambda: spectral_embedding(torch.ones(3, 3), 4), "n_components must be at most"),
+        (lambda: Logits(temperature=-1.0), "temperature must be a positive"),
+        (lambda: Logits()(torch.ones(2, 3), torch.ones(2, 3)), "y must be None"),
+        (lambda: SinkhornCodes(n_iter=0), "n_iter must be an integer >= 1"),
+        (lambda: DisjointUnion([Logits()], [0.5]), "weights must be 1 positive numbers summing to 1"),
+        (lambda: DisjointUnion([Logits(), Logits()], [0.5, 0.5], blocks=[(0, 2), (3, 1)]), "blocks must be"),
+        (lambda: DisjointUnion([Logits(), Logits()], [0.5, 0.5], blocks=[(0, 2), (2, 9)])(torch.ones(3, 4)),
+         "x must have at least 9 features"),
+        (lambda: SigmoidLinks(bias=float("nan")), "bias must be a finite number"),
+        (lambda: SigmoidLinks(metric="l1"), "metric must be one of"),
+        (lambda: UMAPLinks(a=0.0), "a must be a positive"),
+        (lambda: GraphLinks(torch.full((3, 3), 2.0)), "memberships must hold probabilities"),
+        (lambda: umap_ab(1.0, 2.0), "min_dist must lie in"),
+        (lambda: methods.kernel_infonce(mix="product"), "mix must be one of"),
+        (lambda: methods.kernel_infonce(mix="concat"), "split must be given"),
+        (lambda: methods.kernel_infonce(mix="sum", weight=1.0), "weight must lie strictly between 0 and 1"),
+        (lambda: methods.infonce_clustering(alpha=1.5), "alpha must lie in"),
+        (lambda: methods.sne_uniform_affinities(k=0), "k must be an integer >= 1"),
+        (lambda: methods.error_rate(3, sigma=0.0), "sigma must be a positive"),
+        (lambda: methods.debiased_contrastive(tau_plus=1.0), "tau_plus must lie in"),
+        (lambda: methods.debiased_contrastive()(torch.randn(4, 3), torch.tensor([0, 0, 0, 1])),
+         "target must hold every id exactly twice"),
+        (lambda: methods.iic()(torch.zeros(4, 2), torch.zeros(4, 3)), "log_phi2 must have the shape"),
+        (lambda: methods.iic()(torch.full((4, 2), math.nan), torch.zeros(4, 2)), "log_phi1 must contain no NaN"),
+        (lambda: methods.temi_pmi()(torch.zeros(4, 2), torch.zeros(4, 2), torch.tensor([1.0, -1.0])),
+         "prior must be"),
+    ]
+    for build, message in cases:
+        with pytest.raises(IConError, match=message.replace("(", r"\(")):
+            build()

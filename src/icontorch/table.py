@@ -173,8 +173,9 @@ def plot_table(path: str, title: str = "") -> str:
     for r, row in enumerate(table.rows):
         h = heights[r]
         ax.add_patch(Rectangle((0.45, y), head_w, h, facecolor=EMPTY_COLOR, **line))
-        ax.text(0.45 + head_w / 2, y + h / 2, row.replace(" σ", "\nσ") if "σ" in row else _wrap(row, 11), color=white, ha="center",
-                va="center", fontsize=10.5)
+        row_label = row.replace(" σ", "\nσ") if "σ" in row else _wrap(row, 11)
+        ax.text(0.45 + head_w / 2, y + h / 2, row_label, color=white, ha="center", va="center",
+                fontsize=10.5)
         for k, column in enumerate(table.columns):
             cell = table.cells[(row, column)]
             x = x0 + k * col_w
@@ -210,6 +211,8 @@ def plot_table(path: str, title: str = "") -> str:
             color="#a0a0a0", va="center", fontsize=8.5)
     if title:
         ax.text(total_w - 0.1, 0.3, title, color="#a0a0a0", ha="right", va="center", fontsize=9)
-    fig.savefig(path, facecolor=EMPTY_COLOR)
+    # SVG keeps its labels as text (searchable, selectable) rather than glyph outlines.
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        fig.savefig(path, facecolor=EMPTY_COLOR)
     plt.close(fig)
     return path

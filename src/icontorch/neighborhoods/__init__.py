@@ -3,7 +3,10 @@
 from .base import FromCallable, KernelNeighborhood, Neighborhood, Precomputed, as_neighborhood
 from .cluster import Cluster, DegreeWeightedCluster
 from .discrete import CrossModal, DataToClass, Identity, PositivePairs, SameLabel
+from .extra import (DisjointUnion, GraphKernel, Harmonic, Logits, PowerExponential, SinkhornCodes,
+                    SpectralGaussian, StopGradient, spectral_embedding)
 from .graph import Adjacency
+from .links import GraphLinks, SameIdLinks, SigmoidLinks, UMAPLinks, umap_ab
 from .spatial import KNN, Gaussian, PerplexityGaussian, StudentT, perplexity_precision
 
 __all__ = [
@@ -11,4 +14,7 @@ __all__ = [
     "Gaussian", "PerplexityGaussian", "StudentT", "KNN", "perplexity_precision",
     "SameLabel", "PositivePairs", "CrossModal", "DataToClass", "Identity",
     "Cluster", "DegreeWeightedCluster", "Adjacency",
+    "PowerExponential", "Harmonic", "GraphKernel", "SpectralGaussian", "spectral_embedding", "Logits",
+    "SinkhornCodes", "StopGradient", "DisjointUnion",
+    "SigmoidLinks", "UMAPLinks", "SameIdLinks", "GraphLinks", "umap_ab",
 ]
