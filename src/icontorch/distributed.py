@@ -36,12 +36,11 @@ from ._validation import IConError
 __all__ = ["check_initialized", "gather", "gather_with_grad", "reduce_rows"]
 
 
-def check_initialized(who: str, name: str) -> Tuple[int, int]:
-    """``(rank, world_size)`` of the default process group; IConError when there is none."""
+def check_initialized(who: str, name: str) -> None:
+    """Raise IConError unless the default torch.distributed process group is initialised."""
     if not (dist.is_available() and dist.is_initialized()):
         raise IConError(f"{who}: {name}=True needs an initialised torch.distributed process group "
                         f"(torchrun, or torch.distributed.init_process_group); got none.")
-    return dist.get_rank(), dist.get_world_size()
 
 
 def _sizes(n: int, device: torch.device) -> List[int]:
@@ -80,7 +79,7 @@ class _GatherWithGrad(torch.autograd.Function):
 
 def gather_with_grad(x: Tensor) -> Tuple[Tensor, int]:
     """Every rank's ``x`` concatenated in rank order, with gradient, and this rank's offset in it."""
-    check_initialized("gather_with_grad", "x")
+    check_initialized("gather_with_grad", "gather")
     sizes = _sizes(x.shape[0], x.device)
     return _GatherWithGrad.apply(x, sizes), sum(sizes[:dist.get_rank()])
 

@@ -13,7 +13,8 @@ from .divergences import DIVERGENCES
 from .neighborhoods import KNN, CrossModal, DataToClass, Gaussian, PositivePairs, SameLabel, StudentT
 from .neighborhoods.base import Neighborhood, NeighborhoodLike, as_neighborhood
 from .neighborhoods.spatial import METRICS
-from .tiled import Engine, Kernel, SparseNeighbors, Targets, cross_entropy_rows, match_lists
+from .tiled import (Engine, Kernel, SparseNeighbors, Targets, at_least_float32, cross_entropy_rows,
+                    full_precision, match_lists)
 from .transforms import MixUniform
 
 __all__ = ["ICon"]
@@ -127,23 +128,9 @@ class ICon(nn.Module):
             log_q = log_q.masked_fill(empty[:, None], 0.0)
         return self._divergence_fn()(log_p, log_q), empty
 
-    def _rows(self, z: Tensor, target: Optional[Tensor], candidates: Optional[Tensor],
-              target_candidates: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
-        """Per-anchor divergences (NaN where dropped) and the mask of anchors with an empty p row."""
-        _check_learned("z", z)
-        if candidates is not None:
-            _check_learned("candidates", candidates)
-        self_offset = None
-        if self.gather:
-            if candidates is None:
-                candidates, self_offset = distributed.gather_with_grad(z)
-                target_candidates = distributed.gather(target, "target")
-            else:
-                candidates = distributed.gather_with_grad(candidates)[0]
-                if target_candidates is not None:
-                    target_candidates = distributed.gather(target_candidates, "target_candidates")
-        elif candidates is None and target_candidates is None:
-            self_offset = 0
+    def _dispatch(self, z: Tensor, target: Optional[Tensor], candidates: Optional[Tensor],
+                  target_candidates: Optional[Tensor], self_offset: Optional[int]) -> Tuple[Tensor, Tensor]:
+        """The fused / tiled engine when (p, q, divergence, inputs) allow it, else the composed path."""
         form, reason = self.structured_form()
         if form is not None:
             reason = form.accepts(z, candidates, target_candidates, self_offset is not None)
@@ -163,6 +150,30 @@ class ICon(nn.Module):
             else:
                 tile, keep = max(n, m), True
             rows, empty = form.rows(z, target, candidates, target_candidates, self_offset, tile, keep)
+        return rows, empty
+
+    def _rows(self, z: Tensor, target: Optional[Tensor], candidates: Optional[Tensor],
+              target_candidates: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
+        """Per-anchor divergences (NaN where dropped) and the mask of anchors with an empty p row."""
+        _check_learned("z", z)
+        if candidates is not None:
+            _check_learned("candidates", candidates)
+        self_offset = None
+        if self.gather:
+            if candidates is None:
+                candidates, self_offset = distributed.gather_with_grad(z)
+                target_candidates = distributed.gather(target, "target")
+            else:
+                candidates = distributed.gather_with_grad(candidates)[0]
+                if target_candidates is not None:
+                    target_candidates = distributed.gather(target_candidates, "target_candidates")
+        elif candidates is None and target_candidates is None:
+            self_offset = 0
+        # The loss itself runs in float32 (float64 for float64 input) with autocast off, so that
+        # the log-sum-exp stays finite and accurate at small temperatures under bf16 / fp16.
+        z, candidates = at_least_float32(z), at_least_float32(candidates)
+        with full_precision(z.device.type):
+            rows, empty = self._dispatch(z, target, candidates, target_candidates, self_offset)
         if bool(empty.any()):
             if not self.skip_empty_rows and not self.gather:
                 where = empty.nonzero().flatten().tolist()

@@ -22,8 +22,9 @@ dense path. Everything runs in float32 (float64 for float64 inputs), with autoca
 
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Optional, Tuple
+from typing import ContextManager, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -93,6 +94,21 @@ class SparseNeighbors(Neighborhood):
 
     def extra_repr(self) -> str:
         return f"include_self={self.include_self}, dtype={self.dtype}"
+
+
+def full_precision(device_type: str) -> ContextManager:
+    """Autocast off on this device (a no-op context where the device has no autocast)."""
+    try:
+        return torch.autocast(device_type=device_type, enabled=False)
+    except RuntimeError:
+        return contextlib.nullcontext()
+
+
+def at_least_float32(x: Optional[Tensor]) -> Optional[Tensor]:
+    """bf16 / fp16 tensors in float32; anything else as it is."""
+    if isinstance(x, Tensor) and x.dtype in (torch.float16, torch.bfloat16):
+        return x.float()
+    return x
 
 
 def _self_cells(offset: Optional[int], i0: int, i1: int, j0: int, j1: int,
@@ -361,7 +377,7 @@ class _CrossEntropy(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g: Tensor):  # type: ignore[override]
         x, y, lse, s, kept = ctx.saved_tensors
-        with torch.autocast(device_type=x.device.type, enabled=False):
+        with full_precision(x.device.type):
             gx, gy = ctx.engine.backward(g.to(x.dtype), x, y, lse, s, kept)
         return gx, gy, None
 
@@ -373,7 +389,7 @@ def cross_entropy_rows(z: Tensor, candidates: Tensor, metric: str, engine: Engin
     kernel are exact to float32 even when the model runs in bf16 / fp16.
     """
     dtype = torch.float64 if z.dtype == torch.float64 else torch.float32
-    with torch.autocast(device_type=z.device.type, enabled=False):
+    with full_precision(z.device.type):
         x = z.to(dtype)
         y = x if candidates is z else candidates.to(dtype)
         if metric == "cosine":
