@@ -7,6 +7,7 @@ nothing here lists methods by hand.
 
 * :func:`periodic_table` -- the grid: ``table.cells[(row, column)].methods``.
 * :func:`format_table` -- one line per method (p, q, theorem, equality, proving test).
+* :func:`markdown_table` -- the same as Markdown (the body of ``docs/methods.md``).
 * :func:`plot_table` -- the figure, to .png or .svg (matplotlib, imported lazily).
 """
 
@@ -20,7 +21,7 @@ from ._validation import fail
 from .methods import AREAS, COLUMNS, ROWS, MethodInfo
 
 __all__ = ["COLUMNS", "ROWS", "AREAS", "AREA_NAMES", "COLORS", "EMPTY_COLOR", "Cell", "PeriodicTable",
-           "periodic_table", "format_table", "plot_table"]
+           "periodic_table", "format_table", "markdown_table", "plot_table"]
 
 #: The legend of Fig. 1.
 AREA_NAMES: Dict[str, str] = {"DR": "Dimensionality Reduction", "CL": "Cluster Learning",
@@ -114,6 +115,29 @@ def format_table(names: Optional[Sequence[str]] = None, status: Optional[Dict[st
                  f"{counts['gap']} gap tiles (* = new in the paper's reading) and {counts['empty']} "
                  f"empty cells. Each is icontorch.methods.<name>(...).")
     return "\n".join(lines)
+
+
+_SECTIONS = (("figure", "The periodic table (Fig. 1)"), ("variant", "Other forms of figure methods"),
+             ("table1", "In the paper's Table 1 only"),
+             ("related", "Related losses and baselines"))
+
+
+def markdown_table() -> str:
+    """Every method as Markdown tables, one per kind: the generated part of ``docs/methods.md``."""
+    infos = [methods.info(n) for n in methods.available()]
+    out = []
+    for kind, heading in _SECTIONS:
+        rows = [m for m in infos if m.kind == kind]
+        out.append(f"### {heading}\n")
+        out.append("| method | cell (q row / p column) | p(j\\|i) | q(j\\|i) | theorem | equality | proved by |")
+        out.append("|---|---|---|---|---|---|---|")
+        for m in rows:
+            name = f"`{m.name}` ({m.label})" + (" **new (gap)**" if m.gap else "")
+            proof = f"`{m.test}`" + (f"<br>*{m.note}*" if m.note else "")
+            cells = [name, f"{m.row} / {m.column}", m.p, m.q, m.theorem, m.equality, proof]
+            out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+        out.append("")
+    return "\n".join(out)
 
 
 def _wrap(label: str, width: int) -> str:
