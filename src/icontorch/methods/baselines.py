@@ -181,7 +181,8 @@ class TEMIPMILoss(nn.Module):
         return f"beta={self.beta}"
 
 
-@register(cite="Chuang 2020", label="Debiased CL (Chuang)", column="Uniform over positive pairs", row="Gaussian",
+@register(cite="Chuang 2020",
+          label="Debiased CL (Chuang)", column="Uniform over positive pairs", row="Gaussian",
           theorem="§3.3.2 (compared)", equality="none", area="U-SSL", kind="related",
           test=f"{_REL}::test_debiased_contrastive", p="1[j = i+] (no I-Con form)",
           q="softmax with the debiased normaliser Ng (not a distribution)",
@@ -193,7 +194,8 @@ def debiased_contrastive(temperature: float = 0.5, tau_plus: float = 0.1) -> Deb
     return DebiasedContrastiveLoss(temperature, tau_plus)
 
 
-@register(cite="Yeh 2022", label="Decoupled CL", column="Uniform over positive pairs", row="Gaussian", theorem="§1.13 (ours)",
+@register(cite="Yeh 2022",
+          label="Decoupled CL", column="Uniform over positive pairs", row="Gaussian", theorem="§1.13 (ours)",
           equality="none", area="U-SSL", kind="related", test=f"{_REL}::test_decoupled_contrastive",
           p="1[j = i+]", q="exp(cos / t) normalised without the positive (not a distribution over j)",
           note="A baseline, not a KL: exactly SimCLR's I-Con loss plus mean log(1 - q(i+|i)) (tested).")
@@ -202,7 +204,8 @@ def decoupled_contrastive(temperature: float = 0.1) -> DecoupledContrastiveLoss:
     return DecoupledContrastiveLoss(temperature)
 
 
-@register(cite="Ji 2019", label="IIC", column="Uniform over positive pairs", row="Uniform on clusters", theorem="§2.6 (ours)",
+@register(cite="Ji 2019",
+          label="IIC", column="Uniform over positive pairs", row="Uniform on clusters", theorem="§2.6 (ours)",
           equality="loose", area="CL", kind="related", test=f"{_REL}::test_iic",
           p="1[j = i+] (the other view)", q="the batch-pooled joint of cluster assignments",
           note="A baseline: equals PMI clustering minus log N only for one-hot assignments consistent "
@@ -212,7 +215,8 @@ def iic(lamb: float = 1.0) -> IICLoss:
     return IICLoss(lamb)
 
 
-@register(cite="Adaloglou 2023", label="TEMI (PMI)", column="Uniform over k-neighbours", row="Uniform on clusters",
+@register(cite="Adaloglou 2023",
+          label="TEMI (PMI)", column="Uniform over k-neighbours", row="Uniform on clusters",
           theorem="Thm 15", equality="loose", area="CL", kind="related", test=f"{_REL}::test_temi_pmi",
           p="1[x' is a kNN of x] (teacher anchor, student neighbour)",
           q="sum_c (phi_t phi_s)^beta / pi_c (unnormalised for beta != 1)",

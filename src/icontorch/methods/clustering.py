@@ -33,7 +33,8 @@ _FIRST = " -- in the first KL slot, plus H(q)"
 _REVERSE = functools.partial(reverse_kl, entropy_weight=1.0)
 
 
-@register(cite="Macqueen 1967", label="K-Means", column="Gaussian", row=_ROW, theorem="Thm 13", equality="argmin", area="CL",
+@register(cite="Macqueen 1967",
+          label="K-Means", column="Gaussian", row=_ROW, theorem="Thm 13", equality="argmin", area="CL",
           test=f"{_CLU}::test_kmeans_identity", p="exp(-||x_i-x_j||^2 / 2 sigma^2) / Z_i over all j",
           q=_KERNEL + _FIRST)
 def kmeans(sigma: float = 1.0) -> ICon:
@@ -64,7 +65,8 @@ def t_kmeans(dof: float = 1.0) -> ICon:
     return ICon(p=StudentT(dof, include_self=True), q=Cluster(), divergence=_REVERSE)
 
 
-@register(cite="Shi 2000", label="Normalized Cuts", column="Graph kernel weights", row=_ROW, theorem="Thm 14",
+@register(cite="Shi 2000",
+          label="Normalized Cuts", column="Graph kernel weights", row=_ROW, theorem="Thm 14",
           equality="argmin", area="CL", test=f"{_CLU}::test_normalized_cuts",
           p="exp(w_ij / d_j) / Z_i over all j", q="sum_c phi_ic phi_jc d_j / sum_k phi_kc d_k" + _FIRST)
 def normalized_cuts(weights: Tensor) -> ICon:
@@ -80,7 +82,8 @@ def normalized_cuts(weights: Tensor) -> ICon:
     return ICon(p=GraphKernel(weights), q=DegreeWeightedCluster(weights.sum(1)), divergence=_REVERSE)
 
 
-@register(cite="Yang 2012", label="DCD", column="Uniform over k-neighbours", row=_ROW, theorem="§3.2.1", equality="exact",
+@register(cite="Yang 2012",
+          label="DCD", column="Uniform over k-neighbours", row=_ROW, theorem="§3.2.1", equality="exact",
           area="CL", test=f"{_CLU}::test_dcd", p="1[j in kNN(i)] / k", q=_KERNEL)
 def dcd(k: int = 10) -> ICon:
     """DCD: p = uniform over the k nearest neighbours, q = the cluster kernel (forward KL).
@@ -93,7 +96,8 @@ def dcd(k: int = 10) -> ICon:
     return ICon(p=KNN(check_int("dcd", "k", k, 1)), q=Cluster(), divergence="kl")
 
 
-@register(cite="Ours", label="InfoNCE Clustering", column="Uniform over positive pairs", row=_ROW, theorem="§5 (new)",
+@register(cite="Ours",
+          label="InfoNCE Clustering", column="Uniform over positive pairs", row=_ROW, theorem="§5 (new)",
           equality="exact", area="CL", test=f"{_CLU}::test_infonce_clustering",
           p="(1 - alpha) p(j|i) + alpha / N, p uniform over views and neighbours",
           q="(1 - alpha_q) (cluster kernel) + alpha_q / N",
@@ -130,7 +134,8 @@ def supervised_clustering() -> ICon:
     return ICon(p=SameLabel(include_self=True), q=Cluster(), divergence="kl")
 
 
-@register(cite="Ng 2001", label="Spectral Clustering", column="Gaussian", row=_ROW, theorem="Cor 4", equality="argmin",
+@register(cite="Ng 2001",
+          label="Spectral Clustering", column="Gaussian", row=_ROW, theorem="Cor 4", equality="argmin",
           area="CL", kind="table1", test=f"{_CLU}::test_spectral_clustering",
           p="exp(-||u_i-u_j||^2 / 2 sigma^2) / Z_i, u the spectral embedding", q=_KERNEL + _FIRST)
 def spectral_clustering(weights: Tensor, n_clusters: int, sigma: float = 1.0) -> ICon:
@@ -145,7 +150,8 @@ def spectral_clustering(weights: Tensor, n_clusters: int, sigma: float = 1.0) ->
     return ICon(p=SpectralGaussian(weights, n_clusters, sigma), q=Cluster(), divergence=_REVERSE)
 
 
-@register(cite="Adaloglou 2023", label="PMI Clustering", column="Uniform over positive pairs", row=_ROW, theorem="Thm 15",
+@register(cite="Adaloglou 2023",
+          label="PMI Clustering", column="Uniform over positive pairs", row=_ROW, theorem="Thm 15",
           equality="loose", area="CL", kind="table1", test=f"{_CLU}::test_pmi_clustering",
           p="1[j is a positive of i] (other view)", q=_KERNEL,
           note="Thm 15 is a sketch: TEMI's loss has EMA cluster sizes, a beta power and weights. "

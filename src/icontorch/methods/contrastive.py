@@ -20,7 +20,8 @@ _POS = "Uniform over positive pairs"
 _COS = "exp(cos(z_i, z_j) / t) / Z_i, j != i"
 
 
-@register(cite="Bachman 2019", label="InfoNCE", column=_POS, row="Gaussian", theorem="Thm 3", equality="exact", area="U-SSL",
+@register(cite="Bachman 2019",
+          label="InfoNCE", column=_POS, row="Gaussian", theorem="Thm 3", equality="exact", area="U-SSL",
           test=f"{_CON}::test_infonce", p="1/k over the k positives of i", q=_COS)
 def infonce(temperature: float = 0.1) -> ICon:
     """InfoNCE with k positives: p = uniform over the other views of i, q = cosine softmax.
@@ -33,7 +34,8 @@ def infonce(temperature: float = 0.1) -> ICon:
                 divergence="cross_entropy")
 
 
-@register(cite="Chen 2020", label="SimCLR", column=_POS, row="Gaussian", theorem="Thm 3", equality="exact", area="U-SSL",
+@register(cite="Chen 2020",
+          label="SimCLR", column=_POS, row="Gaussian", theorem="Thm 3", equality="exact", area="U-SSL",
           test=f"{_CON}::test_simclr", p="1[j = i+] (the other view)", q=_COS + " (2B - 1 views)")
 def simclr(temperature: float = 0.5) -> ICon:
     """SimCLR / NT-Xent: p = the other view of the same item, q = cosine softmax over views j != i.
@@ -46,7 +48,8 @@ def simclr(temperature: float = 0.5) -> ICon:
                 divergence="cross_entropy")
 
 
-@register(cite="Chen 2021", label="MoCoV3", column=_POS, row="Gaussian", theorem="Fig. 1", equality="exact", area="U-SSL",
+@register(cite="Chen 2021",
+          label="MoCoV3", column=_POS, row="Gaussian", theorem="Fig. 1", equality="exact", area="U-SSL",
           test=f"{_CON}::test_mocov3", p="1[key j is i's own key]",
           q="exp(cos(query_i, key_j) / t) / Z_i over the keys (momentum encoder, no gradient)")
 def mocov3(temperature: float = 1.0) -> ICon:
@@ -60,7 +63,8 @@ def mocov3(temperature: float = 1.0) -> ICon:
                 divergence="cross_entropy")
 
 
-@register(cite="Sobal 2025", label="X-Sample CL", column="Gaussian", row="Gaussian", theorem="Thm 7", equality="exact",
+@register(cite="Sobal 2025",
+          label="X-Sample CL", column="Gaussian", row="Gaussian", theorem="Thm 7", equality="exact",
           area="U-SSL", test=f"{_CON}::test_x_sample_cl",
           p="exp(cos(g_i, g_j) / t_g) / Z_i, g auxiliary (e.g. caption) embeddings, j != i", q=_COS)
 def x_sample_cl(temperature: float = 0.1, target_temperature: float = 0.1) -> ICon:
@@ -74,7 +78,8 @@ def x_sample_cl(temperature: float = 0.1, target_temperature: float = 0.1) -> IC
                 q=Gaussian(temperature=temperature, metric="cosine"), divergence="cross_entropy")
 
 
-@register(cite="El Banani 2023", label="LGSimCLR", column="Uniform over k-neighbours", row="Gaussian", theorem="Table 1",
+@register(cite="El Banani 2023",
+          label="LGSimCLR", column="Uniform over k-neighbours", row="Gaussian", theorem="Table 1",
           equality="exact", area="U-SSL", test=f"{_CON}::test_lgsimclr",
           p="1[j in kNN_g(i)] / k, neighbours in a language-embedding space g", q=_COS)
 def lgsimclr(temperature: float = 0.1, k: int = 1) -> ICon:
@@ -88,7 +93,8 @@ def lgsimclr(temperature: float = 0.1, k: int = 1) -> ICon:
                 q=Gaussian(temperature=temperature, metric="cosine"), divergence="cross_entropy")
 
 
-@register(cite="Böhm 2023", label="t-SimCNE", column=_POS, row="Student-T", theorem="Cor 2", equality="exact", area="DR",
+@register(cite="Böhm 2023",
+          label="t-SimCNE", column=_POS, row="Student-T", theorem="Cor 2", equality="exact", area="DR",
           test=f"{_CON}::test_tsimcne", p="1[j = i+]", q="(1 + ||z_i-z_j||^2)^-1 / Z_i, j != i (2-D output)")
 def tsimcne() -> ICon:
     """t-SimCNE: SimCLR with the Cauchy kernel ``(1 + ||z_i - z_j||^2)^(-1)`` on a 2-D output (Cor 2).
@@ -98,7 +104,8 @@ def tsimcne() -> ICon:
     return ICon(p=PositivePairs(), q=StudentT(1.0), divergence="cross_entropy")
 
 
-@register(cite="Hu 2023", label="t-SimCLR", column=_POS, row="Student-T", theorem="Cor 2", equality="exact", area="U-SSL",
+@register(cite="Hu 2023",
+          label="t-SimCLR", column=_POS, row="Student-T", theorem="Cor 2", equality="exact", area="U-SSL",
           test=f"{_CON}::test_tsimclr", p="1[j = i+]",
           q="(1 + ||z_i-z_j||^2/nu)^(-(nu+1)/2) / Z_i, j != i",
           note="Tested against the Table 1 formula written independently; Hu et al.'s exact scaling "
@@ -111,7 +118,8 @@ def tsimclr(dof: float = 5.0) -> ICon:
     return ICon(p=PositivePairs(), q=StudentT(dof), divergence="cross_entropy")
 
 
-@register(cite="Bardes 2021", label="VI-Reg", column=_POS, row="Gaussian σ→∞", theorem="Thm 4", equality="limit",
+@register(cite="Bardes 2021",
+          label="VI-Reg", column=_POS, row="Gaussian σ→∞", theorem="Thm 4", equality="limit",
           area="U-SSL", test="tests/test_methods_limits.py::test_vicreg_limit", p="1[j = i+]",
           q="exp(-||z_i-z_j||^2 / sigma^2) / Z_i over all j incl. i, sigma -> inf")
 def vicreg(sigma: float = 100.0) -> ICon:
@@ -125,7 +133,8 @@ def vicreg(sigma: float = 100.0) -> ICon:
                 divergence="cross_entropy")
 
 
-@register(cite="Schroff 2015", label="Triplet Loss", column=_POS, row="Gaussian σ→0", theorem="Thm 5", equality="bound",
+@register(cite="Schroff 2015",
+          label="Triplet Loss", column=_POS, row="Gaussian σ→0", theorem="Thm 5", equality="bound",
           area="U-SSL", test="tests/test_methods_limits.py::test_triplet_bound", p="1[j = positive]",
           q="exp(-||z_i-z_j||^2 / sigma^2) over {positive, negative}, sigma -> 0")
 def triplet(sigma: float = 1.0) -> ICon:

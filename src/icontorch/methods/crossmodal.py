@@ -20,7 +20,8 @@ _X = "Cross-modal pairs"
 _P = "1[j is i's pair in the other modality]"
 
 
-@register(cite="Radford 2021", label="CLIP", column=_X, row="Gaussian", theorem="Thm 8", equality="exact", area="M-SSL",
+@register(cite="Radford 2021",
+          label="CLIP", column=_X, row="Gaussian", theorem="Thm 8", equality="exact", area="M-SSL",
           test=f"{_CON}::test_clip", p=_P, q="exp(cos(z_i, z_j) / t) / Z_i over the other modality; both directions")
 def clip(temperature: float = 0.07) -> ICon:
     """CLIP: p = the paired item of the other modality, q = cosine softmax over the other modality.
@@ -32,7 +33,8 @@ def clip(temperature: float = 0.07) -> ICon:
                 divergence="cross_entropy", symmetric=True)
 
 
-@register(cite="Tian 2020", label="CMC", column=_X, row="Gaussian", theorem="Thm 8", equality="exact", area="M-SSL",
+@register(cite="Tian 2020",
+          label="CMC", column=_X, row="Gaussian", theorem="Thm 8", equality="exact", area="M-SSL",
           test=f"{_CON}::test_cmc", p="1[j is i's own entry in the other view's memory]",
           q="exp(cos(z_i, m_j) / t) / Z_i over the sampled memory entries")
 def cmc(temperature: float = 0.07) -> ICon:
@@ -92,7 +94,8 @@ def triplet_clip(sigma: float = 0.1) -> ICon:
                 symmetric=True)
 
 
-@register(cite="Zhai 2023", label="SigLIP", column=_X, row="Bernoulli links", theorem="§1.8 (ours)", equality="exact",
+@register(cite="Zhai 2023",
+          label="SigLIP", column=_X, row="Bernoulli links", theorem="§1.8 (ours)", equality="exact",
           area="M-SSL", kind="related", test="tests/test_methods_related.py::test_siglip",
           p="1[i, j paired] per pair (two outcomes: link / no link)",
           q="sigmoid(scale cos(z_i, z_j) + bias) per pair",

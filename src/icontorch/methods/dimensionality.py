@@ -22,7 +22,8 @@ _EMB = "tests/test_methods_embedding.py"
 _GAPS = "tests/test_methods_gaps.py"
 
 
-@register(cite="Hinton 2002", label="SNE", column="Gaussian", row="Gaussian", theorem="Thm 1", equality="exact", area="DR",
+@register(cite="Hinton 2002",
+          label="SNE", column="Gaussian", row="Gaussian", theorem="Thm 1", equality="exact", area="DR",
           test=f"{_EMB}::test_sne", p="exp(-beta_i ||x_i-x_j||^2) / Z_i, perplexity-calibrated, j != i",
           q="exp(-||y_i-y_j||^2) / Z_i, j != i")
 def sne(perplexity: float = 30.0) -> ICon:
@@ -35,7 +36,8 @@ def sne(perplexity: float = 30.0) -> ICon:
     return ICon(p=PerplexityGaussian(perplexity), q=Gaussian(temperature=1.0), divergence="kl")
 
 
-@register(cite="Van der Maaten 2008", label="t-SNE", column="Gaussian", row="Student-T", theorem="Cor 1", equality="exact", area="DR",
+@register(cite="Van der Maaten 2008",
+          label="t-SNE", column="Gaussian", row="Student-T", theorem="Cor 1", equality="exact", area="DR",
           test=f"{_EMB}::test_tsne", p="(p_j|i + p_i|j) / 2n, p_j|i the perplexity Gaussian (joint)",
           q="(1 + ||y_i-y_j||^2/dof)^(-(dof+1)/2) / sum_{k != l} (...) (joint)")
 def tsne(perplexity: float = 30.0, dof: float = 1.0) -> ICon:
@@ -49,7 +51,8 @@ def tsne(perplexity: float = 30.0, dof: float = 1.0) -> ICon:
     return ICon(p=symmetrize(PerplexityGaussian(perplexity)), q=joint(StudentT(dof)), divergence="kl")
 
 
-@register(cite="Van der Maaten 2008", label="t-SNE (conditional)", column="Gaussian", row="Student-T", theorem="Cor 1",
+@register(cite="Van der Maaten 2008",
+          label="t-SNE (conditional)", column="Gaussian", row="Student-T", theorem="Cor 1",
           equality="exact", area="DR", kind="variant", test=f"{_EMB}::test_conditional_tsne",
           p="exp(-beta_i ||x_i-x_j||^2) / Z_i, j != i", q="(1 + ||y_i-y_j||^2/dof)^(-(dof+1)/2) / Z_i")
 def conditional_tsne(perplexity: float = 30.0, dof: float = 1.0) -> ICon:
@@ -147,7 +150,8 @@ def doubly_tsne(input_dof: float = 1.0, dof: float = 1.0) -> ICon:
     return ICon(p=symmetrize(StudentT(input_dof)), q=joint(StudentT(dof)), divergence="kl")
 
 
-@register(cite="Pearson 1901", label="PCA", column="Identity", row="Gaussian σ→∞", theorem="Thm 2", equality="limit", area="DR",
+@register(cite="Pearson 1901",
+          label="PCA", column="Identity", row="Gaussian σ→∞", theorem="Thm 2", equality="limit", area="DR",
           test="tests/test_methods_limits.py::test_pca_limit", p="1[i = j]",
           q="exp(-||Wx_i - Wx_j||^2 / sigma^2) / Z_i over all j incl. i, sigma -> inf")
 def pca(sigma: float = 100.0) -> ICon:
@@ -162,7 +166,8 @@ def pca(sigma: float = 100.0) -> ICon:
                 divergence="cross_entropy")
 
 
-@register(cite="McInnes 2018", label="UMAP", column="Graph kernel weights", row="Bernoulli links", theorem="§1.8 (ours)",
+@register(cite="McInnes 2018",
+          label="UMAP", column="Graph kernel weights", row="Bernoulli links", theorem="§1.8 (ours)",
           equality="exact", area="DR", kind="related", test="tests/test_methods_related.py::test_umap",
           p="v_ij, fuzzy membership of pair (i, j) (two outcomes: link / no link)",
           q="1 / (1 + a ||y_i-y_j||^(2b)) per pair",

@@ -19,7 +19,8 @@ __all__ = ["kernel_infonce", "swav", "dino"]
 _REL = "tests/test_methods_related.py"
 
 
-@register(cite="Tan 2024", label="Kernel-InfoNCE", column="Uniform over positive pairs", row="Kernel mixture",
+@register(cite="Tan 2024",
+          label="Kernel-InfoNCE", column="Uniform over positive pairs", row="Kernel mixture",
           theorem="§1.15 (ours)", equality="exact", area="U-SSL", kind="related",
           test=f"{_REL}::test_kernel_infonce", p="1[j = i+]",
           q="exp(-||z_i-z_j||^gamma / t) / Z_i; 'sum' / 'concat': weighted union with the Gaussian (gamma = 2)")
@@ -62,7 +63,8 @@ def kernel_infonce(gamma: float = 1.0, temperature: float = 0.5, mix: Optional[s
                 q=DisjointUnion([first, second], weights, blocks=blocks), divergence="kl")
 
 
-@register(cite="Caron 2020", label="SwAV", column="Data-label pairs", row="Gaussian", theorem="§2.4 (ours)", equality="exact",
+@register(cite="Caron 2020",
+          label="SwAV", column="Data-label pairs", row="Gaussian", theorem="§2.4 (ours)", equality="exact",
           area="U-SSL", kind="related", test=f"{_REL}::test_swav",
           p="Sinkhorn code of the other crop over the prototypes (stop-gradient)",
           q="exp(cos(z_i, c_k) / t) / sum_l exp(cos(z_i, c_l) / t) over prototypes",
@@ -80,7 +82,8 @@ def swav(temperature: float = 0.1, epsilon: float = 0.05, n_iter: int = 3) -> IC
                 divergence="cross_entropy")
 
 
-@register(cite="Caron 2021", label="DINO", column="Data-label pairs", row="Gaussian", theorem="App. H", equality="exact",
+@register(cite="Caron 2021",
+          label="DINO", column="Data-label pairs", row="Gaussian", theorem="App. H", equality="exact",
           area="U-SSL", kind="related", test=f"{_REL}::test_dino",
           p="softmax((g_t - center) / t_t), the teacher (stop-gradient)", q="softmax(g_s / t_s), the student",
           note="Exact for the cross-entropy; the paper lists DINO outside I-Con proper, since it "

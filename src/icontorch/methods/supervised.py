@@ -23,7 +23,8 @@ _SAME = "1[y_j = y_i] / (K_i - 1), j != i"
 _ONE = "1[j = class of i]"
 
 
-@register(cite="Khosla 2020", label="SupCon", column=_CLS, row="Gaussian", theorem="Thm 6", equality="exact", area="SUP",
+@register(cite="Khosla 2020",
+          label="SupCon", column=_CLS, row="Gaussian", theorem="Thm 6", equality="exact", area="SUP",
           test="tests/test_methods_contrastive.py::test_supcon", p=_SAME, q="exp(cos(z_i, z_j) / t) / Z_i, j != i")
 def supcon(temperature: float = 0.1) -> ICon:
     """SupCon L_out: p = uniform over same-label points j != i, q = cosine softmax over j != i.
@@ -78,7 +79,8 @@ def triplet_supcon(sigma: float = 0.1) -> ICon:
                 skip_empty_rows=True)
 
 
-@register(cite="Good 1963", label="Cross Entropy", column="Data-label pairs", row="Gaussian", theorem="Thm 9", equality="exact",
+@register(cite="Good 1963",
+          label="Cross Entropy", column="Data-label pairs", row="Gaussian", theorem="Thm 9", equality="exact",
           area="SUP", test=f"{_SUP}::test_cross_entropy", p=_ONE + " (alpha-smoothed)",
           q="exp(z_i . w_c) / sum_k exp(z_i . w_k) over classes")
 def cross_entropy(n_classes: int, label_smoothing: float = 0.0) -> ICon:
@@ -93,7 +95,8 @@ def cross_entropy(n_classes: int, label_smoothing: float = 0.0) -> ICon:
     return ICon(p=p, q=Gaussian(temperature=1.0, metric="dot"), divergence="cross_entropy")
 
 
-@register(cite="Baek 2025", label="Harmonic Loss", column="Data-label pairs", row="Student-T", theorem="Thm 10", equality="limit",
+@register(cite="Baek 2025",
+          label="Harmonic Loss", column="Data-label pairs", row="Student-T", theorem="Thm 10", equality="limit",
           area="SUP", test=f"{_SUP}::test_harmonic_loss", p=_ONE,
           q="(||z_i-w_c||^2 + (n-1) sigma^2)^(-n/2) / Z_i over classes; sigma -> 0: d^-n")
 def harmonic_loss(n_classes: int, exponent: float = 2.0, sigma: float = 0.0) -> ICon:
@@ -122,7 +125,8 @@ def error_rate(n_classes: int, sigma: float = 0.1) -> ICon:
                 divergence="cross_entropy")
 
 
-@register(cite="Devlin 2019", label="Masked Language Modelling", column="Data-label pairs", row="Gaussian", theorem="Thm 11",
+@register(cite="Devlin 2019",
+          label="Masked Language Modelling", column="Data-label pairs", row="Gaussian", theorem="Thm 11",
           equality="exact", area="SUP", kind="table1", test=f"{_SUP}::test_masked_language_modeling",
           p="1[j = the masked token of context i]", q="exp(h_i . e_j) / sum_k exp(h_i . e_k) over the vocabulary")
 def masked_language_modeling(vocab_size: int) -> ICon:
