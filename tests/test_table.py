@@ -43,7 +43,9 @@ def test_table_structure():
 
 
 def test_format_table_one_block_per_method():
-    text = table_module.format_table(["sne", "t_clip"], status={"sne": "passed"})
+    short = table_module.format_table(["sne", "t_clip"])
+    assert len(short.splitlines()) == 2 + 2 + 2 and "p = " not in short
+    text = table_module.format_table(["sne", "t_clip"], status={"sne": "passed"}, formulas=True)
     lines = text.splitlines()
     assert lines[2].startswith("sne ") and "passed" in lines[2]
     assert any(line.startswith("t_clip ") and "GAP*" in line and "not run" in line for line in lines)

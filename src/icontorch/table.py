@@ -6,7 +6,7 @@ new methods); cells with none are empty (black). Registering a method updates th
 nothing here lists methods by hand.
 
 * :func:`periodic_table` -- the grid: ``table.cells[(row, column)].methods``.
-* :func:`format_table` -- one line per method (p, q, theorem, equality, proving test).
+* :func:`format_table` -- one line per method (p, q, theorem, equality, test status).
 * :func:`markdown_table` -- the same as Markdown (the body of ``docs/methods.md``).
 * :func:`plot_table` -- the figure, to .png or .svg (matplotlib, imported lazily).
 """
@@ -87,33 +87,37 @@ def periodic_table() -> PeriodicTable:
     return PeriodicTable(ROWS, COLUMNS, cells, beside)
 
 
-def format_table(names: Optional[Sequence[str]] = None, status: Optional[Dict[str, str]] = None) -> str:
-    """One block per method: name, cell, theorem, equality, test status, then its p and q.
+def format_table(names: Optional[Sequence[str]] = None, status: Optional[Dict[str, str]] = None,
+                 formulas: bool = False) -> str:
+    """One line per method: name, area, p (column), q (row), theorem, equality, test status.
 
     Args:
         names: the methods to show (default: all, in table order).
         status: optional ``{name: "passed" | "failed" | ...}`` from a test run; without it the
-            status column says which test proves the method.
+            last column names the test that proves the method.
+        formulas: also print each method's p and q formulas (and its note) under its line.
     """
     names = list(methods.available() if names is None else names)
-    lines = [f"{'method':<26} {'area':<5} {'cell (q row / p column)':<52} {'theorem':<20} "
-             f"{'equality':<8} test"]
-    lines.append("-" * len(lines[0]))
+    lines = [f"{'method':<25} {'area':<5} {'p (column)':<27} {'q (row)':<20} {'theorem':<19} "
+             f"{'equality':<8} {'status':<8} test"]
+    lines.append("-" * (len(lines[0]) + 30))
     for name in names:
         m = methods.info(name)
         tag = m.area + ("*" if m.gap else "")
-        where = f"{m.row} / {m.column}"
-        proof = m.test if status is None else f"{status.get(name, 'not run'):<8} {m.test}"
-        lines.append(f"{name:<26} {tag:<5} {where:<52} {m.theorem:<20} {m.equality:<8} {proof}")
-        lines.append(f"{'':<26} p = {m.p}")
-        lines.append(f"{'':<26} q = {m.q}")
-        if m.note:
-            lines.append(f"{'':<26} note: {m.note}")
+        state = "-" if status is None else status.get(name, "not run")
+        lines.append(f"{name:<25} {tag:<5} {m.column:<27} {m.row:<20} {m.theorem:<19} {m.equality:<8} "
+                     f"{state:<8} {m.test}")
+        if formulas:
+            lines.append(f"{'':<25} p = {m.p}")
+            lines.append(f"{'':<25} q = {m.q}")
+            if m.note:
+                lines.append(f"{'':<25} note: {m.note}")
     counts = periodic_table().counts()
     lines.append("")
     lines.append(f"{len(names)} methods shown; the figure has {counts['coloured']} coloured tiles, "
                  f"{counts['gap']} gap tiles (* = new in the paper's reading) and {counts['empty']} "
-                 f"empty cells. Each is icontorch.methods.<name>(...).")
+                 f"empty cells. Each is icontorch.methods.<name>(...); -v prints p and q in full, "
+                 f"--run-tests fills the status column.")
     return "\n".join(lines)
 
 

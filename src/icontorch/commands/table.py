@@ -21,16 +21,17 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
     """Register ``icontorch table``."""
     parser = subparsers.add_parser(
         "table", help="list the methods of the periodic table with p, q, theorem and test",
-        description="List every method in icontorch.methods (or those named): its cell (q row / p "
-                    "column), area, theorem, equality type and proving test, then its p and q. "
-                    "Gap cells (new methods) are marked '*'. --plot draws the periodic-table figure.")
+        description="List every method in icontorch.methods (or those named), one line each: area, "
+                    "p (column), q (row), theorem, equality type, test status and proving test "
+                    "(-v adds the p and q formulas). Gap cells (new methods) are marked '*'. "
+                    "--plot draws the periodic-table figure.")
     parser.add_argument("names", nargs="*", metavar="NAME", help="methods to show (default: all)")
     parser.add_argument("--plot", metavar="OUT", help="also draw the figure to OUT (.png or .svg)")
     parser.add_argument("--run-tests", action="store_true",
                         help="run each shown method's proving test with pytest (needs a source "
                              "checkout with tests/) and print its status")
     parser.add_argument("-v", "--verbose", action="store_true",
-                        help="kept for compatibility: p and q are always printed")
+                        help="also print each method's p and q formulas and notes")
     parser.set_defaults(run=run)
 
 
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"icontorch table: --plot must end in .png or .svg; got {args.plot!r}.", file=sys.stderr)
         return 2
     status = _run_tests(names) if args.run_tests else None
-    print(format_table(names, status))
+    print(format_table(names, status, formulas=args.verbose))
     if args.plot:
         plot_table(args.plot)
         print(f"wrote {args.plot}")
