@@ -17,23 +17,24 @@ _COMMAND_MODULES: tuple = (table_command,)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    import torch
     from sklearn.datasets import load_digits
 
-    from .embedding import tsne_embedding
+    from .estimators import TSNE
     from .metrics import knn_accuracy
     from .plotting import plot_embedding
 
-    torch.manual_seed(args.seed)
     x, y = load_digits(return_X_y=True)
     print(f"I-Con t-SNE (p = symmetrised perplexity-{args.perplexity:g} Gaussian, q = joint Cauchy) "
           f"on scikit-learn digits: {x.shape[0]} images x {x.shape[1]} pixels")
+    warm_up = min(250, args.n_iter)
+    estimator = TSNE(perplexity=args.perplexity, early_exaggeration_iter=warm_up,
+                     n_iter=args.n_iter - warm_up, random_state=args.seed)
     start = time.perf_counter()
-    embedding, kl = tsne_embedding(torch.tensor(x, dtype=torch.float32), perplexity=args.perplexity,
-                                   n_iter=args.n_iter, random_state=args.seed)
+    embedding = estimator.fit_transform(x)
     seconds = time.perf_counter() - start
     accuracy = knn_accuracy(embedding, y, k=10)
-    print(f"fitted in {seconds:.1f} s; KL(P || Q) = {kl:.4f}")
+    print(f"fitted in {seconds:.1f} s ({estimator.n_iter_} iterations, method {estimator.method_!r}); "
+          f"KL(P || Q) = {estimator.kl_divergence_:.4f}")
     print(f"2-D 10-NN accuracy: {accuracy:.3f}")
     plot_embedding(embedding, y, args.output,
                    title=f"I-Con t-SNE of digits (perplexity {args.perplexity:g}); 10-NN acc {accuracy:.3f}")

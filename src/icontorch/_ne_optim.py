@@ -1,0 +1,330 @@
+"""Objectives and optimisers of a neighbour embedding (used by :mod:`icontorch.estimators`).
+
+The loss is the I-Con loss of t-SNE (q joint over pairs) or SNE (q per anchor):
+
+    L_a = a * sum_e w_e (-log w(y_i - y_j))  +  R,   R = log Z  or  (1/n) sum_i log Z_i
+
+with ``a = 1`` the KL ``sum_e w_e log p_e + L_1``. ``a > 1`` is early exaggeration: the
+attraction is multiplied, the repulsion is not, so it is a warm-up and not a KL (van der Maaten
+& Hinton 2008). Each objective returns the KL estimate and the gradient of ``L_a``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Callable, List, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import Tensor
+
+from ._repulsion import (GridInterpolator, KernelProfile, exact_sums, kernel_profile,
+                         sampled_normaliser)
+from .affinity import EdgeAffinity
+from .neighborhoods.base import KernelNeighborhood, mask_diagonal
+
+__all__ = ["DenseObjective", "SparseObjective", "ReferenceObjective", "exact_log_normaliser", "gradient_descent",
+           "auto_learning_rate", "Callback"]
+
+Callback = Callable[[int, float, Tensor], object]
+
+
+def exact_log_normaliser(y: Tensor, kernel: KernelNeighborhood, joint: bool,
+                         chunk: int = 1024) -> float:
+    """``log sum_{i != j} w_ij`` (joint) or ``(1/n) sum_i log sum_{j != i} w_ij``, all pairs, exactly.
+
+    Chunks of anchors keep the memory at O(n * chunk); computed in float64 through ``kernel.logits``.
+    """
+    n = y.shape[0]
+    y64 = y.detach().double()
+    row_lse = []
+    with torch.no_grad():
+        for start in range(0, n, chunk):
+            logits = kernel.logits(y64[start:start + chunk], y64)
+            rows = torch.arange(logits.shape[0], device=y.device)
+            logits[rows, rows + start] = float("-inf")
+            row_lse.append(torch.logsumexp(logits, 1))
+    lse = torch.cat(row_lse)
+    return float(torch.logsumexp(lse, 0)) if joint else float(lse.mean())
+
+
+class DenseObjective:
+    """The exact objective on the full (n, n) matrices, through ``kernel.logits`` and autograd.
+
+    Args:
+        log_p: (n, n) ``log P_ij`` (joint) or ``log p(j|i)``.
+        kernel: the kernel of q (``StudentT``, ``Gaussian``, ...).
+        joint: q normalised over all pairs (t-SNE) or per anchor (SNE).
+    """
+
+    def __init__(self, log_p: Tensor, kernel: KernelNeighborhood, joint: bool) -> None:
+        n = log_p.shape[0]
+        self.kernel, self.joint = kernel, joint
+        self.weight = log_p.exp() / (1 if joint else n)
+        support = self.weight > 0
+        self.support = support
+        self.neg_entropy = float((self.weight * torch.where(support, log_p, 0.0)).sum())
+
+    def terms(self, y: Tensor) -> Tuple[Tensor, Tensor]:
+        """The attraction ``-sum w_e log w_ij`` and the repulsion R, differentiable in ``y``."""
+        logits = self.kernel.logits(y)
+        attraction = -(self.weight * torch.where(self.support, logits, 0.0)).sum()
+        masked = logits if self.kernel.include_self else mask_diagonal(logits)
+        if self.joint:
+            repulsion = torch.logsumexp(masked.reshape(-1), 0)
+        else:
+            repulsion = torch.logsumexp(masked, 1).mean()
+        return attraction, repulsion
+
+    def __call__(self, y: Tensor, exaggeration: float) -> Tuple[float, Tensor]:
+        y = y.detach().requires_grad_(True)
+        attraction, repulsion = self.terms(y)
+        (grad,) = torch.autograd.grad(exaggeration * attraction + repulsion, y)
+        return self.neg_entropy + float((attraction + repulsion).detach()), grad
+
+    def kl(self, y: Tensor) -> float:
+        with torch.no_grad():
+            attraction, repulsion = self.terms(y.double())
+        return self.neg_entropy + float(attraction + repulsion)
+
+
+def _symmetric_csr(affinity: EdgeAffinity) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``A = W + W^T`` as CSR arrays (crow, col, row of each entry, value), W the edge weights."""
+    n = affinity.n
+    rows = torch.cat([affinity.rows, affinity.cols])
+    cols = torch.cat([affinity.cols, affinity.rows])
+    both = torch.sparse_coo_tensor(torch.stack([rows, cols]),
+                                   torch.cat([affinity.weight, affinity.weight]), (n, n),
+                                   check_invariants=False).coalesce()
+    row, col = both.indices()
+    crow = torch.zeros(n + 1, dtype=torch.long, device=row.device)
+    crow[1:] = torch.cumsum(torch.bincount(row, minlength=n), 0)
+    return crow, col, row, both.values()
+
+
+class SparseObjective:
+    """The objective with p on a sparse edge list and the repulsion exact, interpolated or sampled.
+
+    The attraction's gradient uses ``A = W + W^T``: ``d/dy_k sum_e W_e (-log w_e)
+    = -sum_j A_kj 2 phi'(d_kj) (y_k - y_j)``, one sparse product per step.
+
+    Args:
+        affinity: the edges of p.
+        kernel: the kernel of q.
+        repulsion: ``"exact"``, ``"fft"`` (1-D / 2-D, Student-t or Gaussian) or ``"sampled"``.
+        n_negatives: random points per anchor for ``"sampled"``.
+        generator: the random stream of ``"sampled"``.
+    """
+
+    def __init__(self, affinity: EdgeAffinity, kernel: KernelNeighborhood, repulsion: str,
+                 n_negatives: int = 64, generator: Optional[torch.Generator] = None) -> None:
+        self.affinity, self.kernel, self.repulsion = affinity, kernel, repulsion
+        self.profile: Optional[KernelProfile] = kernel_profile(kernel)
+        self.n_negatives = n_negatives
+        self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
+        self.neg_entropy = affinity.neg_entropy
+        self.grid = GridInterpolator(self.profile) if repulsion == "fft" else None
+        self.crow, self.col, self.row, self.a_value = _symmetric_csr(affinity)
+
+    def attraction(self, y: Tensor, exaggeration: float) -> Tuple[Tensor, Tensor]:
+        """``-sum_e w_e log w(y_i - y_j)`` and the gradient of ``exaggeration`` times it."""
+        if self.profile is None:
+            a = self.affinity
+            yg = y.detach().requires_grad_(True)
+            value = -(a.weight * self.kernel.logits(yg[a.rows], yg[a.cols].unsqueeze(1))[:, 0]).sum()
+            (grad,) = torch.autograd.grad(exaggeration * value, yg)
+            return value.detach(), grad
+        yt = y.T.contiguous()
+        diff = yt.index_select(1, self.row) - yt.index_select(1, self.col)   # (dim, nnz)
+        d = diff.square().sum(0)
+        value = -0.5 * (self.a_value * self.profile.log_w(d)).sum()
+        coef = self.a_value * self.profile.dlog_w(d)
+        with warnings.catch_warnings():     # "sparse CSR support is in beta": it is all we use
+            warnings.simplefilter("ignore", UserWarning)
+            matrix = torch.sparse_csr_tensor(self.crow, self.col, coef, (y.shape[0],) * 2,
+                                             check_invariants=False)
+        pulled = matrix @ torch.cat([y, y.new_ones(y.shape[0], 1)], 1)      # [C y, C 1]
+        grad = (-2.0 * exaggeration) * (y * pulled[:, -1:] - pulled[:, :-1])
+        return value, grad
+
+    def repulsion_and_grad(self, y: Tensor) -> Tuple[float, Tensor]:
+        n = y.shape[0]
+        joint = self.affinity.joint
+        if self.repulsion == "sampled":
+            yg = y.detach().requires_grad_(True)
+            value = sampled_normaliser(yg, self.kernel, joint, self.n_negatives, self.generator)
+            (grad,) = torch.autograd.grad(value, yg)
+            return float(value.detach()), grad
+        ones = y.new_ones(n, 1)
+        if self.grid is not None:
+            s, g = self.grid(y, ones, total_only=joint)
+        else:
+            s, g = exact_sums(y, ones, self.profile)
+            s = s.sum(0) if joint else s
+        if joint:
+            z = s.sum().clamp_min(1e-30)
+            return float(z.log()), g[:, 0] * (2.0 / z)
+        z = s[:, 0].clamp_min(1e-30)
+        if self.grid is not None:
+            _, g_back = self.grid(y, (1.0 / z).unsqueeze(1), with_value=False)
+        else:
+            _, g_back = exact_sums(y, (1.0 / z).unsqueeze(1), self.profile)
+        return float(z.log().mean()), (g[:, 0] / z.unsqueeze(1) + g_back[:, 0]) / n
+
+    def __call__(self, y: Tensor, exaggeration: float) -> Tuple[float, Tensor]:
+        attraction, grad_attraction = self.attraction(y, exaggeration)
+        repulsion, grad_repulsion = self.repulsion_and_grad(y)
+        return self.neg_entropy + float(attraction) + repulsion, grad_attraction + grad_repulsion
+
+    def kl(self, y: Tensor) -> float:
+        """The KL at ``y`` with the normaliser summed exactly over all pairs."""
+        a = self.affinity
+        with torch.no_grad():
+            y64 = y.detach().double()
+            log_w = self.kernel.logits(y64[a.rows], y64[a.cols].unsqueeze(1))[:, 0]
+            attraction = -float((a.weight.double() * log_w).sum())
+        return self.neg_entropy + attraction + exact_log_normaliser(y, self.kernel, a.joint)
+
+
+class ReferenceObjective:
+    """New points against a fixed reference embedding: ``(1/m) sum_i KL(p(.|i) || q(.|i))``.
+
+    Each new point i has ``p(j|i)`` over its nearest reference points and
+    ``q(j|i) = w(y_i - r_j) / sum_k w(y_i - r_k)`` over all reference points, so every point is
+    placed independently of the other new points (as openTSNE's ``transform``).
+
+    Args:
+        idx: (m, k) reference neighbours of each new point.
+        log_p: (m, k) their ``log p(j|i)``.
+        reference: (N, dim) the fitted embedding.
+        kernel: the kernel of q.
+    """
+
+    def __init__(self, idx: Tensor, log_p: Tensor, reference: Tensor, kernel: KernelNeighborhood,
+                 chunk: int = 512) -> None:
+        self.idx, self.p, self.reference, self.kernel = idx, log_p.exp(), reference, kernel
+        self.profile = kernel_profile(kernel)
+        self.chunk = chunk
+        m = idx.shape[0]
+        self.neg_entropy = float((self.p * torch.where(self.p > 0, log_p, 0.0)).sum()) / m
+        self.field = None
+        if self.profile is not None and reference.shape[1] <= 2:
+            # the reference is fixed: its kernel field is interpolated once, read at every step
+            self.field = GridInterpolator(self.profile).field(
+                reference, reference.new_ones(reference.shape[0], 1))
+
+    def _repulsion(self, y: Tensor) -> Tuple[Tensor, Tensor]:
+        """``Z_i = sum_j w(y_i - r_j)`` (m,) and ``sum_j grad w(y_i - r_j)`` (m, dim)."""
+        if self.field is not None:
+            s, g = self.field(y)
+        else:
+            s, g = exact_sums(y, self.reference.new_ones(self.reference.shape[0], 1), self.profile,
+                              y_ref=self.reference, chunk=self.chunk)
+        return s[:, 0].clamp_min(1e-30), g[:, 0]
+
+    def __call__(self, y: Tensor, exaggeration: float) -> Tuple[float, Tensor]:
+        """The mean KL of the new points and the gradient of their summed (exaggerated) loss."""
+        m = y.shape[0]
+        neighbours = self.reference[self.idx]                                  # (m, k, dim)
+        if self.profile is not None:
+            diff = y.unsqueeze(1) - neighbours
+            d = diff.square().sum(-1)
+            attraction = -(self.p * self.profile.log_w(d)).sum(1)
+            grad = (-2.0 * exaggeration) * ((self.p * self.profile.dlog_w(d)).unsqueeze(2) * diff).sum(1)
+            z, g = self._repulsion(y)
+            loss = self.neg_entropy + float(attraction.mean() + z.log().mean())
+            return loss, grad + g / z.unsqueeze(1)
+        yg = y.detach().requires_grad_(True)
+        attraction = -(self.p * self.kernel.logits(yg, neighbours)).sum()
+        repulsion = sum(torch.logsumexp(self.kernel.logits(yg[s:s + self.chunk], self.reference), 1).sum()
+                        for s in range(0, m, self.chunk))
+        (grad,) = torch.autograd.grad(exaggeration * attraction + repulsion, yg)
+        return self.neg_entropy + float(attraction.detach() + repulsion.detach()) / m, grad
+
+
+def auto_learning_rate(n: int, exaggeration: float) -> float:
+    """``max(n / (4 a), 50)``: Belkina et al.'s ``n / a`` in the units of the KL gradient.
+
+    The t-SNE gradient carries a factor 4 (``4 sum_j (p_ij - q_ij) w_ij (y_i - y_j)``) that openTSNE
+    drops; ``n / (4 a)`` here is openTSNE's ``n / a``. The floor 50 is scikit-learn's.
+    """
+    return max(n / (4.0 * exaggeration), 50.0)
+
+
+def _as_list(callbacks: Union[None, Callback, Sequence[Callback]]) -> List[Callback]:
+    if callbacks is None:
+        return []
+    if callable(callbacks):
+        return [callbacks]
+    return list(callbacks)
+
+
+def gradient_descent(y: Tensor, objective: Callable[[Tensor, float], Tuple[float, Tensor]],
+                     phases: Sequence[Tuple[int, float]], learning_rate: Union[str, float],
+                     momentum: float = 0.8, max_step_norm: Optional[float] = 5.0,
+                     max_grad_norm: Optional[float] = None, recenter: bool = True,
+                     callbacks: Union[None, Callback, Sequence[Callback]] = None,
+                     callbacks_every_iters: int = 50, verbose: bool = False,
+                     desc: str = "") -> Tuple[Tensor, int, float]:
+    """t-SNE's optimiser: momentum with per-coordinate gains (Jacobs 1988), as scikit-learn/openTSNE.
+
+    Args:
+        y: (n, dim) starting embedding (not modified).
+        objective: ``(y, exaggeration) -> (loss, gradient)``.
+        phases: ``[(iterations, exaggeration), ...]`` run in order.
+        learning_rate: a step size, or ``"auto"`` (:func:`auto_learning_rate` per phase).
+        momentum: weight of the previous update.
+        max_step_norm: clip each point's update to this length (openTSNE), None for no clip.
+        max_grad_norm: clip each point's gradient to this length, None for no clip.
+        recenter: subtract the mean after each step (the loss is translation invariant).
+        callbacks: ``f(iteration, loss, embedding)``, called every ``callbacks_every_iters``
+            iterations; a true return value stops the optimisation.
+        verbose: show a progress bar with the loss.
+
+    Returns:
+        ``(embedding, iterations run, last loss)``.
+    """
+    y = y.detach().clone()
+    n = y.shape[0]
+    update = torch.zeros_like(y)
+    gains = torch.ones_like(y)
+    callbacks = _as_list(callbacks)
+    total = sum(iters for iters, _ in phases)
+    bar = None
+    if verbose:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, desc=desc or "embedding", leave=False)
+    done, loss = 0, float("nan")
+    try:
+        for iters, exaggeration in phases:
+            lr = (auto_learning_rate(n, exaggeration) if learning_rate == "auto"
+                  else float(learning_rate))
+            for _ in range(iters):
+                loss, grad = objective(y, exaggeration)
+                if max_grad_norm is not None:
+                    norm = grad.norm(dim=1, keepdim=True)
+                    grad = grad * (max_grad_norm / norm.clamp_min(max_grad_norm))
+                flipped = (update * grad) > 0          # update = -step: same sign = direction flipped
+                gains = torch.where(flipped, gains * 0.8, gains + 0.2).clamp_min_(0.01)
+                update = momentum * update - lr * gains * grad
+                if max_step_norm is not None:
+                    norm = update.norm(dim=1, keepdim=True)
+                    update = update * (max_step_norm / norm.clamp_min(max_step_norm))
+                y += update
+                if recenter:
+                    y -= y.mean(0)
+                done += 1
+                if bar is not None:
+                    bar.update(1)
+                    if done % 10 == 0 or done == total:
+                        bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+                if callbacks and done % callbacks_every_iters == 0:
+                    if any([bool(cb(done, loss, y)) for cb in callbacks]):
+                        return y, done, loss
+                if not math.isfinite(loss):
+                    break
+    finally:
+        if bar is not None:
+            bar.close()
+    return y, done, loss

@@ -1,0 +1,117 @@
+"""Mini-batch I-Con training of a parametric mapper ``y = f(x)`` (used by :mod:`icontorch.estimators`).
+
+Each step draws ``batch_size`` edges ``(i, j)`` of p with probability ``w_e`` (``P_ij`` for
+t-SNE, ``p(j|i) / n`` for SNE) and estimates the loss on the 2 * batch_size points they touch:
+
+    L_a ~ a * mean_e (-log w(f(x_i), f(x_j)))  +  R,
+
+with the normaliser ``Z`` (or each anchor's ``Z_i``) estimated over all pairs of the batch and
+rescaled to the whole data set: ``log Z ~ logsumexp_{k != l in B} log w_kl + log(n (n-1) / (b (b-1)))``.
+This is the paper's mini-batch estimator (section 1.5) with p taken from the global kNN graph
+rather than renormalised inside the batch, so that it stays faithful when the batch is a tiny
+fraction of the data.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+
+from ._ne_optim import Callback, _as_list
+from .affinity import EdgeAffinity
+from .neighborhoods.base import KernelNeighborhood, mask_diagonal
+
+__all__ = ["train_mapper", "batch_loss"]
+
+
+def batch_loss(z_heads: Tensor, z_tails: Tensor, kernel: KernelNeighborhood, joint: bool,
+               n: int, exaggeration: float) -> Tuple[Tensor, Tensor]:
+    """The exaggerated mini-batch loss and the un-exaggerated cross-entropy estimate.
+
+    Args:
+        z_heads, z_tails: (b, dim) embeddings of the edges' two ends.
+        kernel: the kernel of q.
+        joint: q normalised over all pairs (t-SNE) or per anchor (SNE).
+        n: size of the whole data set.
+        exaggeration: factor on the attraction.
+    """
+    b = z_heads.shape[0]
+    attraction = -kernel.logits(z_heads, z_tails.unsqueeze(1))[:, 0].mean()
+    z = torch.cat([z_heads, z_tails])
+    m = z.shape[0]
+    logits = mask_diagonal(kernel.logits(z))
+    if joint:
+        repulsion = torch.logsumexp(logits.reshape(-1), 0) + math.log(n * (n - 1) / (m * (m - 1)))
+    else:
+        repulsion = (torch.logsumexp(logits[:b], 1) + math.log((n - 1) / (m - 1))).mean()
+    return exaggeration * attraction + repulsion, (attraction + repulsion).detach()
+
+
+def train_mapper(mapper: nn.Module, x: Tensor, affinity: EdgeAffinity, kernel: KernelNeighborhood,
+                 phases: Sequence[Tuple[int, float]], batch_size: int, learning_rate: float,
+                 generator: torch.Generator,
+                 callbacks: Union[None, Callback, Sequence[Callback]] = None,
+                 callbacks_every_iters: int = 50, verbose: bool = False) -> Tuple[int, float]:
+    """Train ``mapper`` with Adam on the mini-batch loss; returns ``(steps run, last KL estimate)``.
+
+    Callbacks receive ``(step, loss, embedding)`` with the embedding of all of ``x`` and may stop
+    the training by returning a true value.
+    """
+    cdf = torch.cumsum(affinity.weight.double(), 0)
+    total_weight = float(cdf[-1])
+    optimizer = torch.optim.Adam(mapper.parameters(), lr=learning_rate)
+    callbacks = _as_list(callbacks)
+    total = sum(steps for steps, _ in phases)
+    bar = None
+    if verbose:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, desc="parametric embedding", leave=False)
+    done, loss_value = 0, float("nan")
+    mapper.train()
+    try:
+        for steps, exaggeration in phases:
+            for _ in range(steps):
+                u = torch.rand(batch_size, generator=generator, dtype=torch.float64) * total_weight
+                edges = torch.searchsorted(cdf, u.to(cdf.device)).clamp_(max=cdf.shape[0] - 1)
+                heads, tails = affinity.rows[edges], affinity.cols[edges]
+                z = mapper(x[torch.cat([heads, tails])])
+                loss, estimate = batch_loss(z[:batch_size], z[batch_size:], kernel, affinity.joint,
+                                            affinity.n, exaggeration)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                loss_value = affinity.neg_entropy + float(estimate)
+                done += 1
+                if bar is not None:
+                    bar.update(1)
+                    if done % 10 == 0 or done == total:
+                        bar.set_postfix(loss=f"{loss_value:.4f}", refresh=False)
+                if callbacks and done % callbacks_every_iters == 0:
+                    with torch.no_grad():
+                        embedding = embed(mapper, x)
+                    if any([bool(cb(done, loss_value, embedding)) for cb in callbacks]):
+                        return done, loss_value
+                if not math.isfinite(loss_value):
+                    return done, loss_value
+    finally:
+        mapper.eval()
+        if bar is not None:
+            bar.close()
+    return done, loss_value
+
+
+def embed(mapper: nn.Module, x: Tensor, chunk: int = 8192) -> Tensor:
+    """``mapper(x)`` in evaluation mode, in chunks, without gradient."""
+    was_training = mapper.training
+    mapper.eval()
+    with torch.no_grad():
+        out = torch.cat([mapper(x[s:s + chunk]) for s in range(0, x.shape[0], chunk)])
+    mapper.train(was_training)
+    return out
+
+
+_ = Optional

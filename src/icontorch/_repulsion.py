@@ -1,0 +1,315 @@
+"""Kernel sums ``sum_j c_j w(y_i - y_j)`` and ``sum_j c_j grad w(y_i - y_j)``: the repulsion of q.
+
+A neighbour embedding's normaliser (``log Z`` of a joint q, ``log Z_i`` of a conditional one)
+couples every pair of points. Three ways to get it and its gradient:
+
+* :func:`exact_sums`: all pairs, in chunks of anchors (time O(n^2), memory O(n * chunk)).
+* :func:`interpolated_sums`: polynomial interpolation of the kernel on a regular grid and an FFT
+  convolution (the FIt-SNE / openTSNE scheme; 1-D and 2-D embeddings; time O(n + grid log grid)).
+* :func:`sampled_normaliser`: ``n_negatives`` random points per anchor (any dimension and kernel).
+
+The first two need a translation-invariant kernel of the squared distance, ``w = exp(phi(d))``,
+which :func:`kernel_profile` reads off ``StudentT`` and squared-euclidean ``Gaussian``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from .neighborhoods.base import KernelNeighborhood
+from .neighborhoods.spatial import Gaussian, StudentT
+
+__all__ = ["KernelProfile", "kernel_profile", "exact_sums", "GridInterpolator", "interpolated_sums",
+           "sampled_normaliser"]
+
+
+@dataclass(frozen=True)
+class KernelProfile:
+    """``log w = phi(d)`` as a function of the squared distance d, and its derivative ``phi'(d)``.
+
+    ``student_t``: ``phi = -(dof + 1) / 2 * log(1 + d / dof)``; ``gaussian``: ``phi = -scale * d``.
+    """
+
+    kind: str
+    param: float
+
+    def log_w(self, d: Tensor) -> Tensor:
+        if self.kind == "student_t":
+            return -0.5 * (self.param + 1.0) * torch.log1p(d / self.param)
+        return -self.param * d
+
+    def dlog_w(self, d: Tensor) -> Tensor:
+        """``d phi / d d``; the gradient of ``log w(y_i - y_j)`` in ``y_i`` is ``2 phi'(d) (y_i - y_j)``."""
+        if self.kind == "student_t":
+            return -0.5 * (self.param + 1.0) / (self.param + d)
+        return torch.full_like(d, -self.param)
+
+    def half_width(self) -> float:
+        """The distance r at which ``w(r) = w(0) / 2``: the length scale of the kernel."""
+        if self.kind == "student_t":
+            nu = self.param
+            return math.sqrt(nu * (2.0 ** (2.0 / (nu + 1.0)) - 1.0))
+        return math.sqrt(math.log(2.0) / self.param)
+
+
+def kernel_profile(kernel: KernelNeighborhood) -> Optional[KernelProfile]:
+    """The profile of a Student-t or squared-euclidean Gaussian kernel; None for any other."""
+    if type(kernel) is StudentT:
+        return KernelProfile("student_t", float(kernel.dof))
+    if type(kernel) is Gaussian and kernel.metric == "squared_euclidean":
+        return KernelProfile("gaussian", float(kernel.scale))
+    return None
+
+
+def _pair_sq_dist(a: Tensor, b: Tensor) -> Tensor:
+    # Direct differences: the expansion |a|^2 + |b|^2 - 2ab loses the small distances that matter
+    # most to a heavy-tailed kernel when the embedding is far from the origin.
+    return (a.unsqueeze(1) - b.unsqueeze(0)).pow(2).sum(-1)
+
+
+def exact_sums(y: Tensor, charges: Tensor, profile: KernelProfile, y_ref: Optional[Tensor] = None,
+               chunk: int = 1024) -> Tuple[Tensor, Tensor]:
+    """``S_i = sum_j c_j w(y_i - r_j)`` and ``G_i = sum_j c_j grad w(y_i - r_j)``, all pairs.
+
+    Args:
+        y: (n, dim) points at which the sums are taken.
+        charges: (m, C) weights ``c_j`` of the reference points.
+        profile: the kernel.
+        y_ref: (m, dim) reference points; None for ``y`` itself, with ``j = i`` left out.
+        chunk: anchors per block (memory O(chunk * m)).
+
+    Returns:
+        ``S`` (n, C) and ``G`` (n, C, dim).
+    """
+    ref = y if y_ref is None else y_ref
+    s_out, g_out = [], []
+    for start in range(0, y.shape[0], chunk):
+        block = y[start:start + chunk]
+        diff = block.unsqueeze(1) - ref.unsqueeze(0)                       # (b, m, dim)
+        d = diff.pow(2).sum(-1)
+        w = profile.log_w(d).exp()
+        if y_ref is None:
+            rows = torch.arange(block.shape[0], device=y.device)
+            w[rows, rows + start] = 0.0
+        grad_coef = 2.0 * w * profile.dlog_w(d)                            # grad w = coef * diff
+        s_out.append(w @ charges)
+        g_out.append(torch.einsum("bm,mc,bmk->bck", grad_coef, charges, diff))
+    return torch.cat(s_out), torch.cat(g_out)
+
+
+def _lagrange_weights(t: Tensor, n_interp: int) -> Tensor:
+    """Lagrange basis at nodes ``(k + 1/2) / n_interp`` evaluated at ``t`` in [0, 1]: (n, n_interp)."""
+    nodes = [(k + 0.5) / n_interp for k in range(n_interp)]
+    out = []
+    for k in range(n_interp):
+        basis = torch.ones_like(t)
+        for m in range(n_interp):
+            if m != k:
+                basis = basis * (t - nodes[m]) / (nodes[k] - nodes[m])
+        out.append(basis)
+    return torch.stack(out, 1)
+
+
+def _smooth_size(n: int) -> int:
+    """The smallest m >= n whose prime factors are 2, 3 and 5 (fast FFT lengths)."""
+    m = n
+    while True:
+        k = m
+        for f in (2, 3, 5):
+            while k % f == 0:
+                k //= f
+        if k == 1:
+            return m
+        m += 1
+
+
+class GridInterpolator:
+    """Kernel sums of :func:`exact_sums` (self excluded) by grid interpolation and FFT convolution.
+
+    The square holding the points is cut into ``n_boxes`` intervals per dimension, each no wider
+    than the kernel's half width and at least ``min_intervals`` of them; ``n_interp`` equispaced
+    nodes per interval make a regular grid, so the node-to-node kernel matrix is Toeplitz and is
+    applied by FFT (Linderman et al. 2019, the scheme of FIt-SNE and openTSNE). Charges are
+    spread to the nodes with Lagrange weights and the potentials read back with the same weights.
+    Once the points span more than ``min_intervals`` half widths the node spacing is fixed, so
+    the kernel's spectrum is cached and recomputed only when the grid grows.
+
+    Args:
+        profile: the kernel.
+        n_interp: nodes per interval.
+        min_intervals, max_intervals: bounds on the intervals per dimension.
+    """
+
+    def __init__(self, profile: KernelProfile, n_interp: int = 3, min_intervals: int = 50,
+                 max_intervals: int = 500) -> None:
+        self.profile, self.n_interp = profile, n_interp
+        self.min_intervals, self.max_intervals = min_intervals, max_intervals
+        self._cache: dict = {}
+
+    def _layout(self, extent: float) -> Tuple[int, float]:
+        width = self.profile.half_width()
+        if extent <= self.min_intervals * width:
+            return self.min_intervals, max(extent, 1e-12) * (1 + 1e-6) / self.min_intervals
+        n_boxes = math.ceil(extent * (1 + 1e-6) / width)
+        if n_boxes > self.max_intervals:
+            return self.max_intervals, extent * (1 + 1e-6) / self.max_intervals
+        # grow in steps of ~10% so that the cached spectrum serves many iterations
+        n_boxes = max(n_boxes, int(self.min_intervals * 1.1 ** math.ceil(
+            math.log(n_boxes / self.min_intervals) / math.log(1.1))))
+        return min(n_boxes, self.max_intervals), width
+
+    def _spectrum(self, n_boxes: int, box: float, dim: int, with_value: bool, like: Tensor) -> Tensor:
+        key = (n_boxes, box, dim, with_value, like.dtype, like.device)
+        if key in self._cache:
+            return self._cache[key]
+        size = n_boxes * self.n_interp
+        length = _smooth_size(2 * size - 1)
+        spacing = box / self.n_interp
+        # offsets 0..size-1 then -(size-1)..-1 on a circle of `length` nodes; the rest is unused
+        offs = torch.arange(length, device=like.device, dtype=like.dtype)
+        offs = torch.where(offs < size, offs, offs - length) * spacing
+        axes = [offs.reshape((-1,) + (1,) * (dim - 1 - a)) for a in range(dim)]
+        d = sum(a.square() for a in axes)
+        w = self.profile.log_w(d).exp()
+        coef = 2.0 * w * self.profile.dlog_w(d)
+        kernels = ([w] if with_value else []) + [coef * a for a in axes]
+        kernels = torch.stack([k.expand((length,) * dim) for k in kernels])
+        spectrum = torch.fft.rfftn(kernels, dim=tuple(range(-dim, 0))).unsqueeze(1)
+        if len(self._cache) > 8:
+            self._cache.clear()
+        self._cache[key] = spectrum
+        return spectrum
+
+    def _stencil(self, y: Tensor, lo: float, n_boxes: int, box: float) -> Tuple[Tensor, Tensor]:
+        """Lagrange weights (n, p^dim) of each point on the nodes of its cell, and the node indices."""
+        n, dim = y.shape
+        p = self.n_interp
+        size = n_boxes * p
+        weights, index = None, None
+        for axis in range(dim):
+            u = ((y[:, axis] - lo) / box).clamp(0.0, float(n_boxes))
+            cell = u.floor().clamp_(0, n_boxes - 1)
+            lag = _lagrange_weights(u - cell, p)                               # (n, p)
+            node = cell.long().unsqueeze(1) * p + torch.arange(p, device=y.device)
+            if weights is None:
+                weights, index = lag, node
+            else:
+                weights = (weights.unsqueeze(2) * lag.unsqueeze(1)).reshape(n, -1)
+                index = (index.unsqueeze(2) * size + node.unsqueeze(1)).reshape(n, -1)
+        return weights, index
+
+    def _charge_spectrum(self, weights: Tensor, index: Tensor, charges: Tensor, size: int,
+                         dim: int, length: int) -> Tensor:
+        n_charges = charges.shape[1]
+        grid = charges.new_zeros(n_charges, size ** dim)
+        spread = (weights.unsqueeze(2) * charges.unsqueeze(1)).reshape(-1, n_charges).T
+        grid.index_add_(1, index.reshape(-1), spread)
+        grid = grid.reshape((n_charges,) + (size,) * dim)
+        return torch.fft.rfftn(grid, s=(length,) * dim, dim=tuple(range(-dim, 0))).unsqueeze(0)
+
+    @staticmethod
+    def _node_potentials(spectrum: Tensor, charge_spectrum: Tensor, size: int, dim: int,
+                         length: int) -> Tensor:
+        """(K, C, nodes): every kernel convolved with every charge grid."""
+        potential = torch.fft.irfftn(spectrum * charge_spectrum, s=(length,) * dim,
+                                     dim=tuple(range(-dim, 0)))
+        potential = potential[(Ellipsis,) + (slice(0, size),) * dim]
+        return potential.reshape(spectrum.shape[0], charge_spectrum.shape[1], -1)
+
+    def __call__(self, y: Tensor, charges: Tensor, with_value: bool = True,
+                 total_only: bool = False) -> Tuple[Optional[Tensor], Tensor]:
+        """``S`` (n, C) and ``G`` (n, C, dim); with ``total_only``, ``S`` is ``sum_i c_i S_i`` (C,).
+
+        Args:
+            y: (n, dim) points, dim 1 or 2.
+            charges: (n, C) weights ``c_j``.
+            with_value: compute ``S``; else return None for it.
+            total_only: return the charge-weighted total of ``S`` (by Parseval, without an inverse
+                FFT), which is all a joint normaliser needs.
+        """
+        y = y.detach()
+        dim = y.shape[1]
+        lo_pt, hi_pt = float(y.min()), float(y.max())
+        n_boxes, box = self._layout(hi_pt - lo_pt)
+        lo = 0.5 * (lo_pt + hi_pt) - 0.5 * n_boxes * box
+        size = n_boxes * self.n_interp
+        length = _smooth_size(2 * size - 1)
+        weights, index = self._stencil(y, lo, n_boxes, box)
+        charge_spectrum = self._charge_spectrum(weights, index, charges, size, dim, length)
+        spectrum = self._spectrum(n_boxes, box, dim, with_value, y)         # (K, 1, ...)
+        w0 = float(self.profile.log_w(torch.zeros(())).exp())
+        s = None
+        if with_value and total_only:
+            # <g, k * g> = (1 / L^dim) sum_f k^(f) |g^(f)|^2; the half spectrum counts twice
+            # every frequency of the last axis but 0 and (for even L) L/2.
+            half = torch.full((charge_spectrum.shape[-1],), 2.0, dtype=y.dtype, device=y.device)
+            half[0] = 1.0
+            if length % 2 == 0:
+                half[-1] = 1.0
+            dims = tuple(range(-dim, 0))
+            power = (charge_spectrum[0].abs().square() * spectrum[0].real * half).sum(dims)
+            s = power / length ** dim - w0 * charges.square().sum(0)
+            spectrum = spectrum[1:]
+        potential = self._node_potentials(spectrum, charge_spectrum, size, dim, length)
+        at_points = (potential[:, :, index] * weights).sum(-1)             # (K, C, n)
+        if with_value and not total_only:
+            s = at_points[0].T - w0 * charges
+            at_points = at_points[1:]
+        return s, at_points.permute(2, 1, 0)
+
+    def field(self, y_ref: Tensor, charges: Tensor,
+              margin: float = 0.1) -> Callable[[Tensor], Tuple[Tensor, Tensor]]:
+        """The sums over fixed reference points as a function of any query points.
+
+        The grid covers the references' square widened by ``margin`` on each side; queries
+        outside it are evaluated at its border (where the kernel sums are small). Returns
+        ``evaluate(y) -> (S (n, C), G (n, C, dim))`` with no self term to exclude.
+        """
+        y_ref = y_ref.detach()
+        dim = y_ref.shape[1]
+        lo_pt, hi_pt = float(y_ref.min()), float(y_ref.max())
+        pad = margin * (hi_pt - lo_pt) + self.profile.half_width()
+        n_boxes, box = self._layout(hi_pt - lo_pt + 2 * pad)
+        lo = 0.5 * (lo_pt + hi_pt) - 0.5 * n_boxes * box
+        size = n_boxes * self.n_interp
+        length = _smooth_size(2 * size - 1)
+        weights, index = self._stencil(y_ref, lo, n_boxes, box)
+        charge_spectrum = self._charge_spectrum(weights, index, charges, size, dim, length)
+        potential = self._node_potentials(self._spectrum(n_boxes, box, dim, True, y_ref),
+                                          charge_spectrum, size, dim, length)
+
+        def evaluate(y: Tensor) -> Tuple[Tensor, Tensor]:
+            w, i = self._stencil(y.detach(), lo, n_boxes, box)
+            at_points = (potential[:, :, i] * w).sum(-1)
+            return at_points[0].T, at_points[1:].permute(2, 1, 0)
+
+        return evaluate
+
+
+def interpolated_sums(y: Tensor, charges: Tensor, profile: KernelProfile,
+                      with_value: bool = True) -> Tuple[Optional[Tensor], Tensor]:
+    """One-off :class:`GridInterpolator` call (no spectrum cache)."""
+    return GridInterpolator(profile)(y, charges, with_value=with_value)
+
+
+def sampled_normaliser(y: Tensor, kernel: KernelNeighborhood, joint: bool, n_negatives: int,
+                       generator: torch.Generator) -> Tensor:
+    """``log Z`` (joint) or ``mean_i log Z_i`` estimated from ``n_negatives`` random j per anchor.
+
+    ``Z_i ~ (n - 1) / m * sum_s w(y_i - y_{j_s})`` with the j_s uniform over the points other than
+    i; a differentiable function of ``y`` through ``kernel.logits`` (any kernel, any dimension).
+    """
+    n = y.shape[0]
+    m = n_negatives
+    j = torch.randint(0, n - 1, (n, m), generator=generator, device="cpu").to(y.device)
+    j = j + (j >= torch.arange(n, device=y.device).unsqueeze(1)).long()
+    logits = kernel.logits(y, y[j])                                          # (n, m)
+    scale = math.log((n - 1) / m)
+    if joint:
+        return torch.logsumexp(logits.reshape(-1), 0) + scale
+    return (torch.logsumexp(logits, 1) + scale).mean()

@@ -1,0 +1,172 @@
+"""The supervisory side of a neighbour embedding, ``p``, as a dense matrix or a sparse kNN graph.
+
+A neighbour embedding minimises ``L = sum_e w_e (log p_e - log q_e)``: the I-Con loss of t-SNE
+(one anchor over all ordered pairs, ``w_e = P_ij``) or of SNE (``n`` anchors, ``w_e = p(j|i) / n``).
+For large data the p side is stored as a list of edges ``(i, j)``, the pairs where p is not zero:
+
+* the candidates of each anchor are its ``n_neighbors`` nearest points (exact chunked kNN), and
+  the neighbourhood ``p`` is evaluated on them through the per-anchor candidate form of the
+  Neighborhood contract, ``p(x, x[knn])``. For :class:`~icontorch.PerplexityGaussian` this is
+  openTSNE's ``PerplexityBasedNN``: each row is calibrated over its ``3 * perplexity`` neighbours.
+* a symmetrised p (:func:`~icontorch.symmetrize`) becomes ``P = (p + p^T) / sum(p + p^T)``, a
+  sparse symmetric joint distribution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from ._validation import IConError, fail
+from .knn import exact_knn
+from .neighborhoods.base import Neighborhood
+from .neighborhoods.spatial import KNN, PerplexityGaussian
+from .transforms import Symmetrize
+
+__all__ = ["EdgeAffinity", "split_joint", "default_n_neighbors", "knn_affinity", "dense_affinity",
+           "affinity_to_reference"]
+
+
+@dataclass
+class EdgeAffinity:
+    """``p`` as edges: anchor ``rows[e]``, neighbour ``cols[e]``, loss weight and log-probability.
+
+    ``weight`` sums to 1: ``P_ij`` for a joint p, ``p(j|i) / n`` for a conditional one, so the
+    attraction of the loss is ``-sum_e weight_e log w(y_i - y_j)`` in both cases. ``log_p`` is
+    ``log P_ij`` or ``log p(j|i)``, so that ``sum_e weight_e log_p_e`` is the constant part of the KL.
+    """
+
+    rows: Tensor
+    cols: Tensor
+    weight: Tensor
+    log_p: Tensor
+    n: int
+    joint: bool
+
+    @property
+    def neg_entropy(self) -> float:
+        """``sum_e weight_e log p_e``: the KL minus the cross-entropy."""
+        return float((self.weight.double() * self.log_p.double()).sum())
+
+    def to(self, device: torch.device, dtype: torch.dtype) -> "EdgeAffinity":
+        return EdgeAffinity(self.rows.to(device), self.cols.to(device), self.weight.to(device, dtype),
+                            self.log_p.to(device, dtype), self.n, self.joint)
+
+
+def split_joint(p: Neighborhood) -> Tuple[Neighborhood, bool]:
+    """``(conditional base, True)`` for a symmetrised p, else ``(p, False)``."""
+    if isinstance(p, Symmetrize):
+        return p.base, True
+    return p, False
+
+
+def default_n_neighbors(p: Neighborhood, n: int) -> int:
+    """Candidates per anchor: ``3 * perplexity`` (openTSNE), ``k + 1`` for a kNN p, else 90.
+
+    Capped at ``n - 1``. The ``+ 1`` for :class:`~icontorch.KNN` lets it pick k of k + 1.
+    """
+    base, _ = split_joint(p)
+    if isinstance(base, PerplexityGaussian):
+        m = int(3 * base.perplexity)
+    elif isinstance(base, KNN):
+        m = base.k + 1
+    else:
+        m = 90
+    return max(1, min(n - 1, m))
+
+
+def _conditional_on_candidates(base: Neighborhood, x: Tensor, idx: Tensor, who: str,
+                               candidates: Optional[Tensor] = None,
+                               chunk_entries: int = 1 << 24) -> Tensor:
+    """``log p(idx[i, j] | i)`` over each anchor's candidates (rows of ``candidates``, default x)."""
+    candidates = x if candidates is None else candidates
+    n, m = idx.shape
+    chunk = max(1, chunk_entries // max(1, m * x.shape[1]))
+    out = []
+    with torch.no_grad():
+        for start in range(0, n, chunk):
+            rows = slice(start, start + chunk)
+            log_p = base(x[rows], candidates[idx[rows]])
+            if not isinstance(log_p, Tensor) or log_p.shape != idx[rows].shape:
+                raise IConError(f"{who}: p must return one log-probability per candidate "
+                                f"({tuple(idx[rows].shape)}) when given per-anchor candidates; "
+                                f"got {getattr(log_p, 'shape', type(log_p).__name__)}.")
+            out.append(log_p)
+    log_p = torch.cat(out)
+    empty = torch.isneginf(log_p).all(1)
+    if bool(empty.any()):
+        raise IConError(f"{who}: every point needs a neighbour under p, but {int(empty.sum())} of {n} "
+                        f"have none among their {m} nearest candidates (duplicated points?).")
+    return log_p
+
+
+def knn_affinity(p: Neighborhood, x: Tensor, n_neighbors: int, who: str) -> EdgeAffinity:
+    """Sparse p over each point's ``n_neighbors`` exact nearest neighbours (squared euclidean).
+
+    Args:
+        p: a conditional neighbourhood on the data, or ``symmetrize(conditional)`` for t-SNE.
+        x: (n, d) data.
+        n_neighbors: candidates per anchor, ``1 <= n_neighbors < n``.
+        who: the caller, for error messages.
+
+    Returns:
+        The edges of p: symmetric joint ``P_ij`` for a symmetrised p, ``p(j|i)`` otherwise.
+    """
+    base, joint = split_joint(p)
+    n = x.shape[0]
+    idx, _ = exact_knn(x, n_neighbors, metric="squared_euclidean")
+    log_p = _conditional_on_candidates(base, x, idx, who)
+    rows = torch.arange(n, device=x.device).repeat_interleave(n_neighbors)
+    cols = idx.reshape(-1)
+    log_p = log_p.reshape(-1)
+    keep = torch.isfinite(log_p)
+    rows, cols, log_p = rows[keep], cols[keep], log_p[keep]
+    if not joint:
+        weight = log_p.exp() / n
+        return EdgeAffinity(rows, cols, weight, log_p, n, joint=False)
+    # P = (p + p^T) / sum: summing an edge list with its transpose in double precision.
+    both = torch.stack([torch.cat([rows, cols]), torch.cat([cols, rows])])
+    values = torch.cat([log_p, log_p]).double().exp()
+    summed = torch.sparse_coo_tensor(both, values, (n, n), check_invariants=False).coalesce()
+    pairs, values = summed.indices(), summed.values()
+    keep = values > 0
+    values = values[keep] / values[keep].sum()
+    return EdgeAffinity(pairs[0][keep], pairs[1][keep], values.to(x.dtype), values.log().to(x.dtype),
+                        n, joint=True)
+
+
+def dense_affinity(p: Neighborhood, x: Tensor, joint: bool, who: str) -> Tensor:
+    """The full (n, n) matrix of ``log P_ij`` (joint) or ``log p(j|i)``, ``-inf`` where p is zero."""
+    n = x.shape[0]
+    with torch.no_grad():
+        log_p = p(x)
+    expected = (1, n * n) if joint else (n, n)
+    if not isinstance(log_p, Tensor) or tuple(log_p.shape) != expected:
+        form = "a joint (1, n*n) p such as symmetrize(...)" if joint else "a conditional (n, n) p"
+        raise IConError(f"{who}: p must be {form} to match q; got "
+                        f"{getattr(log_p, 'shape', type(log_p).__name__)} for {n} points.")
+    return log_p.reshape(n, n)
+
+
+def affinity_to_reference(p: Neighborhood, x_new: Tensor, x_ref: Tensor, n_neighbors: int,
+                          who: str) -> Tuple[Tensor, Tensor]:
+    """``p(j | new i)`` over the ``n_neighbors`` nearest reference points of every new point.
+
+    The conditional base of p (symmetrisation needs a square p and is skipped) on candidates
+    found by exact kNN. Returns ``(idx, log_p)``, both (n_new, n_neighbors).
+    """
+    base, _ = split_joint(p)
+    idx, _ = exact_knn(x_new, n_neighbors, y=x_ref, metric="squared_euclidean")
+    return idx, _conditional_on_candidates(base, x_new, idx, who, candidates=x_ref)
+
+
+def check_n_neighbors(who: str, n_neighbors: int, n: int) -> int:
+    if isinstance(n_neighbors, bool) or not isinstance(n_neighbors, int) or n_neighbors < 1:
+        raise fail(who, "n_neighbors", "be 'auto' or a positive integer", n_neighbors)
+    if n_neighbors >= n:
+        raise fail(who, "n_neighbors", f"be smaller than the number of samples ({n})", n_neighbors)
+    return n_neighbors
+

@@ -1,0 +1,452 @@
+"""Neighbour-embedding estimators with scikit-learn's conventions: TSNE, SNE, NeighborEmbedding.
+
+Each one minimises an I-Con loss ``KL(p || q)`` between a neighbourhood ``p`` on the data and a
+neighbourhood ``q`` on the embedding. ``TSNE`` takes p and q from :func:`icontorch.methods.tsne`
+(Cor 1), ``SNE`` from :func:`icontorch.methods.sne` (Thm 1), and ``NeighborEmbedding`` any pair
+of the periodic table (uniform kNN affinities, Student-t of any dof, Gaussian, ...).
+
+* non-parametric (``parametric=False``): a free table of points optimised with t-SNE's
+  momentum-and-gains gradient descent; exact dense gradients for small data, a sparse kNN p with
+  FFT-interpolated or sampled repulsion for large data; ``transform`` places new points against
+  the fitted map (as openTSNE).
+* parametric (``parametric=True``): an MLP ``y = f(x)`` trained on mini-batches of p's edges;
+  ``transform`` is ``f``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from . import methods
+from ._ne_optim import (Callback, DenseObjective, ReferenceObjective, SparseObjective,
+                        gradient_descent)
+from ._ne_parametric import embed, train_mapper
+from ._repulsion import kernel_profile
+from ._validation import IConError, check_choice, check_int, check_positive, fail
+from .affinity import (EdgeAffinity, affinity_to_reference, check_n_neighbors, default_n_neighbors,
+                       dense_affinity, knn_affinity, split_joint)
+from .mappers import MLP, EmbeddingTable
+from .neighborhoods.base import KernelNeighborhood, Neighborhood, as_neighborhood
+from .transforms import Joint
+
+__all__ = ["NeighborEmbedding", "TSNE", "SNE"]
+
+ArrayLike = Union[np.ndarray, Tensor, Sequence]
+_EXACT_MAX_N = 500         # "auto" uses the dense exact objective up to this many points
+_METHODS = ("auto", "exact", "fft", "sampled")
+
+
+class _Estimator:
+    """get_params / set_params / repr from the ``__init__`` signature (scikit-learn's protocol)."""
+
+    @classmethod
+    def _param_names(cls) -> Tuple[str, ...]:
+        signature = inspect.signature(cls.__init__)
+        return tuple(p for p in signature.parameters if p != "self")
+
+    def get_params(self, deep: bool = True) -> Dict[str, Any]:
+        """The constructor arguments, as stored (``deep`` is accepted for scikit-learn)."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params: Any) -> "_Estimator":
+        """Set constructor arguments by name; unknown names raise :class:`IConError`."""
+        valid = self._param_names()
+        for name, value in params.items():
+            if name not in valid:
+                raise fail(type(self).__name__, "set_params keys", f"be among {valid}", name)
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = inspect.signature(type(self).__init__).parameters
+        shown = []
+        for name in self._param_names():
+            value, default = getattr(self, name), defaults[name].default
+            same = value is default
+            if not same and not isinstance(value, (Tensor, np.ndarray, torch.nn.Module)):
+                try:
+                    same = bool(value == default)
+                except (TypeError, ValueError):
+                    same = False
+            if not same:
+                text = f"<{type(value).__name__}>" if isinstance(value, (Tensor, np.ndarray)) else repr(value)
+                shown.append(f"{name}={text}")
+        return f"{type(self).__name__}({', '.join(shown)})"
+
+
+def _as_tensor(x: Any, who: str, name: str, device: torch.device) -> Tensor:
+    if isinstance(x, Tensor):
+        t = x.detach()
+    else:
+        try:
+            t = torch.as_tensor(np.asarray(x, dtype=np.float32))
+        except (TypeError, ValueError):
+            raise fail(who, name, "be a numeric (n_samples, n_features) array", type(x).__name__) from None
+    if t.dim() != 2 or t.shape[0] == 0 or t.shape[1] == 0:
+        raise fail(who, name, "be a non-empty 2-D array (n_samples, n_features)", t)
+    if t.is_complex() or t.dtype == torch.bool:
+        raise fail(who, name, "hold real numbers", t)
+    # tensors keep a float64 dtype (tensors in, tensors out); everything else runs in float32
+    dtype = torch.float64 if t.dtype == torch.float64 else torch.float32
+    t = t.to(device=device, dtype=dtype)
+    if not bool(torch.isfinite(t).all()):
+        bad = "NaN" if bool(torch.isnan(t).any()) else "Inf"
+        raise IConError(f"{who}: {name} must be finite; got an array of shape {tuple(t.shape)} "
+                        f"containing {bad}.")
+    return t
+
+
+def _like_input(y: Tensor, x: Any) -> Union[np.ndarray, Tensor]:
+    """A tensor on ``x``'s device when ``x`` was a tensor, else a numpy array (scikit-learn)."""
+    if isinstance(x, Tensor):
+        return y.to(x.device)
+    return y.detach().cpu().numpy()
+
+
+def _pca_init(x: Tensor, n_components: int) -> Tensor:
+    """The first principal components, scaled so that the first has standard deviation 1e-4."""
+    centred = x - x.mean(0)
+    _, _, v = torch.linalg.svd(centred.double(), full_matrices=False)
+    y = centred.double() @ v[:n_components].T
+    if y.shape[1] < n_components:                 # fewer features than components
+        y = torch.cat([y, y.new_zeros(y.shape[0], n_components - y.shape[1])], 1)
+    return (y / y[:, 0].std().clamp_min(1e-12) * 1e-4).to(x.dtype)
+
+
+class _NeighborEmbeddingBase(_Estimator):
+    """Validation, fitting and transform shared by the neighbour-embedding estimators."""
+
+    def _store(self, arguments: Dict[str, Any]) -> None:
+        # scikit-learn's contract: every constructor argument stored unchanged under its name
+        for name in self._param_names():
+            setattr(self, name, arguments[name])
+
+    def _neighborhoods(self) -> Tuple[Neighborhood, Neighborhood]:
+        raise NotImplementedError
+
+    def _check_data_size(self, n: int) -> None:
+        """Hook for parameters whose valid range depends on the number of samples."""
+        if n < 3:
+            raise fail(type(self).__name__, "X", "hold at least 3 samples", f"{n} samples")
+
+    # -- validation ----------------------------------------------------------------------------
+    def _check_params(self) -> Tuple[torch.device, torch.Generator]:
+        who = type(self).__name__
+        check_int(who, "n_components", self.n_components, 1)
+        check_positive(who, "early_exaggeration", self.early_exaggeration)
+        check_int(who, "early_exaggeration_iter", self.early_exaggeration_iter, 0)
+        check_int(who, "n_iter", self.n_iter, 0)
+        if self.learning_rate != "auto":
+            check_positive(who, "learning_rate", self.learning_rate)
+        if isinstance(self.init, str) and self.init not in ("pca", "random"):
+            raise fail(who, "init", "be 'pca', 'random' or an (n_samples, n_components) array", self.init)
+        check_choice(who, "metric", self.metric, ("euclidean", "cosine"))
+        check_choice(who, "method", self.method, _METHODS)
+        if self.n_neighbors != "auto":
+            check_int(who, "n_neighbors", self.n_neighbors, 1)
+        check_int(who, "n_negatives", self.n_negatives, 1)
+        check_choice(who, "parametric", self.parametric, (True, False))
+        if isinstance(self.hidden_layer_sizes, (str, bytes)) or not hasattr(self.hidden_layer_sizes, "__iter__"):
+            raise fail(who, "hidden_layer_sizes", "be a sequence of positive integers", self.hidden_layer_sizes)
+        for width in self.hidden_layer_sizes:
+            check_int(who, "hidden_layer_sizes", width, 1)
+        check_int(who, "batch_size", self.batch_size, 2)
+        if self.random_state is not None:
+            check_int(who, "random_state", self.random_state, 0)
+        check_int(who, "callbacks_every_iters", self.callbacks_every_iters, 1)
+        if self.callbacks is not None and not callable(self.callbacks):
+            if not all(callable(c) for c in self.callbacks):
+                raise fail(who, "callbacks", "be a callable or a list of callables", self.callbacks)
+        try:
+            device = torch.device(self.device)
+        except (RuntimeError, TypeError):
+            raise fail(who, "device", "name a torch device such as 'cpu' or 'cuda'", self.device) from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise fail(who, "device", "be available (torch.cuda.is_available() is False)", self.device)
+        seed = (int(torch.randint(0, 2 ** 62, ()).item()) if self.random_state is None
+                else self.random_state)
+        return device, torch.Generator().manual_seed(seed)
+
+    def _split_q(self, q: Neighborhood) -> Tuple[KernelNeighborhood, bool]:
+        if isinstance(q, Joint):
+            return q.base, True
+        if isinstance(q, KernelNeighborhood):
+            return q, False
+        raise fail(type(self).__name__, "q", "be a kernel neighbourhood (StudentT, Gaussian, ...) "
+                   "or joint(kernel)", q)
+
+    def _resolve_method(self, n: int, kernel: KernelNeighborhood) -> str:
+        fft_ok = self.n_components <= 2 and kernel_profile(kernel) is not None
+        if self.method == "fft" and not fft_ok:
+            raise fail(type(self).__name__, "method", "be 'exact' or 'sampled' unless n_components "
+                       "<= 2 and q is a Student-t or squared-euclidean Gaussian kernel", self.method)
+        if self.method != "auto":
+            return self.method
+        if n <= _EXACT_MAX_N:
+            return "exact"
+        return "fft" if fft_ok else "sampled"
+
+    # -- fitting -------------------------------------------------------------------------------
+    def _prepare(self, X: ArrayLike) -> Tensor:
+        self._device, self._generator = self._check_params()
+        x = _as_tensor(X, type(self).__name__, "X", self._device)
+        if self.metric == "cosine":
+            x = torch.nn.functional.normalize(x, dim=1)
+        self._check_data_size(x.shape[0])
+        return x
+
+    def _edges(self, p: Neighborhood, x: Tensor, joint: bool, method: str) -> EdgeAffinity:
+        n = x.shape[0]
+        who = type(self).__name__
+        if method == "exact":
+            log_p = dense_affinity(p, x, joint, who)
+            rows, cols = torch.nonzero(torch.isfinite(log_p) & (log_p > -80), as_tuple=True)
+            lp = log_p[rows, cols]
+            weight = lp.exp() / (1 if joint else n)
+            return EdgeAffinity(rows, cols, weight, lp, n, joint)
+        if split_joint(p)[1] != joint:
+            raise fail(who, "p", "be symmetrize(...) when q is joint(...), and conditional otherwise", p)
+        k = self._n_neighbors(p, n)
+        return knn_affinity(p, x, k, who)
+
+    def _n_neighbors(self, p: Neighborhood, n: int) -> int:
+        if self.n_neighbors == "auto":
+            return default_n_neighbors(p, n)
+        return check_n_neighbors(type(self).__name__, self.n_neighbors, n)
+
+    def _initial_embedding(self, x: Tensor) -> Tensor:
+        n, who = x.shape[0], type(self).__name__
+        if isinstance(self.init, str):
+            if self.init == "pca":
+                return _pca_init(x, self.n_components)
+            return 1e-4 * torch.randn(n, self.n_components, generator=self._generator,
+                                      dtype=x.dtype).to(x.device)
+        y0 = _as_tensor(self.init, who, "init", x.device).to(x.dtype)
+        if tuple(y0.shape) != (n, self.n_components):
+            raise fail(who, "init", f"have shape (n_samples, n_components) = ({n}, {self.n_components})",
+                       y0)
+        return y0
+
+    def fit(self, X: ArrayLike, y: Any = None) -> "_NeighborEmbeddingBase":
+        """Fit the embedding of ``X`` (n_samples, n_features); ``y`` is ignored."""
+        x = self._prepare(X)
+        p, q = self._neighborhoods()
+        kernel, joint = self._split_q(q)
+        n = x.shape[0]
+        method = self._resolve_method(n, kernel)
+        phases = [(self.early_exaggeration_iter, float(self.early_exaggeration)), (self.n_iter, 1.0)]
+        self._p, self._kernel, self._joint = p, kernel, joint
+        self.n_features_in_ = x.shape[1]
+        self.method_ = method
+        if self.parametric:
+            self._fit_parametric(x, p, kernel, joint, method, phases)
+        else:
+            self._fit_table(x, p, kernel, joint, method, phases)
+        if not np.isfinite(self.embedding_).all() or not np.isfinite(self.kl_divergence_):
+            raise IConError(f"{type(self).__name__}: the optimisation diverged (non-finite embedding); "
+                            f"learning_rate must be smaller; got {self.learning_rate!r}.")
+        return self
+
+    def _fit_table(self, x: Tensor, p: Neighborhood, kernel: KernelNeighborhood, joint: bool,
+                   method: str, phases: list) -> None:
+        y0 = self._initial_embedding(x)
+        if method == "exact":
+            objective: Any = DenseObjective(dense_affinity(p, x, joint, type(self).__name__), kernel, joint)
+        else:
+            affinity = self._edges(p, x, joint, method)
+            objective = SparseObjective(affinity, kernel, method, self.n_negatives, self._generator)
+        y, done, _ = gradient_descent(y0, objective, phases, self.learning_rate,
+                                      callbacks=self.callbacks,
+                                      callbacks_every_iters=self.callbacks_every_iters,
+                                      verbose=self.verbose, desc=type(self).__name__)
+        self.n_iter_ = done
+        self.kl_divergence_ = objective.kl(y) if bool(torch.isfinite(y).all()) else float("nan")
+        self.mapper_ = EmbeddingTable(x.shape[0], self.n_components, init=y.cpu())
+        self.embedding_ = y.cpu().numpy()
+        self._fit_x = x
+
+    def _fit_parametric(self, x: Tensor, p: Neighborhood, kernel: KernelNeighborhood, joint: bool,
+                        method: str, phases: list) -> None:
+        affinity = self._edges(p, x, joint, method)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(torch.randint(0, 2 ** 62, (), generator=self._generator)))
+            mapper = MLP(x.shape[1], self.n_components, self.hidden_layer_sizes)
+        mapper.set_input_scaling(x.cpu())
+        mapper = mapper.to(x.device)
+        lr = 1e-3 if self.learning_rate == "auto" else float(self.learning_rate)
+        batch = min(self.batch_size, max(2, affinity.rows.shape[0]))
+        done, _ = train_mapper(mapper, x, affinity, kernel, phases, batch, lr, self._generator,
+                               self.callbacks, self.callbacks_every_iters, self.verbose)
+        y = embed(mapper, x)
+        objective = SparseObjective(affinity, kernel, "exact")
+        self.n_iter_ = done
+        self.kl_divergence_ = objective.kl(y) if bool(torch.isfinite(y).all()) else float("nan")
+        self.mapper_ = mapper.cpu()
+        self.embedding_ = y.cpu().numpy()
+        self._fit_x = None
+
+    def fit_transform(self, X: ArrayLike, y: Any = None) -> Union[np.ndarray, Tensor]:
+        """Fit and return the embedding (a tensor if ``X`` is a tensor, else a numpy array)."""
+        self.fit(X)
+        return _like_input(torch.from_numpy(self.embedding_), X)
+
+    # -- new points ----------------------------------------------------------------------------
+    def transform(self, X: ArrayLike) -> Union[np.ndarray, Tensor]:
+        """Embed new points: ``f(X)`` when parametric, else each point optimised against the map.
+
+        Non-parametric: each new point i gets ``p(j|i)`` over its nearest training points, starts
+        at their p-weighted mean and minimises ``KL(p(.|i) || q(.|i))`` with ``q(.|i)`` over all
+        training points held fixed (100 steps of the same optimiser, step size 1, no exaggeration).
+        """
+        who = type(self).__name__
+        if not hasattr(self, "embedding_"):
+            raise IConError(f"{who}: transform needs a fitted estimator; call fit first.")
+        x = _as_tensor(X, who, "X", self._device)
+        if x.shape[1] != self.n_features_in_:
+            raise fail(who, "X", f"have {self.n_features_in_} features, as in fit", x)
+        if self.metric == "cosine":
+            x = torch.nn.functional.normalize(x, dim=1)
+        if isinstance(self.mapper_, MLP):
+            return _like_input(embed(self.mapper_.to(x.device), x).cpu(), X)
+        reference = torch.from_numpy(self.embedding_).to(x.device)
+        k = min(self._n_neighbors(self._p, self._fit_x.shape[0] + 1), self._fit_x.shape[0])
+        idx, log_p = affinity_to_reference(self._p, x, self._fit_x, k, who)
+        y0 = (log_p.exp().unsqueeze(2) * reference[idx]).sum(1)
+        objective = ReferenceObjective(idx, log_p, reference, self._kernel)
+        y, _, _ = gradient_descent(y0, objective, [(100, 1.0)], 1.0, max_step_norm=None,
+                                   max_grad_norm=None, recenter=False, verbose=self.verbose,
+                                   desc="transform")
+        return _like_input(y.cpu(), X)
+
+
+class NeighborEmbedding(_NeighborEmbeddingBase):
+    """Minimise ``L = KL(p || q)``, the I-Con loss of a neighbour embedding (Eq. 1; Thm 1, Cor 1).
+
+    ``p`` is a neighbourhood on the data ``X``, ``q`` a kernel on the embedding ``Y``; with a
+    joint ``q = joint(kernel)`` (t-SNE) ``p`` must be joint too (``symmetrize(...)``), with a
+    kernel ``q`` (SNE) it is conditional. Fitted attributes end in ``_``.
+
+    Args:
+        p: supervisory neighbourhood on X; None gives t-SNE's ``symmetrize(PerplexityGaussian(30))``.
+        q: learned neighbourhood on Y; None gives t-SNE's ``joint(StudentT(1))``.
+        n_components: dimension of the embedding.
+        early_exaggeration: factor on the attraction during the first phase (not a KL).
+        early_exaggeration_iter: iterations (or mini-batch steps) of that phase.
+        n_iter: iterations (or mini-batch steps) after it.
+        learning_rate: step size, or ``"auto"``: ``max(n / (4 a), 50)`` per phase (Belkina et al.'s
+            ``n / a`` in KL-gradient units; openTSNE's rule); Adam's 1e-3 when parametric.
+        init: ``"pca"``, ``"random"`` or an (n_samples, n_components) array (non-parametric).
+        metric: ``"euclidean"`` or ``"cosine"`` (rows of X are L2-normalised first).
+        method: ``"exact"`` (dense, O(n^2)), ``"fft"`` (sparse kNN p, FFT-interpolated repulsion,
+            1-D/2-D), ``"sampled"`` (sparse kNN p, ``n_negatives`` random points per anchor),
+            or ``"auto"``: exact up to 500 points, else fft when possible, else sampled.
+        n_neighbors: candidates per point of the sparse p; ``"auto"``: 3 * perplexity, k + 1 for
+            a kNN p, else 90.
+        n_negatives: random points per anchor of the ``"sampled"`` repulsion.
+        parametric: learn an MLP ``y = f(x)`` on mini-batches instead of a free table of points.
+        hidden_layer_sizes: hidden widths of that MLP.
+        batch_size: edges of p per mini-batch (parametric).
+        random_state: seed (int) or None.
+        device: torch device of the computation (``"cpu"``, ``"cuda"``, ...).
+        verbose: show a progress bar with the loss.
+        callbacks: ``f(iteration, loss, embedding)`` or a list of them, called every
+            ``callbacks_every_iters`` iterations; a true return value stops the fit.
+        callbacks_every_iters: period of the callbacks.
+    """
+
+    def __init__(self, p: Optional[Neighborhood] = None, q: Optional[Neighborhood] = None,
+                 n_components: int = 2, early_exaggeration: float = 12.0,
+                 early_exaggeration_iter: int = 250, n_iter: int = 500,
+                 learning_rate: Union[str, float] = "auto", init: Union[str, ArrayLike] = "pca",
+                 metric: str = "euclidean", method: str = "auto",
+                 n_neighbors: Union[str, int] = "auto", n_negatives: int = 64,
+                 parametric: bool = False, hidden_layer_sizes: Tuple[int, ...] = (256, 256, 256),
+                 batch_size: int = 1024, random_state: Optional[int] = None,
+                 device: Union[str, torch.device] = "cpu", verbose: bool = False,
+                 callbacks: Union[None, Callback, Sequence[Callback]] = None,
+                 callbacks_every_iters: int = 50) -> None:
+        self._store(locals())
+
+    def _neighborhoods(self) -> Tuple[Neighborhood, Neighborhood]:
+        default = methods.tsne(30.0)
+        p = default.p if self.p is None else as_neighborhood(self.p, type(self).__name__, "p")
+        q = default.q if self.q is None else as_neighborhood(self.q, type(self).__name__, "q")
+        return p, q
+
+
+class TSNE(_NeighborEmbeddingBase):
+    """t-SNE as an I-Con loss: ``KL(P || Q)`` with ``P = symmetrize(PerplexityGaussian(perplexity))``
+    and ``Q = joint(StudentT(dof))`` (:func:`icontorch.methods.tsne`, Cor 1; van der Maaten &
+    Hinton 2008). ``dof`` is the true Student-t exponent ``-(dof + 1) / 2`` (openTSNE's ``dof`` is
+    another exponent; they agree at 1).
+
+    Args:
+        perplexity: the effective number of neighbours of each point, below n_samples - 1.
+        dof: degrees of freedom of the Student-t kernel on the embedding.
+
+    The other arguments are those of :class:`NeighborEmbedding`.
+    """
+
+    def __init__(self, n_components: int = 2, perplexity: float = 30.0, early_exaggeration: float = 12.0,
+                 early_exaggeration_iter: int = 250, n_iter: int = 500,
+                 learning_rate: Union[str, float] = "auto", init: Union[str, ArrayLike] = "pca",
+                 metric: str = "euclidean", dof: float = 1.0, method: str = "auto",
+                 n_neighbors: Union[str, int] = "auto", n_negatives: int = 64,
+                 parametric: bool = False, hidden_layer_sizes: Tuple[int, ...] = (256, 256, 256),
+                 batch_size: int = 1024, random_state: Optional[int] = None,
+                 device: Union[str, torch.device] = "cpu", verbose: bool = False,
+                 callbacks: Union[None, Callback, Sequence[Callback]] = None,
+                 callbacks_every_iters: int = 50) -> None:
+        self._store(locals())
+
+    def _neighborhoods(self) -> Tuple[Neighborhood, Neighborhood]:
+        loss = methods.tsne(check_positive("TSNE", "perplexity", self.perplexity),
+                            check_positive("TSNE", "dof", self.dof))
+        return loss.p, loss.q
+
+    def _check_data_size(self, n: int) -> None:
+        super()._check_data_size(n)
+        _check_perplexity(type(self).__name__, self.perplexity, n)
+
+
+class SNE(_NeighborEmbeddingBase):
+    """SNE as an I-Con loss: ``(1/n) sum_i KL(p(.|i) || q(.|i))`` with p the perplexity-calibrated
+    Gaussian on the data and q the unit Gaussian ``exp(-||y_i - y_j||^2)`` on the embedding
+    (:func:`icontorch.methods.sne`, Thm 1; Hinton & Roweis 2002).
+
+    Args:
+        perplexity: the effective number of neighbours of each point, below n_samples - 1.
+
+    The other arguments are those of :class:`NeighborEmbedding`.
+    """
+
+    def __init__(self, n_components: int = 2, perplexity: float = 30.0, early_exaggeration: float = 12.0,
+                 early_exaggeration_iter: int = 250, n_iter: int = 500,
+                 learning_rate: Union[str, float] = "auto", init: Union[str, ArrayLike] = "pca",
+                 metric: str = "euclidean", method: str = "auto",
+                 n_neighbors: Union[str, int] = "auto", n_negatives: int = 64,
+                 parametric: bool = False, hidden_layer_sizes: Tuple[int, ...] = (256, 256, 256),
+                 batch_size: int = 1024, random_state: Optional[int] = None,
+                 device: Union[str, torch.device] = "cpu", verbose: bool = False,
+                 callbacks: Union[None, Callback, Sequence[Callback]] = None,
+                 callbacks_every_iters: int = 50) -> None:
+        self._store(locals())
+
+    def _neighborhoods(self) -> Tuple[Neighborhood, Neighborhood]:
+        loss = methods.sne(check_positive("SNE", "perplexity", self.perplexity))
+        return loss.p, loss.q
+
+    def _check_data_size(self, n: int) -> None:
+        super()._check_data_size(n)
+        _check_perplexity(type(self).__name__, self.perplexity, n)
+
+
+def _check_perplexity(who: str, perplexity: Any, n: int) -> None:
+    check_positive(who, "perplexity", perplexity)
+    if perplexity >= n - 1:
+        raise fail(who, "perplexity", f"be smaller than n_samples - 1 = {n - 1}", perplexity)
