@@ -283,3 +283,14 @@ def test_tiled_memory_stays_within_tiles():
         loss.tile_size = None
         loss(z, items)
     assert max(largest) == n * n  # the fused dense path keeps q, as it should
+
+
+def test_readme_section_example_runs():
+    import re
+    from pathlib import Path
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Large batches and many machines")[1].split("\n## ")[0]
+    (code,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    namespace = {}
+    exec(code, namespace)
+    assert namespace["z"].grad is not None and torch.isfinite(namespace["z"].grad).all()

@@ -37,6 +37,7 @@ __all__ = ["SparseNeighbors"]
 
 _NEG_INF = float("-inf")
 _MAX_LIST = 64  # id groups up to this size are handled as index lists, larger ones as tile masks
+_MASK_ENTRIES = 1 << 22  # rows of a tile mask are built in blocks of about this many entries
 
 
 class SparseNeighbors(Neighborhood):
@@ -177,12 +178,16 @@ class Targets:
         c = self.count.to(on.dtype)
         return -(c * torch.special.xlogy(on, on) + (self.n_support - c) * torch.special.xlogy(off, off))
 
-    def _mask(self, i0: int, i1: int, j0: int, j1: int) -> Tensor:
-        mask = self.anchor_ids[i0:i1, None] == self.candidate_ids[None, j0:j1]
-        cells = _self_cells(self.self_offset, i0, i1, j0, j1, mask.device)
-        if cells is not None:
-            mask[cells] = False
-        return mask
+    def _masks(self, i0: int, i1: int, j0: int, j1: int):
+        """``1[j in S_i]`` over the tile, by blocks of rows so that no (n, m) temporary is made."""
+        step = max(1, _MASK_ENTRIES // (j1 - j0))
+        for r0 in range(i0, i1, step):
+            r1 = min(i1, r0 + step)
+            mask = self.anchor_ids[r0:r1, None] == self.candidate_ids[None, j0:j1]
+            cells = _self_cells(self.self_offset, r0, r1, j0, j1, mask.device)
+            if cells is not None:
+                mask[cells] = False
+            yield slice(r0 - i0, r1 - i0), mask
 
     def _listed(self, i0: int, i1: int, j0: int, j1: int) -> Tuple[Tensor, Tensor]:
         idx = self.lists[i0:i1]
@@ -195,7 +200,9 @@ class Targets:
             pos, inside = self._listed(i0, i1, j0, j1)
             picked = torch.where(inside, v.gather(1, pos), 0.0).sum(1)
         else:
-            picked = torch.where(self._mask(i0, i1, j0, j1), v, 0.0).sum(1)
+            picked = v.new_empty(i1 - i0)
+            for rows, mask in self._masks(i0, i1, j0, j1):
+                picked[rows] = torch.where(mask, v[rows], 0.0).sum(1)
         out = self.w[i0:i1] * picked
         if self.alpha > 0.0:
             total = v.sum(1)
@@ -216,14 +223,28 @@ class Targets:
                 value = value * r.gather(1, pos)
             grad.scatter_add_(1, pos, -value)
         else:
-            value = torch.where(self._mask(i0, i1, j0, j1), c_list[:, None], 0.0)
-            grad.sub_(value if r is None else value * r)
+            for rows, mask in self._masks(i0, i1, j0, j1):
+                value = torch.where(mask, c_list[rows, None], 0.0)
+                grad[rows] -= value if r is None else value.mul_(r[rows])
         if self.alpha > 0.0:
             c_uni = coef * self.u[i0:i1]
-            grad.sub_(c_uni[:, None] if r is None else c_uni[:, None] * r)
+            if r is None:
+                grad.sub_(c_uni[:, None])
+            else:
+                grad.addcmul_(c_uni[:, None], r, value=-1.0)
             cells = _self_cells(self.self_offset, i0, i1, j0, j1, grad.device)
             if cells is not None:  # the anchor itself carries no alpha mass
                 grad[cells] += c_uni[cells[0]] * (1.0 if r is None else r[cells])
+
+
+def _exp_normalize_(l: Tensor, normalize: bool) -> Tensor:
+    """Row log-sum-exp of ``l``, leaving ``exp(l - max)`` in ``l`` (divided by its sum: softmax)."""
+    top = l.amax(1)
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))  # rows all -inf in this tile
+    total = l.sub_(top[:, None]).exp_().sum(1)
+    if normalize:
+        l.div_(total[:, None])
+    return top + total.log()
 
 
 class Kernel:
@@ -313,8 +334,12 @@ class Engine:
                     p_logits += t.dot(l, i0, i1, j0, j1)  # before the self mask: p is 0 there
                 if cells is not None:
                     l[cells] = _NEG_INF
-                lse_a = torch.logaddexp(lse_a, torch.logsumexp(l, 1))
-                kept = l if self.keep else None
+                if self.beta == 0.0:  # l is not needed any more: exponentiate it in place
+                    lse_a = torch.logaddexp(lse_a, _exp_normalize_(l, normalize=self.keep))
+                    kept = l if self.keep else None  # q itself, kept for backward
+                else:
+                    lse_a = torch.logaddexp(lse_a, torch.logsumexp(l, 1))
+                    kept = l if self.keep else None
             lse[i0:i1] = lse_a
             if self.beta == 0.0:
                 rows[i0:i1] = t.mass[i0:i1] * lse_a - p_logits
@@ -325,7 +350,7 @@ class Engine:
                 log_q_mixed = torch.logaddexp(log_q + log_keep, log_q.new_tensor(math.log(uniform)))
                 rows[i0:i1] -= t.dot(log_q_mixed, i0, i1, j0, j1)
                 s[i0:i1] += t.dot((log_q + log_keep - log_q_mixed).exp_(), i0, i1, j0, j1)
-        if self.keep:
+        if self.keep and self.beta > 0.0:
             kept = kept.sub_(lse[:, None]).exp_()  # q itself, kept for backward
         return rows, lse, s, kept
 
@@ -344,18 +369,19 @@ class Engine:
         for i0, i1 in self._blocks(x.shape[0]):
             g_a = g[i0:i1]
             for j0, j1 in self._blocks(y.shape[0]):
-                if kept is not None:
+                if kept is not None:  # kept intact: backward may run again (retain_graph)
                     q = kept
-                else:
+                else:  # a fresh tile, overwritten in place by its gradient
                     q = self._masked(x, y, xx, yy, i0, i1, j0, j1).sub_(lse[i0:i1, None]).exp_()
+                r = None
                 if self.beta == 0.0:  # dH/dl = mass q - p
-                    grad = q * (g_a * self.targets.mass[i0:i1])[:, None]
-                    self.targets.subtract(grad, g_a, None, i0, i1, j0, j1)
+                    coef = g_a * self.targets.mass[i0:i1]
                 else:  # dH/dl = q s - p r, r = (1 - beta) q / q~
                     r = q * keep_weight
-                    r = r / (r + uniform)
-                    grad = q * (g_a * s[i0:i1])[:, None]
-                    self.targets.subtract(grad, g_a, r, i0, i1, j0, j1)
+                    r.div_(r + uniform)
+                    coef = g_a * s[i0:i1]
+                grad = q * coef[:, None] if kept is not None else q.mul_(coef[:, None])
+                self.targets.subtract(grad, g_a, r, i0, i1, j0, j1)
                 gx_t, gy_t = self.kernel.backward(grad, x[i0:i1], y[j0:j1],
                                                   None if xx is None else xx[i0:i1],
                                                   None if yy is None else yy[j0:j1])
