@@ -292,5 +292,23 @@ def test_readme_section_example_runs():
     section = readme.split("## Large batches and many machines")[1].split("\n## ")[0]
     (code,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
     namespace = {}
+    torch.set_default_dtype(torch.float32)  # as a user runs it (the module's fixture restores it)
     exec(code, namespace)
+    assert namespace["z"].dtype == torch.float32
     assert namespace["z"].grad is not None and torch.isfinite(namespace["z"].grad).all()
+
+
+def test_neighbour_p_against_separate_candidates():
+    """Anchors against another set (a memory bank): kNN of the anchors' features among the
+    candidates' features, and neighbour lists of candidate positions."""
+    z, bank = _randn(9, 4, seed=19), _randn(14, 4, seed=20)
+    x_feat, bank_feat = _randn(9, 3, seed=21), _randn(14, 3, seed=22)
+    q = ic.mix_uniform(ic.StudentT(2.0), 0.1)
+    lists = torch.tensor([[0, 5, -1], [13, -1, -1], [2, 3, 4], [1, -1, -1], [6, 7, -1], [8, -1, -1],
+                          [9, 10, 11], [12, -1, -1], [0, 13, -1]])
+    for p, target, target_bank in ((ic.mix_uniform(ic.KNN(4), 0.3), x_feat, bank_feat),
+                                   (ic.SparseNeighbors(), lists, torch.arange(14))):
+        ref = value_and_grads(lambda a, c: composed(p, q, "kl", a, target, c, target_bank).mean(), z, bank)
+        for tile_size in (None, 4):
+            loss = ic.ICon(p, q, tile_size=tile_size)
+            assert_same(value_and_grads(lambda a, c: loss(a, target, c, target_bank), z, bank), ref)
