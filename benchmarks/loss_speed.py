@@ -141,13 +141,13 @@ def _available_gib() -> float:
     return 0.0
 
 
-def run(impl: str, b: int, timeout: float) -> dict:
+def run(impl: str, b: int, threads: int, timeout: float) -> dict:
     need = estimated_gib(impl, b)
     if need > CAP_GIB:
         return {"skip": f"not run: needs about {need:.0f} GiB"}
     if need * 1.2 > _available_gib():
         return {"skip": f"not run: needs about {need:.0f} GiB, {_available_gib():.0f} GiB free"}
-    cmd = [sys.executable, __file__, "--worker", impl, str(b)]
+    cmd = [sys.executable, __file__, "--worker", impl, str(b), "--threads", str(threads)]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -169,39 +169,44 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="B in {512, 1024} only, nothing written")
     parser.add_argument("--sizes", type=int, nargs="+", help="batch sizes to run (nothing written)")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                        help="torch threads per run (default: torch's default, %(default)s here)")
     parser.add_argument("--worker", nargs=2, metavar=("IMPL", "B"), help=argparse.SUPPRESS)
     parser.add_argument("--shared", action="store_true",
                         help="say in the report that other work ran on the machine meanwhile")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     if args.worker:
         print(json.dumps(worker(args.worker[0], int(args.worker[1]))))
         return
     sizes = args.sizes or ([512, 1024] if args.quick else [512, 1024, 4096, 8192, 16384, 65536])
-    plan = {b: [impl for impl in IMPLS if b == 65536 and impl.endswith("_tiled") or b != 65536]
-            for b in sizes}
+    plan = {b: list(IMPLS) for b in sizes}
     results = {}
     started = time.perf_counter()
     for b, impls in plan.items():
         for impl in impls:
-            results[impl, b] = run(impl, b, timeout=300)
+            results[impl, b] = run(impl, b, args.threads, timeout=300)
             r = results[impl, b]
             shown = r.get("skip") or f"{r['time_s']:.3f} s, {r['peak_mib']:,.0f} MiB, loss {r['value']:.6f}"
             print(f"B={b:>6} {impl:<18} {shown}", flush=True)
     total = time.perf_counter() - started
     print(f"total {total:.0f} s")
     if not (args.quick or args.sizes):
-        report(results, sizes, total, args.shared)
+        report(results, sizes, total, args)
 
 
-def report(results: dict, sizes: list, total: float, shared: bool) -> None:
+def report(results: dict, sizes: list, total: float, args: argparse.Namespace) -> None:
     from _report import machine, write_section
     lines = ["## loss_speed: the I-Con loss against NT-Xent, SupCon and their peers", "",
              f"Machine: {machine()}. Command: `python benchmarks/loss_speed.py"
-             f"{' --shared' if shared else ''}` ({total / 60:.1f} min in all)."]
-    if shared:
-        lines.append("**The machine was shared with other jobs during this run**: times are "
-                     "upper bounds and noisy; re-run on a quiet machine for clean figures.")
-    lines += ["", __doc__.split("\n\n")[1].replace("\n", " "), "",
+             f" --threads {args.threads}{' --shared' if args.shared else ''}` ({total / 60:.1f} min in all)."]
+    if args.shared:
+        lines += ["", "**The machine was shared with other jobs during this run**: times are "
+                     "upper bounds and noisy; re-run on a quiet machine for clean figures."]
+    lines.append("")
+    for part in __doc__.split("\n\n")[1:3]:
+        lines += [part.replace("\n", " ").replace("``", "`"), ""]
+    lines += [
               "Forward + backward time in seconds (best of the calls made) / peak memory growth in MiB:", "",
               "| loss | implementation | " + " | ".join(f"B={b:,}" for b in sizes) + " |",
               "|---|---|" + "---|" * len(sizes)]
@@ -215,8 +220,7 @@ def report(results: dict, sizes: list, total: float, shared: bool) -> None:
     for (impl, b), r in results.items():
         if "skip" in r:
             lines.append(f"* {IMPLS[impl][1]}, B={b:,}: {r['skip']}.")
-    lines += ["* icontorch at B=65,536 runs tiled only: the dense (B x B) matrices would need 16 GiB each.",
-              "* lightly `NTXentLoss`: not run. lightly 1.6.0 requires torchvision (and "
+    lines += ["* lightly `NTXentLoss`: not run. lightly 1.6.0 requires torchvision (and "
               "pytorch_lightning), and no torchvision build imports beside this CPU torch.", ""]
     lines += _agreement(results, sizes) + _goals(results)
     write_section("loss_speed", "\n".join(lines))
@@ -268,7 +272,8 @@ def _goals(results: dict) -> list:
     if len(growth) > 1:
         (b0, t0, m0), (b1, t1, m1) = growth[0], growth[-1]
         out.append(f"* growth of tiled SimCLR from B={b0:,} to B={b1:,} ({b1 // b0}x the batch): time "
-                   f"{t1 / t0:.0f}x (B^2 would be {(b1 // b0) ** 2}x), memory {m1 / m0:.1f}x.")
+                   f"{t1 / t0:.0f}x (B^2 would be {(b1 // b0) ** 2}x), peak memory {m1 / m0:.1f}x "
+                   f"(B would be {b1 // b0}x; the tiles themselves do not grow).")
     return out
 
 

@@ -24,6 +24,7 @@ Divergence = Union[str, Callable[[Tensor, Tensor], Tensor]]
 AUTO_TILE_SIZE = 2048
 """Tile edge used by ``tile_size="auto"`` once the (n, m) matrix would pass ``AUTO_TILE_ENTRIES``."""
 AUTO_TILE_ENTRIES = 8192 * 8192
+_KNN_ENTRIES = 1 << 25  # similarities per block when KNN targets are turned into lists
 _IDS = (PositivePairs, SameLabel, CrossModal)
 _STRUCTURED_P = _IDS + (DataToClass, KNN, SparseNeighbors)
 
@@ -342,6 +343,7 @@ class _Structured:
 def _knn_lists(knn: KNN, x: Tensor, y: Tensor, self_offset: Optional[int], chunk: int) -> Tensor:
     """The k most similar candidates of each anchor, by blocks of anchors (as ``KNN.logits``)."""
     out = []
+    chunk = max(1, min(chunk, _KNN_ENTRIES // y.shape[0]))  # a block of similarities stays bounded
     with torch.no_grad():
         for start in range(0, x.shape[0], chunk):
             s = METRICS[knn.metric](x[start:start + chunk], y)
