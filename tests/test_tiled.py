@@ -312,3 +312,16 @@ def test_neighbour_p_against_separate_candidates():
         for tile_size in (None, 4):
             loss = ic.ICon(p, q, tile_size=tile_size)
             assert_same(value_and_grads(lambda a, c: loss(a, target, c, target_bank), z, bank), ref)
+
+
+def test_second_order_gradients_fail_loudly_on_the_engine():
+    """Silently wrong second derivatives would be worse than none."""
+    z = _randn(N, 3, seed=23).requires_grad_()
+    loss = ic.ICon(ic.SameLabel(), ic.Gaussian(temperature=0.5, metric="cosine"), tile_size=4)
+    with pytest.raises(IConError, match=r"^ICon: second-order gradients \(create_graph=True\) need the "
+                                        r"composed path; .* got create_graph=True\.$"):
+        torch.autograd.grad(loss(z, LABELS), z, create_graph=True)
+    composed_loss = ic.ICon(ic.FromCallable(ic.SameLabel()), loss.q)  # the documented way out
+    (grad,) = torch.autograd.grad(composed_loss(z, LABELS), z, create_graph=True)
+    grad.pow(2).sum().backward()
+    assert torch.isfinite(z.grad).all()

@@ -42,6 +42,8 @@ class ICon(nn.Module):
     ``"cross_entropy"``, the loss runs on a fused engine (:mod:`icontorch.tiled`) that never
     builds p and, when tiled, never builds the (n, m) matrix at all. Any other p, q or
     divergence runs the composed path: (n, m) log-probabilities from p and q, then the divergence.
+    The engine gives first-order gradients only (``create_graph=True`` raises IConError); wrap p
+    in :class:`FromCallable` to take the composed path when second-order gradients are needed.
 
     Args:
         p: supervisory neighbourhood: a :class:`Neighborhood`, an (n, m) log-probability tensor,

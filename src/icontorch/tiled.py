@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._validation import check_index, fail
+from ._validation import IConError, check_index, fail
 from .neighborhoods.base import Neighborhood
 
 __all__ = ["SparseNeighbors"]
@@ -402,6 +402,10 @@ class _CrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g: Tensor):  # type: ignore[override]
+        if torch.is_grad_enabled():  # create_graph=True: second derivatives are not written
+            raise IConError("ICon: second-order gradients (create_graph=True) need the composed path; "
+                            "the fused engine gives first-order gradients only. Wrap p in "
+                            "FromCallable(p) to take the composed path; got create_graph=True.")
         x, y, lse, s, kept = ctx.saved_tensors
         with full_precision(x.device.type):
             gx, gy = ctx.engine.backward(g.to(x.dtype), x, y, lse, s, kept)
