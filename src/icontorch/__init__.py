@@ -12,6 +12,8 @@ from .neighborhoods import (KNN, Adjacency, Cluster, CrossModal, DataToClass, De
                             FromCallable, Gaussian, Identity, KernelNeighborhood, Neighborhood,
                             PerplexityGaussian, PositivePairs, Precomputed, SameLabel, StudentT)
 from .transforms import joint, mix_uniform, propagate, symmetrize
+from .estimators import SNE, TSNE, NeighborEmbedding
+from . import mappers
 
 __version__ = "0.1.0"
 
@@ -23,4 +25,5 @@ __all__ = [
     "Cluster", "DegreeWeightedCluster", "Adjacency", "SparseNeighbors",
     "mix_uniform", "symmetrize", "joint", "propagate",
     "divergences", "distances", "methods", "table",
+    "TSNE", "SNE", "NeighborEmbedding", "mappers",
 ]

@@ -117,7 +117,8 @@ def knn_affinity(p: Neighborhood, x: Tensor, n_neighbors: int, who: str) -> Edge
     """
     base, joint = split_joint(p)
     n = x.shape[0]
-    idx, _ = exact_knn(x, n_neighbors, metric="squared_euclidean")
+    # anchors per kNN block: about 2^25 distances (128 MiB in float32) at a time
+    idx, _ = exact_knn(x, n_neighbors, metric="squared_euclidean", chunk_size=max(1, 2 ** 25 // n))
     log_p = _conditional_on_candidates(base, x, idx, who)
     rows = torch.arange(n, device=x.device).repeat_interleave(n_neighbors)
     cols = idx.reshape(-1)
@@ -159,7 +160,8 @@ def affinity_to_reference(p: Neighborhood, x_new: Tensor, x_ref: Tensor, n_neigh
     found by exact kNN. Returns ``(idx, log_p)``, both (n_new, n_neighbors).
     """
     base, _ = split_joint(p)
-    idx, _ = exact_knn(x_new, n_neighbors, y=x_ref, metric="squared_euclidean")
+    idx, _ = exact_knn(x_new, n_neighbors, y=x_ref, metric="squared_euclidean",
+                       chunk_size=max(1, 2 ** 25 // x_ref.shape[0]))
     return idx, _conditional_on_candidates(base, x_new, idx, who, candidates=x_ref)
 
 

