@@ -91,6 +91,15 @@ def test_tensors_in_tensors_out_numpy_in_numpy_out():
     assert isinstance(est.fit_transform(x), np.ndarray)
 
 
+def test_n_jobs_sets_torch_threads_only_during_fit():
+    x, _ = _blobs(60)
+    before = torch.get_num_threads()
+    seen = []
+    TSNE(perplexity=8, n_iter=10, early_exaggeration_iter=0, n_jobs=1, callbacks_every_iters=10,
+         callbacks=lambda i, loss, y: seen.append(torch.get_num_threads())).fit(x)
+    assert seen == [1] and torch.get_num_threads() == before
+
+
 def test_same_seed_same_embedding():
     x, _ = _blobs(80)
     a = TSNE(perplexity=8, n_iter=30, init="random", random_state=5).fit_transform(x)
@@ -299,7 +308,7 @@ def test_sparse_perplexity_p_equals_opentsne():
 def test_tsne_on_digits_separates_the_classes(digits):
     """Default path for 1,797 points (sparse p, FFT repulsion): 2-D 10-NN accuracy far over 0.1."""
     x, y = digits
-    est = TSNE(n_iter=250, random_state=0)
+    est = TSNE(n_iter=250, random_state=0, n_jobs=1)
     emb = est.fit_transform(x)
     assert est.method_ == "fft"
     assert knn_accuracy(emb, y, 10) > 0.95
@@ -308,7 +317,8 @@ def test_tsne_on_digits_separates_the_classes(digits):
 def test_kl_divergence_is_the_true_kl_at_the_embedding(digits):
     x, _ = digits
     x = x[:400]
-    est = TSNE(perplexity=10, method="fft", n_iter=50, early_exaggeration_iter=50, random_state=0).fit(x)
+    est = TSNE(perplexity=10, method="fft", n_iter=50, early_exaggeration_iter=50, random_state=0,
+               n_jobs=1).fit(x)
     aff = knn_affinity(methods.tsne(10.0).p, torch.tensor(x), 30, "test")
     log_p = torch.full((400, 400), float("-inf"), dtype=torch.float64)
     log_p[aff.rows, aff.cols] = aff.log_p.double()
@@ -323,13 +333,13 @@ def test_kl_divergence_is_the_true_kl_at_the_embedding(digits):
                          ids=["sne", "uniform_knn_tsne", "sampled"])
 def test_other_periodic_table_cells_embed_digits(est, digits):
     x, y = digits
-    est.set_params(n_iter=200, early_exaggeration_iter=150)
+    est.set_params(n_iter=200, early_exaggeration_iter=150, n_jobs=1)
     assert knn_accuracy(est.fit_transform(x[:700]), y[:700], 10) > 0.85
 
 
 def test_non_parametric_transform_places_held_out_points(digits):
     x, y = digits
-    est = TSNE(n_iter=200, random_state=0).fit(x[:1200])
+    est = TSNE(n_iter=200, random_state=0, n_jobs=1).fit(x[:1200])
     new = est.transform(x[1200:])
     from sklearn.neighbors import KNeighborsClassifier
 
@@ -339,7 +349,7 @@ def test_non_parametric_transform_places_held_out_points(digits):
 def test_parametric_transform_reproduces_the_embedding_and_survives_pickling(digits):
     x, y = digits
     est = TSNE(parametric=True, hidden_layer_sizes=(64, 64), batch_size=256,
-               early_exaggeration_iter=100, n_iter=300, random_state=0).fit(x)
+               early_exaggeration_iter=100, n_iter=300, random_state=0, n_jobs=1).fit(x)
     assert isinstance(est.mapper_, MLP)
     np.testing.assert_array_equal(est.transform(x), est.embedding_)
     assert knn_accuracy(est.embedding_, y, 10) > 0.8
@@ -370,6 +380,7 @@ def test_non_parametric_estimator_pickles():
     (dict(n_neighbors=60, method="fft"), r"n_neighbors must be smaller than the number of samples \(60\)"),
     (dict(device="tpu:7"), "device must name a torch device"),
     (dict(callbacks=[1]), "callbacks must be a callable"),
+    (dict(n_jobs=0), "n_jobs must be an integer >= 1"),
 ])
 def test_bad_parameters_raise_naming_the_parameter(kwargs, match):
     x = np.random.default_rng(0).normal(size=(60, 4))
@@ -421,3 +432,44 @@ def test_mappers():
         mlp(torch.randn(6, 4))
     with pytest.raises(IConError, match="hidden_layer_sizes must be an integer"):
         MLP(3, 2, hidden_layer_sizes=(0,))
+
+
+# ---------------------------------------------------------------- the embed command
+
+def test_embed_command_saves_scores_and_plots(tmp_path, capsys, digits):
+    from icontorch.cli import main
+
+    x, y = digits
+    np.save(tmp_path / "x.npy", x[:400])
+    np.savetxt(tmp_path / "y.csv", y[:400], delimiter=",")
+    out, png = tmp_path / "map.npy", tmp_path / "map.png"
+    assert main(["embed", str(tmp_path / "x.npy"), "--labels", str(tmp_path / "y.csv"), "-o", str(out),
+                 "--plot", str(png), "--n-iter", "100", "--n-jobs", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert np.load(out).shape == (400, 2)
+    assert float(printed.split("2-D 10-NN accuracy:")[1].split()[0]) > 0.9
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_embed_command_reads_csv_and_npz_and_reports_bad_input(tmp_path, capsys):
+    from icontorch.cli import main
+
+    x, _ = _blobs(60)
+    np.savetxt(tmp_path / "x.csv", x, delimiter=",", header="a,b,c,d,e,f", comments="")
+    np.savez(tmp_path / "x.npz", other=np.zeros(3), feats=x)
+    assert main(["embed", str(tmp_path / "x.csv"), "--method", "sne", "--perplexity", "8",
+                 "-o", str(tmp_path / "a.csv"), "--n-iter", "20", "--n-jobs", "1"]) == 0
+    assert np.loadtxt(tmp_path / "a.csv", delimiter=",").shape == (60, 2)
+    assert main(["embed", str(tmp_path / "x.npz"), "--key", "feats", "--method", "tsne-uniform",
+                 "--perplexity", "8", "-o", str(tmp_path / "b.npy"), "--n-iter", "20"]) == 0
+    assert np.load(tmp_path / "b.npy").shape == (60, 2)
+    capsys.readouterr()
+    assert main(["embed", str(tmp_path / "missing.npy")]) == 2
+    assert "data must be an existing file" in capsys.readouterr().err
+    assert main(["embed", str(tmp_path / "x.npz"), "--key", "nope"]) == 2
+    assert "--key must be one of" in capsys.readouterr().err
+    assert main(["embed", str(tmp_path / "x.csv"), "--perplexity", "100"]) == 2
+    assert "perplexity must be smaller than n_samples - 1 = 59" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["embed", "--help"])
+    assert "usage: icontorch embed" in capsys.readouterr().out

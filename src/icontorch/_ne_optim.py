@@ -33,18 +33,31 @@ def exact_log_normaliser(y: Tensor, kernel: KernelNeighborhood, joint: bool,
                          chunk: int = 1024) -> float:
     """``log sum_{i != j} w_ij`` (joint) or ``(1/n) sum_i log sum_{j != i} w_ij``, all pairs, exactly.
 
-    Chunks of anchors keep the memory at O(n * chunk); computed in float64 through ``kernel.logits``.
+    Chunks of anchors keep the memory at O(n * chunk). A Student-t kernel (bounded below, no
+    underflow) is summed directly from coordinate differences with float64 accumulation; any
+    other kernel goes through ``kernel.logits`` and a float64 log-sum-exp.
     """
     n = y.shape[0]
-    y64 = y.detach().double()
-    row_lse = []
+    profile = kernel_profile(kernel)
+    y = y.detach()
+    row_log = []
     with torch.no_grad():
         for start in range(0, n, chunk):
-            logits = kernel.logits(y64[start:start + chunk], y64)
-            rows = torch.arange(logits.shape[0], device=y.device)
-            logits[rows, rows + start] = float("-inf")
-            row_lse.append(torch.logsumexp(logits, 1))
-    lse = torch.cat(row_lse)
+            rows = torch.arange(min(chunk, n - start), device=y.device)
+            if profile is not None and profile.kind == "student_t":
+                block = y[start:start + chunk]
+                d = (block[:, :1] - y[:, 0]).square_()
+                for axis in range(1, y.shape[1]):
+                    d += (block[:, axis:axis + 1] - y[:, axis]).square_()
+                w = profile.log_w(d).exp_() if profile.param != 1.0 else d.add_(1.0).reciprocal_()
+                w[rows, rows + start] = 0.0
+                row_log.append(w.sum(1, dtype=torch.float64).log())
+            else:
+                y64 = y.double()
+                logits = kernel.logits(y64[start:start + chunk], y64)
+                logits[rows, rows + start] = float("-inf")
+                row_log.append(torch.logsumexp(logits, 1))
+    lse = torch.cat(row_log)
     return float(torch.logsumexp(lse, 0)) if joint else float(lse.mean())
 
 

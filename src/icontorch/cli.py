@@ -7,13 +7,14 @@ import sys
 import time
 from typing import List, Optional
 
+from .commands import embed as embed_command
 from .commands import table as table_command
 
 __all__ = ["main"]
 
 # Further commands live in icontorch/commands/<name>.py, each with ``add_parser(subparsers)``
 # that registers its sub-command and sets ``run=``; list the modules here.
-_COMMAND_MODULES: tuple = (table_command,)
+_COMMAND_MODULES: tuple = (table_command, embed_command)
 
 
 def _demo(args: argparse.Namespace) -> int:

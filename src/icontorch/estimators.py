@@ -16,6 +16,7 @@ of the periodic table (uniform kNN affinities, Student-t of any dof, Gaussian, .
 from __future__ import annotations
 
 import inspect
+import os
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -117,6 +118,20 @@ def _pca_init(x: Tensor, n_components: int) -> Tensor:
     if y.shape[1] < n_components:                 # fewer features than components
         y = torch.cat([y, y.new_zeros(y.shape[0], n_components - y.shape[1])], 1)
     return (y / y[:, 0].std().clamp_min(1e-12) * 1e-4).to(x.dtype)
+
+
+class _Threads:
+    """Set torch's CPU threads for a block and restore them (``n_jobs`` of the estimators)."""
+
+    def __init__(self, n_jobs: Optional[int]) -> None:
+        self.n_jobs, self.previous = n_jobs, torch.get_num_threads()
+
+    def __enter__(self) -> None:
+        if self.n_jobs is not None:
+            torch.set_num_threads((os.cpu_count() or 1) if self.n_jobs == -1 else self.n_jobs)
+
+    def __exit__(self, *exc: Any) -> None:
+        torch.set_num_threads(self.previous)
 
 
 class _NeighborEmbeddingBase(_Estimator):
@@ -234,8 +249,17 @@ class _NeighborEmbeddingBase(_Estimator):
                        y0)
         return y0
 
+    def _threads(self) -> "_Threads":
+        if self.n_jobs is not None and self.n_jobs != -1:
+            check_int(type(self).__name__, "n_jobs", self.n_jobs, 1)
+        return _Threads(self.n_jobs)
+
     def fit(self, X: ArrayLike, y: Any = None) -> "_NeighborEmbeddingBase":
         """Fit the embedding of ``X`` (n_samples, n_features); ``y`` is ignored."""
+        with self._threads():
+            return self._fit(X)
+
+    def _fit(self, X: ArrayLike) -> "_NeighborEmbeddingBase":
         x = self._prepare(X)
         p, q = self._neighborhoods()
         kernel, joint = self._split_q(q)
@@ -308,6 +332,11 @@ class _NeighborEmbeddingBase(_Estimator):
         who = type(self).__name__
         if not hasattr(self, "embedding_"):
             raise IConError(f"{who}: transform needs a fitted estimator; call fit first.")
+        with self._threads():
+            return self._transform(X)
+
+    def _transform(self, X: ArrayLike) -> Union[np.ndarray, Tensor]:
+        who = type(self).__name__
         x = _as_tensor(X, who, "X", self._device)
         if x.shape[1] != self.n_features_in_:
             raise fail(who, "X", f"have {self.n_features_in_} features, as in fit", x)
@@ -355,6 +384,8 @@ class NeighborEmbedding(_NeighborEmbeddingBase):
         batch_size: edges of p per mini-batch (parametric).
         random_state: seed (int) or None.
         device: torch device of the computation (``"cpu"``, ``"cuda"``, ...).
+        n_jobs: CPU threads for torch during ``fit`` and ``transform`` (restored afterwards);
+            -1 for all cores, None to leave torch's setting.
         verbose: show a progress bar with the loss.
         callbacks: ``f(iteration, loss, embedding)`` or a list of them, called every
             ``callbacks_every_iters`` iterations; a true return value stops the fit.
@@ -367,9 +398,10 @@ class NeighborEmbedding(_NeighborEmbeddingBase):
                  learning_rate: Union[str, float] = "auto", init: Union[str, ArrayLike] = "pca",
                  metric: str = "euclidean", method: str = "auto",
                  n_neighbors: Union[str, int] = "auto", n_negatives: int = 64,
-                 parametric: bool = False, hidden_layer_sizes: Tuple[int, ...] = (256, 256, 256),
-                 batch_size: int = 1024, random_state: Optional[int] = None,
-                 device: Union[str, torch.device] = "cpu", verbose: bool = False,
+                 parametric: bool = False, hidden_layer_sizes: Tuple[int, ...] = (256, 256),
+                 batch_size: int = 512, random_state: Optional[int] = None,
+                 device: Union[str, torch.device] = "cpu", n_jobs: Optional[int] = None,
+                 verbose: bool = False,
                  callbacks: Union[None, Callback, Sequence[Callback]] = None,
                  callbacks_every_iters: int = 50) -> None:
         self._store(locals())
@@ -399,9 +431,10 @@ class TSNE(_NeighborEmbeddingBase):
                  learning_rate: Union[str, float] = "auto", init: Union[str, ArrayLike] = "pca",
                  metric: str = "euclidean", dof: float = 1.0, method: str = "auto",
                  n_neighbors: Union[str, int] = "auto", n_negatives: int = 64,
-                 parametric: bool = False, hidden_layer_sizes: Tuple[int, ...] = (256, 256, 256),
-                 batch_size: int = 1024, random_state: Optional[int] = None,
-                 device: Union[str, torch.device] = "cpu", verbose: bool = False,
+                 parametric: bool = False, hidden_layer_sizes: Tuple[int, ...] = (256, 256),
+                 batch_size: int = 512, random_state: Optional[int] = None,
+                 device: Union[str, torch.device] = "cpu", n_jobs: Optional[int] = None,
+                 verbose: bool = False,
                  callbacks: Union[None, Callback, Sequence[Callback]] = None,
                  callbacks_every_iters: int = 50) -> None:
         self._store(locals())
@@ -432,9 +465,10 @@ class SNE(_NeighborEmbeddingBase):
                  learning_rate: Union[str, float] = "auto", init: Union[str, ArrayLike] = "pca",
                  metric: str = "euclidean", method: str = "auto",
                  n_neighbors: Union[str, int] = "auto", n_negatives: int = 64,
-                 parametric: bool = False, hidden_layer_sizes: Tuple[int, ...] = (256, 256, 256),
-                 batch_size: int = 1024, random_state: Optional[int] = None,
-                 device: Union[str, torch.device] = "cpu", verbose: bool = False,
+                 parametric: bool = False, hidden_layer_sizes: Tuple[int, ...] = (256, 256),
+                 batch_size: int = 512, random_state: Optional[int] = None,
+                 device: Union[str, torch.device] = "cpu", n_jobs: Optional[int] = None,
+                 verbose: bool = False,
                  callbacks: Union[None, Callback, Sequence[Callback]] = None,
                  callbacks_every_iters: int = 50) -> None:
         self._store(locals())

@@ -60,7 +60,7 @@ class MLP(nn.Module):
     """
 
     def __init__(self, in_features: int, out_features: int,
-                 hidden_layer_sizes: Sequence[int] = (256, 256, 256)) -> None:
+                 hidden_layer_sizes: Sequence[int] = (256, 256)) -> None:
         super().__init__()
         self.in_features = check_int("MLP", "in_features", in_features, 1)
         self.out_features = check_int("MLP", "out_features", out_features, 1)

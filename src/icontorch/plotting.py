@@ -7,12 +7,23 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
+from ._validation import IConError
+
 __all__ = ["plot_embedding"]
 
 
 def plot_embedding(embedding: Union[np.ndarray, torch.Tensor], labels: Optional[np.ndarray],
                    path: str, title: str = "") -> str:
     """Scatter a 2-D embedding coloured by label (or cluster) and save it to ``path`` (.png/.svg).
+
+    Each class is drawn in its own colour with its name written at its median point; up to 20
+    classes get a legend beside the map. A 1-D embedding is drawn along the x axis.
+
+    Args:
+        embedding: (n, 2) coordinates (extra columns are ignored; (n, 1) is spread on a line).
+        labels: (n,) labels or cluster ids, or None for one colour.
+        path: the image file to write.
+        title: a title above the map.
 
     Returns:
         ``path``.
@@ -23,18 +34,30 @@ def plot_embedding(embedding: Union[np.ndarray, torch.Tensor], labels: Optional[
     import matplotlib.pyplot as plt
 
     e = embedding.detach().cpu().numpy() if isinstance(embedding, torch.Tensor) else np.asarray(embedding)
-    fig, ax = plt.subplots(figsize=(6.4, 6.4), dpi=110)
+    if e.ndim != 2 or e.shape[0] == 0:
+        raise IConError(f"plot_embedding: embedding must be a non-empty (n, d) array; got shape {e.shape}.")
+    if e.shape[1] == 1:
+        e = np.hstack([e, np.zeros_like(e)])
+    if labels is not None and len(labels) != e.shape[0]:
+        raise IConError(f"plot_embedding: labels must have one entry per point ({e.shape[0]}); "
+                        f"got {len(labels)}.")
+    fig, ax = plt.subplots(figsize=(7.2, 6.4), dpi=110)
+    size = float(np.clip(6000.0 / e.shape[0], 0.5, 12.0))
     if labels is None:
-        ax.scatter(e[:, 0], e[:, 1], s=3, c="0.3", linewidths=0)
+        ax.scatter(e[:, 0], e[:, 1], s=size, c="0.3", linewidths=0)
     else:
         labels = np.asarray(labels)
         classes = np.unique(labels)
         cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
         for k, c in enumerate(classes):
-            pts = e[labels == c]
-            ax.scatter(pts[:, 0], pts[:, 1], s=3, color=cmap(k % cmap.N), linewidths=0, label=str(c))
-            ax.annotate(str(c), np.median(pts, axis=0), fontsize=12, weight="bold", ha="center")
-        ax.legend(markerscale=4, fontsize=7, loc="best", frameon=False)
+            pts = e[labels == c, :2]
+            ax.scatter(pts[:, 0], pts[:, 1], s=size, color=cmap(k % cmap.N), linewidths=0, label=str(c))
+            if len(classes) <= 50:
+                ax.annotate(str(c), np.median(pts, axis=0), fontsize=11, weight="bold", ha="center",
+                            va="center")
+        if len(classes) <= 20:
+            ax.legend(markerscale=max(1.0, 8.0 / size ** 0.5), fontsize=8, frameon=False,
+                      loc="center left", bbox_to_anchor=(1.0, 0.5))
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(title, fontsize=10)

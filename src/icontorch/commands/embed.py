@@ -1,0 +1,129 @@
+"""``icontorch embed``: a t-SNE / SNE map of the user's own data file, saved, scored and drawn."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .._validation import IConError
+
+__all__ = ["add_parser", "run", "load_array"]
+
+_METHODS = ("tsne", "sne", "tsne-uniform")
+
+
+def add_parser(subparsers: "argparse._SubParsersAction") -> None:
+    """Register ``icontorch embed``."""
+    parser = subparsers.add_parser(
+        "embed", help="embed a data file with I-Con t-SNE (or SNE) and save the map",
+        description="Embed the rows of DATA (.npy, .npz or .csv: one point per row) with an I-Con "
+                    "neighbour embedding, save the (n, n_components) map to -o, optionally draw it "
+                    "(--plot) and, when --labels are given, print the leave-one-out 10-NN accuracy "
+                    "of the labels in the map.")
+    parser.add_argument("data", help="the points: .npy, .npz (first array, or --key) or .csv")
+    parser.add_argument("--key", help="array name inside a .npz file (default: the first)")
+    parser.add_argument("--labels", help="one label per point (.npy, .npz, .csv or .txt), for "
+                                         "scoring and colouring")
+    parser.add_argument("--method", choices=_METHODS, default="tsne",
+                        help="tsne: perplexity Gaussian p, Cauchy q (default); sne: Gaussian q; "
+                             "tsne-uniform: uniform kNN p (k = perplexity), Cauchy q")
+    parser.add_argument("-o", "--output", default="embedding.npy", help="where to save the map "
+                        "(.npy or .csv; default: %(default)s)")
+    parser.add_argument("--plot", metavar="OUT", help="also draw the map to OUT (.png or .svg)")
+    parser.add_argument("--perplexity", type=float, default=30.0, help="default: %(default)s")
+    parser.add_argument("--n-components", type=int, default=2, help="default: %(default)s")
+    parser.add_argument("--n-iter", type=int, default=500,
+                        help="iterations after early exaggeration (default: %(default)s)")
+    parser.add_argument("--parametric", action="store_true",
+                        help="learn an MLP that can embed new points (mini-batch training)")
+    parser.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
+    parser.add_argument("--n-jobs", type=int, default=None,
+                        help="CPU threads for torch (default: torch's setting; -1: all cores)")
+    parser.add_argument("--seed", type=int, default=0, help="default: %(default)s")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show a progress bar")
+    parser.set_defaults(run=run)
+
+
+def load_array(path: str, key: str = None, what: str = "data") -> np.ndarray:
+    """Read a .npy, .npz (array ``key`` or the first) or .csv/.txt file (a header row is skipped)."""
+    file = Path(path)
+    if not file.is_file():
+        raise IConError(f"icontorch embed: {what} must be an existing file; got {path!r}.")
+    suffix = file.suffix.lower()
+    try:
+        if suffix == ".npy":
+            return np.load(file, allow_pickle=False)
+        if suffix == ".npz":
+            with np.load(file, allow_pickle=False) as archive:
+                names = list(archive.keys())
+                if key is not None and key not in names:
+                    raise IConError(f"icontorch embed: --key must be one of {names}; got {key!r}.")
+                return archive[key if key is not None else names[0]]
+        if suffix in (".csv", ".txt"):
+            delimiter = "," if suffix == ".csv" else None
+            try:
+                return np.loadtxt(file, delimiter=delimiter, ndmin=2 if what == "data" else 1)
+            except ValueError:            # a header row
+                return np.loadtxt(file, delimiter=delimiter, skiprows=1, ndmin=2 if what == "data" else 1)
+    except (OSError, ValueError) as error:
+        raise IConError(f"icontorch embed: {what} must be a readable numeric file; got {path!r} "
+                        f"({error}).") from None
+    raise IConError(f"icontorch embed: {what} must end in .npy, .npz, .csv or .txt; got {path!r}.")
+
+
+def _estimator(args: argparse.Namespace):
+    from .. import KNN, NeighborEmbedding, SNE, StudentT, TSNE, joint, symmetrize
+
+    common = dict(n_components=args.n_components, n_iter=args.n_iter, parametric=args.parametric,
+                  device=args.device, n_jobs=args.n_jobs, random_state=args.seed, verbose=args.verbose)
+    if args.method == "sne":
+        return SNE(perplexity=args.perplexity, **common)
+    if args.method == "tsne-uniform":
+        return NeighborEmbedding(p=symmetrize(KNN(max(1, int(round(args.perplexity))))),
+                                 q=joint(StudentT(1.0)), **common)
+    return TSNE(perplexity=args.perplexity, **common)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Fit, save, score and draw; errors in the user's input are printed, not raised."""
+    try:
+        x = load_array(args.data, args.key, "data")
+        labels = None if args.labels is None else load_array(args.labels, None, "labels").ravel()
+        if labels is not None and labels.shape[0] != x.shape[0]:
+            raise IConError(f"icontorch embed: labels must give one label per point ({x.shape[0]}); "
+                            f"got {labels.shape[0]}.")
+        estimator = _estimator(args)
+        start = time.perf_counter()
+        embedding = estimator.fit_transform(x)
+        seconds = time.perf_counter() - start
+    except IConError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    out = Path(args.output)
+    if out.suffix.lower() == ".csv":
+        np.savetxt(out, embedding, delimiter=",")
+    else:
+        np.save(out, embedding)
+    print(f"{type(estimator).__name__} ({args.method}, method {estimator.method_!r}) of {x.shape[0]} "
+          f"points x {x.shape[1]} features in {seconds:.1f} s; KL(p || q) = "
+          f"{estimator.kl_divergence_:.4f}; wrote {out}")
+    accuracy = None
+    if labels is not None and x.shape[0] > 10:
+        from ..metrics import knn_accuracy
+
+        accuracy = knn_accuracy(embedding, labels, k=10)
+        print(f"{args.n_components}-D 10-NN accuracy: {accuracy:.3f}")
+    if args.plot:
+        from ..plotting import plot_embedding
+
+        title = f"I-Con {args.method} of {Path(args.data).name}"
+        if accuracy is not None:
+            title += f"; 10-NN acc {accuracy:.3f}"
+        plot_embedding(embedding[:, :2] if embedding.shape[1] >= 2 else
+                       np.hstack([embedding, np.zeros_like(embedding)]), labels, args.plot, title=title)
+        print(f"wrote {args.plot}")
+    return 0
