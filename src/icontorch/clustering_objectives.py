@@ -1,0 +1,123 @@
+"""The objectives a :class:`~icontorch.clustering.Clustering` head is trained with, for H heads at once.
+
+* I-Con methods: p is a library neighbourhood on the batch (:func:`icon_objective`, built from
+  :class:`~icontorch.Precomputed`, :class:`~icontorch.SameLabel` and :func:`~icontorch.mix_uniform`)
+  and q is ``mix_uniform(Cluster(), alpha_q)``. :func:`cluster_kernel_kl` evaluates
+  ``KL(p || q)`` for every head with one batched matrix product; it equals
+  ``ICon(p, mix_uniform(Cluster(), alpha_q))`` head by head (tested in float64).
+* Baselines, from their papers' formulas (not I-Con): :func:`scan_loss` (SCAN) and
+  :func:`temi_loss` (TEMI). They train the same heads on the same batches and kNN.
+
+Shapes: ``log_phi`` is (H, B, C), the log soft assignments of B batch items by H heads.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .loss import ICon
+from .neighborhoods import Cluster, Precomputed, SameLabel
+from .neighborhoods.base import log_normalize
+from .transforms import mix_uniform
+
+__all__ = ["icon_objective", "supervised_objective", "cluster_kernel_kl", "scan_loss", "temi_loss"]
+
+_NEG_INF = float("-inf")
+
+
+def icon_objective(relation: Tensor, alpha_p: float, alpha_q: float,
+                   dtype: torch.dtype = torch.float32) -> ICon:
+    """``ICon(p = mix_uniform(U(relation), alpha_p), q = mix_uniform(Cluster(), alpha_q))`` on a batch.
+
+    ``U(relation)`` is uniform over the True entries of row i of the (B, B) boolean relation
+    (views and graph neighbours of item i, never i itself); an item without any keeps an empty
+    row, which the loss leaves out. ``alpha_p`` spreads over the B - 1 other items, ``alpha_q``
+    over all B (the cluster kernel includes j = i, Def. 2).
+    """
+    log_w = torch.zeros(relation.shape, dtype=dtype, device=relation.device).masked_fill(~relation, _NEG_INF)
+    p = Precomputed(log_normalize(log_w), include_self=False)
+    return ICon(p=mix_uniform(p, alpha_p), q=mix_uniform(Cluster(), alpha_q), skip_empty_rows=True)
+
+
+def supervised_objective(alpha_p: float, alpha_q: float) -> ICon:
+    """``ICon(p = mix_uniform(SameLabel(include_self=True), alpha_p), q = mix_uniform(Cluster(), alpha_q))``.
+
+    The supervised-clustering cell (:func:`icontorch.methods.supervised_clustering`): p is
+    uniform over the anchor's class (self included, so labels-as-clusters give q = p).
+    """
+    return ICon(p=mix_uniform(SameLabel(include_self=True), alpha_p), q=mix_uniform(Cluster(), alpha_q))
+
+
+def cluster_kernel_kl(log_phi: Tensor, log_p: Tensor, alpha_q: float) -> Tensor:
+    """``(1/|A|) sum_{i in A} KL(p(.|i) || q~_h(.|i))`` for every head h: an (H,) tensor.
+
+    ``q~_h = (1 - alpha_q) q_h + alpha_q / B`` with the cluster kernel
+    ``q_h(j|i) = sum_c phi_ic phi_jc / n_c``, ``n_c = sum_k phi_kc`` over the batch (Def. 2;
+    an empty cluster adds nothing). A is the set of anchors whose p row has mass. One
+    (H, B, C) x (H, C, B) product gives all q; memory O(H B^2), never the data set's N^2.
+    With ``alpha_q = 0`` a q that underflows to 0 is floored at the smallest normal float.
+
+    Args:
+        log_phi: (H, B, C) log soft assignments (``log_softmax`` of the head outputs).
+        log_p: (B, B) supervisory log-probabilities, shared by the heads (``-inf``: no mass).
+        alpha_q: debiasing weight of q in [0, 1].
+    """
+    n_items = log_phi.shape[1]
+    tiny = torch.finfo(log_phi.dtype).tiny
+    phi = log_phi.exp()
+    size = phi.sum(1, keepdim=True)                                    # n_c per head
+    q = torch.bmm(phi, (phi / size.clamp_min(tiny)).transpose(1, 2))  # rows sum to 1
+    if alpha_q > 0.0:
+        log_q = torch.log((1.0 - alpha_q) * q + alpha_q / n_items)
+    else:
+        log_q = torch.log(q.clamp_min(tiny))
+    support = log_p > _NEG_INF
+    safe_log_p = log_p.to(log_q.dtype).masked_fill(~support, 0.0)
+    terms = torch.where(support, safe_log_p.exp() * (safe_log_p - log_q), torch.zeros_like(log_q))
+    anchors = support.any(1)
+    return terms.sum(2)[:, anchors].mean(1)
+
+
+def scan_loss(phi_anchor: Tensor, phi_neighbor: Tensor, entropy_weight: float = 5.0) -> Tensor:
+    """SCAN: ``-mean_i log <phi_i, phi_n(i)> - lambda H(mean_i phi_i)`` per head, an (H,) tensor.
+
+    Van Gansbeke et al. 2020 (methods.md section 2.2): binary cross-entropy of the anchor's and
+    its mined neighbour's agreement with 1 (the log clamped at -100 as ``nn.BCELoss``), minus
+    ``entropy_weight`` times the entropy of the batch-mean assignment (probabilities clamped at
+    1e-8); SCAN's configs use 5. Both sides get gradients.
+
+    Args:
+        phi_anchor: (H, M, C) soft assignments of the anchors.
+        phi_neighbor: (H, M, C) soft assignments of one sampled neighbour per anchor.
+        entropy_weight: lambda.
+    """
+    agreement = (phi_anchor * phi_neighbor).sum(2)
+    consistency = -agreement.log().clamp_min(-100.0).mean(1)
+    mean = phi_anchor.mean(1).clamp_min(1e-8)
+    entropy = -(mean * mean.log()).sum(1)
+    return consistency - entropy_weight * entropy
+
+
+def temi_loss(student: Tensor, teacher: Tensor, prior: Tensor, beta: float = 0.6) -> Tensor:
+    """TEMI: ``-(1/2) sum_{w != v} mean_i w_i log sum_c (t_w,ic s_v,ic)^beta / prior_c`` per head.
+
+    Adaloglou et al. 2023 (methods.md section 2.3): the two views are an anchor and one of its
+    kNN; ``t`` are the teacher's (EMA head's, detached) and ``s`` the student's probabilities
+    (softmax of logits / 0.1 in TEMI); ``w_i = sum_c t_0,ic t_1,ic`` weights each pair by the
+    teachers' agreement; ``prior`` is the EMA (momentum 0.9) of the batch-mean teacher
+    probabilities, updated before the loss; beta = 0.6 (TEMI's README).
+
+    Args:
+        student: (H, 2, M, C) student probabilities of both views.
+        teacher: (H, 2, M, C) teacher probabilities of both views (no gradient).
+        prior: (H, C) cluster prior.
+        beta: the exponent beta.
+    """
+    teacher = teacher.detach()
+    weight = (teacher[:, 0] * teacher[:, 1]).sum(2)                      # (H, M)
+    total = 0.0
+    for w, v in ((0, 1), (1, 0)):
+        pmi = ((teacher[:, w] * student[:, v]) ** beta / prior[:, None, :]).sum(2).log()
+        total = total + (-weight * pmi).mean(1)
+    return total / 2.0
