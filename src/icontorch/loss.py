@@ -353,4 +353,5 @@ def _knn_lists(knn: KNN, x: Tensor, y: Tensor, self_offset: Optional[int], chunk
                 i = torch.arange(start, min(x.shape[0], start + chunk), device=x.device)
                 s[i - start, i + self_offset] = float("-inf")
             out.append(s.topk(knn.k, dim=1).indices)
+            del s  # before the next block is made, so that two blocks never coexist
     return torch.cat(out)
