@@ -162,10 +162,6 @@ class Clustering(_Estimator):
         if self.random_state is not None and (isinstance(self.random_state, bool)
                                               or not isinstance(self.random_state, (int, np.integer))):
             raise fail(who, "random_state", "be None or an integer seed", self.random_state)
-        try:
-            torch.device(self.device)
-        except (RuntimeError, TypeError):
-            raise fail(who, "device", "be a torch device such as 'cpu' or 'cuda'", self.device) from None
         return alphas[0], alphas[1]
 
     def _inputs(self, x: Tensor) -> Tensor:
@@ -180,7 +176,10 @@ class Clustering(_Estimator):
             X: (n, d) features (numpy array, tensor or nested sequence), finite.
             y: (n,) integer labels, used by ``method="supervised"`` only (ignored otherwise).
         """
-        device = torch.device(self.device if self.device is not None else "cpu")
+        try:
+            device = torch.device(self.device)
+        except (RuntimeError, TypeError):
+            raise fail("Clustering", "device", "be a torch device such as 'cpu' or 'cuda'", self.device) from None
         x = _as_tensor(X, "Clustering", "X", device)
         n = x.shape[0]
         alpha_p, alpha_q = self._check_params(n)

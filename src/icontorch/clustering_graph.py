@@ -93,8 +93,8 @@ class NeighborGraph:
             diagonal = torch.arange(self.n_nodes, device=rows.device)
             rows, cols = torch.cat([rows, diagonal]), torch.cat([cols, diagonal])
         values = torch.ones(rows.shape[0], dtype=dtype, device=rows.device)
-        return torch.sparse_coo_tensor(torch.stack([rows, cols]), values,
-                                       (self.n_nodes, self.n_nodes)).coalesce()
+        return torch.sparse_coo_tensor(torch.stack([rows, cols]), values, (self.n_nodes, self.n_nodes),
+                                       check_invariants=True).coalesce()
 
     def contains(self, rows: Tensor, cols: Tensor) -> Tensor:
         """Boolean tensor: is ``cols`` a neighbour of ``rows`` (elementwise, any shape)."""

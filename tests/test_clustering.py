@@ -1,0 +1,300 @@
+"""Clustering: outcome on digits, the batch loss against its dense definition, the kNN / walk graph
+against brute force, batch composition, SCAN / TEMI against their formulas, errors, conventions."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.distance import cdist
+from sklearn.base import clone
+from sklearn.datasets import load_digits
+
+import icontorch as ic
+from icontorch import IConError
+from icontorch.clustering import METHODS, Clustering
+from icontorch.clustering_graph import compose_batch, knn_indices, walk_graph
+from icontorch.clustering_objectives import (cluster_kernel_kl, icon_objective, scan_loss, supervised_objective,
+                                             temi_loss)
+from icontorch.metrics import clustering_scores
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Batches are small: one thread avoids oversubscription on a busy machine.
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def _blobs(n_per=40, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = np.array([[0.0, 0.0, 0.0], [6.0, 0.0, 1.0], [0.0, 6.0, -1.0]])
+    x = np.concatenate([rng.normal(c, 1.0, size=(n_per, 3)) for c in centers])
+    return x.astype(np.float32), np.repeat(np.arange(3), n_per)
+
+
+# ----------------------------------------------------------------------------- outcome
+def test_digits_outcome():
+    x, y = load_digits(return_X_y=True)
+    model = Clustering(n_clusters=10, epochs=8, n_heads=4, random_state=0).fit(x)
+    scores = clustering_scores(y, model.labels_)
+    assert scores["accuracy"] >= 0.75          # chance is 0.1; the full default run is in benchmarks/
+    assert scores["nmi"] >= 0.7
+    assert model.loss_history_.shape == (8, 4)
+    assert model.best_head_ == int(np.argmin(model.head_losses_))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_separates_blobs(method):
+    x, y = _blobs()
+    model = Clustering(n_clusters=3, method=method, n_neighbors=5, walk_length=1, epochs=15, n_heads=3,
+                       batch_size=32, lr=3e-2, ema=0.9, random_state=0)
+    labels = model.fit_predict(x, y if method == "supervised" else None)
+    assert clustering_scores(y, labels)["accuracy"] >= 0.9, method
+
+
+# ----------------------------------------------------------------------------- the loss
+def _relation(b, seed):
+    g = torch.Generator().manual_seed(seed)
+    rel = torch.rand(b, b, generator=g) < 0.2
+    rel.fill_diagonal_(False)
+    rel[2] = False                                  # an anchor with no neighbour in the batch
+    return rel
+
+
+@pytest.mark.parametrize("alpha_p, alpha_q", [(0.0, 0.0), (0.6, 0.6), (0.3, 0.0), (0.0, 0.8), (1.0, 0.5)])
+def test_cluster_kernel_kl_equals_dense_definition(alpha_p, alpha_q):
+    b, c, h = 24, 5, 3
+    rel = _relation(b, 1)
+    log_phi = torch.randn(h, b, c, dtype=torch.float64, generator=torch.Generator().manual_seed(2)).log_softmax(2)
+    objective = icon_objective(rel, alpha_p, alpha_q, torch.float64)
+    fused = cluster_kernel_kl(log_phi, objective.log_p(None), alpha_q)
+    # 1) the library: ICon(mix_uniform(p, alpha_p), mix_uniform(Cluster(), alpha_q)), head by head
+    library = torch.stack([objective(log_phi[k]) for k in range(h)])
+    torch.testing.assert_close(fused, library, rtol=1e-12, atol=1e-12)
+    # 2) numpy, written out from the formulas
+    r = rel.numpy()
+    for k in range(h):
+        phi = log_phi[k].exp().numpy()
+        q = phi @ (phi / phi.sum(0)).T                               # sum_c phi_ic phi_jc / n_c, j = i included
+        q = (1 - alpha_q) * q + alpha_q / b
+        rows = []
+        for i in range(b):
+            if not r[i].any():
+                continue                                              # no neighbour: left out
+            p = np.where(r[i], 1.0 / r[i].sum(), 0.0)
+            p = (1 - alpha_p) * p + alpha_p / (b - 1)
+            p[i] = 0.0                                                # self is not a candidate of p
+            m = p > 0
+            rows.append((p[m] * np.log(p[m] / q[i, m])).sum())
+        assert fused[k].item() == pytest.approx(np.mean(rows), rel=1e-10)
+
+
+@pytest.fixture
+def float64_default():
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)               # SameLabel builds its log p in it
+    yield
+    torch.set_default_dtype(old)
+
+
+def test_supervised_loss_equals_library_and_is_zero_at_the_labels(float64_default):
+    y = torch.tensor([0, 0, 1, 1, 1, 2, 2, 0])
+    objective = supervised_objective(0.0, 0.0)
+    log_phi = torch.randn(2, 8, 3, dtype=torch.float64).log_softmax(2)
+    fused = cluster_kernel_kl(log_phi, objective.log_p(y), 0.0)
+    library = torch.stack([objective(log_phi[k], target=y) for k in range(2)])
+    torch.testing.assert_close(fused, library, rtol=1e-12, atol=1e-12)
+    one_hot = torch.full((1, 8, 3), -60.0, dtype=torch.float64)
+    one_hot[0, torch.arange(8), y] = 0.0
+    assert cluster_kernel_kl(one_hot.log_softmax(2), objective.log_p(y), 0.0).item() == pytest.approx(0.0, abs=1e-9)
+
+
+def test_empty_cluster_is_finite():
+    log_phi = torch.full((1, 6, 3), -200.0)
+    log_phi[0, :, 0] = 0.0                                            # clusters 1 and 2 empty
+    log_phi = log_phi.log_softmax(2).requires_grad_()
+    rel = _relation(6, 3)
+    loss = cluster_kernel_kl(log_phi, icon_objective(rel, 0.5, 0.5).log_p(None), 0.5)
+    loss.sum().backward()
+    assert torch.isfinite(loss).all() and torch.isfinite(log_phi.grad).all()
+
+
+# ----------------------------------------------------------------------------- neighbours
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_knn_equals_brute_force(metric):
+    x = np.random.default_rng(0).normal(size=(50, 6))
+    mine = knn_indices(torch.tensor(x), 4, metric).numpy()
+    d = cdist(x, x, "cosine" if metric == "cosine" else "sqeuclidean")
+    np.fill_diagonal(d, np.inf)
+    np.testing.assert_array_equal(mine, np.argsort(d, axis=1, kind="stable")[:, :4])
+
+
+@pytest.mark.parametrize("walk_length", [0, 1, 2])
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_walk_graph_equals_brute_force(walk_length, symmetric):
+    n, k = 40, 3
+    knn = knn_indices(torch.randn(n, 5, generator=torch.Generator().manual_seed(4)), k)
+    graph = walk_graph(knn, walk_length, symmetric)
+    mine = np.zeros((n, n), dtype=bool)
+    for i in range(n):
+        mine[i, graph.rows(i).numpy()] = True
+    # numpy: 1[A + A^2 + ... + A^(s+1) > 0] off the diagonal
+    a = np.zeros((n, n))
+    a[np.repeat(np.arange(n), k), knn.numpy().ravel()] = 1.0
+    power, reach = np.eye(n), np.zeros((n, n))
+    for _ in range(walk_length + 1):
+        power = power @ a
+        reach += power
+    expected = reach > 0
+    np.fill_diagonal(expected, False)
+    if symmetric:
+        expected = expected | expected.T
+    np.testing.assert_array_equal(mine, expected)
+    # the library's propagate(..., mode="reach") on the dense kNN neighbourhood agrees
+    log_p = torch.full((n, n), float("-inf"), dtype=torch.float64)
+    log_p[np.repeat(np.arange(n), k), knn.reshape(-1)] = -np.log(k)
+    reach_lib = ic.propagate(ic.Precomputed(log_p), walk_length + 1, mode="reach")(None) > float("-inf")
+    directed = reach_lib.numpy()
+    np.testing.assert_array_equal(mine, directed | directed.T if symmetric else directed)
+
+
+def test_batch_composition_puts_neighbours_with_their_anchors():
+    n = 60
+    knn = knn_indices(torch.randn(n, 4, generator=torch.Generator().manual_seed(5)), 3)
+    graph = walk_graph(knn, 1)
+    anchors = torch.tensor([3, 17, 42, 8])
+    src = compose_batch(anchors, graph, n_views=2, n_sampled_neighbors=2, generator=torch.Generator().manual_seed(0))
+    assert src.shape == (4 * 2 + 4 * 2,)
+    torch.testing.assert_close(src[:4], anchors)
+    torch.testing.assert_close(src[4:8], anchors)
+    relation = graph.relation(src)
+    sampled = src[8:].reshape(4, 2)
+    for a, anchor in enumerate(anchors.tolist()):
+        rows = set(graph.rows(anchor).tolist())
+        assert set(sampled[a].tolist()) <= rows                      # drawn from the anchor's row
+        assert relation[a, 4 + a] and relation[4 + a, a]             # the other view
+        for j in (8 + 2 * a, 9 + 2 * a):
+            assert relation[a, j] and relation[j, a]                 # symmetric: both see each other
+    assert not relation.diagonal().any()
+    # the batch p is the library's mix_uniform(Adjacency(graph + self loops), alpha) on the node ids
+    ours = icon_objective(relation, 0.4, 0.0, torch.float64).log_p(None)
+    library = ic.mix_uniform(ic.Adjacency(graph.to_sparse(self_loops=True, dtype=torch.float64)), 0.4)(src)
+    torch.testing.assert_close(ours, library)
+
+
+def test_neighbours_are_sampled_uniformly():
+    knn = knn_indices(torch.randn(30, 3, generator=torch.Generator().manual_seed(6)), 4)
+    graph = walk_graph(knn, 0, symmetric=False)
+    draws = graph.sample(torch.zeros(20000, dtype=torch.long), 1, torch.Generator().manual_seed(1)).ravel()
+    counts = np.bincount(draws.numpy(), minlength=30)[knn[0].numpy()]
+    assert counts.sum() == 20000 and np.all(np.abs(counts / 20000 - 0.25) < 0.02)
+
+
+# ----------------------------------------------------------------------------- baselines
+def test_scan_loss_equals_its_formula():
+    rng = np.random.default_rng(0)
+    a = rng.dirichlet(np.ones(4), size=(2, 7))
+    b = rng.dirichlet(np.ones(4), size=(2, 7))
+    b[0, 0] = [1, 0, 0, 0]
+    a[0, 0] = [0, 1, 0, 0]                                          # zero agreement: BCE's log clamp
+    mine = scan_loss(torch.tensor(a), torch.tensor(b), entropy_weight=5.0).numpy()
+    for h in range(2):
+        consistency = -np.mean(np.maximum(np.log(np.maximum((a[h] * b[h]).sum(1), 1e-300)), -100))
+        mean = np.maximum(a[h].mean(0), 1e-8)
+        expected = consistency - 5.0 * -(mean * np.log(mean)).sum()
+        assert mine[h] == pytest.approx(expected, rel=1e-12)
+
+
+def test_temi_loss_equals_its_formula():
+    rng = np.random.default_rng(1)
+    s = rng.dirichlet(np.ones(5), size=(3, 2, 6))
+    t = rng.dirichlet(np.ones(5), size=(3, 2, 6))
+    prior = rng.dirichlet(np.ones(5), size=3)
+    mine = temi_loss(torch.tensor(s), torch.tensor(t), torch.tensor(prior), beta=0.6).numpy()
+    for h in range(3):
+        w = (t[h, 0] * t[h, 1]).sum(1)
+        total = 0.0
+        for a, v in ((0, 1), (1, 0)):
+            total += np.mean(-w * np.log((((t[h, a] * s[h, v]) ** 0.6) / prior[h]).sum(1)))
+        assert mine[h] == pytest.approx(total / 2, rel=1e-12)
+
+
+# ----------------------------------------------------------------------------- errors
+@pytest.mark.parametrize("params, match", [
+    (dict(n_clusters=1), "n_clusters"),
+    (dict(n_clusters=500), "n_clusters must be at most the number of points"),
+    (dict(n_neighbors=120), "n_neighbors must be smaller than the number of points"),
+    (dict(n_neighbors=0), "n_neighbors"),
+    (dict(method="spectral"), "method must be one of"),
+    (dict(alpha_p=1.5), "alpha_p"),
+    (dict(alpha_q=-0.1), "alpha_q"),
+    (dict(walk_length=-1), "walk_length"),
+    (dict(head="cnn"), "head"),
+    (dict(ema=1.0), "ema"),
+    (dict(lr=0.0), "lr"),
+    (dict(lr_schedule="linear"), "lr_schedule"),
+    (dict(n_heads=0), "n_heads"),
+    (dict(augment=3), "augment"),
+    (dict(metric="manhattan"), "metric"),
+    (dict(device="tpu9"), "device"),
+])
+def test_bad_parameters(params, match):
+    x, _ = _blobs()
+    with pytest.raises(IConError, match=match):
+        Clustering(**params).fit(x)
+
+
+def test_bad_data():
+    x, y = _blobs()
+    bad = x.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(IConError, match="NaN"):
+        Clustering(n_clusters=3).fit(bad)
+    with pytest.raises(IConError, match="2-D"):
+        Clustering(n_clusters=3).fit(x[:, 0])
+    with pytest.raises(IConError, match="y must be given"):
+        Clustering(n_clusters=3, method="supervised").fit(x)
+    with pytest.raises(IConError, match="not fitted"):
+        Clustering().predict(x)
+    model = Clustering(n_clusters=3, epochs=1, n_heads=1, random_state=0).fit(x)
+    with pytest.raises(IConError, match="3 features"):
+        model.predict(x[:, :2])
+    with pytest.raises(IConError, match="augment"):
+        Clustering(n_clusters=3, epochs=1, augment=lambda b: b[:, :2]).fit(x)
+
+
+# ----------------------------------------------------------------------------- conventions
+def test_pickle_clone_params_and_determinism():
+    x, _ = _blobs()
+    model = Clustering(n_clusters=3, epochs=3, n_heads=2, random_state=3).fit(x)
+    again = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(again.predict(x), model.predict(x))
+    np.testing.assert_allclose(again.predict_proba(x), model.predict_proba(x))
+    assert again.predict_proba(x).shape == (120, 3)
+    twin = clone(model)
+    assert twin.get_params() == model.get_params() and not hasattr(twin, "labels_")
+    np.testing.assert_array_equal(twin.fit(x).labels_, model.labels_)          # same random_state
+    assert repr(twin) == "Clustering(n_clusters=3, n_heads=2, epochs=3, random_state=3)"
+    twin.set_params(alpha_p=0.2, ema=0.0)
+    assert twin.alpha_p == 0.2 and twin.fit(x).labels_.shape == (120,)
+    with pytest.raises(IConError, match="set_params"):
+        twin.set_params(k=3)
+
+
+def test_tensor_in_tensor_out_and_augment_is_used():
+    x, _ = _blobs()
+    calls = []
+
+    def augment(batch):
+        calls.append(batch.shape[0])
+        return batch + 0.05 * torch.randn_like(batch)
+
+    model = Clustering(n_clusters=3, epochs=2, n_heads=2, augment=augment, random_state=0)
+    labels = model.fit_predict(torch.tensor(x))
+    assert calls and isinstance(labels, np.ndarray)
+    assert isinstance(model.predict(torch.tensor(x)), torch.Tensor)
+    first = Clustering(n_clusters=3, epochs=2, n_heads=2, augment=augment, random_state=0).fit(x).labels_
+    np.testing.assert_array_equal(first, labels)                    # augment's randomness is seeded too
