@@ -53,7 +53,7 @@ class NeighborGraph:
     """A fixed set of neighbours per node in compressed-row form (``indptr``, ``indices``).
 
     Row i lists ``indices[indptr[i]:indptr[i + 1]]``, sorted and without repeats; memory is
-    O(N + number of edges). ``keys = i * N + j`` (sorted) answer membership queries.
+    O(N + number of edges).
 
     Args:
         indptr: (N + 1,) row offsets.
@@ -64,8 +64,6 @@ class NeighborGraph:
         self.indptr = indptr
         self.indices = indices
         self.n_nodes = indptr.shape[0] - 1
-        rows = torch.repeat_interleave(torch.arange(self.n_nodes, device=indptr.device), self.degree)
-        self.keys = rows * self.n_nodes + indices
 
     @classmethod
     def from_pairs(cls, rows: Tensor, cols: Tensor, n_nodes: int) -> "NeighborGraph":
@@ -96,23 +94,32 @@ class NeighborGraph:
         return torch.sparse_coo_tensor(torch.stack([rows, cols]), values, (self.n_nodes, self.n_nodes),
                                        check_invariants=True).coalesce()
 
-    def contains(self, rows: Tensor, cols: Tensor) -> Tensor:
-        """Boolean tensor: is ``cols`` a neighbour of ``rows`` (elementwise, any shape)."""
-        query = rows * self.n_nodes + cols
-        if self.keys.numel() == 0:
-            return torch.zeros_like(query, dtype=torch.bool)
-        pos = torch.searchsorted(self.keys, query).clamp_max(self.keys.numel() - 1)
-        return self.keys[pos] == query
-
     def relation(self, src: Tensor) -> Tensor:
         """(B, B) boolean: batch item j is a neighbour or another view of batch item i (j != i).
 
         ``src`` holds the node (data-set index) of each batch item; two items of the same node
-        are views of one another. Costs O(B^2 log E), never O(N^2).
+        are views of one another. Costs O(B^2 + B m log B) for m neighbours per node, never O(N^2).
         """
-        same = src[:, None] == src[None, :]
-        linked = self.contains(src[:, None].expand(-1, src.shape[0]), src[None, :].expand(src.shape[0], -1))
-        relation = same | linked
+        b = src.shape[0]
+        # (item i, node u) for every neighbour u of src_i, and u = src_i itself (the other views)
+        degree = self.degree[src]
+        rows = torch.arange(b, device=src.device).repeat_interleave(degree)
+        first = torch.cumsum(degree, 0) - degree
+        offset = torch.arange(rows.shape[0], device=src.device) - first[rows]
+        nodes = self.indices[self.indptr[src][rows] + offset]
+        rows = torch.cat([rows, torch.arange(b, device=src.device)])
+        nodes = torch.cat([nodes, src])
+        # the batch positions holding node u: a range of the batch sorted by node
+        order = torch.argsort(src)
+        sorted_src = src[order]
+        left = torch.searchsorted(sorted_src, nodes)
+        count = torch.searchsorted(sorted_src, nodes, right=True) - left
+        rows = rows.repeat_interleave(count)
+        first = torch.cumsum(count, 0) - count
+        rank = torch.arange(rows.shape[0], device=src.device) - first.repeat_interleave(count)
+        cols = order[left.repeat_interleave(count) + rank]
+        relation = torch.zeros(b, b, dtype=torch.bool, device=src.device)
+        relation[rows, cols] = True
         relation.fill_diagonal_(False)
         return relation
 

@@ -46,9 +46,12 @@ class ClusterHeads(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, D) inputs -> (H, B, C) logits."""
-        out = torch.matmul(x, self.weight) + self.bias
+        h, d, width = self.weight.shape
+        # one (B, D) x (D, H * width) product instead of H broadcast ones (no copy of x per head)
+        out = (x @ self.weight.permute(1, 0, 2).reshape(d, h * width)).reshape(-1, h, width)
+        out = out.transpose(0, 1) + self.bias
         if self.kind == "mlp":
-            out = torch.matmul(torch.relu(out), self.weight2) + self.bias2
+            out = torch.bmm(torch.relu(out), self.weight2) + self.bias2
         return out
 
     def select(self, index: int) -> "ClusterHeads":

@@ -1,0 +1,156 @@
+"""``icontorch cluster``: Debiased InfoNCE Clustering of the user's feature file, saved, scored, drawn."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from .._validation import IConError
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers: "argparse._SubParsersAction") -> None:
+    """Register ``icontorch cluster``."""
+    from ..clustering import METHODS
+
+    parser = subparsers.add_parser(
+        "cluster", help="cluster a feature file with Debiased InfoNCE Clustering and save the labels",
+        description="Cluster the rows of DATA (.npy, .npz or .csv: one point per row, e.g. frozen "
+                    "features of a pretrained network) into K clusters by training cluster heads with "
+                    "the I-Con loss (kNN + walk neighbours as p, the alpha-debiased cluster kernel as q). "
+                    "Saves one cluster id per row to -o; with --labels, prints the Hungarian and "
+                    "many-to-one accuracy, NMI, AMI and ARI; --plot draws the cluster sizes and a 2-D "
+                    "PCA map coloured by cluster.")
+    parser.add_argument("data", help="the features: .npy, .npz (first array, or --key) or .csv")
+    parser.add_argument("-k", "--n-clusters", type=int, default=10, help="number of clusters (default: %(default)s)")
+    parser.add_argument("--key", help="array name inside a .npz file (default: the first)")
+    parser.add_argument("--labels", help="true labels (.npy, .npz, .csv or .txt), for scoring only")
+    parser.add_argument("-o", "--output", default="labels.csv",
+                        help="where to save the cluster ids (.csv, .txt or .npy; default: %(default)s)")
+    parser.add_argument("--plot", metavar="OUT", help="also draw cluster sizes and a PCA map to OUT (.png/.svg)")
+    parser.add_argument("--method", choices=METHODS, default="debiased_infonce", help="default: %(default)s")
+    parser.add_argument("--n-neighbors", type=int, default=5, help="k of the kNN graph (default: %(default)s)")
+    parser.add_argument("--walk-length", type=int, default=2, help="extra walk steps on it (default: %(default)s)")
+    parser.add_argument("--alpha", type=float, default=None,
+                        help="debiasing of p and q (default: 0.6 for debiased_infonce, else 0)")
+    parser.add_argument("--head", choices=("linear", "mlp"), default="linear", help="default: %(default)s")
+    parser.add_argument("--n-heads", type=int, default=10, help="heads trained; lowest loss kept (default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=30, help="default: %(default)s")
+    parser.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="default: %(default)s")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show a progress bar")
+    parser.set_defaults(run=run)
+
+
+def _load(path: str, key: Optional[str], what: str) -> np.ndarray:
+    """A .npy, .npz (array ``key`` or the first) or .csv/.txt file (a header row is skipped)."""
+    file = Path(path)
+    if not file.is_file():
+        raise IConError(f"icontorch cluster: {what} must be an existing file; got {path!r}.")
+    suffix = file.suffix.lower()
+    ndmin = 2 if what == "data" else 1
+    try:
+        if suffix == ".npy":
+            return np.load(file, allow_pickle=False)
+        if suffix == ".npz":
+            with np.load(file, allow_pickle=False) as archive:
+                names = list(archive.keys())
+                if key is not None and key not in names:
+                    raise IConError(f"icontorch cluster: --key must be one of {names}; got {key!r}.")
+                return archive[key if key is not None else names[0]]
+        if suffix in (".csv", ".txt"):
+            delimiter = "," if suffix == ".csv" else None
+            try:
+                return np.loadtxt(file, delimiter=delimiter, ndmin=ndmin)
+            except ValueError:                # a header row
+                return np.loadtxt(file, delimiter=delimiter, skiprows=1, ndmin=ndmin)
+    except (OSError, ValueError) as error:
+        raise IConError(f"icontorch cluster: {what} must be a readable numeric file; got {path!r} "
+                        f"({error}).") from None
+    raise IConError(f"icontorch cluster: {what} must end in .npy, .npz, .csv or .txt; got {path!r}.")
+
+
+def plot_clusters(x: np.ndarray, labels: np.ndarray, path: str, title: str = "") -> str:
+    """Cluster sizes (bars) beside a 2-D PCA map of ``x`` coloured by cluster; saved to ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    centred = x - x.mean(0)
+    _, _, vt = np.linalg.svd(centred[: min(len(x), 20000)], full_matrices=False)
+    xy = centred @ vt[:2].T if vt.shape[0] >= 2 else np.c_[centred[:, :1], np.zeros(len(x))]
+    clusters, sizes = np.unique(labels, return_counts=True)
+    cmap = plt.get_cmap("tab10" if len(clusters) <= 10 else "tab20")
+    fig, (bars, scatter) = plt.subplots(1, 2, figsize=(11, 5), dpi=110, gridspec_kw={"width_ratios": [1, 1.6]})
+    bars.bar([str(c) for c in clusters], sizes, color=[cmap(i % cmap.N) for i in range(len(clusters))])
+    bars.set_xlabel("cluster")
+    bars.set_ylabel("points")
+    bars.set_title("cluster sizes", fontsize=10)
+    for i, c in enumerate(clusters):
+        pts = xy[labels == c]
+        scatter.scatter(pts[:, 0], pts[:, 1], s=3, color=cmap(i % cmap.N), linewidths=0, label=str(c))
+    scatter.set_xticks([])
+    scatter.set_yticks([])
+    scatter.set_title("first two principal components, coloured by cluster", fontsize=10)
+    scatter.legend(markerscale=4, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def run(args: argparse.Namespace) -> int:
+    """Fit, save, score and draw; errors in the user's input are printed, not raised."""
+    from ..clustering import Clustering
+    from ..metrics import clustering_scores
+
+    try:
+        x = _load(args.data, args.key, "data")
+        if x.ndim != 2:
+            raise IConError(f"icontorch cluster: data must be a 2-D table (points x features); got shape {x.shape}.")
+        truth = None if args.labels is None else _load(args.labels, None, "labels").ravel()
+        if truth is not None and truth.shape[0] != x.shape[0]:
+            raise IConError(f"icontorch cluster: labels must give one label per point ({x.shape[0]}); "
+                            f"got {truth.shape[0]}.")
+        out = Path(args.output)
+        if out.suffix.lower() not in (".csv", ".txt", ".npy"):
+            raise IConError(f"icontorch cluster: -o must end in .csv, .txt or .npy; got {args.output!r}.")
+        if args.plot and not args.plot.lower().endswith((".png", ".svg")):
+            raise IConError(f"icontorch cluster: --plot must end in .png or .svg; got {args.plot!r}.")
+        model = Clustering(n_clusters=args.n_clusters, method=args.method, n_neighbors=args.n_neighbors,
+                           walk_length=args.walk_length, alpha_p=args.alpha, alpha_q=args.alpha,
+                           head=args.head, n_heads=args.n_heads, epochs=args.epochs, device=args.device,
+                           random_state=args.seed, verbose=args.verbose)
+        start = time.perf_counter()
+        labels = model.fit_predict(x, truth if args.method == "supervised" else None)
+        seconds = time.perf_counter() - start
+    except IConError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if out.suffix.lower() == ".npy":
+        np.save(out, labels)
+    else:
+        np.savetxt(out, labels, fmt="%d")
+    sizes = np.bincount(labels, minlength=args.n_clusters)
+    print(f"Clustering ({args.method}) of {x.shape[0]} points x {x.shape[1]} features into "
+          f"{args.n_clusters} clusters in {seconds:.1f} s; head {model.best_head_} of {args.n_heads} "
+          f"(loss {model.head_losses_[model.best_head_]:.4f}); wrote {out}")
+    print("cluster sizes: " + " ".join(str(int(s)) for s in sizes))
+    if truth is not None:
+        scores = clustering_scores(truth, labels)
+        print(f"Hungarian accuracy {scores['accuracy']:.4f}  many-to-one accuracy "
+              f"{scores['many_to_one_accuracy']:.4f}  NMI {scores['nmi']:.4f}  AMI {scores['ami']:.4f}  "
+              f"ARI {scores['ari']:.4f}")
+    if args.plot:
+        plot_clusters(x.astype(np.float64), labels, args.plot,
+                      title=f"icontorch cluster: {Path(args.data).name}, K = {args.n_clusters}")
+        print(f"wrote {args.plot}")
+    return 0
