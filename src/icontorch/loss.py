@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Callable, Optional, Tuple, Union
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import distributed, divergences
 from ._validation import IConError, check_choice, check_index, fail
+from .distances import dot_product
 from .divergences import DIVERGENCES
 from .neighborhoods import KNN, CrossModal, DataToClass, Gaussian, PositivePairs, SameLabel, StudentT
 from .neighborhoods.base import Neighborhood, NeighborhoodLike, as_neighborhood
@@ -344,14 +346,18 @@ class _Structured:
 
 def _knn_lists(knn: KNN, x: Tensor, y: Tensor, self_offset: Optional[int], chunk: int) -> Tensor:
     """The k most similar candidates of each anchor, by blocks of anchors (as ``KNN.logits``)."""
-    out = []
     chunk = max(1, min(chunk, _KNN_ENTRIES // y.shape[0]))  # a block of similarities stays bounded
+    out = torch.empty(x.shape[0], knn.k, dtype=torch.long, device=x.device)
     with torch.no_grad():
+        similarity = METRICS[knn.metric]
+        if knn.metric == "cosine":  # normalise once, not once per block (the same numbers)
+            x, y, similarity = F.normalize(x, dim=-1), F.normalize(y, dim=-1), dot_product
         for start in range(0, x.shape[0], chunk):
-            s = METRICS[knn.metric](x[start:start + chunk], y)
+            stop = min(x.shape[0], start + chunk)
+            s = similarity(x[start:stop], y)
             if self_offset is not None:
-                i = torch.arange(start, min(x.shape[0], start + chunk), device=x.device)
+                i = torch.arange(start, stop, device=x.device)
                 s[i - start, i + self_offset] = float("-inf")
-            out.append(s.topk(knn.k, dim=1).indices)
+            out[start:stop] = s.topk(knn.k, dim=1).indices
             del s  # before the next block is made, so that two blocks never coexist
-    return torch.cat(out)
+    return out
