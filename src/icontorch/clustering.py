@@ -250,12 +250,12 @@ class Clustering(_Estimator):
             return torch.stack([objective(h.log_softmax(1), target=z) for h in logits])
         m = src.shape[0] // 2
         if self.method == "scan":
-            phi = logits.softmax(2)
-            return scan_loss(phi[:, :m], phi[:, m:])
-        student = (logits / _TEMI_TEMPERATURE).softmax(2).reshape(logits.shape[0], 2, m, -1)
-        teacher = (teacher_logits / _TEMI_TEMPERATURE).softmax(2).reshape(logits.shape[0], 2, m, -1)
+            log_phi = logits.log_softmax(2)
+            return scan_loss(log_phi[:, :m], log_phi[:, m:])
+        student = (logits / _TEMI_TEMPERATURE).log_softmax(2).reshape(logits.shape[0], 2, m, -1)
+        teacher = (teacher_logits / _TEMI_TEMPERATURE).log_softmax(2).reshape(logits.shape[0], 2, m, -1)
         if update:
-            batch_mean = teacher.mean((1, 2))
+            batch_mean = teacher.exp().mean((1, 2))
             self._prior = _TEMI_PRIOR_MOMENTUM * self._prior + (1 - _TEMI_PRIOR_MOMENTUM) * batch_mean
         return temi_loss(student, teacher, self._prior)
 

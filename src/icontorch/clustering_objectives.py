@@ -79,45 +79,48 @@ def cluster_kernel_kl(log_phi: Tensor, log_p: Tensor, alpha_q: float) -> Tensor:
     return terms.sum(2)[:, anchors].mean(1)
 
 
-def scan_loss(phi_anchor: Tensor, phi_neighbor: Tensor, entropy_weight: float = 5.0) -> Tensor:
+def scan_loss(log_phi_anchor: Tensor, log_phi_neighbor: Tensor, entropy_weight: float = 5.0) -> Tensor:
     """SCAN: ``-mean_i log <phi_i, phi_n(i)> - lambda H(mean_i phi_i)`` per head, an (H,) tensor.
 
     Van Gansbeke et al. 2020 (methods.md section 2.2): binary cross-entropy of the anchor's and
     its mined neighbour's agreement with 1 (the log clamped at -100 as ``nn.BCELoss``), minus
     ``entropy_weight`` times the entropy of the batch-mean assignment (probabilities clamped at
-    1e-8); SCAN's configs use 5. Both sides get gradients.
+    1e-8); SCAN's configs use 5. Both sides get gradients. The agreement is computed in log
+    space (the same value, no 0 * inf gradients when assignments saturate).
 
     Args:
-        phi_anchor: (H, M, C) soft assignments of the anchors.
-        phi_neighbor: (H, M, C) soft assignments of one sampled neighbour per anchor.
+        log_phi_anchor: (H, M, C) log soft assignments of the anchors.
+        log_phi_neighbor: (H, M, C) log soft assignments of one sampled neighbour per anchor.
         entropy_weight: lambda.
     """
-    agreement = (phi_anchor * phi_neighbor).sum(2)
-    consistency = -agreement.log().clamp_min(-100.0).mean(1)
-    mean = phi_anchor.mean(1).clamp_min(1e-8)
+    log_agreement = torch.logsumexp(log_phi_anchor + log_phi_neighbor, 2)
+    consistency = -log_agreement.clamp_min(-100.0).mean(1)
+    mean = log_phi_anchor.exp().mean(1).clamp_min(1e-8)
     entropy = -(mean * mean.log()).sum(1)
     return consistency - entropy_weight * entropy
 
 
-def temi_loss(student: Tensor, teacher: Tensor, prior: Tensor, beta: float = 0.6) -> Tensor:
+def temi_loss(log_student: Tensor, log_teacher: Tensor, prior: Tensor, beta: float = 0.6) -> Tensor:
     """TEMI: ``-(1/2) sum_{w != v} mean_i w_i log sum_c (t_w,ic s_v,ic)^beta / prior_c`` per head.
 
     Adaloglou et al. 2023 (methods.md section 2.3): the two views are an anchor and one of its
     kNN; ``t`` are the teacher's (EMA head's, detached) and ``s`` the student's probabilities
     (softmax of logits / 0.1 in TEMI); ``w_i = sum_c t_0,ic t_1,ic`` weights each pair by the
     teachers' agreement; ``prior`` is the EMA (momentum 0.9) of the batch-mean teacher
-    probabilities, updated before the loss; beta = 0.6 (TEMI's README).
+    probabilities, updated before the loss; beta = 0.6 (TEMI's README). The sum over c is a
+    log-sum-exp of log-probabilities (the same value, stable when softmaxes saturate).
 
     Args:
-        student: (H, 2, M, C) student probabilities of both views.
-        teacher: (H, 2, M, C) teacher probabilities of both views (no gradient).
+        log_student: (H, 2, M, C) student log-probabilities of both views.
+        log_teacher: (H, 2, M, C) teacher log-probabilities of both views (no gradient).
         prior: (H, C) cluster prior.
         beta: the exponent beta.
     """
-    teacher = teacher.detach()
-    weight = (teacher[:, 0] * teacher[:, 1]).sum(2)                      # (H, M)
+    log_teacher = log_teacher.detach()
+    weight = torch.logsumexp(log_teacher[:, 0] + log_teacher[:, 1], 2).exp()     # (H, M)
+    log_prior = prior.log()[:, None, :]
     total = 0.0
     for w, v in ((0, 1), (1, 0)):
-        pmi = ((teacher[:, w] * student[:, v]) ** beta / prior[:, None, :]).sum(2).log()
+        pmi = torch.logsumexp(beta * (log_teacher[:, w] + log_student[:, v]) - log_prior, 2)
         total = total + (-weight * pmi).mean(1)
     return total / 2.0
