@@ -13,6 +13,8 @@ from .neighborhoods import (KNN, Adjacency, Cluster, CrossModal, DataToClass, De
                             PerplexityGaussian, PositivePairs, Precomputed, SameLabel, StudentT)
 from .transforms import joint, mix_uniform, propagate, symmetrize
 from .estimators import SNE, TSNE, NeighborEmbedding
+from .clustering import Clustering
+from . import metrics
 from . import mappers
 
 __version__ = "0.1.0"
@@ -25,5 +27,5 @@ __all__ = [
     "Cluster", "DegreeWeightedCluster", "Adjacency", "SparseNeighbors",
     "mix_uniform", "symmetrize", "joint", "propagate",
     "divergences", "distances", "methods", "table",
-    "TSNE", "SNE", "NeighborEmbedding", "mappers",
+    "TSNE", "SNE", "NeighborEmbedding", "mappers", "Clustering", "metrics",
 ]
