@@ -105,7 +105,7 @@ def temi_loss(log_student: Tensor, log_teacher: Tensor, prior: Tensor, beta: flo
 
     Adaloglou et al. 2023 (methods.md section 2.3): the two views are an anchor and one of its
     kNN; ``t`` are the teacher's (EMA head's, detached) and ``s`` the student's probabilities
-    (softmax of logits / 0.1 in TEMI); ``w_i = sum_c t_0,ic t_1,ic`` weights each pair by the
+    (in TEMI a softmax of cosine logits / 0.1; see ``Clustering`` for the temperature used); ``w_i = sum_c t_0,ic t_1,ic`` weights each pair by the
     teachers' agreement; ``prior`` is the EMA (momentum 0.9) of the batch-mean teacher
     probabilities, updated before the loss; beta = 0.6 (TEMI's README). The sum over c is a
     log-sum-exp of log-probabilities (the same value, stable when softmaxes saturate).
