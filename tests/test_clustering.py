@@ -311,3 +311,22 @@ def test_tensor_in_tensor_out_and_augment_is_used():
     assert isinstance(model.predict(torch.tensor(x)), torch.Tensor)
     first = Clustering(n_clusters=3, epochs=2, n_heads=2, augment=augment, random_state=0).fit(x).labels_
     np.testing.assert_array_equal(first, labels)                    # augment's randomness is seeded too
+
+
+def test_command_line(tmp_path, capsys):
+    from icontorch.cli import main
+
+    x, y = _blobs()
+    np.save(tmp_path / "x.npy", x)
+    np.savetxt(tmp_path / "y.csv", y, fmt="%d")
+    out, png = tmp_path / "labels.csv", tmp_path / "clusters.png"
+    code = main(["cluster", str(tmp_path / "x.npy"), "-k", "3", "--labels", str(tmp_path / "y.csv"),
+                 "-o", str(out), "--plot", str(png), "--epochs", "8", "--n-heads", "2", "--n-neighbors", "5"])
+    text = capsys.readouterr().out
+    assert code == 0 and "Hungarian accuracy" in text and "NMI" in text and png.stat().st_size > 0
+    labels = np.loadtxt(out, dtype=int)
+    assert labels.shape == (120,) and clustering_scores(y, labels)["accuracy"] >= 0.7   # plumbing; chance is 1/3
+    assert main(["cluster", str(tmp_path / "missing.npy")]) == 2
+    assert "must be an existing file" in capsys.readouterr().err
+    assert main(["cluster", str(tmp_path / "x.npy"), "-k", "1", "-o", str(out)]) == 2
+    assert "n_clusters" in capsys.readouterr().err

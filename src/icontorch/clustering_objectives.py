@@ -66,17 +66,21 @@ def cluster_kernel_kl(log_phi: Tensor, log_p: Tensor, alpha_q: float) -> Tensor:
     n_items = log_phi.shape[1]
     tiny = torch.finfo(log_phi.dtype).tiny
     phi = log_phi.exp()
-    size = phi.sum(1, keepdim=True)                                    # n_c per head
-    q = torch.bmm(phi, (phi / size.clamp_min(tiny)).transpose(1, 2))  # rows sum to 1
+    psi = phi / phi.sum(1, keepdim=True).clamp_min(tiny)             # phi_jc / n_c
     if alpha_q > 0.0:
-        log_q = torch.log((1.0 - alpha_q) * q + alpha_q / n_items)
+        # q~ = (1 - alpha_q) phi psi^T + alpha_q / B in one fused product
+        offset = torch.full((1, 1, 1), alpha_q / n_items, dtype=phi.dtype, device=phi.device)
+        log_q = torch.baddbmm(offset, phi, psi.transpose(1, 2), alpha=1.0 - alpha_q).log()
     else:
-        log_q = torch.log(q.clamp_min(tiny))
+        log_q = torch.bmm(phi, psi.transpose(1, 2)).clamp_min(tiny).log()
+    # KL = sum_j p log p - sum_j p log q~; p = 0 off its support, where log q~ is finite
     support = log_p > _NEG_INF
-    safe_log_p = log_p.to(log_q.dtype).masked_fill(~support, 0.0)
-    terms = torch.where(support, safe_log_p.exp() * (safe_log_p - log_q), torch.zeros_like(log_q))
+    log_p = log_p.to(log_q.dtype)
+    p = log_p.exp()
+    neg_entropy = (p * log_p.masked_fill(~support, 0.0)).sum(1)
+    cross = torch.einsum("ij,hij->hi", p, log_q)
     anchors = support.any(1)
-    return terms.sum(2)[:, anchors].mean(1)
+    return (neg_entropy - cross)[:, anchors].mean(1)
 
 
 def scan_loss(log_phi_anchor: Tensor, log_phi_neighbor: Tensor, entropy_weight: float = 5.0) -> Tensor:
