@@ -270,6 +270,11 @@ def test_bad_data():
         Clustering(n_clusters=3).fit(x[:, 0])
     with pytest.raises(IConError, match="y must be given"):
         Clustering(n_clusters=3, method="supervised").fit(x)
+    with pytest.raises(IConError, match="one label per point"):
+        Clustering(n_clusters=3, method="supervised").fit(x, y[:10])
+    names = np.array(["a", "b", "c"])[y]                    # any sortable labels
+    supervised = Clustering(n_clusters=3, method="supervised", epochs=2, n_heads=1, random_state=0)
+    assert supervised.fit(x, names).labels_.shape == (120,)
     with pytest.raises(IConError, match="not fitted"):
         Clustering().predict(x)
     model = Clustering(n_clusters=3, epochs=1, n_heads=1, random_state=0).fit(x)

@@ -205,10 +205,12 @@ class Clustering(_Estimator):
     def _check_labels(self, y: Any, n: int, device: torch.device) -> Tensor:
         if y is None:
             raise fail("Clustering", "y", "be given (one label per point) when method='supervised'", y)
-        labels = torch.as_tensor(np.asarray(y.cpu() if isinstance(y, Tensor) else y))
-        if labels.dim() != 1 or labels.shape[0] != n or labels.is_floating_point():
-            raise fail("Clustering", "y", f"be ({n},) integer labels", labels)
-        return torch.unique(labels, return_inverse=True)[1].to(device)
+        values = np.asarray(y.detach().cpu() if isinstance(y, Tensor) else y)
+        if values.ndim != 1 or values.shape[0] != n:
+            raise fail("Clustering", "y", f"hold one label per point, shape ({n},)", f"shape {values.shape}")
+        if values.dtype.kind == "f" and not np.isfinite(values).all():
+            raise fail("Clustering", "y", "hold finite labels", "NaN or Inf")
+        return torch.as_tensor(np.unique(values, return_inverse=True)[1].ravel(), device=device)
 
     def _build_graph(self, x: Tensor) -> NeighborGraph:
         knn = knn_indices(x, self.n_neighbors, self.metric)
