@@ -109,7 +109,8 @@ def run_full(name, x, y, threads, quick, rows):
     for t in thread_counts:
         ot, secs = timed(lambda: openTSNE.TSNE(n_jobs=t, random_state=0, n_iter=n_iter,
                                                early_exaggeration_iter=ee).fit(x))
-        runs.append((f"openTSNE {openTSNE.__version__} (FFT), n_jobs={t}", secs, ot.kl_divergence,
+        kind = "Barnes-Hut" if len(x) < 10000 else "FFT"        # its negative_gradient_method="auto"
+        runs.append((f"openTSNE {openTSNE.__version__} ({kind}), n_jobs={t}", secs, ot.kl_divergence,
                      np.asarray(ot)))
     from sklearn import __version__ as sk_version
     from sklearn.manifold import TSNE as SkTSNE

@@ -15,7 +15,7 @@ fraction of the data.
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence, Tuple, Union
+from typing import Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -113,5 +113,3 @@ def embed(mapper: nn.Module, x: Tensor, chunk: int = 8192) -> Tensor:
     mapper.train(was_training)
     return out
 
-
-_ = Optional

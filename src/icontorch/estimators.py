@@ -15,8 +15,6 @@ of the periodic table (uniform kNN affinities, Student-t of any dof, Gaussian, .
 
 from __future__ import annotations
 
-import inspect
-import os
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -28,113 +26,25 @@ from ._ne_optim import (Callback, DenseObjective, ReferenceObjective, SparseObje
                         gradient_descent)
 from ._ne_parametric import embed, train_mapper
 from ._repulsion import kernel_profile
+from ._estimator_base import ArrayLike, Estimator, Threads, as_tensor, like_input, pca_init
 from ._validation import IConError, check_choice, check_int, check_positive, fail
 from .affinity import (EdgeAffinity, affinity_to_reference, check_n_neighbors, default_n_neighbors,
                        dense_affinity, knn_affinity, split_joint)
 from .mappers import MLP, EmbeddingTable
 from .neighborhoods.base import KernelNeighborhood, Neighborhood, as_neighborhood
-from .neighborhoods.spatial import KNN
+from .neighborhoods.spatial import KNN, PerplexityGaussian
 from .transforms import Joint
 
 __all__ = ["NeighborEmbedding", "TSNE", "SNE"]
 
-ArrayLike = Union[np.ndarray, Tensor, Sequence]
+# the shared estimator base lives in _estimator_base; these names stay importable from here
+_Estimator, _as_tensor, _like_input = Estimator, as_tensor, like_input
+
 _EXACT_MAX_N = 500         # "auto" uses the dense exact objective up to this many points
 _METHODS = ("auto", "exact", "fft", "sampled")
 
 
-class _Estimator:
-    """get_params / set_params / repr from the ``__init__`` signature (scikit-learn's protocol)."""
-
-    @classmethod
-    def _param_names(cls) -> Tuple[str, ...]:
-        signature = inspect.signature(cls.__init__)
-        return tuple(p for p in signature.parameters if p != "self")
-
-    def get_params(self, deep: bool = True) -> Dict[str, Any]:
-        """The constructor arguments, as stored (``deep`` is accepted for scikit-learn)."""
-        return {name: getattr(self, name) for name in self._param_names()}
-
-    def set_params(self, **params: Any) -> "_Estimator":
-        """Set constructor arguments by name; unknown names raise :class:`IConError`."""
-        valid = self._param_names()
-        for name, value in params.items():
-            if name not in valid:
-                raise fail(type(self).__name__, "set_params keys", f"be among {valid}", name)
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self) -> str:
-        defaults = inspect.signature(type(self).__init__).parameters
-        shown = []
-        for name in self._param_names():
-            value, default = getattr(self, name), defaults[name].default
-            same = value is default
-            if not same and not isinstance(value, (Tensor, np.ndarray, torch.nn.Module)):
-                try:
-                    same = bool(value == default)
-                except (TypeError, ValueError):
-                    same = False
-            if not same:
-                text = f"<{type(value).__name__}>" if isinstance(value, (Tensor, np.ndarray)) else repr(value)
-                shown.append(f"{name}={text}")
-        return f"{type(self).__name__}({', '.join(shown)})"
-
-
-def _as_tensor(x: Any, who: str, name: str, device: torch.device) -> Tensor:
-    if isinstance(x, Tensor):
-        t = x.detach()
-    else:
-        try:
-            t = torch.as_tensor(np.asarray(x, dtype=np.float32))
-        except (TypeError, ValueError):
-            raise fail(who, name, "be a numeric (n_samples, n_features) array", type(x).__name__) from None
-    if t.dim() != 2 or t.shape[0] == 0 or t.shape[1] == 0:
-        raise fail(who, name, "be a non-empty 2-D array (n_samples, n_features)", t)
-    if t.is_complex() or t.dtype == torch.bool:
-        raise fail(who, name, "hold real numbers", t)
-    # tensors keep a float64 dtype (tensors in, tensors out); everything else runs in float32
-    dtype = torch.float64 if t.dtype == torch.float64 else torch.float32
-    t = t.to(device=device, dtype=dtype)
-    if not bool(torch.isfinite(t).all()):
-        bad = "NaN" if bool(torch.isnan(t).any()) else "Inf"
-        raise IConError(f"{who}: {name} must be finite; got an array of shape {tuple(t.shape)} "
-                        f"containing {bad}.")
-    return t
-
-
-def _like_input(y: Tensor, x: Any) -> Union[np.ndarray, Tensor]:
-    """A tensor on ``x``'s device when ``x`` was a tensor, else a numpy array (scikit-learn)."""
-    if isinstance(x, Tensor):
-        return y.to(x.device)
-    return y.detach().cpu().numpy()
-
-
-def _pca_init(x: Tensor, n_components: int) -> Tensor:
-    """The first principal components, scaled so that the first has standard deviation 1e-4."""
-    centred = x - x.mean(0)
-    _, _, v = torch.linalg.svd(centred.double(), full_matrices=False)
-    y = centred.double() @ v[:n_components].T
-    if y.shape[1] < n_components:                 # fewer features than components
-        y = torch.cat([y, y.new_zeros(y.shape[0], n_components - y.shape[1])], 1)
-    return (y / y[:, 0].std().clamp_min(1e-12) * 1e-4).to(x.dtype)
-
-
-class _Threads:
-    """Set torch's CPU threads for a block and restore them (``n_jobs`` of the estimators)."""
-
-    def __init__(self, n_jobs: Optional[int]) -> None:
-        self.n_jobs, self.previous = n_jobs, torch.get_num_threads()
-
-    def __enter__(self) -> None:
-        if self.n_jobs is not None:
-            torch.set_num_threads((os.cpu_count() or 1) if self.n_jobs == -1 else self.n_jobs)
-
-    def __exit__(self, *exc: Any) -> None:
-        torch.set_num_threads(self.previous)
-
-
-class _NeighborEmbeddingBase(_Estimator):
+class _NeighborEmbeddingBase(Estimator):
     """Validation, fitting and transform shared by the neighbour-embedding estimators."""
 
     def _store(self, arguments: Dict[str, Any]) -> None:
@@ -211,7 +121,7 @@ class _NeighborEmbeddingBase(_Estimator):
     # -- fitting -------------------------------------------------------------------------------
     def _prepare(self, X: ArrayLike) -> Tensor:
         self._device, self._generator = self._check_params()
-        x = _as_tensor(X, type(self).__name__, "X", self._device)
+        x = as_tensor(X, type(self).__name__, "X", self._device)
         if self.metric == "cosine":
             x = torch.nn.functional.normalize(x, dim=1)
         self._check_data_size(x.shape[0])
@@ -240,19 +150,19 @@ class _NeighborEmbeddingBase(_Estimator):
         n, who = x.shape[0], type(self).__name__
         if isinstance(self.init, str):
             if self.init == "pca":
-                return _pca_init(x, self.n_components)
+                return pca_init(x, self.n_components)
             return 1e-4 * torch.randn(n, self.n_components, generator=self._generator,
                                       dtype=x.dtype).to(x.device)
-        y0 = _as_tensor(self.init, who, "init", x.device).to(x.dtype)
+        y0 = as_tensor(self.init, who, "init", x.device).to(x.dtype)
         if tuple(y0.shape) != (n, self.n_components):
             raise fail(who, "init", f"have shape (n_samples, n_components) = ({n}, {self.n_components})",
                        y0)
         return y0
 
-    def _threads(self) -> "_Threads":
+    def _threads(self) -> "Threads":
         if self.n_jobs is not None and self.n_jobs != -1:
             check_int(type(self).__name__, "n_jobs", self.n_jobs, 1)
-        return _Threads(self.n_jobs)
+        return Threads(self.n_jobs)
 
     def fit(self, X: ArrayLike, y: Any = None) -> "_NeighborEmbeddingBase":
         """Fit the embedding of ``X`` (n_samples, n_features); ``y`` is ignored."""
@@ -267,6 +177,10 @@ class _NeighborEmbeddingBase(_Estimator):
         method = self._resolve_method(n, kernel)
         phases = [(self.early_exaggeration_iter, float(self.early_exaggeration)), (self.n_iter, 1.0)]
         self._p, self._kernel, self._joint = p, kernel, joint
+        base = split_joint(p)[0]
+        # new points are placed by their closest neighbours: perplexity at most 5 (openTSNE's rule)
+        self._transform_p = (PerplexityGaussian(min(5.0, base.perplexity))
+                             if isinstance(base, PerplexityGaussian) else base)
         self.n_features_in_ = x.shape[1]
         self.method_ = method
         if self.parametric:
@@ -319,7 +233,7 @@ class _NeighborEmbeddingBase(_Estimator):
     def fit_transform(self, X: ArrayLike, y: Any = None) -> Union[np.ndarray, Tensor]:
         """Fit and return the embedding (a tensor if ``X`` is a tensor, else a numpy array)."""
         self.fit(X)
-        return _like_input(torch.from_numpy(self.embedding_), X)
+        return like_input(torch.from_numpy(self.embedding_), X)
 
     # -- new points ----------------------------------------------------------------------------
     def transform(self, X: ArrayLike) -> Union[np.ndarray, Tensor]:
@@ -328,6 +242,9 @@ class _NeighborEmbeddingBase(_Estimator):
         Non-parametric: each new point i gets ``p(j|i)`` over its nearest training points, starts
         at their p-weighted mean and minimises ``KL(p(.|i) || q(.|i))`` with ``q(.|i)`` over all
         training points held fixed (100 steps of the same optimiser, step size 1, no exaggeration).
+        A perplexity-calibrated p uses perplexity ``min(5, perplexity)`` over ``3 *`` that many
+        neighbours here, as openTSNE's ``transform``: a new point is placed by its closest
+        neighbours, not by the wide neighbourhood that shaped the map.
         """
         who = type(self).__name__
         if not hasattr(self, "embedding_"):
@@ -337,22 +254,24 @@ class _NeighborEmbeddingBase(_Estimator):
 
     def _transform(self, X: ArrayLike) -> Union[np.ndarray, Tensor]:
         who = type(self).__name__
-        x = _as_tensor(X, who, "X", self._device)
+        x = as_tensor(X, who, "X", self._device)
         if x.shape[1] != self.n_features_in_:
             raise fail(who, "X", f"have {self.n_features_in_} features, as in fit", x)
         if self.metric == "cosine":
             x = torch.nn.functional.normalize(x, dim=1)
         if isinstance(self.mapper_, MLP):
-            return _like_input(embed(self.mapper_.to(x.device), x).cpu(), X)
+            return like_input(embed(self.mapper_.to(x.device), x).cpu(), X)
         reference = torch.from_numpy(self.embedding_).to(x.device)
-        k = min(self._n_neighbors(self._p, self._fit_x.shape[0] + 1), self._fit_x.shape[0])
-        idx, log_p = affinity_to_reference(self._p, x, self._fit_x, k, who)
+        n_fit = self._fit_x.shape[0]
+        k = (default_n_neighbors(self._transform_p, n_fit + 1) if self.n_neighbors == "auto"
+             else min(self.n_neighbors, n_fit))
+        idx, log_p = affinity_to_reference(self._transform_p, x, self._fit_x, k, who)
         y0 = (log_p.exp().unsqueeze(2) * reference[idx]).sum(1)
         objective = ReferenceObjective(idx, log_p, reference, self._kernel)
         y, _, _ = gradient_descent(y0, objective, [(100, 1.0)], 1.0, max_step_norm=None,
                                    max_grad_norm=None, recenter=False, verbose=self.verbose,
                                    desc="transform")
-        return _like_input(y.cpu(), X)
+        return like_input(y.cpu(), X)
 
 
 class NeighborEmbedding(_NeighborEmbeddingBase):
