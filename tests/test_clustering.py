@@ -253,6 +253,7 @@ def test_temi_loss_equals_its_formula():
     (dict(augment=3), "augment"),
     (dict(metric="manhattan"), "metric"),
     (dict(device="tpu9"), "device"),
+    (dict(n_jobs=0), "n_jobs"),
 ])
 def test_bad_parameters(params, match):
     x, _ = _blobs()
@@ -310,7 +311,7 @@ def test_tensor_in_tensor_out_and_augment_is_used():
         calls.append(batch.shape[0])
         return batch + 0.05 * torch.randn_like(batch)
 
-    model = Clustering(n_clusters=3, epochs=2, n_heads=2, augment=augment, random_state=0)
+    model = Clustering(n_clusters=3, epochs=2, n_heads=2, augment=augment, random_state=0, n_jobs=1)
     labels = model.fit_predict(torch.tensor(x))
     assert calls and isinstance(labels, np.ndarray)
     assert isinstance(model.predict(torch.tensor(x)), torch.Tensor)

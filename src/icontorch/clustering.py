@@ -21,7 +21,7 @@ from .clustering_graph import NeighborGraph, compose_batch, knn_indices, walk_gr
 from .clustering_heads import ClusterHeads
 from .clustering_objectives import (cluster_kernel_kl, icon_objective, scan_loss, supervised_objective,
                                     temi_loss)
-from .estimators import _Estimator, _as_tensor, _like_input
+from ._estimator_base import Estimator, Threads, as_tensor, like_input
 
 __all__ = ["Clustering"]
 
@@ -34,7 +34,7 @@ _TEMI_TEMPERATURE = 1.0
 _TEMI_PRIOR_MOMENTUM = 0.9   # EMA of TEMI's cluster prior
 
 
-class Clustering(_Estimator):
+class Clustering(Estimator):
     """Cluster frozen features by training cluster heads with an I-Con loss (Debiased InfoNCE Clustering).
 
     ``L = mean_i KL(p~(.|i) || q~(.|i))``, ``p~ = (1 - alpha_p) p + alpha_p / (B - 1)``,
@@ -83,6 +83,8 @@ class Clustering(_Estimator):
         standardize: feed the heads z-scored features (the kNN always uses the features as given).
         random_state: seed (int) of initialisation, batches and ``augment``; None draws one.
         device: torch device of the computation.
+        n_jobs: torch CPU threads during ``fit`` and ``predict`` (None: torch's setting; -1: all
+            cores). Batches are small, so on a busy machine 1 is often the fastest.
         verbose: show a progress bar (tqdm).
 
     Attributes:
@@ -104,7 +106,7 @@ class Clustering(_Estimator):
                  weight_decay: float = 0.0, ema: float = 0.99,
                  augment: Optional[Callable[[Tensor], Tensor]] = None, standardize: bool = True,
                  random_state: Optional[int] = None, device: Union[str, torch.device] = "cpu",
-                 verbose: bool = False) -> None:
+                 n_jobs: Optional[int] = None, verbose: bool = False) -> None:
         self.n_clusters = n_clusters
         self.method = method
         self.n_neighbors = n_neighbors
@@ -127,6 +129,7 @@ class Clustering(_Estimator):
         self.standardize = standardize
         self.random_state = random_state
         self.device = device
+        self.n_jobs = n_jobs
         self.verbose = verbose
 
     # ------------------------------------------------------------------ checks
@@ -162,6 +165,9 @@ class Clustering(_Estimator):
             raise fail(who, "ema", "be below 1 (1 would never move the averaged head)", self.ema)
         if self.augment is not None and not callable(self.augment):
             raise fail(who, "augment", "be None or a callable f(x) -> x", self.augment)
+        if self.n_jobs is not None and (isinstance(self.n_jobs, bool) or not isinstance(self.n_jobs, int)
+                                        or not (self.n_jobs >= 1 or self.n_jobs == -1)):
+            raise fail(who, "n_jobs", "be None, -1 or a positive integer", self.n_jobs)
         if self.random_state is not None and (isinstance(self.random_state, bool)
                                               or not isinstance(self.random_state, (int, np.integer))):
             raise fail(who, "random_state", "be None or an integer seed", self.random_state)
@@ -183,7 +189,7 @@ class Clustering(_Estimator):
             device = torch.device(self.device)
         except (RuntimeError, TypeError):
             raise fail("Clustering", "device", "be a torch device such as 'cpu' or 'cuda'", self.device) from None
-        x = _as_tensor(X, "Clustering", "X", device)
+        x = as_tensor(X, "Clustering", "X", device)
         n = x.shape[0]
         alpha_p, alpha_q = self._check_params(n)
         labels = self._check_labels(y, n, device) if self.method == "supervised" else None
@@ -193,9 +199,10 @@ class Clustering(_Estimator):
         self.mean_ = x.mean(0)
         scale = x.std(0) if n > 1 else torch.ones_like(x[0])
         self.scale_ = torch.where(scale > 0, scale, torch.ones_like(scale))
-        self.graph_ = self._build_graph(x) if self.method in _GRAPH_METHODS else None
+        with Threads(self.n_jobs):
+            self.graph_ = self._build_graph(x) if self.method in _GRAPH_METHODS else None
         devices = [device] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
+        with torch.random.fork_rng(devices=devices), Threads(self.n_jobs):
             torch.manual_seed(seed)
             self._train(x, labels, alpha_p, alpha_q, seed, device)
         self.fit_seconds_ = time.perf_counter() - start
@@ -278,10 +285,10 @@ class Clustering(_Estimator):
     def _logits(self, X: Any) -> Tuple[Tensor, Any]:
         self._check_fitted()
         device = self.mean_.device
-        x = _as_tensor(X, "Clustering", "X", device)
+        x = as_tensor(X, "Clustering", "X", device)
         if x.shape[1] != self.n_features_in_:
             raise fail("Clustering", "X", f"have {self.n_features_in_} features, as in fit", x)
-        with torch.no_grad():
+        with torch.no_grad(), Threads(getattr(self, "n_jobs", None)):
             logits = self.head_(self._inputs(x.to(self.mean_.dtype)))[0]
         if self.method == "temi":
             logits = logits / _TEMI_TEMPERATURE
@@ -290,12 +297,12 @@ class Clustering(_Estimator):
     def predict_proba(self, X: Any) -> Union[np.ndarray, Tensor]:
         """(n, n_clusters) soft assignments ``phi`` of the kept head (a tensor for tensor input)."""
         logits, original = self._logits(X)
-        return _like_input(logits.softmax(1), original)
+        return like_input(logits.softmax(1), original)
 
     def predict(self, X: Any) -> Union[np.ndarray, Tensor]:
         """(n,) cluster of each point: ``argmax_c phi_c`` of the kept head."""
         logits, original = self._logits(X)
-        return _like_input(logits.argmax(1), original)
+        return like_input(logits.argmax(1), original)
 
     def fit_predict(self, X: Any, y: Any = None) -> np.ndarray:
         """``fit(X, y)`` then the clusters of the training points (``labels_``)."""

@@ -43,6 +43,7 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
     parser.add_argument("--n-heads", type=int, default=10, help="heads trained; lowest loss kept (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=30, help="default: %(default)s")
     parser.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
+    parser.add_argument("--n-jobs", type=int, default=None, help="CPU threads (default: torch's setting)")
     parser.add_argument("--seed", type=int, default=0, help="default: %(default)s")
     parser.add_argument("-v", "--verbose", action="store_true", help="show a progress bar")
     parser.set_defaults(run=run)
@@ -127,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
             raise IConError(f"icontorch cluster: --plot must end in .png or .svg; got {args.plot!r}.")
         model = Clustering(n_clusters=args.n_clusters, method=args.method, n_neighbors=args.n_neighbors,
                            walk_length=args.walk_length, alpha_p=args.alpha, alpha_q=args.alpha,
-                           head=args.head, n_heads=args.n_heads, epochs=args.epochs, device=args.device,
+                           head=args.head, n_heads=args.n_heads, epochs=args.epochs, device=args.device, n_jobs=args.n_jobs,
                            random_state=args.seed, verbose=args.verbose)
         start = time.perf_counter()
         labels = model.fit_predict(x, truth if args.method == "supervised" else None)
