@@ -303,6 +303,24 @@ def test_sparse_perplexity_p_equals_opentsne():
     assert aff.weight.sum().item() == pytest.approx(1.0, abs=1e-12)
 
 
+def test_faiss_neighbours_recover_the_exact_ones():
+    """The optional approximate backend: HNSW recall against the exact kNN, and a fit on it."""
+    pytest.importorskip("faiss")
+    from icontorch.affinity import nearest_neighbors
+
+    x = torch.tensor(_blobs(1500, d=10)[0])
+    exact = nearest_neighbors(x, 15)
+    approx = nearest_neighbors(x, 15, backend="faiss")
+    assert not bool((approx == torch.arange(1500).unsqueeze(1)).any())
+    recall = np.mean([len(set(a.tolist()) & set(b.tolist())) / 15 for a, b in zip(approx, exact)])
+    assert recall > 0.95
+    new = nearest_neighbors(x[:50] + 0.01, 5, y=x, backend="faiss")
+    assert new.shape == (50, 5) and float((new[:, 0] == torch.arange(50)).float().mean()) > 0.9
+    est = TSNE(perplexity=5, neighbors="faiss", method="fft", n_iter=50, early_exaggeration_iter=50,
+               random_state=0, n_jobs=1).fit(x.numpy())
+    assert np.isfinite(est.kl_divergence_)
+
+
 # ---------------------------------------------------------------- outcomes
 
 def test_tsne_on_digits_separates_the_classes(digits):
@@ -381,6 +399,7 @@ def test_non_parametric_estimator_pickles():
     (dict(device="tpu:7"), "device must name a torch device"),
     (dict(callbacks=[1]), "callbacks must be a callable"),
     (dict(n_jobs=0), "n_jobs must be an integer >= 1"),
+    (dict(neighbors="annoy"), "neighbors must be one of"),
 ])
 def test_bad_parameters_raise_naming_the_parameter(kwargs, match):
     x = np.random.default_rng(0).normal(size=(60, 4))

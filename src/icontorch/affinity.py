@@ -26,8 +26,10 @@ from .neighborhoods.base import Neighborhood
 from .neighborhoods.spatial import KNN, PerplexityGaussian
 from .transforms import Symmetrize
 
-__all__ = ["EdgeAffinity", "split_joint", "default_n_neighbors", "knn_affinity", "dense_affinity",
-           "affinity_to_reference"]
+__all__ = ["EdgeAffinity", "split_joint", "default_n_neighbors", "nearest_neighbors", "knn_affinity",
+           "dense_affinity", "affinity_to_reference", "NEIGHBOR_BACKENDS"]
+
+NEIGHBOR_BACKENDS = ("exact", "faiss")
 
 
 @dataclass
@@ -103,7 +105,46 @@ def _conditional_on_candidates(base: Neighborhood, x: Tensor, idx: Tensor, who: 
     return log_p
 
 
-def knn_affinity(p: Neighborhood, x: Tensor, n_neighbors: int, who: str) -> EdgeAffinity:
+def nearest_neighbors(x: Tensor, k: int, y: Optional[Tensor] = None, backend: str = "exact",
+                      who: str = "nearest_neighbors") -> Tensor:
+    """(n, k) indices of the k nearest rows of ``y`` (default ``x``, self excluded) for each row of x.
+
+    ``"exact"``: :func:`icontorch.knn.exact_knn` (squared euclidean, chunked; GPU-friendly).
+    ``"faiss"``: an HNSW graph (faiss, optional, CPU; approximate), for millions of points.
+    """
+    if backend == "exact":
+        m = x.shape[0] if y is None else y.shape[0]
+        # anchors per block: about 2^25 distances (128 MiB in float32) at a time
+        idx, _ = exact_knn(x, k, y=y, metric="squared_euclidean", chunk_size=max(1, 2 ** 25 // m))
+        return idx
+    try:
+        import faiss
+    except ImportError:
+        raise IConError(f"{who}: neighbors='faiss' needs the faiss package (pip install faiss-cpu); "
+                        f"got no module named faiss.") from None
+    import numpy as np
+
+    ref = x if y is None else y
+    data = np.ascontiguousarray(ref.detach().cpu().numpy(), dtype=np.float32)
+    index = faiss.IndexHNSWFlat(data.shape[1], 32)
+    index.hnsw.efConstruction = 100
+    index.add(data)
+    index.hnsw.efSearch = max(2 * k + 2, 64)
+    query = data if y is None else np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
+    _, found = index.search(query, k + (1 if y is None else 0))
+    found = torch.from_numpy(found).long()
+    if y is None:      # drop the point itself (or, if the search missed it, the farthest one)
+        own = found == torch.arange(found.shape[0]).unsqueeze(1)
+        own[:, -1] |= ~own.any(1)
+        found = found[~own].reshape(found.shape[0], k)
+    if bool((found < 0).any()):
+        raise IConError(f"{who}: the faiss search found fewer than {k} neighbours for some points; "
+                        f"use neighbors='exact'.")
+    return found.to(x.device)
+
+
+def knn_affinity(p: Neighborhood, x: Tensor, n_neighbors: int, who: str,
+                 neighbors: str = "exact") -> EdgeAffinity:
     """Sparse p over each point's ``n_neighbors`` exact nearest neighbours (squared euclidean).
 
     Args:
@@ -111,14 +152,14 @@ def knn_affinity(p: Neighborhood, x: Tensor, n_neighbors: int, who: str) -> Edge
         x: (n, d) data.
         n_neighbors: candidates per anchor, ``1 <= n_neighbors < n``.
         who: the caller, for error messages.
+        neighbors: the kNN backend, ``"exact"`` or ``"faiss"`` (:func:`nearest_neighbors`).
 
     Returns:
         The edges of p: symmetric joint ``P_ij`` for a symmetrised p, ``p(j|i)`` otherwise.
     """
     base, joint = split_joint(p)
     n = x.shape[0]
-    # anchors per kNN block: about 2^25 distances (128 MiB in float32) at a time
-    idx, _ = exact_knn(x, n_neighbors, metric="squared_euclidean", chunk_size=max(1, 2 ** 25 // n))
+    idx = nearest_neighbors(x, n_neighbors, backend=neighbors, who=who)
     log_p = _conditional_on_candidates(base, x, idx, who)
     rows = torch.arange(n, device=x.device).repeat_interleave(n_neighbors)
     cols = idx.reshape(-1)
@@ -153,15 +194,14 @@ def dense_affinity(p: Neighborhood, x: Tensor, joint: bool, who: str) -> Tensor:
 
 
 def affinity_to_reference(p: Neighborhood, x_new: Tensor, x_ref: Tensor, n_neighbors: int,
-                          who: str) -> Tuple[Tensor, Tensor]:
+                          who: str, neighbors: str = "exact") -> Tuple[Tensor, Tensor]:
     """``p(j | new i)`` over the ``n_neighbors`` nearest reference points of every new point.
 
     The conditional base of p (symmetrisation needs a square p and is skipped) on candidates
-    found by exact kNN. Returns ``(idx, log_p)``, both (n_new, n_neighbors).
+    found by the kNN backend ``neighbors``. Returns ``(idx, log_p)``, both (n_new, n_neighbors).
     """
     base, _ = split_joint(p)
-    idx, _ = exact_knn(x_new, n_neighbors, y=x_ref, metric="squared_euclidean",
-                       chunk_size=max(1, 2 ** 25 // x_ref.shape[0]))
+    idx = nearest_neighbors(x_new, n_neighbors, y=x_ref, backend=neighbors, who=who)
     return idx, _conditional_on_candidates(base, x_new, idx, who, candidates=x_ref)
 
 

@@ -28,8 +28,8 @@ from ._ne_parametric import embed, train_mapper
 from ._repulsion import kernel_profile
 from ._estimator_base import ArrayLike, Estimator, Threads, as_tensor, like_input, pca_init
 from ._validation import IConError, check_choice, check_int, check_positive, fail
-from .affinity import (EdgeAffinity, affinity_to_reference, check_n_neighbors, default_n_neighbors,
-                       dense_affinity, knn_affinity, split_joint)
+from .affinity import (NEIGHBOR_BACKENDS, EdgeAffinity, affinity_to_reference, check_n_neighbors,
+                       default_n_neighbors, dense_affinity, knn_affinity, split_joint)
 from .mappers import MLP, EmbeddingTable
 from .neighborhoods.base import KernelNeighborhood, Neighborhood, as_neighborhood
 from .neighborhoods.spatial import KNN, PerplexityGaussian
@@ -75,6 +75,7 @@ class _NeighborEmbeddingBase(Estimator):
         check_choice(who, "method", self.method, _METHODS)
         if self.n_neighbors != "auto":
             check_int(who, "n_neighbors", self.n_neighbors, 1)
+        check_choice(who, "neighbors", self.neighbors, NEIGHBOR_BACKENDS)
         check_int(who, "n_negatives", self.n_negatives, 1)
         check_choice(who, "parametric", self.parametric, (True, False))
         if isinstance(self.hidden_layer_sizes, (str, bytes)) or not hasattr(self.hidden_layer_sizes, "__iter__"):
@@ -139,7 +140,7 @@ class _NeighborEmbeddingBase(Estimator):
         if split_joint(p)[1] != joint:
             raise fail(who, "p", "be symmetrize(...) when q is joint(...), and conditional otherwise", p)
         k = self._n_neighbors(p, n)
-        return knn_affinity(p, x, k, who)
+        return knn_affinity(p, x, k, who, self.neighbors)
 
     def _n_neighbors(self, p: Neighborhood, n: int) -> int:
         if self.n_neighbors == "auto":
@@ -265,7 +266,7 @@ class _NeighborEmbeddingBase(Estimator):
         n_fit = self._fit_x.shape[0]
         k = (default_n_neighbors(self._transform_p, n_fit + 1) if self.n_neighbors == "auto"
              else min(self.n_neighbors, n_fit))
-        idx, log_p = affinity_to_reference(self._transform_p, x, self._fit_x, k, who)
+        idx, log_p = affinity_to_reference(self._transform_p, x, self._fit_x, k, who, self.neighbors)
         y0 = (log_p.exp().unsqueeze(2) * reference[idx]).sum(1)
         objective = ReferenceObjective(idx, log_p, reference, self._kernel)
         y, _, _ = gradient_descent(y0, objective, [(100, 1.0)], 1.0, max_step_norm=None,
@@ -297,6 +298,9 @@ class NeighborEmbedding(_NeighborEmbeddingBase):
             or ``"auto"``: exact up to 500 points, else fft when possible, else sampled.
         n_neighbors: candidates per point of the sparse p; ``"auto"``: 3 * perplexity, k + 1 for
             a kNN p, else 90.
+        neighbors: how the sparse p finds each point's candidates: ``"exact"`` (chunked brute force
+            in torch, on ``device``) or ``"faiss"`` (approximate HNSW search, CPU; needs the
+            optional faiss package), for millions of points.
         n_negatives: random points per anchor of the ``"sampled"`` repulsion.
         parametric: learn an MLP ``y = f(x)`` on mini-batches instead of a free table of points.
         hidden_layer_sizes: hidden widths of that MLP.
@@ -316,7 +320,7 @@ class NeighborEmbedding(_NeighborEmbeddingBase):
                  early_exaggeration_iter: int = 250, n_iter: int = 500,
                  learning_rate: Union[str, float] = "auto", init: Union[str, ArrayLike] = "pca",
                  metric: str = "euclidean", method: str = "auto",
-                 n_neighbors: Union[str, int] = "auto", n_negatives: int = 64,
+                 n_neighbors: Union[str, int] = "auto", neighbors: str = "exact", n_negatives: int = 64,
                  parametric: bool = False, hidden_layer_sizes: Tuple[int, ...] = (256, 256),
                  batch_size: int = 512, random_state: Optional[int] = None,
                  device: Union[str, torch.device] = "cpu", n_jobs: Optional[int] = None,
@@ -349,7 +353,7 @@ class TSNE(_NeighborEmbeddingBase):
                  early_exaggeration_iter: int = 250, n_iter: int = 500,
                  learning_rate: Union[str, float] = "auto", init: Union[str, ArrayLike] = "pca",
                  metric: str = "euclidean", dof: float = 1.0, method: str = "auto",
-                 n_neighbors: Union[str, int] = "auto", n_negatives: int = 64,
+                 n_neighbors: Union[str, int] = "auto", neighbors: str = "exact", n_negatives: int = 64,
                  parametric: bool = False, hidden_layer_sizes: Tuple[int, ...] = (256, 256),
                  batch_size: int = 512, random_state: Optional[int] = None,
                  device: Union[str, torch.device] = "cpu", n_jobs: Optional[int] = None,
@@ -383,7 +387,7 @@ class SNE(_NeighborEmbeddingBase):
                  early_exaggeration_iter: int = 250, n_iter: int = 500,
                  learning_rate: Union[str, float] = "auto", init: Union[str, ArrayLike] = "pca",
                  metric: str = "euclidean", method: str = "auto",
-                 n_neighbors: Union[str, int] = "auto", n_negatives: int = 64,
+                 n_neighbors: Union[str, int] = "auto", neighbors: str = "exact", n_negatives: int = 64,
                  parametric: bool = False, hidden_layer_sizes: Tuple[int, ...] = (256, 256),
                  batch_size: int = 512, random_state: Optional[int] = None,
                  device: Union[str, torch.device] = "cpu", n_jobs: Optional[int] = None,
