@@ -315,7 +315,8 @@ def test_tensor_in_tensor_out_and_augment_is_used():
     labels = model.fit_predict(torch.tensor(x))
     assert calls and isinstance(labels, np.ndarray)
     assert isinstance(model.predict(torch.tensor(x)), torch.Tensor)
-    first = Clustering(n_clusters=3, epochs=2, n_heads=2, augment=augment, random_state=0).fit(x).labels_
+    first = Clustering(n_clusters=3, epochs=2, n_heads=2, augment=augment, random_state=0,
+                       verbose=True).fit(x).labels_                  # verbose: a tqdm bar, same result
     np.testing.assert_array_equal(first, labels)                    # augment's randomness is seeded too
 
 
