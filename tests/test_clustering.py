@@ -92,14 +92,6 @@ def test_cluster_kernel_kl_equals_dense_definition(alpha_p, alpha_q):
         assert fused[k].item() == pytest.approx(np.mean(rows), rel=1e-10)
 
 
-@pytest.fixture
-def float64_default():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)               # SameLabel builds its log p in it
-    yield
-    torch.set_default_dtype(old)
-
-
 def test_supervised_loss_equals_library_and_is_zero_at_the_labels(float64_default):
     y = torch.tensor([0, 0, 1, 1, 1, 2, 2, 0])
     objective = supervised_objective(0.0, 0.0)

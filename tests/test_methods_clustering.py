@@ -20,12 +20,7 @@ import icontorch
 from icontorch import methods
 
 
-@pytest.fixture(autouse=True)
-def float64_default():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64_default")
 
 
 def _blobs(n_per=15, centers=((0.0, 0.0), (4.0, 0.0), (0.0, 4.0)), seed=0):

@@ -20,12 +20,7 @@ from icontorch import methods
 losses = pytest.importorskip("pytorch_metric_learning.losses")
 
 
-@pytest.fixture(autouse=True)
-def float64_default():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64_default")
 
 
 def _randn(*shape, seed):

@@ -25,12 +25,7 @@ from icontorch import ICon, methods
 openTSNE = pytest.importorskip("openTSNE")
 
 
-@pytest.fixture(autouse=True)
-def float64_default():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64_default")
 
 
 def _data(n=40, d_in=5, d_out=2, seed=0):

@@ -18,12 +18,7 @@ from sklearn.neighbors import kneighbors_graph
 from icontorch import methods
 
 
-@pytest.fixture(autouse=True)
-def float64_default():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64_default")
 
 
 def _randn(*shape, seed):

@@ -14,12 +14,7 @@ import torch.nn.functional as F
 from icontorch import methods
 
 
-@pytest.fixture(autouse=True)
-def float64_default():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64_default")
 
 
 def _value_and_grads(fn, *tensors):
