@@ -6,11 +6,11 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
 from .._validation import IConError
+from ._io import load_array
 
 __all__ = ["add_parser", "run"]
 
@@ -47,34 +47,6 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
     parser.add_argument("--seed", type=int, default=0, help="default: %(default)s")
     parser.add_argument("-v", "--verbose", action="store_true", help="show a progress bar")
     parser.set_defaults(run=run)
-
-
-def _load(path: str, key: Optional[str], what: str) -> np.ndarray:
-    """A .npy, .npz (array ``key`` or the first) or .csv/.txt file (a header row is skipped)."""
-    file = Path(path)
-    if not file.is_file():
-        raise IConError(f"icontorch cluster: {what} must be an existing file; got {path!r}.")
-    suffix = file.suffix.lower()
-    ndmin = 2 if what == "data" else 1
-    try:
-        if suffix == ".npy":
-            return np.load(file, allow_pickle=False)
-        if suffix == ".npz":
-            with np.load(file, allow_pickle=False) as archive:
-                names = list(archive.keys())
-                if key is not None and key not in names:
-                    raise IConError(f"icontorch cluster: --key must be one of {names}; got {key!r}.")
-                return archive[key if key is not None else names[0]]
-        if suffix in (".csv", ".txt"):
-            delimiter = "," if suffix == ".csv" else None
-            try:
-                return np.loadtxt(file, delimiter=delimiter, ndmin=ndmin)
-            except ValueError:                # a header row
-                return np.loadtxt(file, delimiter=delimiter, skiprows=1, ndmin=ndmin)
-    except (OSError, ValueError) as error:
-        raise IConError(f"icontorch cluster: {what} must be a readable numeric file; got {path!r} "
-                        f"({error}).") from None
-    raise IConError(f"icontorch cluster: {what} must end in .npy, .npz, .csv or .txt; got {path!r}.")
 
 
 def plot_clusters(x: np.ndarray, labels: np.ndarray, path: str, title: str = "") -> str:
@@ -114,10 +86,11 @@ def run(args: argparse.Namespace) -> int:
     from ..metrics import clustering_scores
 
     try:
-        x = _load(args.data, args.key, "data")
+        x = load_array(args.data, args.key, "data", "icontorch cluster")
         if x.ndim != 2:
             raise IConError(f"icontorch cluster: data must be a 2-D table (points x features); got shape {x.shape}.")
-        truth = None if args.labels is None else _load(args.labels, None, "labels").ravel()
+        truth = (None if args.labels is None
+                 else load_array(args.labels, None, "labels", "icontorch cluster").ravel())
         if truth is not None and truth.shape[0] != x.shape[0]:
             raise IConError(f"icontorch cluster: labels must give one label per point ({x.shape[0]}); "
                             f"got {truth.shape[0]}.")

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from .._validation import IConError
+from ._io import load_array
 
-__all__ = ["add_parser", "run", "load_array"]
+__all__ = ["add_parser", "run"]
 
 _METHODS = ("tsne", "sne", "tsne-uniform")
 
@@ -48,33 +49,6 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
     parser.set_defaults(run=run)
 
 
-def load_array(path: str, key: str = None, what: str = "data") -> np.ndarray:
-    """Read a .npy, .npz (array ``key`` or the first) or .csv/.txt file (a header row is skipped)."""
-    file = Path(path)
-    if not file.is_file():
-        raise IConError(f"icontorch embed: {what} must be an existing file; got {path!r}.")
-    suffix = file.suffix.lower()
-    try:
-        if suffix == ".npy":
-            return np.load(file, allow_pickle=False)
-        if suffix == ".npz":
-            with np.load(file, allow_pickle=False) as archive:
-                names = list(archive.keys())
-                if key is not None and key not in names:
-                    raise IConError(f"icontorch embed: --key must be one of {names}; got {key!r}.")
-                return archive[key if key is not None else names[0]]
-        if suffix in (".csv", ".txt"):
-            delimiter = "," if suffix == ".csv" else None
-            try:
-                return np.loadtxt(file, delimiter=delimiter, ndmin=2 if what == "data" else 1)
-            except ValueError:            # a header row
-                return np.loadtxt(file, delimiter=delimiter, skiprows=1, ndmin=2 if what == "data" else 1)
-    except (OSError, ValueError) as error:
-        raise IConError(f"icontorch embed: {what} must be a readable numeric file; got {path!r} "
-                        f"({error}).") from None
-    raise IConError(f"icontorch embed: {what} must end in .npy, .npz, .csv or .txt; got {path!r}.")
-
-
 def _estimator(args: argparse.Namespace):
     from .. import KNN, NeighborEmbedding, SNE, StudentT, TSNE, joint, symmetrize
 
@@ -91,8 +65,9 @@ def _estimator(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     """Fit, save, score and draw; errors in the user's input are printed, not raised."""
     try:
-        x = load_array(args.data, args.key, "data")
-        labels = None if args.labels is None else load_array(args.labels, None, "labels").ravel()
+        x = load_array(args.data, args.key, "data", "icontorch embed")
+        labels = (None if args.labels is None
+                  else load_array(args.labels, None, "labels", "icontorch embed").ravel())
         if labels is not None and labels.shape[0] != x.shape[0]:
             raise IConError(f"icontorch embed: labels must give one label per point ({x.shape[0]}); "
                             f"got {labels.shape[0]}.")
