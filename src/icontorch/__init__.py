@@ -16,6 +16,7 @@ from .estimators import SNE, TSNE, NeighborEmbedding
 from .clustering import Clustering
 from . import metrics
 from . import mappers
+from . import augment, encoders, views
 
 __version__ = "0.1.0"
 
@@ -28,4 +29,5 @@ __all__ = [
     "mix_uniform", "symmetrize", "joint", "propagate",
     "divergences", "distances", "methods", "table",
     "TSNE", "SNE", "NeighborEmbedding", "mappers", "Clustering", "metrics",
+    "augment", "encoders", "views",
 ]
