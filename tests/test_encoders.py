@@ -42,6 +42,19 @@ def test_resnet_small_shapes_and_parameter_count():
     assert "blocks=(2, 2, 2, 2)" in repr(deep)
 
 
+@pytest.mark.parametrize("make, shape", [(lambda cl: ConvNet28(2, 16, 4, channels_last=cl), (2, 28, 28)),
+                                         (lambda cl: ResNetSmall(3, 16, 4, (1, 2), channels_last=cl), (3, 16, 16))])
+def test_channels_last_is_only_a_layout(make, shape, float64_default):
+    torch.manual_seed(0)
+    fast, plain = make(True), make(False)
+    plain.load_state_dict(fast.state_dict())
+    x = torch.rand(4, *shape)
+    torch.testing.assert_close(fast(x), plain(x), rtol=1e-10, atol=1e-12)
+    fast.eval()
+    plain.eval()
+    torch.testing.assert_close(fast(x), plain(x), rtol=1e-10, atol=1e-12)
+
+
 def test_head_and_encoder():
     torch.manual_seed(0)
     head = ProjectionHead(32, 16, 4)
@@ -110,6 +123,7 @@ def test_wrong_image_shape_gets_iconerror(make, x, match):
     (lambda: ConvNet28(feature_dim=2.5), r"feature_dim must be an integer >= 1; got 2\.5"),
     (lambda: ConvNet28(width=0), r"width must be an integer >= 1; got 0"),
     (lambda: ConvNet28(batch_norm="yes"), r"batch_norm must be True or False; got 'yes'"),
+    (lambda: ResNetSmall(channels_last=1), r"channels_last must be True or False; got 1"),
     (lambda: ResNetSmall(blocks=()), r"blocks must be a non-empty sequence"),
     (lambda: ResNetSmall(blocks=(1, 0)), r"blocks must be an integer >= 1; got 0"),
     (lambda: ResNetSmall(width=-1), r"width must be an integer >= 1; got -1"),
