@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._validation import check_int, check_probability, fail
+from ._validation import check_choice, check_int, check_probability, fail
 
 __all__ = ["Augmentation", "RandomResizedCrop", "RandomAffine", "RandomHorizontalFlip", "GaussianNoise",
            "GaussianBlur", "ColorJitter", "RandomErasing", "Compose", "default_augmentation"]
@@ -121,8 +121,7 @@ class RandomResizedCrop(Augmentation):
         who = "RandomResizedCrop"
         _check_range(who, "scale", scale, 0.0, 1.0)
         _check_range(who, "ratio", ratio, 0.0, math.inf)
-        if padding_mode not in ("zeros", "border", "reflection"):
-            raise fail(who, "padding_mode", "be one of ('zeros', 'border', 'reflection')", padding_mode)
+        check_choice(who, "padding_mode", padding_mode, ("zeros", "border", "reflection"))
         self.scale = scale
         self.ratio = ratio
         self.padding_mode = padding_mode
@@ -176,8 +175,7 @@ class RandomAffine(Augmentation):
         _check_nonnegative(who, "degrees", degrees)
         check_probability(who, "translate", translate)
         _check_range(who, "scale", scale, 0.0, math.inf)
-        if padding_mode not in ("zeros", "border", "reflection"):
-            raise fail(who, "padding_mode", "be one of ('zeros', 'border', 'reflection')", padding_mode)
+        check_choice(who, "padding_mode", padding_mode, ("zeros", "border", "reflection"))
         self.degrees = degrees
         self.translate = translate
         self.scale = scale
