@@ -7,6 +7,7 @@ import sys
 import time
 from typing import List, Optional
 
+from .commands import bench as bench_command
 from .commands import cluster as cluster_command
 from .commands import embed as embed_command
 from .commands import table as table_command
@@ -15,7 +16,7 @@ __all__ = ["main"]
 
 # Further commands live in icontorch/commands/<name>.py, each with ``add_parser(subparsers)``
 # that registers its sub-command and sets ``run=``; list the modules here.
-_COMMAND_MODULES: tuple = (table_command, embed_command, cluster_command)
+_COMMAND_MODULES: tuple = (table_command, embed_command, cluster_command, bench_command)
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._validation import IConError, check_features, check_index, check_positive, fail
+from ..neighborhoods import StudentT
 from ._registry import register
 
 __all__ = ["DebiasedContrastiveLoss", "DecoupledContrastiveLoss", "IICLoss", "TEMIPMILoss",
@@ -47,20 +48,32 @@ class DebiasedContrastiveLoss(nn.Module):
     mean over the 2B views. Not an I-Con loss: for tau+ > 0 the normaliser puts a negative weight
     on the positive, so no distribution q has it; at tau+ = 0 it is exactly SimCLR.
 
+    With a kernel ``q`` (e.g. ``StudentT(2.0)``, as in the paper's Table 5), ``exp(cos / t)`` is
+    replaced by the kernel's weight ``exp(q.logits(z_i, z_j))`` and the floor by ``N`` times the
+    kernel's infimum, which is 0 for a Student-t: nothing then stops ``Ng`` from collapsing,
+    which is how DCL diverges with a Student-t q in the paper.
+
     Args:
-        temperature: t.
+        temperature: t (used when ``q`` is None).
         tau_plus: the class prior tau+ in [0, 1).
+        q: optional :class:`~icontorch.StudentT` kernel replacing the cosine weight.
     """
 
-    def __init__(self, temperature: float = 0.5, tau_plus: float = 0.1) -> None:
+    def __init__(self, temperature: float = 0.5, tau_plus: float = 0.1,
+                 q: Optional[StudentT] = None) -> None:
         super().__init__()
         self.temperature = check_positive("DebiasedContrastiveLoss", "temperature", temperature)
         if isinstance(tau_plus, bool) or not isinstance(tau_plus, (int, float)) or not 0 <= tau_plus < 1:
             raise fail("DebiasedContrastiveLoss", "tau_plus", "lie in [0, 1)", tau_plus)
         self.tau_plus = float(tau_plus)
+        if q is not None and not isinstance(q, StudentT):
+            raise fail("DebiasedContrastiveLoss", "q", "be None or a StudentT kernel", q)
+        self.q = q
 
     def forward(self, z: Tensor, target: Tensor) -> Tensor:
         partner = _pairs_of_views("DebiasedContrastiveLoss", z, target)
+        if self.q is not None:
+            return self._kernel_forward(z, partner)
         t = self.temperature
         zn = F.normalize(z, dim=1)
         # Every weight carries the factor e^(-1/t) (cos <= 1), which cancels in the ratio and
@@ -77,8 +90,24 @@ class DebiasedContrastiveLoss(nn.Module):
                            n_neg * math.exp(-2.0 / t))
         return (torch.log(pos + ng) - torch.log(pos)).mean()
 
+    def _kernel_forward(self, z: Tensor, partner: Tensor) -> Tensor:
+        # Student-t logits are <= 0 (weight 1 at distance 0), so exp() cannot overflow; the
+        # positive's weight is kept in log space because it can underflow far from its partner.
+        logits = self.q.logits(z)
+        rows = torch.arange(z.shape[0], device=z.device)
+        log_pos = logits[rows, partner]
+        negative = torch.ones_like(logits, dtype=torch.bool)
+        negative[rows, rows] = False
+        negative[rows, partner] = False
+        n_neg = negative.sum(1).to(logits.dtype)
+        neg = (logits.exp() * negative).sum(1)
+        ng = ((neg - self.tau_plus * n_neg * log_pos.exp()) / (1.0 - self.tau_plus)).clamp_min(
+            torch.finfo(logits.dtype).tiny)
+        return (torch.logaddexp(log_pos, ng.log()) - log_pos).mean()
+
     def extra_repr(self) -> str:
-        return f"temperature={self.temperature}, tau_plus={self.tau_plus}"
+        q = "" if self.q is None else f", q={self.q!r}"
+        return f"temperature={self.temperature}, tau_plus={self.tau_plus}{q}"
 
 
 class DecoupledContrastiveLoss(nn.Module):
@@ -189,9 +218,10 @@ class TEMIPMILoss(nn.Module):
           note="A baseline, not an I-Con loss: its normaliser gives the positive a negative weight. "
                "Tested against its formula and against SimCLR at tau+ = 0; I-Con's counterpart is "
                "mix_uniform(p, alpha).")
-def debiased_contrastive(temperature: float = 0.5, tau_plus: float = 0.1) -> DebiasedContrastiveLoss:
+def debiased_contrastive(temperature: float = 0.5, tau_plus: float = 0.1,
+                         q: Optional[StudentT] = None) -> DebiasedContrastiveLoss:
     """Debiased contrastive learning (Chuang et al. 2020); see :class:`DebiasedContrastiveLoss`."""
-    return DebiasedContrastiveLoss(temperature, tau_plus)
+    return DebiasedContrastiveLoss(temperature, tau_plus, q)
 
 
 @register(cite="Yeh 2022",

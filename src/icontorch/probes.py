@@ -1,0 +1,128 @@
+"""Evaluating frozen representations: embed with the backbone, then a linear probe and kNN on held-out data.
+
+The paper's Appendix A protocol: features are the backbone's output (not the projection the loss
+sees); a logistic regression is fitted on the training features and scored on the test
+features; a k-nearest-neighbour classifier (k = 3 or 10) does the same without training.
+scikit-learn does the fitting.
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ._validation import IConError, check_int, check_positive, fail
+
+__all__ = ["encode", "linear_probe_accuracy", "knn_probe_accuracy"]
+
+ArrayLike = Union[np.ndarray, Tensor]
+
+
+@torch.no_grad()
+def encode(model: nn.Module, images: Tensor, batch_size: int = 1024,
+           device: Union[str, torch.device, None] = None) -> Tensor:
+    """``h = model.features(x)`` for every image (``model(x)`` if it has no ``features``), in eval mode.
+
+    Args:
+        model: a trained encoder, e.g. :class:`icontorch.encoders.ContrastiveEncoder`.
+        images: (N, C, H, W) floating tensor.
+        batch_size: images per forward pass.
+        device: where to run; defaults to the device of the model's first parameter.
+
+    Returns:
+        (N, d) features on the CPU; the model's train/eval mode is restored afterwards.
+    """
+    if not isinstance(images, Tensor) or images.dim() != 4 or not images.is_floating_point():
+        raise fail("encode", "images", "be a floating tensor of shape (N, C, H, W)", images)
+    batch_size = check_int("encode", "batch_size", batch_size, 1)
+    if device is None:
+        first = next(model.parameters(), None)
+        device = first.device if first is not None else torch.device("cpu")
+    embed = getattr(model, "features", model)
+    was_training = model.training
+    model.eval()
+    try:
+        parts = [embed(images[s:s + batch_size].to(device)).float().cpu()
+                 for s in range(0, images.shape[0], batch_size)]
+    finally:
+        model.train(was_training)
+    return torch.cat(parts)
+
+
+def _split(who: str, train: ArrayLike, y_train: ArrayLike, test: ArrayLike, y_test: ArrayLike):
+    arrays = []
+    for name, a, ndim in (("train_features", train, 2), ("train_labels", y_train, 1),
+                          ("test_features", test, 2), ("test_labels", y_test, 1)):
+        a = a.detach().cpu().numpy() if isinstance(a, Tensor) else np.asarray(a)
+        if a.ndim != ndim:
+            raise fail(who, name, f"be {ndim}-D", a.shape)
+        if ndim == 2 and not np.isfinite(a).all():
+            raise fail(who, name, "be finite (no NaN or Inf)", "an array with NaN or Inf")
+        arrays.append(a)
+    x_train, y_train, x_test, y_test = arrays
+    if x_train.shape[0] != y_train.shape[0] or x_test.shape[0] != y_test.shape[0]:
+        raise IConError(f"{who}: features and labels must have the same number of rows; got "
+                        f"{x_train.shape[0]} / {y_train.shape[0]} (train) and {x_test.shape[0]} / "
+                        f"{y_test.shape[0]} (test).")
+    if x_train.shape[1] != x_test.shape[1]:
+        raise IConError(f"{who}: train_features and test_features must have the same width; got "
+                        f"{x_train.shape[1]} and {x_test.shape[1]}.")
+    if np.unique(y_train).size < 2:
+        raise fail(who, "train_labels", "hold at least 2 classes", np.unique(y_train).tolist())
+    return x_train, y_train, x_test, y_test
+
+
+def linear_probe_accuracy(train_features: ArrayLike, train_labels: ArrayLike, test_features: ArrayLike,
+                          test_labels: ArrayLike, C: float = 1.0, max_iter: int = 1000) -> float:
+    """Test accuracy of ``LogisticRegression(C)`` fitted on standardised training features.
+
+    Args:
+        train_features, train_labels: (n, d) features and (n,) labels to fit the probe on.
+        test_features, test_labels: (m, d) and (m,) held-out data to score it on.
+        C: inverse L2 strength of scikit-learn's logistic regression.
+        max_iter: L-BFGS iterations.
+
+    Returns:
+        The fraction of test points classified correctly.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    C = check_positive("linear_probe_accuracy", "C", C)
+    max_iter = check_int("linear_probe_accuracy", "max_iter", max_iter, 1)
+    x_train, y_train, x_test, y_test = _split("linear_probe_accuracy", train_features, train_labels,
+                                              test_features, test_labels)
+    probe = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
+    probe.fit(x_train, y_train)
+    return float((probe.predict(x_test) == y_test).mean())
+
+
+def knn_probe_accuracy(train_features: ArrayLike, train_labels: ArrayLike, test_features: ArrayLike,
+                       test_labels: ArrayLike, k: int = 10, metric: str = "cosine") -> float:
+    """Test accuracy of a majority vote among the ``k`` nearest training features.
+
+    Args:
+        train_features, train_labels: (n, d) features and (n,) labels to vote with.
+        test_features, test_labels: (m, d) and (m,) held-out data to classify.
+        k: neighbours per vote (the paper uses 3 on CIFAR and 10 on STL-10), 1 <= k <= n.
+        metric: ``"cosine"`` (default, usual for contrastive features) or ``"euclidean"``.
+
+    Returns:
+        The fraction of test points whose vote equals their label.
+    """
+    from sklearn.neighbors import KNeighborsClassifier
+
+    who = "knn_probe_accuracy"
+    if metric not in ("cosine", "euclidean"):
+        raise fail(who, "metric", "be 'cosine' or 'euclidean'", metric)
+    x_train, y_train, x_test, y_test = _split(who, train_features, train_labels, test_features,
+                                              test_labels)
+    k = check_int(who, "k", k, 1)
+    if k > x_train.shape[0]:
+        raise fail(who, "k", f"be at most the number of training points ({x_train.shape[0]})", k)
+    classifier = KNeighborsClassifier(n_neighbors=k, metric=metric).fit(x_train, y_train)
+    return float((classifier.predict(x_test) == y_test).mean())
