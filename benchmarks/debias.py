@@ -23,6 +23,7 @@ by side.
 
     python benchmarks/debias.py             # full run; writes docs/debiasing.md (+ a figure)
     python benchmarks/debias.py --quick     # tiny and short: a check that everything runs
+    python benchmarks/debias.py --resume    # after an interruption: finished runs are kept
     icontorch bench debias                  # the same, from the command line
 """
 
@@ -110,30 +111,55 @@ def evaluate(model, quick: bool):
             "digits_knn10": knn_probe_accuracy(g_tr, dy_tr, g_te, dy_te, k=10)}
 
 
+def job_files(args, row, seed):
+    """Checkpoint and result files of one (row, seed) under ``--runs``, keyed by the settings."""
+    folder = args.runs / (f"e{args.epochs}-b{args.batch_size}-lr{args.lr:g}-w{args.width}-{args.device}"
+                          + ("-quick" if args.quick else ""))
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"row{row:02d}-seed{seed}"
+    return folder / f"{stem}.pt", folder / f"{stem}.json"
+
+
 def run_job(job):
-    """Train one (row, seed) and evaluate it; a diverging loss is reported, not raised."""
+    """Train one (row, seed) and evaluate it; a diverging loss is reported, not raised.
+
+    With ``--resume`` a finished job is read back from its result file and an interrupted one
+    continues from the checkpoint of its last finished epoch (``train_contrastive(resume=True)``),
+    which gives the same weights as an uninterrupted run.
+    """
+    import json
+
     from threadpoolctl import threadpool_limits
 
     row, seed, args = job
     torch.set_num_threads(1)
     threadpool_limits(1)
     family, label, make_loss = losses()[row]
+    checkpoint, result_file = job_files(args, row, seed)
+    if args.resume and result_file.exists():
+        return row, seed, json.loads(result_file.read_text())
     x_train = data(args.quick)[0]
     torch.manual_seed(seed)
     model = contrastive_encoder((1, 28, 28), feature_dim=512, out_dim=64, width=args.width)
     if make_loss is None:  # the untrained network: what the features give before any training
-        return row, seed, {**evaluate(model.eval(), args.quick), "seconds": 0.0}
-    start = time.perf_counter()
-    try:
-        history = train_contrastive(model, make_loss(), x_train, default_augmentation(28),
-                                    epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                                    weight_decay=1e-5, seed=seed, device=args.device)
-    except ic.IConError as error:
-        return row, seed, {"diverged": str(error), "seconds": time.perf_counter() - start}
-    seconds = time.perf_counter() - start
-    model.cpu()
-    return row, seed, {**evaluate(model, args.quick), "seconds": seconds, "first_loss": history[0],
-                       "last_loss": history[-1]}
+        result = {**evaluate(model.eval(), args.quick), "seconds": 0.0}
+    else:
+        resumed = args.resume and checkpoint.exists()
+        start = time.perf_counter()
+        try:
+            history = train_contrastive(model, make_loss(), x_train, default_augmentation(28),
+                                        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                                        weight_decay=1e-5, seed=seed, device=args.device,
+                                        checkpoint=checkpoint, resume=args.resume)
+        except ic.IConError as error:
+            result = {"diverged": str(error), "seconds": time.perf_counter() - start}
+        else:
+            seconds = time.perf_counter() - start
+            model.cpu()
+            result = {**evaluate(model, args.quick), "seconds": seconds, "first_loss": history[0],
+                      "last_loss": history[-1], "resumed": resumed}
+    result_file.write_text(json.dumps(result))
+    return row, seed, result
 
 
 def tsimcne_map(args):
@@ -226,6 +252,9 @@ def report(results, rows, args, minutes, map_result) -> str:
             out += [f"{family} q, against {baseline}:", "",
                     "| metric | alpha = 0 | best alpha > 0 | its score | beyond the spread |",
                     "|---|---|---|---|---|"] + lines + [""]
+    if any(r.get("resumed") for runs in results.values() for r in runs):
+        out += ["Some runs were resumed from a checkpoint after an interruption; their train (s) counts "
+                "the resumed part only.", ""]
     diverged = [(rows[i][0], rows[i][1], r["diverged"]) for i in results for r in results[i]
                 if "diverged" in r]
     if diverged:
@@ -254,6 +283,10 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny subset, 1 epoch, 1 seed")
     parser.add_argument("--no-map", action="store_true", help="skip the 2-D t-SimCNE map")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "debiasing.md")
+    parser.add_argument("--runs", type=Path, default=ROOT / ".debias_runs",
+                        help="checkpoints and per-run results (default: %(default)s)")
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse finished runs and continue interrupted ones from their checkpoints")
     args = parser.parse_args(argv)
     if args.quick:
         args.epochs, args.map_epochs, args.seeds = 1, 1, [0]

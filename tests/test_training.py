@@ -286,3 +286,33 @@ def test_bench_debias_runs_its_script(capsys, monkeypatch):
     monkeypatch.chdir(Path(__file__).resolve().parents[1])
     assert main(["bench", "debias", "--help"]) == 0  # the script's own argparse help
     assert "--epochs" in capsys.readouterr().out
+
+
+def test_one_epoch_smoke_run_of_the_real_parts_decreases_the_loss():
+    """ConvNet28 + default_augmentation + alpha-debiased t-SimCLR, one epoch on 96 digits."""
+    import torch.nn.functional as F
+
+    from icontorch.augment import default_augmentation
+    from icontorch.encoders import contrastive_encoder
+    from icontorch.views import multiview_batch
+
+    x, _ = _digits(96)
+    x = F.interpolate(x, size=(28, 28), mode="bilinear", align_corners=False)
+    loss = ic.ICon(ic.mix_uniform(ic.PositivePairs(), 0.4), ic.StudentT(2.0), divergence="cross_entropy")
+    torch.manual_seed(0)
+    model = contrastive_encoder((1, 28, 28), width=8)
+    views, target = multiview_batch(x, torch.arange(96), default_augmentation(28),
+                                    generator=torch.Generator().manual_seed(99))
+
+    def held_out_loss():
+        # In training mode: batch-norm uses the batch's statistics, as during the epoch (its
+        # running averages after 6 steps are not yet meaningful).
+        model.train()
+        with torch.no_grad():
+            return float(loss(model(views), target))
+
+    before = held_out_loss()
+    history = train_contrastive(model, loss, x, default_augmentation(28), epochs=1, batch_size=16,
+                                lr=3e-3, seed=0)
+    assert len(history) == 1 and math.isfinite(history[0])
+    assert held_out_loss() < before - 0.05  # measured: 0.15 to 0.2 for seeds 0, 1, 2
