@@ -18,6 +18,8 @@ Threads: icontorch and openTSNE run with ``n_jobs`` = ``--threads`` and, when th
 
     python benchmarks/embedding.py            # the full table, written to docs/benchmarks.md
     python benchmarks/embedding.py --quick    # small subsets and few iterations: a check that all runs
+    python benchmarks/embedding.py --parametric-only   # rerun the parametric rows and the held-out
+                                                       # table, keep the other rows of the section
 """
 
 from __future__ import annotations
@@ -119,12 +121,7 @@ def run_full(name, x, y, threads, quick, repeats, rows):
     for label, done in results.items():
         times = sorted(r[0] for r in done)
         runs.append((label, times, done[0][1], done[0][2]))
-    steps = (100, 200) if quick else (250, 1750)
-    est = TSNE(parametric=True, random_state=0, early_exaggeration_iter=steps[0], n_iter=steps[1],
-               n_jobs=1)
-    emb, secs = timed(lambda: est.fit_transform(x))
-    runs.append((f"icontorch TSNE parametric (MLP 256-256, {sum(steps)} steps of 512 edges), n_jobs=1",
-                 [secs], est.kl_divergence_, emb))
+    runs.append(parametric_full_run(x, quick))
     from sklearn import __version__ as sk_version
     from sklearn.manifold import TSNE as SkTSNE
 
@@ -133,24 +130,49 @@ def run_full(name, x, y, threads, quick, repeats, rows):
     runs.append((f"scikit-learn {sk_version} TSNE (Barnes-Hut), n_jobs={threads}", [secs],
                  sk.kl_divergence_, emb))
     for label, times, kl, emb in runs:
-        own = f"{kl:.3f}" if np.isfinite(kl) and kl < 1e6 else "n/a"
-        shown = (f"{times[0]:.1f} ({np.median(times):.1f})" if len(times) > 1 else f"{times[0]:.1f}")
-        rows.append(f"| {name} | {label} | {shown} | {own} | {common_kl(x, emb):.3f} | "
-                    f"{knn_accuracy(emb, y, 10):.3f} |")
+        rows.append(full_row(name, label, times, kl, emb, x, y))
         print(rows[-1], flush=True)
+
+
+PARAMETRIC = "MLP 256-256-256 SiLU, input noise 0.3"       # TSNE(parametric=True)'s defaults
+
+
+def parametric_steps(quick: bool):
+    return (100, 200) if quick else (250, 1750)
+
+
+def parametric_full_run(x, quick):
+    from icontorch import TSNE
+
+    steps = parametric_steps(quick)
+    est = TSNE(parametric=True, random_state=0, early_exaggeration_iter=steps[0], n_iter=steps[1],
+               n_jobs=1)
+    emb, secs = timed(lambda: est.fit_transform(x))
+    return (f"icontorch TSNE parametric ({PARAMETRIC}, {sum(steps)} steps of 512 edges), n_jobs=1",
+            [secs], est.kl_divergence_, emb)
+
+
+def full_row(name, label, times, kl, emb, x, y):
+    from icontorch.metrics import knn_accuracy
+
+    own = f"{kl:.3f}" if np.isfinite(kl) and kl < 1e6 else "n/a"
+    shown = (f"{times[0]:.1f} ({np.median(times):.1f})" if len(times) > 1 else f"{times[0]:.1f}")
+    return (f"| {name} | {label} | {shown} | {own} | {common_kl(x, emb):.3f} | "
+            f"{knn_accuracy(emb, y, 10):.3f} |")
 
 
 def run_held_out(name, x, y, train, test, threads, quick, rows):
     from icontorch import TSNE
 
     n_iter, ee = (100, 100) if quick else (500, 250)
-    steps = (100, 200) if quick else (250, 1750)
+    steps = parametric_steps(quick)
     xtr, xte, ytr, yte = x[train], x[test], y[train], y[test]
     par = TSNE(parametric=True, random_state=0, early_exaggeration_iter=steps[0], n_iter=steps[1],
                n_jobs=1)
     emb, fit_secs = timed(lambda: par.fit_transform(xtr))
     new, secs = timed(lambda: par.transform(xte))
-    rows.append(f"| {name} | icontorch TSNE parametric, n_jobs=1: `transform` = the MLP | {fit_secs:.1f} | "
+    rows.append(f"| {name} | icontorch TSNE parametric ({PARAMETRIC}), n_jobs=1: `transform` = the MLP | "
+                f"{fit_secs:.1f} | "
                 f"{secs:.2f} | {held_out_accuracy(emb, ytr, new, yte):.3f} |")
     print(rows[-1], flush=True)
     est = TSNE(random_state=0, n_iter=n_iter, early_exaggeration_iter=ee, n_jobs=1)
@@ -188,6 +210,47 @@ def large_child(n: int, threads: int, quick: bool) -> None:
                       "before_mib": before / 1024}))
 
 
+def rerun_parametric(args) -> None:
+    """Rerun the parametric rows of the full table and the whole held-out table; the other rows
+    and the memory line stay those of the recorded run, and the section says which is which."""
+    from _report import DOC, machine, write_section
+
+    started = time.perf_counter()
+    full, held = [], []
+    for data in ("mnist5k", "mnist1d"):
+        x, y, train, test = mnist5k(args.quick) if data == "mnist5k" else mnist1d(10000, args.quick)
+        name = f"MNIST-5k ({len(x)} x 50)" if data == "mnist5k" else f"MNIST-1D ({len(x)} x 40)"
+        label, times, kl, emb = parametric_full_run(x, args.quick)
+        full.append(full_row(name, label + " (†)", times, kl, emb, x, y))
+        print(full[-1], flush=True)
+        held_name = f"MNIST-5k ({len(train)} / {len(test)})" if data == "mnist5k" else \
+            f"MNIST-1D ({len(train)} / {len(test)})"
+        run_held_out(held_name, x, y, train, test, args.threads, args.quick, held)
+    total = time.perf_counter() - started
+    text = DOC.read_text()
+    old = text[text.index("<!-- embedding:start -->") + len("<!-- embedding:start -->"):
+               text.index("<!-- embedding:end -->")].strip().splitlines()
+    cut = next(i for i, line in enumerate(old) if line.startswith("Held-out points"))
+    new_full = iter(full)
+    top = [next(new_full) if line.startswith("| MNIST") and "parametric" in line else line
+           for line in old[:cut] if not line.startswith("(†)")]
+    bottom = [line for line in old[cut:] if not line.startswith("| MNIST")]
+    at = bottom.index("|---|---|---|---|---|") + 1
+    bottom[at:at] = held
+    command = "python benchmarks/embedding.py --parametric-only" + (" --quick" if args.quick else "")
+    note = (f"(†) Rerun later with `{command}` ({total / 60:.1f} min; {machine()}; the machine "
+            "shared with other jobs): the parametric rows of the first table and the whole "
+            "held-out table. The other rows and the memory line come from the run above.")
+    top.insert(next(i for i, line in enumerate(top) if line.startswith("Command:")) + 1, "")
+    top.insert(next(i for i, line in enumerate(top) if line.startswith("Command:")) + 2, note)
+    lines = top + bottom
+    text_new = "\n".join(line for i, line in enumerate(lines)       # no doubled blank lines
+                         if line or i == 0 or lines[i - 1])
+    print(text_new)
+    if not args.no_write:
+        write_section("embedding", text_new)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small subsets, few iterations")
@@ -196,12 +259,17 @@ def main() -> None:
                         "and openTSNE (full data)")
     parser.add_argument("--large", type=int, default=70000, help="points of the memory run (0: skip)")
     parser.add_argument("--no-write", action="store_true", help="print, do not write the doc")
+    parser.add_argument("--parametric-only", action="store_true", help="rerun only the parametric rows "
+                        "and the held-out table; keep the other rows of the recorded section")
     parser.add_argument("--large-child", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
         args.repeats = 1
     if args.large_child:
         large_child(args.large_child, args.threads, args.quick)
+        return
+    if args.parametric_only:
+        rerun_parametric(args)
         return
     started = time.perf_counter()
     full, held = [], []

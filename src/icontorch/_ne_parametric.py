@@ -10,6 +10,11 @@ rescaled to the whole data set: ``log Z ~ logsumexp_{k != l in B} log w_kl + log
 This is the paper's mini-batch estimator (section 1.5) with p taken from the global kNN graph
 rather than renormalised inside the batch, so that it stays faithful when the batch is a tiny
 fraction of the data.
+
+During training the network sees ``x + noise * eps``, ``eps ~ N(0, I)``, while p stays that of
+the clean data: training with input noise is a smoothness (Tikhonov) regulariser of ``f``
+(Bishop 1995), and the measured held-out placement of new points improves with it
+(docs/benchmarks.md, section embedding).
 """
 
 from __future__ import annotations
@@ -52,13 +57,14 @@ def batch_loss(z_heads: Tensor, z_tails: Tensor, kernel: KernelNeighborhood, joi
 
 def train_mapper(mapper: nn.Module, x: Tensor, affinity: EdgeAffinity, kernel: KernelNeighborhood,
                  phases: Sequence[Tuple[int, float]], batch_size: int, learning_rate: float,
-                 generator: torch.Generator,
+                 generator: torch.Generator, noise: float = 0.0,
                  callbacks: Union[None, Callback, Sequence[Callback]] = None,
                  callbacks_every_iters: int = 50, verbose: bool = False) -> Tuple[int, float]:
     """Train ``mapper`` with Adam on the mini-batch loss; returns ``(steps run, last KL estimate)``.
 
-    Callbacks receive ``(step, loss, embedding)`` with the embedding of all of ``x`` and may stop
-    the training by returning a true value.
+    ``noise`` is the standard deviation of the Gaussian noise added to each input of a batch (in
+    the units of ``x``; 0 for none). Callbacks receive ``(step, loss, embedding)`` with the
+    embedding of all of ``x`` (clean) and may stop the training by returning a true value.
     """
     cdf = torch.cumsum(affinity.weight.double(), 0)
     total_weight = float(cdf[-1])
@@ -78,7 +84,11 @@ def train_mapper(mapper: nn.Module, x: Tensor, affinity: EdgeAffinity, kernel: K
                 u = torch.rand(batch_size, generator=generator, dtype=torch.float64) * total_weight
                 edges = torch.searchsorted(cdf, u.to(cdf.device)).clamp_(max=cdf.shape[0] - 1)
                 heads, tails = affinity.rows[edges], affinity.cols[edges]
-                z = mapper(x[torch.cat([heads, tails])])
+                inputs = x[torch.cat([heads, tails])]
+                if noise > 0:
+                    eps = torch.randn(inputs.shape, generator=generator, dtype=inputs.dtype)
+                    inputs = inputs + noise * eps.to(inputs.device)
+                z = mapper(inputs)
                 loss, estimate = batch_loss(z[:batch_size], z[batch_size:], kernel, affinity.joint,
                                             affinity.n, exaggeration)
                 optimizer.zero_grad(set_to_none=True)

@@ -83,6 +83,9 @@ class _NeighborEmbeddingBase(Estimator):
         for width in self.hidden_layer_sizes:
             check_int(who, "hidden_layer_sizes", width, 1)
         check_int(who, "batch_size", self.batch_size, 2)
+        if (isinstance(self.input_noise, bool) or not isinstance(self.input_noise, (int, float))
+                or not np.isfinite(self.input_noise) or self.input_noise < 0):
+            raise fail(who, "input_noise", "be a finite number >= 0", self.input_noise)
         if self.random_state is not None:
             check_int(who, "random_state", self.random_state, 0)
         check_int(who, "callbacks_every_iters", self.callbacks_every_iters, 1)
@@ -219,10 +222,12 @@ class _NeighborEmbeddingBase(Estimator):
             mapper = MLP(x.shape[1], self.n_components, self.hidden_layer_sizes)
         mapper.set_input_scaling(x.cpu())
         mapper = mapper.to(x.device)
-        lr = 1e-3 if self.learning_rate == "auto" else float(self.learning_rate)
+        lr = 3e-3 if self.learning_rate == "auto" else float(self.learning_rate)
         batch = min(self.batch_size, max(2, affinity.rows.shape[0]))
+        noise = float(self.input_noise) * float(mapper.scale)
         done, _ = train_mapper(mapper, x, affinity, kernel, phases, batch, lr, self._generator,
-                               self.callbacks, self.callbacks_every_iters, self.verbose)
+                               noise=noise, callbacks=self.callbacks,
+                               callbacks_every_iters=self.callbacks_every_iters, verbose=self.verbose)
         y = embed(mapper, x)
         objective = SparseObjective(affinity, kernel, "exact")
         self.n_iter_ = done
@@ -290,7 +295,7 @@ class NeighborEmbedding(_NeighborEmbeddingBase):
         early_exaggeration_iter: iterations (or mini-batch steps) of that phase.
         n_iter: iterations (or mini-batch steps) after it.
         learning_rate: step size, or ``"auto"``: ``max(n / (4 a), 50)`` per phase (Belkina et al.'s
-            ``n / a`` in KL-gradient units; openTSNE's rule); Adam's 1e-3 when parametric.
+            ``n / a`` in KL-gradient units; openTSNE's rule); Adam's 3e-3 when parametric.
         init: ``"pca"``, ``"random"`` or an (n_samples, n_components) array (non-parametric).
         metric: ``"euclidean"`` or ``"cosine"`` (rows of X are L2-normalised first).
         method: ``"exact"`` (dense, O(n^2)), ``"fft"`` (sparse kNN p, FFT-interpolated repulsion,
@@ -303,8 +308,12 @@ class NeighborEmbedding(_NeighborEmbeddingBase):
             optional faiss package), for millions of points.
         n_negatives: random points per anchor of the ``"sampled"`` repulsion.
         parametric: learn an MLP ``y = f(x)`` on mini-batches instead of a free table of points.
-        hidden_layer_sizes: hidden widths of that MLP.
+        hidden_layer_sizes: hidden widths of that MLP (SiLU activations).
         batch_size: edges of p per mini-batch (parametric).
+        input_noise: parametric: standard deviation of the Gaussian noise added to the MLP's
+            inputs during training, in units of the data's overall standard deviation (the
+            MLP's input scale); a smoothness regulariser that helps ``transform`` place new
+            points; 0 turns it off.
         random_state: seed (int) or None.
         device: torch device of the computation (``"cpu"``, ``"cuda"``, ...).
         n_jobs: CPU threads for torch during ``fit`` and ``transform`` (restored afterwards);
@@ -321,8 +330,8 @@ class NeighborEmbedding(_NeighborEmbeddingBase):
                  learning_rate: Union[str, float] = "auto", init: Union[str, ArrayLike] = "pca",
                  metric: str = "euclidean", method: str = "auto",
                  n_neighbors: Union[str, int] = "auto", neighbors: str = "exact", n_negatives: int = 64,
-                 parametric: bool = False, hidden_layer_sizes: Tuple[int, ...] = (256, 256),
-                 batch_size: int = 512, random_state: Optional[int] = None,
+                 parametric: bool = False, hidden_layer_sizes: Tuple[int, ...] = (256, 256, 256),
+                 batch_size: int = 512, input_noise: float = 0.3, random_state: Optional[int] = None,
                  device: Union[str, torch.device] = "cpu", n_jobs: Optional[int] = None,
                  verbose: bool = False,
                  callbacks: Union[None, Callback, Sequence[Callback]] = None,
@@ -354,8 +363,8 @@ class TSNE(_NeighborEmbeddingBase):
                  learning_rate: Union[str, float] = "auto", init: Union[str, ArrayLike] = "pca",
                  metric: str = "euclidean", dof: float = 1.0, method: str = "auto",
                  n_neighbors: Union[str, int] = "auto", neighbors: str = "exact", n_negatives: int = 64,
-                 parametric: bool = False, hidden_layer_sizes: Tuple[int, ...] = (256, 256),
-                 batch_size: int = 512, random_state: Optional[int] = None,
+                 parametric: bool = False, hidden_layer_sizes: Tuple[int, ...] = (256, 256, 256),
+                 batch_size: int = 512, input_noise: float = 0.3, random_state: Optional[int] = None,
                  device: Union[str, torch.device] = "cpu", n_jobs: Optional[int] = None,
                  verbose: bool = False,
                  callbacks: Union[None, Callback, Sequence[Callback]] = None,
@@ -388,8 +397,8 @@ class SNE(_NeighborEmbeddingBase):
                  learning_rate: Union[str, float] = "auto", init: Union[str, ArrayLike] = "pca",
                  metric: str = "euclidean", method: str = "auto",
                  n_neighbors: Union[str, int] = "auto", neighbors: str = "exact", n_negatives: int = 64,
-                 parametric: bool = False, hidden_layer_sizes: Tuple[int, ...] = (256, 256),
-                 batch_size: int = 512, random_state: Optional[int] = None,
+                 parametric: bool = False, hidden_layer_sizes: Tuple[int, ...] = (256, 256, 256),
+                 batch_size: int = 512, input_noise: float = 0.3, random_state: Optional[int] = None,
                  device: Union[str, torch.device] = "cpu", n_jobs: Optional[int] = None,
                  verbose: bool = False,
                  callbacks: Union[None, Callback, Sequence[Callback]] = None,

@@ -47,11 +47,13 @@ class EmbeddingTable(nn.Module):
 
 
 class MLP(nn.Module):
-    """``f(x) = W_L relu(... relu(W_1 ((x - shift) / scale)) ...)``: the parametric mapper.
+    """``f(x) = W_L silu(... silu(W_1 ((x - shift) / scale)) ...)``: the parametric mapper.
 
     Inputs are standardised by a fixed ``shift`` and ``scale`` (buffers, set by
     :meth:`set_input_scaling` from the training data) so that the same network serves data of
-    any unit; the buffers travel with the module when it is saved or pickled.
+    any unit; the buffers travel with the module when it is saved or pickled. SiLU
+    (``x * sigmoid(x)``), not ReLU: a smooth map places held-out points better (measured in
+    ``benchmarks/embedding.py``; docs/benchmarks.md, section embedding).
 
     Args:
         in_features: input dimension.
@@ -60,7 +62,7 @@ class MLP(nn.Module):
     """
 
     def __init__(self, in_features: int, out_features: int,
-                 hidden_layer_sizes: Sequence[int] = (256, 256)) -> None:
+                 hidden_layer_sizes: Sequence[int] = (256, 256, 256)) -> None:
         super().__init__()
         self.in_features = check_int("MLP", "in_features", in_features, 1)
         self.out_features = check_int("MLP", "out_features", out_features, 1)
@@ -71,7 +73,7 @@ class MLP(nn.Module):
         layers: list = []
         width_in = in_features
         for width in sizes:
-            layers += [nn.Linear(width_in, width), nn.ReLU()]
+            layers += [nn.Linear(width_in, width), nn.SiLU()]
             width_in = width
         layers.append(nn.Linear(width_in, out_features))
         self.net = nn.Sequential(*layers)
