@@ -17,6 +17,7 @@ from .clustering import Clustering
 from . import metrics
 from . import mappers
 from . import augment, encoders, views
+from . import probes, training
 
 __version__ = "0.1.0"
 
@@ -29,5 +30,5 @@ __all__ = [
     "mix_uniform", "symmetrize", "joint", "propagate",
     "divergences", "distances", "methods", "table",
     "TSNE", "SNE", "NeighborEmbedding", "mappers", "Clustering", "metrics",
-    "augment", "encoders", "views",
+    "augment", "training", "probes", "encoders", "views",
 ]
