@@ -198,8 +198,8 @@ def verdict(results, rows, family, baseline):
     base = [i for i, r in enumerate(rows) if r[0] == family and r[1] == baseline]
     ours = [i for i, r in enumerate(rows) if r[0] == family and r[1].startswith("ours")]
     if not base or not ours or all("diverged" in r for r in results[base[0]]):
-        return []
-    base, lines = base[0], []
+        return [], []
+    base, lines, beaten = base[0], [], []
     for key in METRICS:
         b_mean, b_std, _ = stats(results[base], key)
         best = max(ours, key=lambda i: stats(results[i], key)[0] if any(
@@ -207,9 +207,11 @@ def verdict(results, rows, family, baseline):
         o_mean, o_std, _ = stats(results[best], key)
         beyond = o_mean - o_std > b_mean + b_std
         word = "yes" if beyond else ("higher, within the spread" if o_mean > b_mean else "no")
+        if beyond:
+            beaten.append(key.replace("_", " "))
         lines.append(f"| {key.replace('_', ' ')} | {100 * b_mean:.1f} ± {100 * b_std:.1f} | "
                      f"{rows[best][1]} | {100 * o_mean:.1f} ± {100 * o_std:.1f} | {word} |")
-    return lines
+    return lines, beaten
 
 
 def report(results, rows, args, minutes, map_result) -> str:
@@ -247,9 +249,13 @@ def report(results, rows, args, minutes, map_result) -> str:
             "debiased rows, as the paper's table invites, so the comparison is optimistic for alpha > 0.)",
             ""]
     for family, baseline in (("Student-t", "t-SimCLR"), ("Gaussian", "SimCLR")):
-        lines = verdict(results, rows, family, baseline)
+        lines, beaten = verdict(results, rows, family, baseline)
         if lines:
-            out += [f"{family} q, against {baseline}:", "",
+            others = [k.replace("_", " ") for k in METRICS if k.replace("_", " ") not in beaten]
+            summary = (f"Beyond the spread in {len(beaten)} of {len(METRICS)} columns"
+                       + (f" ({', '.join(beaten)})" if beaten else "")
+                       + (f"; not in {', '.join(others)}." if others else "."))
+            out += [f"{family} q, against {baseline}. {summary}", "",
                     "| metric | alpha = 0 | best alpha > 0 | its score | beyond the spread |",
                     "|---|---|---|---|---|"] + lines + [""]
     if any(r.get("resumed") for runs in results.values() for r in runs):
