@@ -165,6 +165,36 @@ def test_walk_graph_equals_brute_force(walk_length, symmetric):
     np.testing.assert_array_equal(mine, directed | directed.T if symmetric else directed)
 
 
+@pytest.mark.parametrize("walk_length", [0, 1, 2])
+def test_weighted_walk_graph_equals_matrix_powers(walk_length):
+    """mode="sum": W = P + ... + P^(s+1), P = A / k, diagonal dropped, (W + W^T) / 2; numpy oracle."""
+    n, k = 40, 3
+    knn = knn_indices(torch.randn(n, 5, generator=torch.Generator().manual_seed(4)), k)
+    graph = walk_graph(knn, walk_length, symmetric=True, mode="sum")
+    mine = np.zeros((n, n))
+    mine[np.repeat(np.arange(n), graph.degree.numpy()), graph.indices.numpy()] = graph.weights.numpy()
+    p = np.zeros((n, n))
+    p[np.repeat(np.arange(n), k), knn.numpy().ravel()] = 1.0 / k
+    power, w = np.eye(n), np.zeros((n, n))
+    for _ in range(walk_length + 1):
+        power = power @ p
+        w += power
+    np.fill_diagonal(w, 0.0)
+    np.testing.assert_allclose(mine, (w + w.T) / 2, rtol=1e-6, atol=1e-7)
+    # the same edges as the uniform "reach" form; the batch p is proportional to the weights
+    reach = walk_graph(knn, walk_length, symmetric=True)
+    torch.testing.assert_close(graph.indices, reach.indices)
+    src = torch.tensor([0, 5, 0, 9, 17, 5, 30])
+    weights = graph.batch_weights(src, torch.float64)
+    expected = torch.as_tensor(mine)[src][:, src]
+    expected[src[:, None] == src[None, :]] = 1.0 / k               # another view of the same node
+    expected.fill_diagonal_(0.0)
+    torch.testing.assert_close(weights, expected, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(graph.relation(src), weights > 0)
+    log_p = icon_objective(weights, 0.0, 0.0, torch.float64).log_p(None)
+    torch.testing.assert_close(log_p.exp(), weights / weights.sum(1, keepdim=True).clamp_min(1e-300))  # empty rows stay 0
+
+
 def test_batch_composition_puts_neighbours_with_their_anchors():
     n = 60
     knn = knn_indices(torch.randn(n, 4, generator=torch.Generator().manual_seed(5)), 3)
@@ -237,6 +267,7 @@ def test_temi_loss_equals_its_formula():
     (dict(alpha_p=1.5), "alpha_p"),
     (dict(alpha_q=-0.1), "alpha_q"),
     (dict(walk_length=-1), "walk_length"),
+    (dict(walk_mode="random"), "walk_mode"),
     (dict(head="cnn"), "head"),
     (dict(ema=1.0), "ema"),
     (dict(lr=0.0), "lr"),

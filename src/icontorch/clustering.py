@@ -62,6 +62,9 @@ class Clustering(Estimator):
         n_neighbors: k of the exact data-set kNN graph (1 <= k < n).
         walk_length: s >= 0: nodes reached in 2..s+1 steps of the kNN graph also count as
             neighbours (``"debiased_infonce"`` only; the paper's "s-walks").
+        walk_mode: ``"reach"``: p uniform over the reached nodes (the paper's simplified form);
+            ``"sum"``: p proportional to ``P + ... + P^(s+1)`` (``P`` the kNN random walk), the
+            paper's smoothed form (section 4.3; another view of i weighs ``1 / k``).
         metric: kNN metric, ``"cosine"`` or ``"euclidean"``, on the features as given.
         alpha_p, alpha_q: debiasing weights in [0, 1]; None: 0.6 for ``"debiased_infonce"``,
             0 for the other I-Con methods.
@@ -99,7 +102,7 @@ class Clustering(Estimator):
     """
 
     def __init__(self, n_clusters: int = 10, method: str = "debiased_infonce", n_neighbors: int = 5,
-                 walk_length: int = 2, metric: str = "cosine", alpha_p: Optional[float] = None,
+                 walk_length: int = 2, walk_mode: str = "reach", metric: str = "cosine", alpha_p: Optional[float] = None,
                  alpha_q: Optional[float] = None, head: str = "linear", hidden_dim: int = 256,
                  n_heads: int = 10, batch_size: int = 64, n_views: int = 2, n_sampled_neighbors: int = 2,
                  epochs: int = 30, lr: float = 1e-2, lr_schedule: str = "constant",
@@ -111,6 +114,7 @@ class Clustering(Estimator):
         self.method = method
         self.n_neighbors = n_neighbors
         self.walk_length = walk_length
+        self.walk_mode = walk_mode
         self.metric = metric
         self.alpha_p = alpha_p
         self.alpha_q = alpha_q
@@ -143,6 +147,7 @@ class Clustering(Estimator):
         if self.method in _GRAPH_METHODS and self.n_neighbors >= n:
             raise fail(who, "n_neighbors", f"be smaller than the number of points ({n})", self.n_neighbors)
         check_int(who, "walk_length", self.walk_length, 0)
+        check_choice(who, "walk_mode", self.walk_mode, ("reach", "sum"))
         check_choice(who, "metric", self.metric, ("cosine", "euclidean"))
         default = 0.6 if self.method == "debiased_infonce" else 0.0
         alphas = []
@@ -222,7 +227,7 @@ class Clustering(Estimator):
     def _build_graph(self, x: Tensor) -> NeighborGraph:
         knn = knn_indices(x, self.n_neighbors, self.metric)
         if self.method == "debiased_infonce":
-            return walk_graph(knn, self.walk_length, symmetric=True)
+            return walk_graph(knn, self.walk_length, symmetric=True, mode=self.walk_mode)
         return walk_graph(knn, 0, symmetric=self.method == "dcd")
 
     def _composition(self) -> Tuple[int, int]:
@@ -250,7 +255,9 @@ class Clustering(Estimator):
                 alpha_q: float, teacher_logits: Optional[Tensor], update: bool) -> Tensor:
         """(H,) loss of every head on one batch."""
         if self.method in ("debiased_infonce", "dcd", "pmi"):
-            objective = icon_objective(self.graph_.relation(src), alpha_p, alpha_q, logits.dtype)
+            pairs = self.graph_.relation(src) if self.graph_.weights is None else \
+                self.graph_.batch_weights(src, logits.dtype)
+            objective = icon_objective(pairs, alpha_p, alpha_q, logits.dtype)
             return cluster_kernel_kl(logits.log_softmax(2), objective.log_p(None), alpha_q)
         if self.method == "supervised":
             objective = supervised_objective(alpha_p, alpha_q)

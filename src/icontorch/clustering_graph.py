@@ -53,26 +53,40 @@ class NeighborGraph:
     """A fixed set of neighbours per node in compressed-row form (``indptr``, ``indices``).
 
     Row i lists ``indices[indptr[i]:indptr[i + 1]]``, sorted and without repeats; memory is
-    O(N + number of edges).
+    O(N + number of edges). A weighted graph (``weights``) gives each edge a positive weight
+    w_ij, and ``view_weight`` is the weight of another view of the same node in a batch.
 
     Args:
         indptr: (N + 1,) row offsets.
         indices: (E,) column ids.
+        weights: (E,) positive edge weights, or None (every edge and view weighs 1).
+        view_weight: weight of another view of the same node (weighted graphs).
     """
 
-    def __init__(self, indptr: Tensor, indices: Tensor) -> None:
+    def __init__(self, indptr: Tensor, indices: Tensor, weights: Optional[Tensor] = None,
+                 view_weight: float = 1.0) -> None:
         self.indptr = indptr
         self.indices = indices
+        self.weights = weights
+        self.view_weight = view_weight
         self.n_nodes = indptr.shape[0] - 1
 
     @classmethod
-    def from_pairs(cls, rows: Tensor, cols: Tensor, n_nodes: int) -> "NeighborGraph":
-        """The graph with edges ``rows[e] -> cols[e]`` (repeats merged, order irrelevant)."""
-        keys = torch.unique(rows * n_nodes + cols)          # sorted
+    def from_pairs(cls, rows: Tensor, cols: Tensor, n_nodes: int, values: Optional[Tensor] = None,
+                   view_weight: float = 1.0) -> "NeighborGraph":
+        """The graph with edges ``rows[e] -> cols[e]`` (repeats merged, order irrelevant).
+
+        With ``values`` the weights of repeated edges are summed.
+        """
+        keys, inverse = torch.unique(rows * n_nodes + cols, return_inverse=True)      # sorted
         counts = torch.bincount(keys // n_nodes, minlength=n_nodes)
         indptr = torch.zeros(n_nodes + 1, dtype=torch.long, device=keys.device)
         indptr[1:] = torch.cumsum(counts, 0)
-        return cls(indptr, keys % n_nodes)
+        weights = None
+        if values is not None:
+            weights = torch.zeros(keys.shape[0], dtype=values.dtype, device=values.device)
+            weights.index_add_(0, inverse, values)
+        return cls(indptr, keys % n_nodes, weights, view_weight)
 
     @property
     def degree(self) -> Tensor:
@@ -100,28 +114,41 @@ class NeighborGraph:
         ``src`` holds the node (data-set index) of each batch item; two items of the same node
         are views of one another. Costs O(B^2 + B m log B) for m neighbours per node, never O(N^2).
         """
+        return self.batch_weights(src) > 0
+
+    def batch_weights(self, src: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
+        """(B, B) weight of batch item j as a neighbour of batch item i: the edge weight ``w_ij``
+        (1 on an unweighted graph), ``view_weight`` for another view of the same node, 0 elsewhere
+        and on the diagonal. Costs O(B^2 + B m log B), never O(N^2)."""
         b = src.shape[0]
         # (item i, node u) for every neighbour u of src_i, and u = src_i itself (the other views)
         degree = self.degree[src]
         rows = torch.arange(b, device=src.device).repeat_interleave(degree)
         first = torch.cumsum(degree, 0) - degree
         offset = torch.arange(rows.shape[0], device=src.device) - first[rows]
-        nodes = self.indices[self.indptr[src][rows] + offset]
+        edges = self.indptr[src][rows] + offset
+        nodes = self.indices[edges]
+        if self.weights is None:
+            values = torch.ones(edges.shape[0], dtype=dtype, device=src.device)
+        else:
+            values = self.weights[edges].to(dtype)
         rows = torch.cat([rows, torch.arange(b, device=src.device)])
         nodes = torch.cat([nodes, src])
+        values = torch.cat([values, torch.full((b,), self.view_weight, dtype=dtype, device=src.device)])
         # the batch positions holding node u: a range of the batch sorted by node
         order = torch.argsort(src)
         sorted_src = src[order]
         left = torch.searchsorted(sorted_src, nodes)
         count = torch.searchsorted(sorted_src, nodes, right=True) - left
         rows = rows.repeat_interleave(count)
+        values = values.repeat_interleave(count)
         first = torch.cumsum(count, 0) - count
         rank = torch.arange(rows.shape[0], device=src.device) - first.repeat_interleave(count)
         cols = order[left.repeat_interleave(count) + rank]
-        relation = torch.zeros(b, b, dtype=torch.bool, device=src.device)
-        relation[rows, cols] = True
-        relation.fill_diagonal_(False)
-        return relation
+        weights = torch.zeros(b, b, dtype=dtype, device=src.device)
+        weights[rows, cols] = values
+        weights.fill_diagonal_(0.0)
+        return weights
 
     def sample(self, nodes: Tensor, n_samples: int, generator: Optional[torch.Generator] = None) -> Tensor:
         """(len(nodes), n_samples) neighbours drawn uniformly with replacement from each node's row."""
@@ -133,52 +160,80 @@ class NeighborGraph:
         return self.indices[self.indptr[nodes][:, None] + offset]
 
     def symmetrized(self) -> "NeighborGraph":
-        """``j ~ i`` when ``i`` lists ``j`` or ``j`` lists ``i``."""
+        """``j ~ i`` when ``i`` lists ``j`` or ``j`` lists ``i``; weights become ``(w_ij + w_ji) / 2``."""
         rows = torch.repeat_interleave(torch.arange(self.n_nodes, device=self.indptr.device), self.degree)
+        values = None if self.weights is None else torch.cat([self.weights, self.weights]) / 2
         return NeighborGraph.from_pairs(torch.cat([rows, self.indices]), torch.cat([self.indices, rows]),
-                                        self.n_nodes)
+                                        self.n_nodes, values, self.view_weight)
 
     def __repr__(self) -> str:
         return f"NeighborGraph(n_nodes={self.n_nodes}, n_edges={self.indices.numel()})"
 
 
-def walk_graph(knn: Tensor, walk_length: int = 0, symmetric: bool = True) -> NeighborGraph:
+def walk_graph(knn: Tensor, walk_length: int = 0, symmetric: bool = True, mode: str = "reach") -> NeighborGraph:
     """Neighbour propagation on a kNN graph: the nodes reached in ``1 .. walk_length + 1`` steps.
 
-    ``R(i) = {j != i : (A + A^2 + ... + A^(s+1))_ij > 0}`` with A the directed kNN adjacency and
-    ``s = walk_length`` (the "reach" form of section 3.3.3, :func:`icontorch.propagate` with
-    ``steps = s + 1, mode="reach"`` on small data). Computed hop by hop on edge lists, so memory
-    is O(N * |R(i)| * k), never N x N.
+    ``mode="reach"``: ``R(i) = {j != i : (A + A^2 + ... + A^(s+1))_ij > 0}`` with A the directed
+    kNN adjacency and ``s = walk_length`` (the uniform form of section 3.3.3, :func:`icontorch.propagate`
+    with ``steps = s + 1, mode="reach"`` on small data); every edge weighs 1.
+    ``mode="sum"``: the smoothed form ``W = P + P^2 + ... + P^(s+1)`` with ``P = A / k`` the
+    random-walk transition matrix of the kNN graph, diagonal dropped; nodes reached by many
+    walks weigh more than those one stray path reaches. Another view of a node weighs ``1 / k``
+    (one kNN step). Computed hop by hop on edge lists, so memory is O(N * |R(i)| * k), never N x N.
 
     Args:
         knn: (N, k) neighbour ids (:func:`knn_indices`).
         walk_length: s >= 0 extra steps beyond the kNN.
-        symmetric: make the relation symmetric (see the module docstring).
+        symmetric: make the relation symmetric (see the module docstring); weights ``(w_ij + w_ji) / 2``.
+        mode: ``"reach"`` or ``"sum"``.
     """
     who = "walk_graph"
     if not isinstance(knn, Tensor) or knn.dim() != 2 or knn.is_floating_point():
         raise fail(who, "knn", "be an (N, k) integer tensor of neighbour ids", knn)
     check_int(who, "walk_length", walk_length, 0)
+    check_choice(who, "mode", mode, ("reach", "sum"))
     n, k = knn.shape
     if bool((knn < 0).any()) or bool((knn >= n).any()):
         raise fail(who, "knn", f"hold node ids in [0, {n})", knn)
     rows = torch.arange(n, device=knn.device).repeat_interleave(k)
     cols = knn.reshape(-1)
-    reached = torch.unique(rows * n + cols)
-    frontier = reached
-    for _ in range(walk_length):
-        # one more step from the nodes reached last; keep only pairs never seen before
-        f_rows, f_cols = frontier // n, frontier % n
-        step = torch.unique(f_rows.repeat_interleave(k) * n + knn[f_cols].reshape(-1))
-        pos = torch.searchsorted(reached, step).clamp_max(reached.numel() - 1)
-        frontier = step[reached[pos] != step]
-        if frontier.numel() == 0:
-            break
-        reached = torch.unique(torch.cat([reached, frontier]))
-    rows, cols = reached // n, reached % n
-    keep = rows != cols                                     # a walk that returns to its start
-    graph = NeighborGraph.from_pairs(rows[keep], cols[keep], n)
+    if mode == "sum":
+        graph = _walk_sum(rows, cols, knn, walk_length)
+    else:
+        reached = torch.unique(rows * n + cols)
+        frontier = reached
+        for _ in range(walk_length):
+            # one more step from the nodes reached last; keep only pairs never seen before
+            f_rows, f_cols = frontier // n, frontier % n
+            step = torch.unique(f_rows.repeat_interleave(k) * n + knn[f_cols].reshape(-1))
+            pos = torch.searchsorted(reached, step).clamp_max(reached.numel() - 1)
+            frontier = step[reached[pos] != step]
+            if frontier.numel() == 0:
+                break
+            reached = torch.unique(torch.cat([reached, frontier]))
+        rows, cols = reached // n, reached % n
+        keep = rows != cols                                     # a walk that returns to its start
+        graph = NeighborGraph.from_pairs(rows[keep], cols[keep], n)
     return graph.symmetrized() if symmetric else graph
+
+
+def _walk_sum(rows: Tensor, cols: Tensor, knn: Tensor, walk_length: int) -> NeighborGraph:
+    """``W = P + ... + P^(s+1)``, ``P = A / k``, as a weighted graph without its diagonal."""
+    n, k = knn.shape
+    step = torch.full((rows.shape[0],), 1.0 / k, dtype=torch.float64, device=knn.device)
+    keys, values = rows * n + cols, step
+    all_keys, all_values = [keys], [values]
+    for _ in range(walk_length):
+        # P^(t+1) = P^t P: every (i, u) entry moves on to the k neighbours of u with 1 / k of its mass
+        expanded = (keys // n).repeat_interleave(k) * n + knn[keys % n].reshape(-1)
+        keys, inverse = torch.unique(expanded, return_inverse=True)
+        values = torch.zeros(keys.shape[0], dtype=torch.float64, device=knn.device).index_add_(
+            0, inverse, values.repeat_interleave(k) / k)
+        all_keys.append(keys)
+        all_values.append(values)
+    keys, values = torch.cat(all_keys), torch.cat(all_values)
+    keep = keys // n != keys % n                               # walks that return to their start
+    return NeighborGraph.from_pairs(keys[keep] // n, keys[keep] % n, n, values[keep].float(), 1.0 / k)
 
 
 def compose_batch(anchors: Tensor, graph: Optional[NeighborGraph], n_views: int, n_sampled_neighbors: int,

@@ -31,11 +31,15 @@ def icon_objective(relation: Tensor, alpha_p: float, alpha_q: float,
     """``ICon(p = mix_uniform(U(relation), alpha_p), q = mix_uniform(Cluster(), alpha_q))`` on a batch.
 
     ``U(relation)`` is uniform over the True entries of row i of the (B, B) boolean relation
-    (views and graph neighbours of item i, never i itself); an item without any keeps an empty
-    row, which the loss leaves out. ``alpha_p`` spreads over the B - 1 other items, ``alpha_q``
+    (views and graph neighbours of item i, never i itself); a float ``relation`` holds weights
+    instead and p(j|i) is proportional to them. An item without any keeps an empty row, which
+    the loss leaves out. ``alpha_p`` spreads over the B - 1 other items, ``alpha_q``
     over all B (the cluster kernel includes j = i, Def. 2).
     """
-    log_w = torch.zeros(relation.shape, dtype=dtype, device=relation.device).masked_fill(~relation, _NEG_INF)
+    if relation.dtype == torch.bool:
+        log_w = torch.zeros(relation.shape, dtype=dtype, device=relation.device).masked_fill(~relation, _NEG_INF)
+    else:                                          # weights: p(j|i) proportional to w_ij
+        log_w = relation.to(dtype).log()
     p = Precomputed(log_normalize(log_w), include_self=False)
     return ICon(p=mix_uniform(p, alpha_p), q=mix_uniform(Cluster(), alpha_q), skip_empty_rows=True)
 
