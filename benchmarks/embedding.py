@@ -232,7 +232,7 @@ def rerun_parametric(args) -> None:
     and the memory line stay those of the recorded run, and the section says which is which."""
     from _report import DOC, machine, write_section
 
-    started = time.perf_counter()
+    started, load_start = time.perf_counter(), os.getloadavg()[0]
     full, held = [], []
     for data in ("mnist5k", "mnist1d"):
         x, y, train, test = mnist5k(args.quick) if data == "mnist5k" else mnist1d(10000, args.quick)
@@ -257,8 +257,10 @@ def rerun_parametric(args) -> None:
     bottom[at:at] = held + ["", PARAMETRIC_NOTE]
     command = "python benchmarks/embedding.py --parametric-only" + (" --quick" if args.quick else "")
     note = (f"(†) Rerun later with `{command}` ({total / 60:.1f} min; {machine()}; the machine "
-            "shared with other jobs): the parametric rows of the first table and the whole "
-            "held-out table. The other rows and the memory line come from the run above.")
+            f"shared with other jobs, 1-minute load average {load_start:.1f} at the start and "
+            f"{os.getloadavg()[0]:.1f} at the end on {os.cpu_count()} cores, so its times are "
+            "not comparable with those of the run above): the parametric rows of the first table "
+            "and the whole held-out table. The other rows and the memory line come from the run above.")
     top.insert(next(i for i, line in enumerate(top) if line.startswith("Command:")) + 1, "")
     top.insert(next(i for i, line in enumerate(top) if line.startswith("Command:")) + 2, note)
     lines = top + bottom
