@@ -170,7 +170,7 @@ def tsimcne_map(args):
     model = contrastive_encoder((1, 28, 28), feature_dim=512, out_dim=2, width=args.width)
     start = time.perf_counter()
     train_contrastive(model, ic.methods.tsimcne(), x_tr, default_augmentation(28),
-                      epochs=args.map_epochs, batch_size=args.batch_size, lr=args.lr, seed=0,
+                      epochs=args.map_epochs, batch_size=args.map_batch_size, lr=args.map_lr, seed=0,
                       device=args.device)
     seconds = time.perf_counter() - start
     model.cpu().eval()
@@ -268,16 +268,22 @@ def report(results, rows, args, minutes, map_result) -> str:
         out += [f"- {f} / {m}: {why}" for f, m, why in diverged[:6]] + [""]
     if map_result is not None:
         _, _, accuracy, seconds = map_result
-        out += [f"t-SimCNE-style map (Student-t dof 1 on a 2-D output, {args.map_epochs} epochs, "
-                f"{seconds:.0f} s with {args.threads} threads): held-out 10-NN accuracy in 2-D "
-                f"{100 * accuracy:.1f} %. ![t-SimCNE map](debiasing_tsimcne.png)", ""]
+        out += [f"t-SimCNE-style map (`methods.tsimcne()`: Cauchy kernel on a 2-D output, one stage, "
+                f"{args.map_epochs} epochs, batch {args.map_batch_size}, lr {args.map_lr:g}, {seconds:.0f} s "
+                f"with {args.threads} threads): held-out 10-NN accuracy in 2-D {100 * accuracy:.1f} %, "
+                "the 10-NN classifier fitted on the training images' map. Böhm et al. train t-SimCNE for "
+                "1,000 epochs in three stages; this short run shows the parts at work, not their final "
+                "quality (in our trials 15 epochs gave 40-60 %, 60 epochs 68-74 %).", "",
+                "![t-SimCNE map](debiasing_tsimcne.png)", ""]
     return "\n".join(out)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--map-epochs", type=int, default=15)
+    parser.add_argument("--map-epochs", type=int, default=60)
+    parser.add_argument("--map-batch-size", type=int, default=64)
+    parser.add_argument("--map-lr", type=float, default=3e-3)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--width", type=int, default=16)

@@ -41,6 +41,15 @@ def _pairs_of_views(who: str, z: Tensor, target: Tensor) -> Tensor:
     return same.float().argmax(1)
 
 
+def _negatives(w: Tensor, partner: Tensor) -> "tuple[Tensor, Tensor]":
+    """The mask of each row's negatives (neither itself nor its partner) and their count N."""
+    rows = torch.arange(w.shape[0], device=w.device)
+    negative = torch.ones_like(w, dtype=torch.bool)
+    negative[rows, rows] = False
+    negative[rows, partner] = False
+    return negative, negative.sum(1).to(w.dtype)
+
+
 class DebiasedContrastiveLoss(nn.Module):
     """``-log(pos / (pos + Ng))``, ``Ng = max((neg - tau+ N pos) / (1 - tau+), N e^(-1/t))`` (Chuang 2020).
 
@@ -79,12 +88,8 @@ class DebiasedContrastiveLoss(nn.Module):
         # Every weight carries the factor e^(-1/t) (cos <= 1), which cancels in the ratio and
         # keeps exp() in range for small temperatures.
         w = torch.exp((zn @ zn.T - 1.0) / t)
-        rows = torch.arange(z.shape[0], device=z.device)
-        pos = w[rows, partner]
-        negative = torch.ones_like(w, dtype=torch.bool)
-        negative[rows, rows] = False
-        negative[rows, partner] = False
-        n_neg = negative.sum(1).to(z.dtype)
+        pos = w[torch.arange(z.shape[0], device=z.device), partner]
+        negative, n_neg = _negatives(w, partner)
         neg = (w * negative).sum(1)
         ng = torch.maximum((neg - self.tau_plus * n_neg * pos) / (1.0 - self.tau_plus),
                            n_neg * math.exp(-2.0 / t))
@@ -94,12 +99,8 @@ class DebiasedContrastiveLoss(nn.Module):
         # Student-t logits are <= 0 (weight 1 at distance 0), so exp() cannot overflow; the
         # positive's weight is kept in log space because it can underflow far from its partner.
         logits = self.q.logits(z)
-        rows = torch.arange(z.shape[0], device=z.device)
-        log_pos = logits[rows, partner]
-        negative = torch.ones_like(logits, dtype=torch.bool)
-        negative[rows, rows] = False
-        negative[rows, partner] = False
-        n_neg = negative.sum(1).to(logits.dtype)
+        log_pos = logits[torch.arange(z.shape[0], device=z.device), partner]
+        negative, n_neg = _negatives(logits, partner)
         neg = (logits.exp() * negative).sum(1)
         ng = ((neg - self.tau_plus * n_neg * log_pos.exp()) / (1.0 - self.tau_plus)).clamp_min(
             torch.finfo(logits.dtype).tiny)
