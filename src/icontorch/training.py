@@ -93,7 +93,8 @@ def train_contrastive(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tens
         verbose: a tqdm bar over the steps of each epoch, showing the loss.
 
     Returns:
-        The mean training loss of every epoch, those restored from the checkpoint included.
+        The mean training loss of every epoch, those restored from the checkpoint included. The
+        model is left in eval mode.
     """
     who = "train_contrastive"
     if not isinstance(model, nn.Module):
@@ -132,7 +133,7 @@ def train_contrastive(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tens
     start = 0
     path = None if checkpoint is None else Path(checkpoint)
     if resume and path is not None and path.exists():
-        state = torch.load(path, map_location=device, weights_only=False)
+        state = torch.load(path, map_location=device, weights_only=True)
         if state.get("format") != _FORMAT or state.get("settings") != settings:
             raise IConError(f"{who}: the checkpoint {str(path)!r} was written with other settings "
                             f"({state.get('settings')}); got {settings}.")
