@@ -101,8 +101,8 @@ class Clustering(Estimator):
         n_features_in_, n_iter_ (optimiser steps), fit_seconds_.
     """
 
-    def __init__(self, n_clusters: int = 10, method: str = "debiased_infonce", n_neighbors: int = 5,
-                 walk_length: int = 2, walk_mode: str = "reach", metric: str = "cosine", alpha_p: Optional[float] = None,
+    def __init__(self, n_clusters: int = 10, method: str = "debiased_infonce", n_neighbors: int = 3,
+                 walk_length: int = 3, walk_mode: str = "reach", metric: str = "cosine", alpha_p: Optional[float] = None,
                  alpha_q: Optional[float] = None, head: str = "linear", hidden_dim: int = 256,
                  n_heads: int = 10, batch_size: int = 64, n_views: int = 2, n_sampled_neighbors: int = 2,
                  epochs: int = 30, lr: float = 1e-2, lr_schedule: str = "constant",
