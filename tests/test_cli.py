@@ -20,7 +20,8 @@ def test_table_lists_every_method(capsys):
     assert "24 coloured tiles, 12 gap tiles" in out
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["table", "--help"], ["demo", "--help"]])
+@pytest.mark.parametrize("argv", [["--help"], ["table", "--help"], ["demo", "--help"], ["embed", "--help"],
+                                  ["cluster", "--help"], ["bench", "--help"]])
 def test_help_on_every_command(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
