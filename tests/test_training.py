@@ -316,3 +316,14 @@ def test_one_epoch_smoke_run_of_the_real_parts_decreases_the_loss():
                                 lr=3e-3, seed=0)
     assert len(history) == 1 and math.isfinite(history[0])
     assert held_out_loss() < before - 0.05  # measured: 0.15 to 0.2 for seeds 0, 1, 2
+
+
+def test_bench_names_a_missing_package(tmp_path, monkeypatch):
+    from icontorch.cli import main
+
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "_report.py").write_text("")
+    (tmp_path / "benchmarks" / "needs.py").write_text("import a_package_that_is_not_installed\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ic.IConError, match="needs the package 'a_package_that_is_not_installed'"):
+        main(["bench", "needs"])

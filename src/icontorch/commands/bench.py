@@ -60,6 +60,10 @@ def run(args: argparse.Namespace) -> int:
     sys.argv = [str(script), *args.script_args]
     try:
         runpy.run_path(str(script), run_name="__main__")
+    except ModuleNotFoundError as missing:
+        raise IConError(f"icontorch bench: {args.name} needs the package {missing.name!r}; got an "
+                        "environment without it (pip install \"icontorch[bench]\" from the "
+                        "checkout: pip install \".[bench]\").") from missing
     except SystemExit as exit_:
         return int(exit_.code or 0) if not isinstance(exit_.code, str) else 1
     finally:
