@@ -7,7 +7,7 @@ Choose a supervisory neighbourhood p and a learned neighbourhood q; :class:`ICon
 from . import distances, divergences, methods, table
 from ._validation import IConError
 from .loss import ICon
-from .tiled import SparseNeighbors
+from .neighborhoods.sparse import SparseNeighbors
 from .neighborhoods import (KNN, Adjacency, Cluster, CrossModal, DataToClass, DegreeWeightedCluster,
                             FromCallable, Gaussian, Identity, KernelNeighborhood, Neighborhood,
                             PerplexityGaussian, PositivePairs, Precomputed, SameLabel, StudentT)

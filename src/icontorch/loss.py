@@ -15,7 +15,8 @@ from .divergences import DIVERGENCES
 from .neighborhoods import KNN, CrossModal, DataToClass, Gaussian, PositivePairs, SameLabel, StudentT
 from .neighborhoods.base import Neighborhood, NeighborhoodLike, as_neighborhood
 from .neighborhoods.spatial import METRICS
-from .tiled import (Engine, Kernel, SparseNeighbors, Targets, at_least_float32, cross_entropy_rows,
+from .neighborhoods.sparse import SparseNeighbors
+from .tiled import (Engine, Kernel, Targets, at_least_float32, cross_entropy_rows,
                     full_precision, match_lists)
 from .transforms import MixUniform
 

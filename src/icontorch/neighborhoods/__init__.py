@@ -7,13 +7,14 @@ from .extra import (DisjointUnion, GraphKernel, Harmonic, Logits, PowerExponenti
                     SpectralGaussian, StopGradient, spectral_embedding)
 from .graph import Adjacency
 from .links import GraphLinks, SameIdLinks, SigmoidLinks, UMAPLinks, umap_ab
+from .sparse import SparseNeighbors
 from .spatial import KNN, Gaussian, PerplexityGaussian, StudentT, perplexity_precision
 
 __all__ = [
     "Neighborhood", "KernelNeighborhood", "Precomputed", "FromCallable", "as_neighborhood",
     "Gaussian", "PerplexityGaussian", "StudentT", "KNN", "perplexity_precision",
     "SameLabel", "PositivePairs", "CrossModal", "DataToClass", "Identity",
-    "Cluster", "DegreeWeightedCluster", "Adjacency",
+    "Cluster", "DegreeWeightedCluster", "Adjacency", "SparseNeighbors",
     "PowerExponential", "Harmonic", "GraphKernel", "SpectralGaussian", "spectral_embedding", "Logits",
     "SinkhornCodes", "StopGradient", "DisjointUnion",
     "SigmoidLinks", "UMAPLinks", "SameIdLinks", "GraphLinks", "umap_ab",
