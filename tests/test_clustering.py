@@ -13,7 +13,7 @@ from sklearn.datasets import load_digits
 import icontorch as ic
 from icontorch import IConError
 from icontorch.clustering import METHODS, Clustering
-from icontorch.clustering_graph import compose_batch, knn_indices, walk_graph
+from icontorch.clustering_graph import compose_batch, knn_indices, mutual_knn, walk_graph
 from icontorch.clustering_objectives import (cluster_kernel_kl, icon_objective, scan_loss, supervised_objective,
                                              temi_loss)
 from icontorch.metrics import clustering_scores
@@ -165,6 +165,44 @@ def test_walk_graph_equals_brute_force(walk_length, symmetric):
     np.testing.assert_array_equal(mine, directed | directed.T if symmetric else directed)
 
 
+@pytest.mark.parametrize("walk_length", [0, 2])
+def test_mutual_knn_walk_graph_equals_brute_force(walk_length):
+    """Pruning keeps i -> knn[i, r] when r = 0 or i is in knn[j]; the walks then run on the pruned
+    graph: numpy reach of its dense adjacency, self dropped, symmetrised."""
+    n, k = 50, 4
+    x = torch.randn(n, 5, generator=torch.Generator().manual_seed(7))
+    knn = knn_indices(x, k)
+    lists = [set(row) for row in knn.tolist()]
+    a = np.zeros((n, n))
+    for i, row in enumerate(knn.tolist()):
+        for r, j in enumerate(row):
+            if r == 0 or i in lists[j]:
+                a[i, j] = 1.0
+    pruned = mutual_knn(knn)
+    kept = pruned != torch.arange(n)[:, None]
+    assert int(kept.sum()) == int(a.sum()) < n * k                 # some edges were one-sided
+    assert bool(kept[:, 0].all())                                  # the nearest one always stays
+    power, reach = np.eye(n), np.zeros((n, n))
+    for _ in range(walk_length + 1):
+        power = power @ a
+        reach += power
+    expected = reach > 0
+    np.fill_diagonal(expected, False)
+    expected = expected | expected.T
+    graph = walk_graph(pruned, walk_length, symmetric=True)
+    mine = np.zeros((n, n), dtype=bool)
+    for i in range(n):
+        mine[i, graph.rows(i).numpy()] = True
+    np.testing.assert_array_equal(mine, expected)
+    # the estimator builds exactly this graph, and the unpruned one when asked
+    model = Clustering(n_clusters=3, n_neighbors=k, walk_length=walk_length, epochs=1, n_heads=1, random_state=0)
+    torch.testing.assert_close(model.fit(x).graph_.indices, graph.indices)
+    plain = walk_graph(knn, walk_length, symmetric=True)
+    torch.testing.assert_close(model.set_params(mutual_knn=False).fit(x).graph_.indices, plain.indices)
+    with pytest.raises(IConError, match="knn must hold node ids"):
+        mutual_knn(knn + n)
+
+
 @pytest.mark.parametrize("walk_length", [0, 1, 2])
 def test_weighted_walk_graph_equals_matrix_powers(walk_length):
     """mode="sum": W = P + ... + P^(s+1), P = A / k, diagonal dropped, (W + W^T) / 2; numpy oracle."""
@@ -268,6 +306,7 @@ def test_temi_loss_equals_its_formula():
     (dict(alpha_q=-0.1), "alpha_q"),
     (dict(walk_length=-1), "walk_length"),
     (dict(walk_mode="random"), "walk_mode"),
+    (dict(mutual_knn="yes"), "mutual_knn must be True or False"),
     (dict(head="cnn"), "head"),
     (dict(ema=1.0), "ema"),
     (dict(lr=0.0), "lr"),

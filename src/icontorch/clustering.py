@@ -1,7 +1,7 @@
 """``Clustering``: unsupervised classification of frozen features with Debiased InfoNCE Clustering.
 
 ``L = mean_i KL( (1 - a_p) p(.|i) + a_p / N  ||  (1 - a_q) q(.|i) + a_q / N )`` with p uniform over
-an item's other views, its kNN and walk-propagated kNN in the batch, and q the cluster kernel
+an item's other views, its (mutual) kNN and walk-propagated kNN in the batch, and q the cluster kernel
 ``q(j|i) = sum_c phi_ic phi_jc / n_c`` of a head's soft assignments (section 5 of the paper).
 A scikit-learn style estimator: ``Clustering(n_clusters=10).fit_predict(X)``.
 """
@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from ._validation import IConError, check_choice, check_int, check_positive, check_probability, fail
-from .clustering_graph import NeighborGraph, compose_batch, knn_indices, walk_graph
+from .clustering_graph import NeighborGraph, compose_batch, knn_indices, mutual_knn, walk_graph
 from .clustering_heads import ClusterHeads
 from .clustering_objectives import (cluster_kernel_kl, icon_objective, scan_loss, supervised_objective,
                                     temi_loss)
@@ -41,13 +41,14 @@ class Clustering(Estimator):
     ``q~ = (1 - alpha_q) q + alpha_q / B`` on batches of B items (section 5 of the paper; the
     table row of its new method). ``q(j|i) = sum_c phi_ic phi_jc / n_c`` is the cluster kernel
     (Def. 2) of a head's softmax ``phi``; p is uniform over the other views of item i and the
-    items of the batch that are among its kNN or reached by walks on the kNN graph. Each batch
+    items of the batch that are among its kNN or reached by walks on the kNN graph (by default
+    pruned to mutual neighbours before the walks, ``mutual_knn``). Each batch
     holds ``batch_size`` anchors, ``n_views`` copies of each (passed through ``augment``) and
     ``n_sampled_neighbors`` neighbours of each drawn from that graph (the paper: 2 and 2).
 
     ``method`` picks the (p, q) pair, all with the same heads and batches:
 
-    * ``"debiased_infonce"`` (default): as above, kNN + walks, alpha 0.6 on both sides.
+    * ``"debiased_infonce"`` (default): as above, mutual kNN + walks, alpha 0.6 on both sides.
     * ``"dcd"``: p uniform over the symmetric kNN graph (no walks), q the cluster kernel (DCD).
     * ``"pmi"``: p uniform over the directed kNN (Table 1's PMI row, Thm 15).
     * ``"kmeans"``: Thm 13, ``KL(q || p) + H(q)`` with p a unit Gaussian on the standardised
@@ -59,12 +60,19 @@ class Clustering(Estimator):
     Args:
         n_clusters: number of clusters C, 2 <= C <= n.
         method: one of the above.
-        n_neighbors: k of the exact data-set kNN graph (1 <= k < n).
+        n_neighbors: k of the exact data-set kNN graph (1 <= k < n); default 6, with
+            ``mutual_knn`` pruning it to 3 to 4 neighbours per point on digits and MNIST-5k.
         walk_length: s >= 0: nodes reached in 2..s+1 steps of the kNN graph also count as
             neighbours (``"debiased_infonce"`` only; the paper's "s-walks").
         walk_mode: ``"reach"``: p uniform over the reached nodes (the paper's simplified form);
             ``"sum"``: p proportional to ``P + ... + P^(s+1)`` (``P`` the kNN random walk), the
             paper's smoothed form (section 4.3; another view of i weighs ``1 / k``).
+        mutual_knn: prune the kNN graph before the walks (``"debiased_infonce"`` only): keep
+            ``i -> j`` when ``j`` is i's nearest neighbour or ``i`` is also among j's k nearest
+            (:func:`~icontorch.clustering_graph.mutual_knn`). One-sided kNN edges are the ones
+            that cross between groups, and walks multiply them: with k = 6 and walks of 4, the
+            share of walk-graph edges joining two images of the same digit is 0.96 with pruning
+            and 0.75 without on digits (0.86 and 0.55 on MNIST-5k).
         metric: kNN metric, ``"cosine"`` or ``"euclidean"``, on the features as given.
         alpha_p, alpha_q: debiasing weights in [0, 1]; None: 0.6 for ``"debiased_infonce"``,
             0 for the other I-Con methods.
@@ -101,8 +109,9 @@ class Clustering(Estimator):
         n_features_in_, n_iter_ (optimiser steps), fit_seconds_.
     """
 
-    def __init__(self, n_clusters: int = 10, method: str = "debiased_infonce", n_neighbors: int = 3,
-                 walk_length: int = 3, walk_mode: str = "reach", metric: str = "cosine", alpha_p: Optional[float] = None,
+    def __init__(self, n_clusters: int = 10, method: str = "debiased_infonce", n_neighbors: int = 6,
+                 walk_length: int = 4, walk_mode: str = "reach", mutual_knn: bool = True, metric: str = "cosine",
+                 alpha_p: Optional[float] = None,
                  alpha_q: Optional[float] = None, head: str = "linear", hidden_dim: int = 256,
                  n_heads: int = 10, batch_size: int = 64, n_views: int = 2, n_sampled_neighbors: int = 2,
                  epochs: int = 30, lr: float = 1e-2, lr_schedule: str = "constant",
@@ -115,6 +124,7 @@ class Clustering(Estimator):
         self.n_neighbors = n_neighbors
         self.walk_length = walk_length
         self.walk_mode = walk_mode
+        self.mutual_knn = mutual_knn
         self.metric = metric
         self.alpha_p = alpha_p
         self.alpha_q = alpha_q
@@ -148,6 +158,8 @@ class Clustering(Estimator):
             raise fail(who, "n_neighbors", f"be smaller than the number of points ({n})", self.n_neighbors)
         check_int(who, "walk_length", self.walk_length, 0)
         check_choice(who, "walk_mode", self.walk_mode, ("reach", "sum"))
+        if not isinstance(self.mutual_knn, (bool, np.bool_)):
+            raise fail(who, "mutual_knn", "be True or False", self.mutual_knn)
         check_choice(who, "metric", self.metric, ("cosine", "euclidean"))
         default = 0.6 if self.method == "debiased_infonce" else 0.0
         alphas = []
@@ -227,6 +239,8 @@ class Clustering(Estimator):
     def _build_graph(self, x: Tensor) -> NeighborGraph:
         knn = knn_indices(x, self.n_neighbors, self.metric)
         if self.method == "debiased_infonce":
+            if self.mutual_knn:
+                knn = mutual_knn(knn)
             return walk_graph(knn, self.walk_length, symmetric=True, mode=self.walk_mode)
         return walk_graph(knn, 0, symmetric=self.method == "dcd")
 

@@ -14,6 +14,10 @@ Choices the paper leaves open, made here:
   the paper's "1-walks on KNN". The anchor itself is dropped when a walk returns to it.
 * symmetry: ``j`` is a neighbour of ``i`` when either lists the other, so that a neighbour
   sampled into a batch always finds its anchor there.
+* pruning (optional, :func:`mutual_knn`): before the walks, an edge ``i -> j`` beyond i's
+  nearest neighbour is kept only when ``j`` also lists ``i``. One-sided edges are where kNN
+  graphs cross between groups (a point on the edge of one group lists points of the next,
+  which do not list it back); walks multiply every such bridge.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from torch import Tensor
 from ._validation import check_choice, check_features, check_int, fail
 from .knn import exact_knn
 
-__all__ = ["NeighborGraph", "knn_indices", "walk_graph", "compose_batch"]
+__all__ = ["NeighborGraph", "knn_indices", "mutual_knn", "walk_graph", "compose_batch"]
 
 _METRICS = {"cosine": "cosine", "euclidean": "squared_euclidean"}
 
@@ -47,6 +51,32 @@ def knn_indices(x: Tensor, n_neighbors: int, metric: str = "cosine", chunk_size:
     if n_neighbors >= x.shape[0]:
         raise fail(who, "n_neighbors", f"be smaller than the number of points ({x.shape[0]})", n_neighbors)
     return exact_knn(x, n_neighbors, metric=_METRICS[metric], chunk_size=chunk_size)[0]
+
+
+def mutual_knn(knn: Tensor) -> Tensor:
+    """The mutual kNN graph as an (N, k) table: entry ``(i, r)`` keeps ``j = knn[i, r]`` when ``r = 0``
+    (the nearest neighbour, so no node is left without one) or when ``i`` is among ``knn[j]``;
+    otherwise it becomes ``i`` itself, a self-loop that :func:`walk_graph` drops from the
+    neighbour sets (in ``mode="sum"`` the walk then stays put with that edge's mass: a lazy walk
+    on the pruned graph). Memory O(N k).
+
+    Args:
+        knn: (N, k) neighbour ids (:func:`knn_indices`), nearest first.
+    """
+    who = "mutual_knn"
+    if not isinstance(knn, Tensor) or knn.dim() != 2 or knn.is_floating_point():
+        raise fail(who, "knn", "be an (N, k) integer tensor of neighbour ids", knn)
+    n, k = knn.shape
+    if bool((knn < 0).any()) or bool((knn >= n).any()):
+        raise fail(who, "knn", f"hold node ids in [0, {n})", knn)
+    rows = torch.arange(n, device=knn.device).repeat_interleave(k)
+    cols = knn.reshape(-1)
+    keys = torch.sort(rows * n + cols).values
+    reverse = cols * n + rows                                  # is the edge j -> i listed too?
+    pos = torch.searchsorted(keys, reverse).clamp_max(keys.numel() - 1)
+    mutual = (keys[pos] == reverse).reshape(n, k)
+    mutual[:, 0] = True
+    return torch.where(mutual, knn, torch.arange(n, device=knn.device)[:, None])
 
 
 class NeighborGraph:

@@ -17,7 +17,9 @@ __all__ = ["add_parser", "run"]
 
 def add_parser(subparsers: "argparse._SubParsersAction") -> None:
     """Register ``icontorch cluster``."""
-    from ..clustering import METHODS
+    from ..clustering import METHODS, Clustering
+
+    defaults = Clustering()
 
     parser = subparsers.add_parser(
         "cluster", help="cluster a feature file with Debiased InfoNCE Clustering and save the labels",
@@ -35,8 +37,10 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
                         help="where to save the cluster ids (.csv, .txt or .npy; default: %(default)s)")
     parser.add_argument("--plot", metavar="OUT", help="also draw cluster sizes and a PCA map to OUT (.png/.svg)")
     parser.add_argument("--method", choices=METHODS, default="debiased_infonce", help="default: %(default)s")
-    parser.add_argument("--n-neighbors", type=int, default=3, help="k of the kNN graph (default: %(default)s)")
-    parser.add_argument("--walk-length", type=int, default=3, help="extra walk steps on it (default: %(default)s)")
+    parser.add_argument("--n-neighbors", type=int, default=defaults.n_neighbors,
+                        help="k of the kNN graph, pruned to mutual neighbours (default: %(default)s)")
+    parser.add_argument("--walk-length", type=int, default=defaults.walk_length,
+                        help="extra walk steps on it (default: %(default)s)")
     parser.add_argument("--alpha", type=float, default=None,
                         help="debiasing of p and q (default: 0.6 for debiased_infonce, else 0)")
     parser.add_argument("--head", choices=("linear", "mlp"), default="linear", help="default: %(default)s")
