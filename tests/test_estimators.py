@@ -1,5 +1,6 @@
 """Neighbour-embedding estimators: conventions, oracle gradients, sparse p, outcomes, errors."""
 
+import math
 import pickle
 
 import numpy as np
@@ -9,7 +10,7 @@ from sklearn.datasets import load_digits
 
 from icontorch import (KNN, ICon, IConError, PerplexityGaussian, PositivePairs, Precomputed, StudentT,
                        joint, methods, symmetrize)
-from icontorch._ne_optim import DenseObjective, SparseObjective
+from icontorch._ne_optim import DenseObjective, SparseObjective, gradient_descent
 from icontorch._repulsion import GridInterpolator, KernelProfile, exact_sums, kernel_profile
 from icontorch.affinity import EdgeAffinity, dense_affinity, knn_affinity
 from icontorch.estimators import SNE, TSNE, NeighborEmbedding
@@ -264,6 +265,24 @@ def test_fft_gradient_drives_the_same_descent_as_the_exact_one():
     # the grid (3 nodes per unit, as openTSNE) is accurate to a few per cent, enough for descent
     assert kl_f == pytest.approx(kl_e, abs=1e-2)
     assert float((g_f - g_e).norm() / g_e.norm()) < 0.1
+
+
+@pytest.mark.parametrize("repulsion", ["exact", "fft"])
+def test_objective_skips_only_the_value_when_not_asked(repulsion):
+    """with_value=False (most descent iterations) gives the same gradient and a NaN loss."""
+    x, _ = _blobs(200)
+    aff = knn_affinity(methods.tsne(10.0).p, torch.tensor(x, dtype=torch.float64), 30, "test")
+    y = torch.tensor(np.random.default_rng(1).normal(size=(200, 2)) * 5)
+    objective = SparseObjective(aff, StudentT(1.0), repulsion)
+    kl, grad = objective(y, 4.0, True)
+    nan, grad_no_value = objective(y, 4.0, False)
+    assert math.isfinite(kl) and math.isnan(nan)
+    torch.testing.assert_close(grad_no_value, grad, rtol=0, atol=0)
+    # the descent asks for the value at its last step: the loss it returns is the objective's at
+    # the point that step started from (the end of a descent one step shorter)
+    _, done, loss = gradient_descent(y, objective, [(7, 4.0), (5, 1.0)], "auto")
+    y_before, _, _ = gradient_descent(y, objective, [(7, 4.0), (4, 1.0)], "auto")
+    assert done == 12 and loss == pytest.approx(objective(y_before, 1.0)[0], rel=1e-12)
 
 
 # ---------------------------------------------------------------- the sparse p

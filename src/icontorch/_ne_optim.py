@@ -89,7 +89,7 @@ class DenseObjective:
             repulsion = torch.logsumexp(masked, 1).mean()
         return attraction, repulsion
 
-    def __call__(self, y: Tensor, exaggeration: float) -> Tuple[float, Tensor]:
+    def __call__(self, y: Tensor, exaggeration: float, with_value: bool = True) -> Tuple[float, Tensor]:
         y = y.detach().requires_grad_(True)
         attraction, repulsion = self.terms(y)
         (grad,) = torch.autograd.grad(exaggeration * attraction + repulsion, y)
@@ -139,8 +139,9 @@ class SparseObjective:
         self.grid = GridInterpolator(self.profile) if repulsion == "fft" else None
         self.crow, self.col, self.row, self.a_value = _symmetric_csr(affinity)
 
-    def attraction(self, y: Tensor, exaggeration: float) -> Tuple[Tensor, Tensor]:
-        """``-sum_e w_e log w(y_i - y_j)`` and the gradient of ``exaggeration`` times it."""
+    def attraction(self, y: Tensor, exaggeration: float, with_value: bool = True) -> Tuple[Tensor, Tensor]:
+        """``-sum_e w_e log w(y_i - y_j)`` (NaN unless ``with_value``) and the gradient of
+        ``exaggeration`` times it."""
         if self.profile is None:
             a = self.affinity
             yg = y.detach().requires_grad_(True)
@@ -150,7 +151,8 @@ class SparseObjective:
         yt = y.T.contiguous()
         diff = yt.index_select(1, self.row) - yt.index_select(1, self.col)   # (dim, nnz)
         d = diff.square().sum(0)
-        value = -0.5 * (self.a_value * self.profile.log_w(d)).sum()
+        # the value only reports the loss (the gradient needs just phi'), so it is skipped when not asked
+        value = -0.5 * (self.a_value * self.profile.log_w(d)).sum() if with_value else d.new_tensor(math.nan)
         coef = self.a_value * self.profile.dlog_w(d)
         with warnings.catch_warnings():     # "sparse CSR support is in beta": it is all we use
             warnings.simplefilter("ignore", UserWarning)
@@ -184,8 +186,8 @@ class SparseObjective:
             _, g_back = exact_sums(y, (1.0 / z).unsqueeze(1), self.profile)
         return float(z.log().mean()), (g[:, 0] / z.unsqueeze(1) + g_back[:, 0]) / n
 
-    def __call__(self, y: Tensor, exaggeration: float) -> Tuple[float, Tensor]:
-        attraction, grad_attraction = self.attraction(y, exaggeration)
+    def __call__(self, y: Tensor, exaggeration: float, with_value: bool = True) -> Tuple[float, Tensor]:
+        attraction, grad_attraction = self.attraction(y, exaggeration, with_value)
         repulsion, grad_repulsion = self.repulsion_and_grad(y)
         return self.neg_entropy + float(attraction) + repulsion, grad_attraction + grad_repulsion
 
@@ -235,7 +237,7 @@ class ReferenceObjective:
                               y_ref=self.reference, chunk=self.chunk)
         return s[:, 0].clamp_min(1e-30), g[:, 0]
 
-    def __call__(self, y: Tensor, exaggeration: float) -> Tuple[float, Tensor]:
+    def __call__(self, y: Tensor, exaggeration: float, with_value: bool = True) -> Tuple[float, Tensor]:
         """The mean KL of the new points and the gradient of their summed (exaggerated) loss."""
         m = y.shape[0]
         neighbours = self.reference[self.idx]                                  # (m, k, dim)
@@ -272,7 +274,7 @@ def _as_list(callbacks: Union[None, Callback, Sequence[Callback]]) -> List[Callb
     return list(callbacks)
 
 
-def gradient_descent(y: Tensor, objective: Callable[[Tensor, float], Tuple[float, Tensor]],
+def gradient_descent(y: Tensor, objective: Callable[[Tensor, float, bool], Tuple[float, Tensor]],
                      phases: Sequence[Tuple[int, float]], learning_rate: Union[str, float],
                      momentum: float = 0.8, max_step_norm: Optional[float] = 5.0,
                      max_grad_norm: Optional[float] = None, recenter: bool = True,
@@ -283,7 +285,9 @@ def gradient_descent(y: Tensor, objective: Callable[[Tensor, float], Tuple[float
 
     Args:
         y: (n, dim) starting embedding (not modified).
-        objective: ``(y, exaggeration) -> (loss, gradient)``.
+        objective: ``(y, exaggeration, with_value) -> (loss, gradient)``; the loss is asked for
+            every 10th iteration, at callbacks and at the end (it may be NaN otherwise), which is
+            also when a non-finite loss stops the run.
         phases: ``[(iterations, exaggeration), ...]`` run in order.
         learning_rate: a step size, or ``"auto"`` (:func:`auto_learning_rate` per phase).
         momentum: weight of the previous update.
@@ -314,7 +318,9 @@ def gradient_descent(y: Tensor, objective: Callable[[Tensor, float], Tuple[float
             lr = (auto_learning_rate(n, exaggeration) if learning_rate == "auto"
                   else float(learning_rate))
             for _ in range(iters):
-                loss, grad = objective(y, exaggeration)
+                need_value = ((done + 1) % 10 == 0 or done + 1 == total
+                              or bool(callbacks) and (done + 1) % callbacks_every_iters == 0)
+                loss, grad = objective(y, exaggeration, need_value)
                 if max_grad_norm is not None:
                     norm = grad.norm(dim=1, keepdim=True)
                     grad = grad * (max_grad_norm / norm.clamp_min(max_grad_norm))
@@ -335,7 +341,7 @@ def gradient_descent(y: Tensor, objective: Callable[[Tensor, float], Tuple[float
                 if callbacks and done % callbacks_every_iters == 0:
                     if any([bool(cb(done, loss, y)) for cb in callbacks]):
                         return y, done, loss
-                if not math.isfinite(loss):
+                if need_value and not math.isfinite(loss):
                     break
     finally:
         if bar is not None:

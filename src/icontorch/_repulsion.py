@@ -183,6 +183,20 @@ class GridInterpolator:
         self._cache[key] = spectrum
         return spectrum
 
+    def _parseval_weight(self, spectrum: Tensor, length: int, like: Tensor) -> Tensor:
+        """``Re k^(f)`` times 2 on the half spectrum's inner columns (each stands for two frequencies)."""
+        key = ("parseval", id(spectrum))
+        cached = self._cache.get(key)
+        if cached is not None and cached[0] is spectrum:
+            return cached[1]
+        half = torch.full((spectrum.shape[-1],), 2.0, dtype=like.dtype, device=like.device)
+        half[0] = 1.0
+        if length % 2 == 0:
+            half[-1] = 1.0
+        weight = (spectrum[0].real * half).contiguous()
+        self._cache[key] = (spectrum, weight)
+        return weight
+
     def _stencil(self, y: Tensor, lo: float, n_boxes: int, box: float) -> Tuple[Tensor, Tensor]:
         """Lagrange weights (n, p^dim) of each point on the nodes of its cell, and the node indices."""
         n, dim = y.shape
@@ -261,12 +275,10 @@ class GridInterpolator:
         if with_value and total_only:
             # <g, k * g> = (1 / L^dim) sum_f k^(f) |g^(f)|^2; the half spectrum counts twice
             # every frequency of the last axis but 0 and (for even L) L/2.
-            half = torch.full((charge_spectrum.shape[-1],), 2.0, dtype=y.dtype, device=y.device)
-            half[0] = 1.0
-            if length % 2 == 0:
-                half[-1] = 1.0
-            dims = tuple(range(-dim, 0))
-            power = (charge_spectrum[0, :n_charges].abs().square() * spectrum[0].real * half).sum(dims)
+            # <g, k * g> = (1 / L^dim) sum_f k^(f) |g^(f)|^2 (Parseval)
+            c = charge_spectrum[0, :n_charges]
+            power = ((c.real.square() + c.imag.square()) * self._parseval_weight(spectrum, length, y)).sum(
+                tuple(range(-dim, 0)))
             s = power / length ** dim - w0 * charges.square().sum(0)
         elif with_value:
             potential = self._node_potentials(spectrum[:1], charge_spectrum[:, :n_charges], size, dim,
