@@ -94,7 +94,6 @@ def run_full(name, x, y, threads, quick, repeats, rows):
     import openTSNE
 
     from icontorch import TSNE
-    from icontorch.metrics import knn_accuracy
 
     n_iter = 100 if quick else 500
     ee = 100 if quick else 250
@@ -304,7 +303,7 @@ def main() -> None:
     if args.parametric_only:
         rerun_parametric(args)
         return
-    started = time.perf_counter()
+    started, load_start = time.perf_counter(), os.getloadavg()[0]
     full, held = [], []
     x, y, train, test = mnist5k(args.quick)
     run_full(f"MNIST-5k ({len(x)} x 50)", x, y, args.threads, args.quick, args.repeats, full)
@@ -329,8 +328,8 @@ def main() -> None:
         "## Neighbour embeddings: t-SNE (`benchmarks/embedding.py`)",
         "",
         f"Command: `{command}` ({total / 60:.1f} min in all). Machine: {machine()}; "
-        f"{os.cpu_count()} CPU cores. The machine was shared with other jobs during this run, "
-        "so times carry noise of tens of per cent.",
+        f"{os.cpu_count()} CPU cores; 1-minute load average {load_start:.1f} at the start and "
+        f"{os.getloadavg()[0]:.1f} at the end (other jobs on the cores slow the 2-thread runs most).",
         "",
         f"Full data. icontorch and openTSNE ran {args.repeats} times each, interleaved; their time is "
         "the best run (the median in brackets), KL and accuracy are from the first run (the same "
