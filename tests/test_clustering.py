@@ -136,24 +136,34 @@ def test_knn_equals_brute_force(metric):
     np.testing.assert_array_equal(mine, np.argsort(d, axis=1, kind="stable")[:, :4])
 
 
-@pytest.mark.parametrize("walk_length", [0, 1, 2])
-@pytest.mark.parametrize("symmetric", [False, True])
-def test_walk_graph_equals_brute_force(walk_length, symmetric):
-    n, k = 40, 3
-    knn = knn_indices(torch.randn(n, 5, generator=torch.Generator().manual_seed(4)), k)
-    graph = walk_graph(knn, walk_length, symmetric)
-    mine = np.zeros((n, n), dtype=bool)
+def _dense_graph(graph, n: int) -> np.ndarray:
+    """The (n, n) boolean adjacency of a NeighborGraph's rows."""
+    dense = np.zeros((n, n), dtype=bool)
     for i in range(n):
-        mine[i, graph.rows(i).numpy()] = True
-    # numpy: 1[A + A^2 + ... + A^(s+1) > 0] off the diagonal
-    a = np.zeros((n, n))
-    a[np.repeat(np.arange(n), k), knn.numpy().ravel()] = 1.0
-    power, reach = np.eye(n), np.zeros((n, n))
+        dense[i, graph.rows(i).numpy()] = True
+    return dense
+
+
+def _reach(a: np.ndarray, walk_length: int) -> np.ndarray:
+    """numpy oracle of the walks: 1[A + A^2 + ... + A^(s+1) > 0] off the diagonal."""
+    power, reach = np.eye(a.shape[0]), np.zeros_like(a)
     for _ in range(walk_length + 1):
         power = power @ a
         reach += power
     expected = reach > 0
     np.fill_diagonal(expected, False)
+    return expected
+
+
+@pytest.mark.parametrize("walk_length", [0, 1, 2])
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_walk_graph_equals_brute_force(walk_length, symmetric):
+    n, k = 40, 3
+    knn = knn_indices(torch.randn(n, 5, generator=torch.Generator().manual_seed(4)), k)
+    mine = _dense_graph(walk_graph(knn, walk_length, symmetric), n)
+    a = np.zeros((n, n))
+    a[np.repeat(np.arange(n), k), knn.numpy().ravel()] = 1.0
+    expected = _reach(a, walk_length)
     if symmetric:
         expected = expected | expected.T
     np.testing.assert_array_equal(mine, expected)
@@ -182,18 +192,10 @@ def test_mutual_knn_walk_graph_equals_brute_force(walk_length):
     kept = pruned != torch.arange(n)[:, None]
     assert int(kept.sum()) == int(a.sum()) < n * k                 # some edges were one-sided
     assert bool(kept[:, 0].all())                                  # the nearest one always stays
-    power, reach = np.eye(n), np.zeros((n, n))
-    for _ in range(walk_length + 1):
-        power = power @ a
-        reach += power
-    expected = reach > 0
-    np.fill_diagonal(expected, False)
+    expected = _reach(a, walk_length)
     expected = expected | expected.T
     graph = walk_graph(pruned, walk_length, symmetric=True)
-    mine = np.zeros((n, n), dtype=bool)
-    for i in range(n):
-        mine[i, graph.rows(i).numpy()] = True
-    np.testing.assert_array_equal(mine, expected)
+    np.testing.assert_array_equal(_dense_graph(graph, n), expected)
     # the estimator builds exactly this graph, and the unpruned one when asked
     model = Clustering(n_clusters=3, n_neighbors=k, walk_length=walk_length, epochs=1, n_heads=1, random_state=0)
     torch.testing.assert_close(model.fit(x).graph_.indices, graph.indices)
