@@ -136,34 +136,14 @@ def run_full(name, x, y, threads, quick, repeats, rows):
 PARAMETRIC = "MLP 256-256-256 SiLU, input noise 0.3"       # TSNE(parametric=True)'s defaults
 
 
-# How the parametric defaults were chosen (selection runs on validation splits, not this script's).
+# How the parametric defaults were chosen (selection runs on validation splits, not this script's;
+# every run is listed in docs/parametric-tsne.md).
 PARAMETRIC_NOTE = (
     "Parametric defaults: an MLP 256-256-256 with SiLU activations, Adam at 3e-3, Gaussian input "
-    "noise of 0.3 input standard deviations during training (`input_noise`); before, an MLP "
-    "256-256 with ReLU, Adam at 1e-3, no noise (held out: 0.761 on MNIST-5k, 0.372 on MNIST-1D). "
-    "They were chosen on a validation split of MNIST-5k's training part (3,200 / 800 of the 4,000"
-    " training points; the test points were not used) and checked on one of MNIST-1D's (6,400 / "
-    "1,600), 2,000 steps of 512 edges, 1 thread. Validation 10-NN accuracy on MNIST-5k: 0.74-0.76"
-    " before (3 seeds); 0.84-0.85 with the deeper SiLU network at 3e-3 (2 seeds); 0.87-0.89 with "
-    "the input noise (2 seeds; noise 0.5: 0.85). MNIST-1D: 0.36 before, 0.38-0.39 after (0.41 "
-    "with 4,000 steps). Tried without gain on validation: wider, narrower or shallower networks, "
-    "batch or layer normalisation, weight decay, learning-rate schedules, larger batches, uniform"
-    " negatives, no or stronger early exaggeration, pre-training on PCA, distilling the non-"
-    "parametric map into the MLP (0.75-0.77: the regressed MLP generalises no better), "
-    "interpolating between neighbours as augmentation. Later checks on a second validation split "
-    "(3,200 / 800, seed 1; seed-0 default: 0.850), none of which beat the references on that "
-    "split (icontorch's optimising `transform` 0.910, openTSNE's 0.909): an EMA of the weights "
-    "0.864, a cosine learning rate 0.864, Student-t dof 0.7 0.865, 3,000 steps 0.858 (flat after "
-    "~1,200 steps), dropout 0.1 0.838, perplexity 100 0.830, exaggeration 4 throughout 0.843; "
-    "full-batch gradients of the exact objective (FFT repulsion over all points, back-propagated "
-    "through the MLP) fit the training map better (KL 1.40 against 1.55) and generalise no better"
-    " (0.845); training the MLP on openTSNE's transform objective against the fixed non-"
-    "parametric map 0.850. Gaussian noise scaled per input dimension 0.865 (0.6 of each "
-    "dimension's deviation: 0.865). The same MLP trained as a supervised classifier on the labels"
-    " reaches 0.953 (MNIST-1D: 0.774), and 0.944 (0.743) with a 2-D output classified by "
-    "Student-t distances to learned class centres, so neither capacity nor the 2-D output is the "
-    "limit: the unsupervised objective is; 80 % of the parametric map's held-out errors land "
-    "inside a wrong cluster rather than in a gap between clusters.")
+    "noise of 0.3 input standard deviations during training (`input_noise`), chosen on validation "
+    "splits of the training parts (the test points were not used). Every validation run, and the "
+    "variants tried to close the held-out gap to the optimising `transform` (none of the MLPs "
+    "did), are in [parametric-tsne.md](parametric-tsne.md).")
 
 
 def parametric_steps(quick: bool):
