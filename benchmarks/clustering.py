@@ -65,7 +65,7 @@ class ScanOnOurGraph(Clustering):
     (mutual kNN pruning + walks, symmetric) instead of SCAN's plain directed kNN."""
 
     def _build_graph(self, x):
-        from icontorch.clustering_graph import knn_indices, mutual_knn, walk_graph
+        from icontorch.clustering.graph import knn_indices, mutual_knn, walk_graph
 
         knn = knn_indices(x, self.n_neighbors, self.metric)
         return walk_graph(mutual_knn(knn) if self.mutual_knn else knn, self.walk_length, symmetric=True,

@@ -13,8 +13,8 @@ from sklearn.datasets import load_digits
 import icontorch as ic
 from icontorch import IConError
 from icontorch.clustering import METHODS, Clustering
-from icontorch.clustering_graph import compose_batch, knn_indices, mutual_knn, walk_graph
-from icontorch.clustering_objectives import (cluster_kernel_kl, icon_objective, scan_loss, supervised_objective,
+from icontorch.clustering.graph import compose_batch, knn_indices, mutual_knn, walk_graph
+from icontorch.clustering.objectives import (cluster_kernel_kl, icon_objective, scan_loss, supervised_objective,
                                              temi_loss)
 from icontorch.metrics import clustering_scores
 

@@ -2,7 +2,7 @@
 
 Each rank encodes its own slice of a global batch with a shared linear map W (as DDP replicas
 would), computes the gathered loss and backpropagates. One process computes the same loss on
-the whole batch. Documented semantics (icontorch.distributed): the mean of the ranks' losses is
+the whole batch. Documented semantics (icontorch.engine.distributed): the mean of the ranks' losses is
 the single-process loss, each rank's input gradient is world_size times the single-process
 gradient of its slice, and the rank-averaged gradient of W (what DDP applies) is the
 single-process gradient of W. Local batches differ in size (7 and 5 anchors).
@@ -150,8 +150,8 @@ def test_gather_must_be_a_bool(bad):
 def test_gather_without_candidates_needs_the_structured_form(monkeypatch):
     """Own-batch candidates need the self mask at this rank's offset, which only the engine has."""
     monkeypatch.setattr(dist, "is_initialized", lambda: True)
-    monkeypatch.setattr(ic.distributed, "gather_with_grad", lambda z: (z, 0))
-    monkeypatch.setattr(ic.distributed, "gather", lambda t, name: t)
+    monkeypatch.setattr(ic.engine.distributed, "gather_with_grad", lambda z: (z, 0))
+    monkeypatch.setattr(ic.engine.distributed, "gather", lambda t, name: t)
     loss = ic.ICon(ic.SameLabel(), ic.Cluster(), gather=True)
     with pytest.raises(IConError, match=r"^ICon: gather=True without candidates needs a structured p"):
         loss(torch.log_softmax(torch.randn(4, 3), 1), torch.tensor([0, 1, 0, 1]))

@@ -10,11 +10,11 @@ from sklearn.datasets import load_digits
 
 from icontorch import (KNN, ICon, IConError, PerplexityGaussian, PositivePairs, Precomputed, StudentT,
                        joint, methods, symmetrize)
-from icontorch._ne_optim import DenseObjective, SparseObjective, gradient_descent
-from icontorch._repulsion import GridInterpolator, KernelProfile, exact_sums, kernel_profile
-from icontorch.affinity import EdgeAffinity, dense_affinity, knn_affinity
-from icontorch.estimators import SNE, TSNE, NeighborEmbedding
-from icontorch.mappers import MLP, EmbeddingTable
+from icontorch.embedding.optim import DenseObjective, SparseObjective, gradient_descent
+from icontorch.embedding.repulsion import GridInterpolator, KernelProfile, exact_sums, kernel_profile
+from icontorch.embedding.affinity import EdgeAffinity, dense_affinity, knn_affinity
+from icontorch.embedding.estimators import SNE, TSNE, NeighborEmbedding
+from icontorch.embedding.mappers import MLP, EmbeddingTable
 from icontorch.metrics import knn_accuracy
 from icontorch.neighborhoods import Gaussian
 
@@ -325,7 +325,7 @@ def test_sparse_perplexity_p_equals_opentsne():
 def test_faiss_neighbours_recover_the_exact_ones():
     """The optional approximate backend: HNSW recall against the exact kNN, and a fit on it."""
     pytest.importorskip("faiss")
-    from icontorch.affinity import nearest_neighbors
+    from icontorch.embedding.affinity import nearest_neighbors
 
     x = torch.tensor(_blobs(1500, d=10)[0])
     exact = nearest_neighbors(x, 15)

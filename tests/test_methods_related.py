@@ -323,7 +323,7 @@ def test_temi_pmi(beta):
 
 def test_bad_input_names_the_parameter():
     from icontorch import IConError
-    from icontorch.neighborhoods.extra import (DisjointUnion, GraphKernel, Harmonic, Logits, PowerExponential,
+    from icontorch.neighborhoods import (DisjointUnion, GraphKernel, Harmonic, Logits, PowerExponential,
                                                SinkhornCodes, spectral_embedding)
     from icontorch.neighborhoods.links import GraphLinks, SigmoidLinks, UMAPLinks
 

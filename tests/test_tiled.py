@@ -12,10 +12,10 @@ import pytest
 import torch
 
 import icontorch as ic
-import icontorch.loss as loss_module
+import icontorch.engine.structured as structured_module
 from icontorch import IConError
 from icontorch.divergences import DIVERGENCES, reverse_kl
-from icontorch.tiled import match_lists
+from icontorch.engine.tiled import match_lists
 
 F64 = torch.float64
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
@@ -179,18 +179,18 @@ def test_q_including_self_and_p_including_self():
 
 def test_auto_selects_tiles_above_the_threshold(monkeypatch):
     seen = []
-    real = loss_module.Engine
+    real = structured_module.Engine
 
     def spy(*args):
         seen.append((args[4], args[5]))  # (tile, keep)
         return real(*args)
-    monkeypatch.setattr(loss_module, "Engine", spy)
+    monkeypatch.setattr(structured_module, "Engine", spy)
     z = _randn(N, 3, seed=10)
     loss = ic.ICon(ic.PositivePairs(), ic.Gaussian(temperature=0.5, metric="cosine"))
     small = loss(z, LABELS)
     assert seen[-1] == (N, True)
-    monkeypatch.setattr(loss_module, "AUTO_TILE_ENTRIES", N * N - 1)
-    monkeypatch.setattr(loss_module, "AUTO_TILE_SIZE", 4)
+    monkeypatch.setattr(structured_module, "AUTO_TILE_ENTRIES", N * N - 1)
+    monkeypatch.setattr(structured_module, "AUTO_TILE_SIZE", 4)
     large = loss(z, LABELS)
     assert seen[-1] == (4, False)
     torch.testing.assert_close(small, large, rtol=1e-10, atol=0)

@@ -12,12 +12,12 @@ from .neighborhoods import (KNN, Adjacency, Cluster, CrossModal, DataToClass, De
                             FromCallable, Gaussian, Identity, KernelNeighborhood, Neighborhood,
                             PerplexityGaussian, PositivePairs, Precomputed, SameLabel, StudentT)
 from .transforms import joint, mix_uniform, propagate, symmetrize
-from .estimators import SNE, TSNE, NeighborEmbedding
+from .embedding import SNE, TSNE, NeighborEmbedding, mappers
 from .clustering import Clustering
 from . import metrics
-from . import mappers
 from . import augment, encoders, views
 from . import probes, training
+from . import embedding, clustering, engine
 
 __version__ = "0.1.0"
 
@@ -30,5 +30,5 @@ __all__ = [
     "mix_uniform", "symmetrize", "joint", "propagate",
     "divergences", "distances", "methods", "table",
     "TSNE", "SNE", "NeighborEmbedding", "mappers", "Clustering", "metrics",
-    "augment", "training", "probes", "encoders", "views",
+    "augment", "training", "probes", "encoders", "views", "embedding", "clustering", "engine",
 ]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Callable, Dict
 
-import torch
 from torch import Tensor
 
 __all__ = ["kl", "reverse_kl", "cross_entropy", "entropy", "DIVERGENCES"]

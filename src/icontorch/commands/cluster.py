@@ -53,41 +53,11 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
     parser.set_defaults(run=run)
 
 
-def plot_clusters(x: np.ndarray, labels: np.ndarray, path: str, title: str = "") -> str:
-    """Cluster sizes (bars) beside a 2-D PCA map of ``x`` coloured by cluster; saved to ``path``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    centred = x - x.mean(0)
-    _, _, vt = np.linalg.svd(centred[: min(len(x), 20000)], full_matrices=False)
-    xy = centred @ vt[:2].T if vt.shape[0] >= 2 else np.c_[centred[:, :1], np.zeros(len(x))]
-    clusters, sizes = np.unique(labels, return_counts=True)
-    cmap = plt.get_cmap("tab10" if len(clusters) <= 10 else "tab20")
-    fig, (bars, scatter) = plt.subplots(1, 2, figsize=(11, 5), dpi=110, gridspec_kw={"width_ratios": [1, 1.6]})
-    bars.bar([str(c) for c in clusters], sizes, color=[cmap(i % cmap.N) for i in range(len(clusters))])
-    bars.set_xlabel("cluster")
-    bars.set_ylabel("points")
-    bars.set_title("cluster sizes", fontsize=10)
-    for i, c in enumerate(clusters):
-        pts = xy[labels == c]
-        scatter.scatter(pts[:, 0], pts[:, 1], s=3, color=cmap(i % cmap.N), linewidths=0, label=str(c))
-    scatter.set_xticks([])
-    scatter.set_yticks([])
-    scatter.set_title("first two principal components, coloured by cluster", fontsize=10)
-    scatter.legend(markerscale=4, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
-
-
 def run(args: argparse.Namespace) -> int:
     """Fit, save, score and draw; errors in the user's input are printed, not raised."""
     from ..clustering import Clustering
     from ..metrics import clustering_scores
+    from ..plotting import plot_clusters
 
     try:
         x = load_array(args.data, args.key, "data", "icontorch cluster")

@@ -18,7 +18,7 @@ from ..divergences import reverse_kl
 from ..loss import ICon
 from ..neighborhoods import KNN, Cluster, DegreeWeightedCluster, Gaussian, PositivePairs, SameLabel, StudentT
 from ..neighborhoods.base import NeighborhoodLike
-from ..neighborhoods.extra import GraphKernel, SpectralGaussian, _dense_weights
+from ..neighborhoods.graph import GraphKernel, SpectralGaussian, _dense_weights
 from ..transforms import mix_uniform
 from ._registry import register
 

@@ -11,7 +11,7 @@ from typing import Optional
 from .._validation import check_choice, check_int, check_positive, check_probability, fail
 from ..loss import ICon
 from ..neighborhoods import Gaussian, PositivePairs
-from ..neighborhoods.extra import DisjointUnion, Logits, PowerExponential, SinkhornCodes, StopGradient
+from ..neighborhoods import DisjointUnion, Logits, PowerExponential, SinkhornCodes, StopGradient
 from ._registry import register
 
 __all__ = ["kernel_infonce", "swav", "dino"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from .._validation import check_positive, check_probability
 from ..loss import ICon
 from ..neighborhoods import DataToClass, Gaussian, SameLabel, StudentT
-from ..neighborhoods.extra import Harmonic
+from ..neighborhoods import Harmonic
 from ..transforms import mix_uniform
 from ._registry import register
 

@@ -1,14 +1,13 @@
 """Neighbourhood distributions p(j|i), split by the paper's four families (Fig. 2b)."""
 
 from .base import FromCallable, KernelNeighborhood, Neighborhood, Precomputed, as_neighborhood
-from .cluster import Cluster, DegreeWeightedCluster
+from .cluster import Cluster, DegreeWeightedCluster, Logits, SinkhornCodes
 from .discrete import CrossModal, DataToClass, Identity, PositivePairs, SameLabel
-from .extra import (DisjointUnion, GraphKernel, Harmonic, Logits, PowerExponential, SinkhornCodes,
-                    SpectralGaussian, StopGradient, spectral_embedding)
-from .graph import Adjacency
+from .graph import Adjacency, GraphKernel, SpectralGaussian, spectral_embedding
 from .links import GraphLinks, SameIdLinks, SigmoidLinks, UMAPLinks, umap_ab
 from .sparse import SparseNeighbors
-from .spatial import KNN, Gaussian, PerplexityGaussian, StudentT, perplexity_precision
+from .spatial import KNN, Gaussian, Harmonic, PerplexityGaussian, PowerExponential, StudentT, perplexity_precision
+from .wrappers import DisjointUnion, StopGradient
 
 __all__ = [
     "Neighborhood", "KernelNeighborhood", "Precomputed", "FromCallable", "as_neighborhood",

@@ -7,15 +7,16 @@ matrix product, so memory is O(n m + (n + m) C), never O(n m C).
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
 from torch import Tensor
 
-from .._validation import IConError, check_candidates, fail
+from .._validation import IConError, check_candidates, check_features, check_int, check_positive, fail
 from .base import Neighborhood, _tolerance, log_normalize, mask_diagonal
 
-__all__ = ["Cluster", "DegreeWeightedCluster"]
+__all__ = ["Cluster", "DegreeWeightedCluster", "Logits", "SinkhornCodes"]
 
 
 def _log_matmul_exp(a: Tensor, b: Tensor) -> Tensor:
@@ -109,3 +110,67 @@ class DegreeWeightedCluster(Cluster):
 
     def extra_repr(self) -> str:
         return f"degree=<{tuple(self.degree.shape)}>, include_self={self.include_self}"
+
+
+class Logits(Neighborhood):
+    """``p(k|i) = exp(x_ik / temperature) / sum_l exp(x_il / temperature)``: each row of scores.
+
+    The candidates are the columns of ``x`` (prototypes, clusters, classes): a head's output is
+    the distribution itself. DINO's teacher and student (with their two temperatures) and any
+    classifier whose logits are given directly. ``y`` must be None.
+
+    Args:
+        temperature: divides the scores before the softmax.
+    """
+
+    include_self = True  # the candidates are columns, never the anchor itself
+
+    def __init__(self, temperature: float = 1.0) -> None:
+        super().__init__()
+        self.temperature = check_positive("Logits", "temperature", temperature)
+
+    def forward(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
+        check_features("Logits", "x", x)
+        if y is not None:
+            raise fail("Logits", "y", "be None (the columns of x are the candidates)", y)
+        return torch.log_softmax(x / self.temperature, dim=1)
+
+    def extra_repr(self) -> str:
+        return f"temperature={self.temperature}"
+
+
+class SinkhornCodes(Neighborhood):
+    """SwAV's codes: ``exp(s / epsilon)`` scaled by Sinkhorn-Knopp to equal prototype mass, no gradient.
+
+    ``x`` holds the (n, K) scores ``z_i . c_k`` of a batch against the K prototypes. The matrix
+    ``exp(s / epsilon)`` is normalised to total mass 1, then ``n_iter`` times its prototype
+    columns are set to mass 1/K and its sample rows to 1/n; each row, times n, is ``p(k|i)``
+    (Caron et al. 2020; computed in log space, without gradient, as SwAV's codes are).
+
+    Args:
+        epsilon: the entropic regularisation (SwAV: 0.05).
+        n_iter: Sinkhorn iterations (SwAV: 3).
+    """
+
+    include_self = True
+
+    def __init__(self, epsilon: float = 0.05, n_iter: int = 3) -> None:
+        super().__init__()
+        self.epsilon = check_positive("SinkhornCodes", "epsilon", epsilon)
+        self.n_iter = check_int("SinkhornCodes", "n_iter", n_iter, 1)
+
+    def forward(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
+        check_features("SinkhornCodes", "x", x)
+        if y is not None:
+            raise fail("SinkhornCodes", "y", "be None (the columns of x are the prototypes)", y)
+        with torch.no_grad():
+            n, k = x.shape
+            log_q = x.detach() / self.epsilon
+            log_q = log_q - torch.logsumexp(log_q.reshape(-1), dim=0)
+            for _ in range(self.n_iter):
+                log_q = log_q - torch.logsumexp(log_q, dim=0, keepdim=True) - math.log(k)
+                log_q = log_q - torch.logsumexp(log_q, dim=1, keepdim=True) - math.log(n)
+            return log_q + math.log(n)
+
+    def extra_repr(self) -> str:
+        return f"epsilon={self.epsilon}, n_iter={self.n_iter}"

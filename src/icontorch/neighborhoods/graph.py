@@ -7,10 +7,11 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .._validation import check_index, fail
+from .._validation import check_index, check_int, check_positive, fail
+from ..distances import squared_euclidean
 from .base import Neighborhood, log_normalize, mask_diagonal
 
-__all__ = ["Adjacency"]
+__all__ = ["Adjacency", "GraphKernel", "SpectralGaussian", "spectral_embedding"]
 
 
 class Adjacency(Neighborhood):
@@ -67,3 +68,109 @@ class Adjacency(Neighborhood):
     def extra_repr(self) -> str:
         kind = "dense" if self.weights.layout == torch.strided else "sparse"
         return f"weights=<{kind} {tuple(self.weights.shape)}>, include_self={self.include_self}"
+
+
+def _dense_weights(who: str, weights: Tensor) -> Tensor:
+    if not isinstance(weights, Tensor) or weights.dim() != 2 or weights.shape[0] != weights.shape[1]:
+        raise fail(who, "weights", "be a square (N, N) tensor", weights)
+    weights = weights.to_dense() if weights.layout != torch.strided else weights
+    if not weights.is_floating_point() or not bool(weights.isfinite().all()) or bool((weights < 0).any()):
+        raise fail(who, "weights", "hold finite non-negative floats", weights)
+    if not bool((weights.sum(1) > 0).all()):
+        raise fail(who, "weights", "give every node a positive degree", weights)
+    return weights
+
+
+def _check_nodes(who: str, name: str, ids: Tensor, n_nodes: int) -> None:
+    check_index(who, name, ids)
+    if bool((ids < 0).any()) or bool((ids >= n_nodes).any()):
+        raise fail(who, name, f"hold node ids in [0, {n_nodes})", ids)
+
+
+class GraphKernel(Neighborhood):
+    """``p(j|i) = exp(w_ij / d_j) / sum_k exp(w_ik / d_k)``: the "Gaussian on graph weights" of Thm 14.
+
+    Normalized Cuts' supervisory kernel (our reading of a garbled Table 1 cell; the hard-partition
+    identity in ``methods.normalized_cuts`` makes it exact). ``d_j = sum_k w_jk`` is the degree of
+    node j in the whole graph. Anchors and candidates are node ids; self is included by default,
+    as the cluster kernel it is compared with includes it.
+
+    Args:
+        weights: (N, N) non-negative edge weights (dense or sparse); every degree positive.
+        include_self: keep ``j = i`` when ``y`` is None.
+    """
+
+    def __init__(self, weights: Tensor, include_self: bool = True) -> None:
+        super().__init__()
+        weights = _dense_weights("GraphKernel", weights)
+        self.register_buffer("weights", weights)
+        self.include_self = bool(include_self)
+
+    def forward(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
+        n_nodes = self.weights.shape[0]
+        _check_nodes("GraphKernel", "x", x, n_nodes)
+        cols = x if y is None else y
+        if y is not None:
+            _check_nodes("GraphKernel", "y", y, n_nodes)
+        degree = self.weights.sum(1)
+        logits = self.weights[x][:, cols] / degree[cols][None, :]
+        if y is None and not self.include_self:
+            logits = mask_diagonal(logits)
+        return log_normalize(logits)
+
+    def extra_repr(self) -> str:
+        return f"weights=<{tuple(self.weights.shape)}>, include_self={self.include_self}"
+
+
+def spectral_embedding(weights: Tensor, n_components: int) -> Tensor:
+    """The spectral embedding of a graph: bottom eigenvectors of ``I - D^-1/2 W D^-1/2``, over ``D^1/2``.
+
+    The convention of scikit-learn's ``spectral_embedding(norm_laplacian=True, drop_first=False)``
+    (the map that ``SpectralClustering`` hands to k-Means), up to the sign of each column.
+    Dense ``eigh`` in float64: for graphs of up to a few thousand nodes.
+    """
+    who = "spectral_embedding"
+    weights = _dense_weights(who, weights).to(torch.float64)
+    check_int(who, "n_components", n_components, 1)
+    if n_components > weights.shape[0]:
+        raise fail(who, "n_components", f"be at most the number of nodes ({weights.shape[0]})",
+                   n_components)
+    inv_sqrt = weights.sum(1).rsqrt()
+    laplacian = torch.eye(weights.shape[0], dtype=torch.float64) - inv_sqrt[:, None] * weights * inv_sqrt
+    _, vectors = torch.linalg.eigh(laplacian)
+    return vectors[:, :n_components] * inv_sqrt[:, None]
+
+
+class SpectralGaussian(Neighborhood):
+    """``p(j|i) ∝ exp(-||u_i - u_j||^2 / (2 sigma^2))`` on the spectral embedding u of a fixed graph.
+
+    Spectral clustering as I-Con (Cor 4): the k-Means construction applied to the spectral map
+    (:func:`spectral_embedding`). Anchors and candidates are node ids; self is included, as in
+    the k-Means theorem.
+
+    Args:
+        weights: (N, N) non-negative affinities.
+        n_components: dimension of the spectral map (the number of clusters, as Ng et al.).
+        sigma: width of the Gaussian.
+    """
+
+    include_self = True
+
+    def __init__(self, weights: Tensor, n_components: int, sigma: float = 1.0) -> None:
+        super().__init__()
+        self.n_components = check_int("SpectralGaussian", "n_components", n_components, 1)
+        self.sigma = check_positive("SpectralGaussian", "sigma", sigma)
+        self.register_buffer("embedding", spectral_embedding(weights, n_components))
+
+    def forward(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
+        n_nodes = self.embedding.shape[0]
+        _check_nodes("SpectralGaussian", "x", x, n_nodes)
+        if y is not None:
+            _check_nodes("SpectralGaussian", "y", y, n_nodes)
+        u = self.embedding.to(torch.get_default_dtype())
+        d = squared_euclidean(u[x], u[x if y is None else y])
+        return log_normalize(-d / (2.0 * self.sigma ** 2))
+
+    def extra_repr(self) -> str:
+        return (f"embedding=<{tuple(self.embedding.shape)}>, n_components={self.n_components}, "
+                f"sigma={self.sigma}")

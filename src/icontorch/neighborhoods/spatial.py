@@ -22,7 +22,8 @@ from .._validation import check_choice, check_int, check_positive, fail
 from ..distances import cosine_similarity, dot_product, squared_euclidean
 from .base import KernelNeighborhood, log_normalize, mask_diagonal
 
-__all__ = ["Gaussian", "PerplexityGaussian", "StudentT", "KNN", "perplexity_precision", "METRICS"]
+__all__ = ["Gaussian", "PerplexityGaussian", "StudentT", "KNN", "PowerExponential", "Harmonic",
+           "perplexity_precision", "METRICS"]
 
 
 def _neg_squared_euclidean(x: Tensor, y: Tensor) -> Tensor:
@@ -220,3 +221,70 @@ class KNN(KernelNeighborhood):
 
     def extra_repr(self) -> str:
         return f"k={self.k}, metric={self.metric!r}, include_self={self.include_self}"
+
+
+def _safe_sq_dist(x: Tensor, y: Optional[Tensor]) -> Tensor:
+    # Powers and logs of d^2 have infinite slope at 0 (the masked diagonal): keep them finite.
+    return squared_euclidean(x, x if y is None else y).clamp_min(torch.finfo(x.dtype).tiny)
+
+
+class PowerExponential(KernelNeighborhood):
+    """``q(j|i) = exp(-||x_i - y_j||^gamma / temperature) / sum_k exp(-||x_i - y_k||^gamma / temperature)``.
+
+    The kernel family of Kernel-InfoNCE (Tan et al. 2024): ``gamma = 2`` is the Gaussian
+    (on unit vectors, NT-Xent at temperature ``temperature / 2``), ``gamma = 1`` the Laplacian,
+    ``gamma = 0.5`` the exponential kernel. The distance is Euclidean (not squared) to the power gamma.
+
+    Args:
+        gamma: power of the Euclidean distance, in (0, 2].
+        temperature: the log-weight is ``-d^gamma / temperature``.
+        include_self: keep ``j = i`` as a candidate when ``y`` is None.
+    """
+
+    def __init__(self, gamma: float = 1.0, temperature: float = 0.5, include_self: bool = False) -> None:
+        super().__init__()
+        self.gamma = check_positive("PowerExponential", "gamma", gamma)
+        if self.gamma > 2.0:
+            raise fail("PowerExponential", "gamma", "lie in (0, 2] (a positive-definite kernel)", gamma)
+        self.temperature = check_positive("PowerExponential", "temperature", temperature)
+        self.include_self = bool(include_self)
+
+    def logits(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
+        return -_safe_sq_dist(x, y).pow(self.gamma / 2.0) / self.temperature
+
+    def extra_repr(self) -> str:
+        return f"gamma={self.gamma}, temperature={self.temperature}, include_self={self.include_self}"
+
+
+class Harmonic(KernelNeighborhood):
+    """``q(j|i) ∝ (||x_i - y_j||^2 + (n - 1) sigma^2)^(-n/2)``, ``n = exponent``.
+
+    Thm 10 (harmonic loss, Baek et al. 2025): a Student-t kernel with ``n - 1`` degrees of freedom
+    and scale sigma, ``(1 + d^2 / ((n - 1) sigma^2))^(-n/2)``. At ``sigma = 0`` (the limit of the
+    theorem) it is Baek et al.'s harmonic kernel ``d^(-n) / sum_k d_k^(-n)`` on the Euclidean
+    distance d; the paper's ``n`` is ``exponent / 2``.
+
+    Args:
+        exponent: the power n on the (unsquared) distance; with ``sigma > 0`` it must exceed 1.
+        sigma: the width, >= 0 (0 is the harmonic loss itself).
+        include_self: keep ``j = i`` as a candidate when ``y`` is None.
+    """
+
+    def __init__(self, exponent: float = 2.0, sigma: float = 0.0, include_self: bool = False) -> None:
+        super().__init__()
+        self.exponent = check_positive("Harmonic", "exponent", exponent)
+        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not sigma >= 0 \
+                or not math.isfinite(sigma):
+            raise fail("Harmonic", "sigma", "be a finite number >= 0", sigma)
+        if sigma > 0 and self.exponent <= 1.0:
+            raise fail("Harmonic", "exponent", "exceed 1 when sigma > 0 (n - 1 degrees of freedom)",
+                       exponent)
+        self.sigma = float(sigma)
+        self.include_self = bool(include_self)
+
+    def logits(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
+        offset = (self.exponent - 1.0) * self.sigma ** 2
+        return -0.5 * self.exponent * torch.log(_safe_sq_dist(x, y) + offset)
+
+    def extra_repr(self) -> str:
+        return f"exponent={self.exponent}, sigma={self.sigma}, include_self={self.include_self}"

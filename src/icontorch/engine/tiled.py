@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._validation import IConError
+from .._validation import IConError
 
 __all__ = ["Engine", "Kernel", "Targets", "cross_entropy_rows"]
 

@@ -19,12 +19,12 @@ from typing import Any, Optional, Sequence, Tuple, Union
 
 import torch
 
-from . import methods
-from ._estimator_base import ArrayLike
-from ._ne_base import NeighborEmbeddingBase
-from ._ne_optim import Callback
-from ._validation import check_positive, fail
-from .neighborhoods.base import Neighborhood, as_neighborhood
+from .. import methods
+from .._estimator_base import ArrayLike
+from .base import NeighborEmbeddingBase
+from .optim import Callback
+from .._validation import check_positive, fail
+from ..neighborhoods.base import Neighborhood, as_neighborhood
 
 __all__ = ["NeighborEmbedding", "TSNE", "SNE"]
 

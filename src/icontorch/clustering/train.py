@@ -10,11 +10,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._validation import IConError
-from .clustering_heads import ClusterHeads
+from .._validation import IConError
+from .heads import ClusterHeads
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .clustering import Clustering
+    from .estimator import Clustering
 
 __all__ = ["train_heads"]
 

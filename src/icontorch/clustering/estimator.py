@@ -16,12 +16,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._validation import IConError, check_choice, check_int, check_positive, check_probability, fail
-from .clustering_graph import NeighborGraph, compose_batch, knn_indices, mutual_knn, walk_graph
-from .clustering_heads import ClusterHeads
-from .clustering_objectives import (cluster_kernel_kl, icon_objective, scan_loss, supervised_objective,
+from .._validation import IConError, check_choice, check_int, check_positive, check_probability, fail
+from .graph import NeighborGraph, compose_batch, knn_indices, mutual_knn, walk_graph
+from .objectives import (cluster_kernel_kl, icon_objective, scan_loss, supervised_objective,
                                     temi_loss)
-from ._estimator_base import Estimator, Threads, as_tensor, like_input
+from .._estimator_base import Estimator, Threads, as_tensor, like_input
 
 __all__ = ["Clustering"]
 
@@ -277,7 +276,7 @@ class Clustering(Estimator):
             objective = supervised_objective(alpha_p, alpha_q)
             return cluster_kernel_kl(logits.log_softmax(2), objective.log_p(labels[src]), alpha_q)
         if self.method == "kmeans":
-            from .methods import kmeans
+            from ..methods import kmeans
 
             objective = kmeans(sigma=1.0)
             return torch.stack([objective(h.log_softmax(1), target=z) for h in logits])
@@ -294,7 +293,7 @@ class Clustering(Estimator):
 
     def _train(self, x: Tensor, labels: Optional[Tensor], alpha_p: float, alpha_q: float, seed: int,
                device: torch.device) -> None:
-        from .clustering_train import train_heads   # imported here: it needs this module's class
+        from .train import train_heads   # imported here: it needs this module's class
 
         train_heads(self, x, labels, alpha_p, alpha_q, seed, device)
 

@@ -27,8 +27,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from ._validation import check_choice, check_features, check_int, fail
-from .knn import exact_knn
+from .._validation import check_choice, check_features, check_int, fail
+from ..knn import exact_knn
 
 __all__ = ["NeighborGraph", "knn_indices", "mutual_knn", "walk_graph", "compose_batch"]
 

@@ -20,11 +20,11 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from ._validation import IConError, fail
-from .knn import exact_knn
-from .neighborhoods.base import Neighborhood
-from .neighborhoods.spatial import KNN, PerplexityGaussian
-from .transforms import Symmetrize
+from .._validation import IConError, fail
+from ..knn import exact_knn
+from ..neighborhoods.base import Neighborhood
+from ..neighborhoods.spatial import KNN, PerplexityGaussian
+from ..transforms import Symmetrize
 
 __all__ = ["EdgeAffinity", "split_joint", "default_n_neighbors", "nearest_neighbors", "knn_affinity",
            "dense_affinity", "affinity_to_reference", "NEIGHBOR_BACKENDS"]

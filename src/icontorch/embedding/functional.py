@@ -10,7 +10,7 @@ from typing import Optional, Tuple, Union
 
 from torch import Tensor
 
-from ._validation import check_features, check_int
+from .._validation import check_features, check_int
 from .estimators import TSNE
 
 __all__ = ["tsne_embedding"]

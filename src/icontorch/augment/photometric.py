@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._validation import check_int, check_probability, fail
-from ._augment_base import Augmentation, _bernoulli, _check_nonnegative, _check_range, _uniform, check_images
+from .._validation import check_int, check_probability, fail
+from .base import Augmentation, _bernoulli, _check_nonnegative, _check_range, _uniform, check_images
 
 __all__ = ["GaussianNoise", "gaussian_kernel1d", "GaussianBlur", "ColorJitter", "RandomErasing"]
 

@@ -12,18 +12,18 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._ne_optim import (DenseObjective, ReferenceObjective, SparseObjective,
+from .optim import (DenseObjective, ReferenceObjective, SparseObjective,
                         gradient_descent)
-from ._ne_parametric import embed, train_mapper
-from ._repulsion import kernel_profile
-from ._estimator_base import ArrayLike, Estimator, Threads, as_tensor, like_input, pca_init
-from ._validation import IConError, check_choice, check_int, check_positive, fail
+from .parametric import embed, train_mapper
+from .repulsion import kernel_profile
+from .._estimator_base import ArrayLike, Estimator, Threads, as_tensor, like_input, pca_init
+from .._validation import IConError, check_choice, check_int, check_positive, fail
 from .affinity import (NEIGHBOR_BACKENDS, EdgeAffinity, affinity_to_reference, check_n_neighbors,
                        default_n_neighbors, dense_affinity, knn_affinity, split_joint)
 from .mappers import MLP, EmbeddingTable
-from .neighborhoods.base import KernelNeighborhood, Neighborhood
-from .neighborhoods.spatial import KNN, PerplexityGaussian
-from .transforms import Joint
+from ..neighborhoods.base import KernelNeighborhood, Neighborhood
+from ..neighborhoods.spatial import KNN, PerplexityGaussian
+from ..transforms import Joint
 
 __all__ = ["NeighborEmbeddingBase"]
 

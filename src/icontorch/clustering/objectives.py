@@ -16,10 +16,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .loss import ICon
-from .neighborhoods import Cluster, Precomputed, SameLabel
-from .neighborhoods.base import log_normalize
-from .transforms import mix_uniform
+from ..loss import ICon
+from ..neighborhoods import Cluster, Precomputed, SameLabel
+from ..neighborhoods.base import log_normalize
+from ..transforms import mix_uniform
 
 __all__ = ["icon_objective", "supervised_objective", "cluster_kernel_kl", "scan_loss", "temi_loss"]
 

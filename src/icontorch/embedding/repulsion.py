@@ -21,8 +21,8 @@ from typing import Callable, Optional, Tuple
 import torch
 from torch import Tensor
 
-from .neighborhoods.base import KernelNeighborhood
-from .neighborhoods.spatial import Gaussian, StudentT
+from ..neighborhoods.base import KernelNeighborhood
+from ..neighborhoods.spatial import Gaussian, StudentT
 
 __all__ = ["KernelProfile", "kernel_profile", "exact_sums", "GridInterpolator", "interpolated_sums",
            "sampled_normaliser"]

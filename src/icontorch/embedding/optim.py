@@ -18,10 +18,10 @@ from typing import Callable, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
-from ._repulsion import (GridInterpolator, KernelProfile, exact_sums, kernel_profile,
+from .repulsion import (GridInterpolator, KernelProfile, exact_sums, kernel_profile,
                          sampled_normaliser)
 from .affinity import EdgeAffinity
-from .neighborhoods.base import KernelNeighborhood, mask_diagonal
+from ..neighborhoods.base import KernelNeighborhood, mask_diagonal
 
 __all__ = ["DenseObjective", "SparseObjective", "ReferenceObjective", "exact_log_normaliser", "gradient_descent",
            "auto_learning_rate", "Callback"]

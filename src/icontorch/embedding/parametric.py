@@ -25,9 +25,9 @@ from typing import Sequence, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from ._ne_optim import Callback, _as_list
+from .optim import Callback, _as_list
 from .affinity import EdgeAffinity
-from .neighborhoods.base import KernelNeighborhood, mask_diagonal
+from ..neighborhoods.base import KernelNeighborhood, mask_diagonal
 
 __all__ = ["train_mapper", "batch_loss"]
 

@@ -31,7 +31,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from ._validation import IConError
+from .._validation import IConError
 
 __all__ = ["check_initialized", "gather", "gather_with_grad", "reduce_rows"]
 

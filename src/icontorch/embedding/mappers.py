@@ -11,7 +11,7 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from ._validation import check_features, check_index, check_int, fail
+from .._validation import check_features, check_index, check_int, fail
 
 __all__ = ["EmbeddingTable", "MLP"]
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._validation import fail
+from .._validation import fail
 
 __all__ = ["Augmentation", "check_images"]
 

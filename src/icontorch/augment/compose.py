@@ -1,0 +1,67 @@
+"""Composition of augmentations, and the default SimCLR-style view generator."""
+
+from __future__ import annotations
+
+from typing import Callable, List, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from .._validation import check_int, fail
+from .base import Augmentation, check_images
+from .geometric import RandomAffine, RandomHorizontalFlip, RandomResizedCrop
+from .photometric import ColorJitter, GaussianBlur, GaussianNoise
+
+__all__ = ["Compose", "default_augmentation"]
+
+
+class Compose(Augmentation):
+    """``t_k(... t_2(t_1(x)))``: the transforms in order, all drawing from the same generator.
+
+    Args:
+        transforms: callables ``t(x, generator=None) -> x``.
+    """
+
+    _params = ("transforms",)
+
+    def __init__(self, transforms: Sequence[Callable[..., Tensor]]) -> None:
+        if isinstance(transforms, (str, bytes)) or not isinstance(transforms, Sequence):
+            raise fail("Compose", "transforms", "be a sequence of callables t(x, generator)", transforms)
+        for t in transforms:
+            if not callable(t):
+                raise fail("Compose", "transforms", "hold only callables t(x, generator)", t)
+        self.transforms = transforms
+
+    def __call__(self, x: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
+        check_images("Compose", "x", x)
+        for t in self.transforms:
+            x = t(x, generator)
+        return x
+
+
+def default_augmentation(image_size: int = 28) -> Compose:
+    """A SimCLR-style view generator, sized for the images.
+
+    * ``image_size < 32`` (grey-scale digits, MNIST 28 x 28): ``RandomResizedCrop(scale=(0.4, 1))``,
+      ``RandomAffine(degrees=15, translate=0.1, scale=(0.9, 1.1))``, ``GaussianBlur(sigma=(0.1, 1),
+      p=0.5)``, ``GaussianNoise(std=0.1)``. No flip: a mirrored digit is another symbol.
+    * ``image_size >= 32`` (natural colour images, CIFAR-like): ``RandomResizedCrop(scale=(0.2, 1))``,
+      ``RandomHorizontalFlip(p=0.5)``, ``ColorJitter(0.4, 0.4, 0.4, p=0.8)``,
+      ``GaussianBlur(sigma=(0.1, 2), p=0.5)``, ``GaussianNoise(std=0.05)``.
+
+    Noise and jitter strengths assume pixel values of order 1 (in [0, 1] or standardised).
+
+    Args:
+        image_size: side of the (square) images; >= 8.
+    """
+    check_int("default_augmentation", "image_size", image_size, 8)
+    if image_size < 32:
+        transforms: List[Augmentation] = [RandomResizedCrop(scale=(0.4, 1.0)),
+                                          RandomAffine(degrees=15.0, translate=0.1, scale=(0.9, 1.1)),
+                                          GaussianBlur(sigma=(0.1, 1.0), p=0.5), GaussianNoise(std=0.1)]
+    else:
+        transforms = [RandomResizedCrop(scale=(0.2, 1.0)), RandomHorizontalFlip(p=0.5),
+                      ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4, p=0.8),
+                      GaussianBlur(sigma=(0.1, 2.0), p=0.5), GaussianNoise(std=0.05)]
+    return Compose(transforms)
+
