@@ -169,64 +169,88 @@ def plot_table(path: str, title: str = "") -> str:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
 
     table = periodic_table()
-    heights = [max(1, max(len(table.cells[(r, c)].methods) for c in table.columns)) * 0.62
+    heights = [max(0.9, max(1, max(len(table.cells[(r, c)].methods) for c in table.columns)) * 0.62)
                for r in table.rows]
-    heights = [max(h, 0.9) for h in heights]
-    col_w, head_w, head_h, top_h = 1.55, 1.35, 0.85, 0.6
-    total_w = head_w + 0.45 + col_w * len(table.columns) + 0.08
-    total_h = top_h + head_h + sum(heights) + 1.15
+    total_w = _HEAD_W + 0.45 + _COL_W * len(table.columns) + 0.08
+    total_h = _TOP_H + _HEAD_H + sum(heights) + 1.15
     fig = plt.figure(figsize=(total_w * 1.05, total_h * 1.05), dpi=150, facecolor=EMPTY_COLOR)
     ax = fig.add_axes((0, 0, 1, 1))
     ax.set_xlim(0, total_w)
     ax.set_ylim(total_h, 0)
     ax.axis("off")
     ax.set_facecolor(EMPTY_COLOR)
-    white, line = "white", dict(edgecolor="white", linewidth=1.2)
-    x0 = 0.45 + head_w
-    y0 = top_h + head_h
-    ax.add_patch(Rectangle((x0, 0.05), col_w * len(table.columns), top_h - 0.05, facecolor=EMPTY_COLOR, **line))
-    ax.text(x0 + col_w * len(table.columns) / 2, 0.05 + (top_h - 0.05) / 2, "Supervisory Signal $p$",
-            color=white, ha="center", va="center", fontsize=15)
-    for k, column in enumerate(table.columns):
-        ax.add_patch(Rectangle((x0 + k * col_w, top_h), col_w, head_h, facecolor=EMPTY_COLOR, **line))
-        ax.text(x0 + (k + 0.5) * col_w, top_h + head_h / 2, _wrap(column, 14), color=white, ha="center",
-                va="center", fontsize=10.5)
-    ax.add_patch(Rectangle((0.05, y0), 0.4, sum(heights), facecolor=EMPTY_COLOR, **line))
-    ax.text(0.25, y0 + sum(heights) / 2, "$q$ Based on Learned Representations", color=white,
-            rotation=90, ha="center", va="center", fontsize=13)
-    y = y0
-    for r, row in enumerate(table.rows):
-        h = heights[r]
-        ax.add_patch(Rectangle((0.45, y), head_w, h, facecolor=EMPTY_COLOR, **line))
-        row_label = row.replace(" σ", "\nσ") if "σ" in row else _wrap(row, 11)
-        ax.text(0.45 + head_w / 2, y + h / 2, row_label, color=white, ha="center", va="center",
-                fontsize=10.5)
-        for k, column in enumerate(table.columns):
-            cell = table.cells[(row, column)]
-            x = x0 + k * col_w
-            if cell.empty:
-                ax.add_patch(Rectangle((x, y), col_w, h, facecolor=EMPTY_COLOR, **line))
-                continue
-            tile_h = h / len(cell.methods)
-            for t, m in enumerate(cell.methods):
-                ty = y + t * tile_h
-                ax.add_patch(Rectangle((x, ty), col_w, tile_h, facecolor=COLORS[m.area], **line))
-                label = _wrap(m.label, 15)
-                sub = "new" if m.gap else f"[{m.cite}]" if m.cite else ""
-                size = 9.5 if tile_h > 0.5 else 8.5
-                ax.text(x + col_w / 2, ty + tile_h / 2 - (0.09 if sub else 0), label, color=white,
-                        ha="center", va="center", fontsize=size, linespacing=1.0)
-                if sub:
-                    n_lines = label.count("\n") + 1
-                    ax.text(x + col_w / 2, ty + tile_h / 2 + 0.07 * n_lines + 0.04, sub, color=white,
-                            ha="center", va="center", fontsize=7.5,
-                            style="italic" if m.gap else "normal")
+    _draw_headers(ax, table, heights)
+    y = _TOP_H + _HEAD_H
+    for row, h in zip(table.rows, heights):
+        _draw_row(ax, table, row, y, h)
         y += h
-    # Legend: the colour families, as in the paper.
-    ly = y + 0.32
+    _draw_legend(ax, table, y + 0.32)
+    if title:
+        ax.text(total_w - 0.1, 0.3, title, color="#a0a0a0", ha="right", va="center", fontsize=9)
+    # SVG keeps its labels as text (searchable, selectable) rather than glyph outlines.
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        fig.savefig(path, facecolor=EMPTY_COLOR)
+    plt.close(fig)
+    return path
+
+
+_COL_W, _HEAD_W, _HEAD_H, _TOP_H = 1.55, 1.35, 0.85, 0.6  # layout of the figure, in inches
+_LINE = {"edgecolor": "white", "linewidth": 1.2}
+
+
+def _box(ax, x: float, y: float, w: float, h: float, color: str = EMPTY_COLOR) -> None:
+    from matplotlib.patches import Rectangle
+
+    ax.add_patch(Rectangle((x, y), w, h, facecolor=color, **_LINE))
+
+
+def _draw_headers(ax, table: "PeriodicTable", heights: Sequence[float]) -> None:
+    """The p banner and column heads above the table, the q banner on its left."""
+    x0, width = 0.45 + _HEAD_W, _COL_W * len(table.columns)
+    _box(ax, x0, 0.05, width, _TOP_H - 0.05)
+    ax.text(x0 + width / 2, 0.05 + (_TOP_H - 0.05) / 2, "Supervisory Signal $p$",
+            color="white", ha="center", va="center", fontsize=15)
+    for k, column in enumerate(table.columns):
+        _box(ax, x0 + k * _COL_W, _TOP_H, _COL_W, _HEAD_H)
+        ax.text(x0 + (k + 0.5) * _COL_W, _TOP_H + _HEAD_H / 2, _wrap(column, 14), color="white",
+                ha="center", va="center", fontsize=10.5)
+    y0 = _TOP_H + _HEAD_H
+    _box(ax, 0.05, y0, 0.4, sum(heights))
+    ax.text(0.25, y0 + sum(heights) / 2, "$q$ Based on Learned Representations", color="white",
+            rotation=90, ha="center", va="center", fontsize=13)
+
+
+def _draw_row(ax, table: "PeriodicTable", row: str, y: float, h: float) -> None:
+    """One row: its head, then each cell with its methods stacked as tiles."""
+    _box(ax, 0.45, y, _HEAD_W, h)
+    row_label = row.replace(" σ", "\nσ") if "σ" in row else _wrap(row, 11)
+    ax.text(0.45 + _HEAD_W / 2, y + h / 2, row_label, color="white", ha="center", va="center",
+            fontsize=10.5)
+    for k, column in enumerate(table.columns):
+        cell, x = table.cells[(row, column)], 0.45 + _HEAD_W + k * _COL_W
+        if cell.empty:
+            _box(ax, x, y, _COL_W, h)
+            continue
+        tile_h = h / len(cell.methods)
+        for t, m in enumerate(cell.methods):
+            ty = y + t * tile_h
+            _box(ax, x, ty, _COL_W, tile_h, COLORS[m.area])
+            label = _wrap(m.label, 15)
+            sub = "new" if m.gap else f"[{m.cite}]" if m.cite else ""
+            ax.text(x + _COL_W / 2, ty + tile_h / 2 - (0.09 if sub else 0), label, color="white",
+                    ha="center", va="center", fontsize=9.5 if tile_h > 0.5 else 8.5, linespacing=1.0)
+            if sub:
+                n_lines = label.count("\n") + 1
+                ax.text(x + _COL_W / 2, ty + tile_h / 2 + 0.07 * n_lines + 0.04, sub, color="white",
+                        ha="center", va="center", fontsize=7.5, style="italic" if m.gap else "normal")
+
+
+def _draw_legend(ax, table: "PeriodicTable", ly: float) -> None:
+    """The colour families, as in the paper, and the footer naming the methods beside the table."""
+    from matplotlib.patches import Rectangle
+
     lx = 0.45
     for area in AREAS:
         ax.add_patch(Rectangle((lx, ly - 0.1), 0.2, 0.2, facecolor=COLORS[area], edgecolor="none"))
@@ -237,10 +261,3 @@ def plot_table(path: str, title: str = "") -> str:
     ax.text(0.45, ly + 0.45, _wrap(f"{counts['coloured']} methods and {counts['gap']} gaps in "
                                    f"icontorch.methods; beside the table: {beside}.", 230),
             color="#a0a0a0", va="center", fontsize=8.5)
-    if title:
-        ax.text(total_w - 0.1, 0.3, title, color="#a0a0a0", ha="right", va="center", fontsize=9)
-    # SVG keeps its labels as text (searchable, selectable) rather than glyph outlines.
-    with matplotlib.rc_context({"svg.fonttype": "none"}):
-        fig.savefig(path, facecolor=EMPTY_COLOR)
-    plt.close(fig)
-    return path
