@@ -28,6 +28,7 @@ are from ``icontorch.metrics.clustering_scores``; mean +- std over seeds.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import os
 import sys
@@ -41,7 +42,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from icontorch.clustering import Clustering  # noqa: E402
+from icontorch.clustering import METHOD_SPECS, Clustering  # noqa: E402
 
 DEFAULT_GRAPH = (Clustering().n_neighbors, Clustering().walk_length, Clustering().walk_mode,
                  Clustering().mutual_knn)
@@ -62,14 +63,11 @@ GRAPHS = [(3, 3, "reach", False), (6, 4, "reach", False), (5, 4, "reach", True),
 
 class ScanOnOurGraph(Clustering):
     """The control: SCAN's objective (``method="scan"``) trained on the graph of the default method
-    (mutual kNN pruning + walks, symmetric) instead of SCAN's plain directed kNN."""
+    (mutual kNN pruning + walks, symmetric) instead of SCAN's plain directed kNN: SCAN's
+    specification with the default method's graph."""
 
-    def _build_graph(self, x):
-        from icontorch.clustering.graph import knn_indices, mutual_knn, walk_graph
-
-        knn = knn_indices(x, self.n_neighbors, self.metric)
-        return walk_graph(mutual_knn(knn) if self.mutual_knn else knn, self.walk_length, symmetric=True,
-                          mode=self.walk_mode)
+    def _spec(self):
+        return dataclasses.replace(METHOD_SPECS["scan"], graph=METHOD_SPECS["debiased_infonce"].graph)
 
 
 CONTROL = "control: SCAN objective on our graph (mutual kNN + walks)"
@@ -193,7 +191,7 @@ def main() -> int:
     ceilings, shapes = {}, {}
     for name in ("digits", "mnist"):
         x, y = load(name, args.quick)
-        shapes[name], ceilings[name] = x.shape, knn_accuracy(x, y, k=10)
+        shapes[name], ceilings[name] = x.shape, knn_accuracy(x, y, 10)
     minutes = (time.perf_counter() - wall) / 60
     load_end = os.getloadavg()[0]
     text = report(results, ceilings, shapes, sweep, graphs, seeds, sweep_seeds, graph_seeds, args, minutes,
