@@ -190,7 +190,8 @@ def test_numpy_scalars_are_accepted():
     b = Clustering(**numpy).fit(x)
     np.testing.assert_array_equal(a.labels_, b.labels_)
     np.testing.assert_array_equal(a.loss_history_, b.loss_history_)
-    assert Clustering(np.int32(3), learning_rate=np.float32(0.01), epochs=1, n_heads=1).fit(x).labels_.shape == (120,)
+    small = Clustering(np.int32(3), learning_rate=np.float32(0.01), epochs=1, n_heads=1).fit(x)
+    assert small.labels_.shape == (120,)
 
 
 def test_keyword_only_after_n_clusters():
@@ -250,7 +251,8 @@ def test_method_specs_pick_the_graph_and_the_labels():
             torch.testing.assert_close(model.graph_.indptr, graph.indptr)
             torch.testing.assert_close(model.graph_.indices, graph.indices)
     assert [m for m, spec in METHOD_SPECS.items() if spec.uses_labels] == ["supervised"]
-    assert METHOD_SPECS["debiased_infonce"].default_alpha_p == METHOD_SPECS["debiased_infonce"].default_alpha_q == 0.6
+    default = METHOD_SPECS["debiased_infonce"]
+    assert default.default_alpha_p == default.default_alpha_q == 0.6
 
 
 def test_command_line(tmp_path, capsys):

@@ -258,8 +258,8 @@ class Clustering(Estimator):
         devices = [device] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices), Threads(n_jobs):
             torch.manual_seed(settings.random_state)
-            trained = train_heads(x, self.graph_, objective, settings, self.augment,
-                                  self.mean_ if self.standardize else None, self.scale_ if self.standardize else None)
+            mean, scale = (self.mean_, self.scale_) if self.standardize else (None, None)
+            trained = train_heads(x, self.graph_, objective, settings, self.augment, mean, scale)
         self.head_, self.best_head_, self.n_iter_ = trained.head, trained.best_head, trained.n_iter
         self.loss_history_, self.head_losses_ = trained.loss_history, trained.head_losses
         self.fit_seconds_ = time.perf_counter() - start

@@ -1,18 +1,19 @@
 """Data-set-scale neighbours for clustering: the kNN graph, its walk propagation, batch composition.
 
 The supervisory p of Debiased InfoNCE Clustering (the paper's new method: its Table 1 row and the
-experiments of its Table 2) is uniform over an
-item's other views, its k nearest neighbours in the whole data set and the nodes that walks on
-the kNN graph reach from it. This module computes those neighbour sets once, stores them as a
-sparse graph (memory O(N * m) for m neighbours per node, never N x N), samples batches that
-hold anchors together with some of their neighbours, and says which batch items are neighbours.
+experiments of its Table 2) is uniform over an item's other views, its k nearest neighbours in
+the whole data set and the nodes that walks on the kNN graph reach from it. This module computes
+those neighbour sets once, stores them as a sparse graph (memory O(N * m) for m neighbours per
+node, never N x N), samples batches that hold anchors together with some of their neighbours,
+and says which batch items are neighbours.
 
 Choices the paper leaves open, made here:
 
 * kNN: exact, in chunks (:func:`icontorch.knn.exact_knn`), a point is not its own neighbour.
 * walks (the paper's neighbour propagation, section 3.3.3): ``walk_length = s`` adds every node
   reachable in ``2 .. s + 1`` steps of the directed kNN graph, so ``s = 0`` is the kNN alone and
-  ``s = 1`` the "1-walks on KNN" of the paper's Table 4. The anchor itself is dropped when a walk returns to it.
+  ``s = 1`` the "1-walks on KNN" of the paper's Table 4. The anchor itself is dropped when a
+  walk returns to it.
 * symmetry: ``j`` is a neighbour of ``i`` when either lists the other, so that a neighbour
   sampled into a batch always finds its anchor there.
 * pruning (optional, :func:`mutual_knn`): before the walks, an edge ``i -> j`` beyond i's

@@ -15,7 +15,7 @@ __all__ = ["ClusterHeads"]
 
 
 class ClusterHeads(nn.Module):
-    """``logits_h = f_h(x)`` for H heads at once: ``f_h = A_L o relu o ... o relu o A_1``, ``A_l(u) = u W_hl + b_hl``.
+    """``logits_h = A_hL(relu(... relu(A_h1(x))))`` with ``A_hl(u) = u W_hl + b_hl``, for H heads at once.
 
     With ``hidden_layer_sizes = ()`` every head is the linear map ``x W_h + b_h``; with
     ``(256,)`` it is an MLP with one ReLU layer of 256 units. The heads share nothing but their

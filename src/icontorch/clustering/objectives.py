@@ -101,8 +101,8 @@ def cluster_kernel_kl(log_phi: Tensor, log_p: Tensor, alpha_q: float) -> Tensor:
 def scan_loss(log_phi_anchor: Tensor, log_phi_neighbor: Tensor, entropy_weight: float = 5.0) -> Tensor:
     """SCAN: ``-mean_i log <phi_i, phi_n(i)> - lambda H(mean_i phi_i)`` per head, an (H,) tensor.
 
-    Van Gansbeke et al., "SCAN: Learning to Classify Images without Labels", ECCV 2020: binary cross-entropy of the anchor's and
-    its mined neighbour's agreement with 1 (the log clamped at -100 as ``nn.BCELoss``), minus
+    Van Gansbeke et al., "SCAN: Learning to Classify Images without Labels", ECCV 2020: binary
+    cross-entropy of the anchor's and its mined neighbour's agreement with 1 (the log clamped at -100 as ``nn.BCELoss``), minus
     ``entropy_weight`` times the entropy of the batch-mean assignment (probabilities clamped at
     1e-8); SCAN's configs use 5. Both sides get gradients. The agreement is computed in log
     space (the same value, no 0 * inf gradients when assignments saturate).
@@ -232,7 +232,8 @@ class _TemiObjective:
         self.prior = torch.full((setup.n_heads, setup.n_clusters), 1.0 / setup.n_clusters, dtype=setup.dtype,
                                 device=setup.device)
 
-    def __call__(self, logits: Tensor, src: Tensor, inputs: Tensor, teacher: Optional[Tensor], update: bool) -> Tensor:
+    def __call__(self, logits: Tensor, src: Tensor, inputs: Tensor, teacher: Optional[Tensor],
+                 update: bool) -> Tensor:
         m = src.shape[0] // 2
         student = logits.log_softmax(2).reshape(logits.shape[0], 2, m, -1)
         teacher = teacher.log_softmax(2).reshape(logits.shape[0], 2, m, -1)

@@ -52,7 +52,8 @@ def symmetric_knn_graph(x: Tensor, settings: GraphSettings) -> NeighborGraph:
 
 def mutual_walk_graph(x: Tensor, settings: GraphSettings) -> NeighborGraph:
     """The kNN, pruned to mutual edges when ``mutual_knn``, then walks of ``walk_length`` more steps,
-    symmetrised (:func:`~icontorch.clustering.graph.mutual_knn`, :func:`~icontorch.clustering.graph.walk_graph`)."""
+    symmetrised (:func:`~icontorch.clustering.graph.mutual_knn`,
+    :func:`~icontorch.clustering.graph.walk_graph`)."""
     knn = knn_indices(x, settings.n_neighbors, settings.metric)
     if settings.mutual_knn:
         knn = mutual_knn(knn)
