@@ -28,6 +28,7 @@ are from ``icontorch.metrics.clustering_scores``; mean +- std over seeds.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import os
 import sys
@@ -41,7 +42,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from icontorch.clustering import Clustering  # noqa: E402
+from icontorch.clustering import METHOD_SPECS, Clustering  # noqa: E402
 
 DEFAULT_GRAPH = (Clustering().n_neighbors, Clustering().walk_length, Clustering().walk_mode,
                  Clustering().mutual_knn)
@@ -62,14 +63,11 @@ GRAPHS = [(3, 3, "reach", False), (6, 4, "reach", False), (5, 4, "reach", True),
 
 class ScanOnOurGraph(Clustering):
     """The control: SCAN's objective (``method="scan"``) trained on the graph of the default method
-    (mutual kNN pruning + walks, symmetric) instead of SCAN's plain directed kNN."""
+    (mutual kNN pruning + walks, symmetric) instead of SCAN's plain directed kNN: SCAN's
+    specification with the default method's graph."""
 
-    def _build_graph(self, x):
-        from icontorch.clustering.graph import knn_indices, mutual_knn, walk_graph
-
-        knn = knn_indices(x, self.n_neighbors, self.metric)
-        return walk_graph(mutual_knn(knn) if self.mutual_knn else knn, self.walk_length, symmetric=True,
-                          mode=self.walk_mode)
+    def _spec(self):
+        return dataclasses.replace(METHOD_SPECS["scan"], graph=METHOD_SPECS["debiased_infonce"].graph)
 
 
 CONTROL = "control: SCAN objective on our graph (mutual kNN + walks)"
@@ -137,6 +135,44 @@ BASELINES = [("k-Means (scikit-learn)", "kmeans", {}),
              (CONTROL, "control", {})]
 
 
+def _jobs(quick, seeds, sweep_seeds, graph_seeds):
+    """Every fit of the run, ``(name, seed, kind, params, quick)``, and the table cell it goes to."""
+    jobs, keys = [], []
+    for name in ("digits", "mnist"):
+        for seed in seeds:
+            for label, kind, params in BASELINES + [(label, "icontorch", p) for label, p in LADDER]:
+                jobs.append((name, seed, kind, params, quick))
+                keys.append((name, label))
+    for alpha in ALPHAS:
+        for side in ("target", "both"):
+            if (alpha == 0.0 and side == "both") or (alpha == 0.6 and side == "both"):
+                continue                      # the same fit as target-only alpha 0 / the default
+            for seed in sweep_seeds:
+                jobs.append(("digits", seed, "icontorch",
+                             {"alpha_p": alpha, "alpha_q": alpha if side == "both" else 0.0}, quick))
+                keys.append(("sweep", (alpha, side)))
+    for name in ("digits", "mnist"):
+        for k, s, mode, mutual in GRAPHS:
+            if (k, s, mode, mutual) == DEFAULT_GRAPH:
+                continue                      # the default: taken from the main table
+            for seed in graph_seeds:
+                jobs.append((name, seed, "icontorch", {"n_neighbors": k, "walk_length": s, "walk_mode": mode,
+                                                       "mutual_knn": mutual}, quick))
+                keys.append(("graph", (name, k, s, mode, mutual)))
+    return jobs, keys
+
+
+def _run(jobs, keys, n_workers):
+    """Run the fits in worker processes; ``{group: {label: [scores, ...]}}``."""
+    results: dict = {}
+    with ProcessPoolExecutor(max_workers=n_workers) as pool:
+        for (group, label), job, r in zip(keys, jobs, pool.map(run_job, jobs)):
+            results.setdefault(group, {}).setdefault(label, []).append(r)
+            print(f"{job[0]:6s} seed {job[1]} {str(label):42s} acc {r['acc']:.3f} nmi {r['nmi']:.3f} "
+                  f"ari {r['ari']:.3f} {r['s']:6.1f} s", flush=True)
+    return results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="MNIST subset, 3 epochs, 2 heads, 1 seed, no write")
@@ -156,34 +192,8 @@ def main() -> int:
     wall = time.perf_counter()
     from icontorch.metrics import knn_accuracy
 
-    jobs, keys = [], []
-    for name in ("digits", "mnist"):
-        for seed in seeds:
-            for label, kind, params in BASELINES + [(label, "icontorch", p) for label, p in LADDER]:
-                jobs.append((name, seed, kind, params, args.quick))
-                keys.append((name, label))
-    for alpha in ALPHAS:
-        for side in ("target", "both"):
-            if (alpha == 0.0 and side == "both") or (alpha == 0.6 and side == "both"):
-                continue                      # the same fit as target-only alpha 0 / the default
-            for seed in sweep_seeds:
-                jobs.append(("digits", seed, "icontorch",
-                             {"alpha_p": alpha, "alpha_q": alpha if side == "both" else 0.0}, args.quick))
-                keys.append(("sweep", (alpha, side)))
-    for name in ("digits", "mnist"):
-        for k, s, mode, mutual in GRAPHS:
-            if (k, s, mode, mutual) == DEFAULT_GRAPH:
-                continue                      # the default: taken from the main table
-            for seed in graph_seeds:
-                jobs.append((name, seed, "icontorch", {"n_neighbors": k, "walk_length": s, "walk_mode": mode,
-                                                       "mutual_knn": mutual}, args.quick))
-                keys.append(("graph", (name, k, s, mode, mutual)))
-    results: dict = {}
-    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        for (group, label), job, r in zip(keys, jobs, pool.map(run_job, jobs)):
-            results.setdefault(group, {}).setdefault(label, []).append(r)
-            print(f"{job[0]:6s} seed {job[1]} {str(label):42s} acc {r['acc']:.3f} nmi {r['nmi']:.3f} "
-                  f"ari {r['ari']:.3f} {r['s']:6.1f} s", flush=True)
+    jobs, keys = _jobs(args.quick, seeds, sweep_seeds, graph_seeds)
+    results = _run(jobs, keys, args.jobs)
     sweep = results.pop("sweep")
     graphs = results.pop("graph")
     for name in ("digits", "mnist"):
@@ -193,7 +203,7 @@ def main() -> int:
     ceilings, shapes = {}, {}
     for name in ("digits", "mnist"):
         x, y = load(name, args.quick)
-        shapes[name], ceilings[name] = x.shape, knn_accuracy(x, y, k=10)
+        shapes[name], ceilings[name] = x.shape, knn_accuracy(x, y, 10)
     minutes = (time.perf_counter() - wall) / 60
     load_end = os.getloadavg()[0]
     text = report(results, ceilings, shapes, sweep, graphs, seeds, sweep_seeds, graph_seeds, args, minutes,
@@ -206,13 +216,78 @@ def main() -> int:
     return 0
 
 
+_NAMES = {"digits": "digits", "mnist": "MNIST-5k"}
+_GOALS = {"digits": 0.90, "mnist": 0.80}
+
+
+def _data_set_section(name, rows, ceiling, shape):
+    """The main table of one data set and how it meets the goals."""
+    n, d = shape
+    out = [f"### {_NAMES[name]} ({n} x {d}); leave-one-out 10-NN classifier on the same "
+           f"features (uses labels): {ceiling:.3f}", "",
+           "| method | Hungarian accuracy | NMI | ARI | fit wall time (s) |", "|---|---|---|---|---|"]
+    for label, runs in rows.items():
+        bold = "**" if label == LADDER[-1][0] else ""
+        out.append(f"| {bold}{label}{bold} | {cell(runs, 'acc')} | {cell(runs, 'nmi')} | "
+                   f"{cell(runs, 'ari')} | {cell(runs, 's', 1)} |")
+    ours = summary(rows[LADDER[-1][0]], "acc")[0]
+    best_other = max((summary(r, "acc")[0], label) for label, r in rows.items()
+                     if label in ("k-Means (scikit-learn)", "spectral, kNN affinity (scikit-learn)",
+                                  "SCAN objective", "TEMI objective"))
+    slowest = max(r["s"] for r in rows[LADDER[-1][0]])
+    out += ["", f"Goal: Hungarian accuracy >= {_GOALS[name]:.2f} "
+            f"({'met' if ours >= _GOALS[name] else 'NOT met'}: {ours:.3f}); ahead of every "
+            f"baseline ({'yes' if ours > best_other[0] else 'NO'}: best baseline {best_other[1]} "
+            f"{best_other[0]:.3f}); under 2 minutes per fit "
+            f"({'yes' if slowest < 120 else 'NO'}: slowest {slowest:.0f} s). The control (SCAN's "
+            f"objective on our graph) reached {summary(rows[CONTROL], 'acc')[0]:.3f}: "
+            f"{'above' if summary(rows[CONTROL], 'acc')[0] > ours else 'below'} ours.", ""]
+    return out
+
+
+def _sweep_section(sweep, sweep_seeds):
+    """The alpha sweep: target only and both sides."""
+    out = [f"### alpha sweep on digits ({len(sweep_seeds)} seeds; walk_length {DEFAULT_GRAPH[1]}, EMA; "
+           "Hungarian accuracy)", "",
+           "| alpha | target only (alpha_p = alpha, alpha_q = 0) | both sides (alpha_p = alpha_q = alpha) |",
+           "|---|---|---|"]
+    for alpha in ALPHAS:
+        out.append(f"| {alpha:.1f} | {cell(sweep[(alpha, 'target')], 'acc')} | {cell(sweep[(alpha, 'both')], 'acc')} |")
+    return out
+
+
+def _graph_section(graphs, graph_seeds):
+    """The neighbour-graph table and its best row."""
+    out = ["", f"### Neighbour graph ({len(graph_seeds)} seeds; other settings default; Hungarian accuracy, "
+           "mean fit time)", "",
+           "`walk_mode=\"reach\"`: p uniform over the nodes reached in 1..s+1 steps (the paper's simplified "
+           "form); `\"sum\"`: p proportional to P + ... + P^(s+1) of the kNN random walk (its smoothed form). "
+           "Mutual: an edge i -> j beyond i's nearest neighbour is kept only when j also lists i, before the "
+           "walks (`mutual_knn`).", "",
+           "| k | walk length s | walk form | mutual | digits | MNIST-5k |", "|---|---|---|---|---|---|"]
+    for graph in GRAPHS:
+        cells = [f"{cell(graphs[(name,) + graph], 'acc')} ({summary(graphs[(name,) + graph], 's')[0]:.0f} s)"
+                 for name in ("digits", "mnist")]
+        bold = "**" if graph == DEFAULT_GRAPH else ""
+        out.append("| " + " | ".join(f"{bold}{v}{bold}" for v in ("yes" if g is True else "no" if g is False else g
+                                                                 for g in graph))
+                   + f" | {cells[0]} | {cells[1]} |")
+    best = {name: max((summary(graphs[(name,) + graph], "acc")[0],
+                       f"k = {graph[0]}, s = {graph[1]}, {graph[2]}{', mutual' if graph[3] else ''}")
+                      for graph in GRAPHS) for name in ("digits", "mnist")}
+    out += ["", f"Best row: digits {best['digits'][1]} ({best['digits'][0]:.3f}), MNIST-5k {best['mnist'][1]} "
+            f"({best['mnist'][0]:.3f}); the default k = {DEFAULT_GRAPH[0]}, s = {DEFAULT_GRAPH[1]}, "
+            f"{DEFAULT_GRAPH[2]}, mutual: digits {summary(graphs[('digits',) + DEFAULT_GRAPH], 'acc')[0]:.3f}, "
+            f"MNIST-5k {summary(graphs[('mnist',) + DEFAULT_GRAPH], 'acc')[0]:.3f}."]
+    return out
+
+
 def report(results, ceilings, shapes, sweep, graphs, seeds, sweep_seeds, graph_seeds, args, minutes, load_start,
            load_end) -> str:
     from _report import machine
 
     from icontorch.clustering import Clustering
 
-    names = {"digits": "digits", "mnist": "MNIST-5k"}
     out = ["## Clustering frozen features (`benchmarks/clustering.py`)", "",
            f"Command: `python benchmarks/clustering.py{' --quick' if args.quick else ''}` "
            f"({len(seeds)} seeds, alpha sweep on digits with {len(sweep_seeds)}, neighbour-graph table with "
@@ -232,55 +307,10 @@ def report(results, ceilings, shapes, sweep, graphs, seeds, sweep_seeds, graph_s
            "EMA of 0.9, its teacher is the EMA head, and its softmax is taken at temperature 1 (TEMI's "
            "0.1 divides bounded cosine logits; on our unbounded linear heads it starts saturated and "
            "reached 0.44 on digits instead of 0.65 in a trial).", ""]
-    goal = {"digits": 0.90, "mnist": 0.80}
     for name, rows in results.items():
-        n, d = shapes[name]
-        out += [f"### {names[name]} ({n} x {d}); leave-one-out 10-NN classifier on the same "
-                f"features (uses labels): {ceilings[name]:.3f}", "",
-                "| method | Hungarian accuracy | NMI | ARI | fit wall time (s) |", "|---|---|---|---|---|"]
-        for label, runs in rows.items():
-            bold = "**" if label == LADDER[-1][0] else ""
-            out.append(f"| {bold}{label}{bold} | {cell(runs, 'acc')} | {cell(runs, 'nmi')} | "
-                       f"{cell(runs, 'ari')} | {cell(runs, 's', 1)} |")
-        ours = summary(rows[LADDER[-1][0]], "acc")[0]
-        best_other = max((summary(r, "acc")[0], label) for label, r in rows.items()
-                         if label in ("k-Means (scikit-learn)", "spectral, kNN affinity (scikit-learn)",
-                                      "SCAN objective", "TEMI objective"))
-        slowest = max(r["s"] for r in rows[LADDER[-1][0]])
-        out += ["", f"Goal: Hungarian accuracy >= {goal[name]:.2f} "
-                f"({'met' if ours >= goal[name] else 'NOT met'}: {ours:.3f}); ahead of every "
-                f"baseline ({'yes' if ours > best_other[0] else 'NO'}: best baseline {best_other[1]} "
-                f"{best_other[0]:.3f}); under 2 minutes per fit "
-                f"({'yes' if slowest < 120 else 'NO'}: slowest {slowest:.0f} s). The control (SCAN's "
-                f"objective on our graph) reached {summary(rows[CONTROL], 'acc')[0]:.3f}: "
-                f"{'above' if summary(rows[CONTROL], 'acc')[0] > ours else 'below'} ours.", ""]
-    out += [f"### alpha sweep on digits ({len(sweep_seeds)} seeds; walk_length {DEFAULT_GRAPH[1]}, EMA; "
-            "Hungarian accuracy)", "",
-            "| alpha | target only (alpha_p = alpha, alpha_q = 0) | both sides (alpha_p = alpha_q = alpha) |",
-            "|---|---|---|"]
-    for alpha in ALPHAS:
-        out.append(f"| {alpha:.1f} | {cell(sweep[(alpha, 'target')], 'acc')} | {cell(sweep[(alpha, 'both')], 'acc')} |")
-    out += ["", f"### Neighbour graph ({len(graph_seeds)} seeds; other settings default; Hungarian accuracy, "
-            "mean fit time)", "",
-            "`walk_mode=\"reach\"`: p uniform over the nodes reached in 1..s+1 steps (the paper's simplified "
-            "form); `\"sum\"`: p proportional to P + ... + P^(s+1) of the kNN random walk (its smoothed form). "
-            "Mutual: an edge i -> j beyond i's nearest neighbour is kept only when j also lists i, before the "
-            "walks (`mutual_knn`).", "",
-            "| k | walk length s | walk form | mutual | digits | MNIST-5k |", "|---|---|---|---|---|---|"]
-    for graph in GRAPHS:
-        cells = [f"{cell(graphs[(name,) + graph], 'acc')} ({summary(graphs[(name,) + graph], 's')[0]:.0f} s)"
-                 for name in ("digits", "mnist")]
-        bold = "**" if graph == DEFAULT_GRAPH else ""
-        out.append("| " + " | ".join(f"{bold}{v}{bold}" for v in ("yes" if g is True else "no" if g is False else g
-                                                                 for g in graph))
-                   + f" | {cells[0]} | {cells[1]} |")
-    best = {name: max((summary(graphs[(name,) + graph], "acc")[0],
-                       f"k = {graph[0]}, s = {graph[1]}, {graph[2]}{', mutual' if graph[3] else ''}")
-                      for graph in GRAPHS) for name in ("digits", "mnist")}
-    out += ["", f"Best row: digits {best['digits'][1]} ({best['digits'][0]:.3f}), MNIST-5k {best['mnist'][1]} "
-            f"({best['mnist'][0]:.3f}); the default k = {DEFAULT_GRAPH[0]}, s = {DEFAULT_GRAPH[1]}, "
-            f"{DEFAULT_GRAPH[2]}, mutual: digits {summary(graphs[('digits',) + DEFAULT_GRAPH], 'acc')[0]:.3f}, "
-            f"MNIST-5k {summary(graphs[('mnist',) + DEFAULT_GRAPH], 'acc')[0]:.3f}."]
+        out += _data_set_section(name, rows, ceilings[name], shapes[name])
+    out += _sweep_section(sweep, sweep_seeds)
+    out += _graph_section(graphs, graph_seeds)
     out += ["", "How the defaults were chosen: small sweeps of the recipe (k, walk length, alpha, batch size, "
             "learning rate and schedule, head, heads, mutual pruning) looked at the Hungarian accuracy on both data sets, "
             "so these numbers are not held-out estimates. Inside `fit` nothing sees labels: the head "

@@ -1,21 +1,18 @@
-"""Clustering: outcome on digits, the batch loss against its dense definition, the kNN / walk graph
-against brute force, batch composition, SCAN / TEMI against their formulas, errors, conventions."""
+"""Clustering, the estimator: outcome on digits and blobs, every method, errors, conventions (tensors in,
+tensors out; numpy scalars; keyword-only parameters; augment's generator; heads' layers), the method
+table and the command line. Its parts against independent implementations: test_clustering_oracles.py."""
 
 import pickle
 
 import numpy as np
 import pytest
 import torch
-from scipy.spatial.distance import cdist
 from sklearn.base import clone
 from sklearn.datasets import load_digits
 
-import icontorch as ic
 from icontorch import IConError
-from icontorch.clustering import METHODS, Clustering
-from icontorch.clustering.graph import compose_batch, knn_indices, mutual_knn, walk_graph
-from icontorch.clustering.objectives import (cluster_kernel_kl, icon_objective, scan_loss, supervised_objective,
-                                             temi_loss)
+from icontorch.clustering import METHOD_SPECS, METHODS, Clustering
+from icontorch.clustering.graph import knn_indices, mutual_knn, walk_graph
 from icontorch.metrics import clustering_scores
 
 
@@ -50,251 +47,9 @@ def test_digits_outcome():
 def test_every_method_separates_blobs(method):
     x, y = _blobs()
     model = Clustering(n_clusters=3, method=method, n_neighbors=5, walk_length=1, epochs=15, n_heads=3,
-                       batch_size=32, lr=3e-2, ema=0.9, random_state=0)
-    labels = model.fit_predict(x, y if method == "supervised" else None)
+                       batch_size=32, learning_rate=3e-2, ema=0.9, random_state=0)
+    labels = model.fit_predict(x, y if METHOD_SPECS[method].uses_labels else None)
     assert clustering_scores(y, labels)["accuracy"] >= 0.9, method
-
-
-# ----------------------------------------------------------------------------- the loss
-def _relation(b, seed):
-    g = torch.Generator().manual_seed(seed)
-    rel = torch.rand(b, b, generator=g) < 0.2
-    rel.fill_diagonal_(False)
-    rel[2] = False                                  # an anchor with no neighbour in the batch
-    return rel
-
-
-@pytest.mark.parametrize("alpha_p, alpha_q", [(0.0, 0.0), (0.6, 0.6), (0.3, 0.0), (0.0, 0.8), (1.0, 0.5)])
-def test_cluster_kernel_kl_equals_dense_definition(alpha_p, alpha_q):
-    b, c, h = 24, 5, 3
-    rel = _relation(b, 1)
-    log_phi = torch.randn(h, b, c, dtype=torch.float64, generator=torch.Generator().manual_seed(2)).log_softmax(2)
-    objective = icon_objective(rel, alpha_p, alpha_q, torch.float64)
-    fused = cluster_kernel_kl(log_phi, objective.log_p(None), alpha_q)
-    # 1) the library: ICon(mix_uniform(p, alpha_p), mix_uniform(Cluster(), alpha_q)), head by head
-    library = torch.stack([objective(log_phi[k]) for k in range(h)])
-    torch.testing.assert_close(fused, library, rtol=1e-12, atol=1e-12)
-    # 2) numpy, written out from the formulas
-    r = rel.numpy()
-    for k in range(h):
-        phi = log_phi[k].exp().numpy()
-        q = phi @ (phi / phi.sum(0)).T                               # sum_c phi_ic phi_jc / n_c, j = i included
-        q = (1 - alpha_q) * q + alpha_q / b
-        rows = []
-        for i in range(b):
-            if not r[i].any():
-                continue                                              # no neighbour: left out
-            p = np.where(r[i], 1.0 / r[i].sum(), 0.0)
-            p = (1 - alpha_p) * p + alpha_p / (b - 1)
-            p[i] = 0.0                                                # self is not a candidate of p
-            m = p > 0
-            rows.append((p[m] * np.log(p[m] / q[i, m])).sum())
-        assert fused[k].item() == pytest.approx(np.mean(rows), rel=1e-10)
-
-
-def test_supervised_loss_equals_library_and_is_zero_at_the_labels(float64_default):
-    y = torch.tensor([0, 0, 1, 1, 1, 2, 2, 0])
-    objective = supervised_objective(0.0, 0.0)
-    log_phi = torch.randn(2, 8, 3, dtype=torch.float64).log_softmax(2)
-    fused = cluster_kernel_kl(log_phi, objective.log_p(y), 0.0)
-    library = torch.stack([objective(log_phi[k], target=y) for k in range(2)])
-    torch.testing.assert_close(fused, library, rtol=1e-12, atol=1e-12)
-    one_hot = torch.full((1, 8, 3), -60.0, dtype=torch.float64)
-    one_hot[0, torch.arange(8), y] = 0.0
-    assert cluster_kernel_kl(one_hot.log_softmax(2), objective.log_p(y), 0.0).item() == pytest.approx(0.0, abs=1e-9)
-
-
-def test_empty_cluster_is_finite():
-    log_phi = torch.full((1, 6, 3), -200.0)
-    log_phi[0, :, 0] = 0.0                                            # clusters 1 and 2 empty
-    log_phi = log_phi.log_softmax(2).requires_grad_()
-    rel = _relation(6, 3)
-    loss = cluster_kernel_kl(log_phi, icon_objective(rel, 0.5, 0.5).log_p(None), 0.5)
-    loss.sum().backward()
-    assert torch.isfinite(loss).all() and torch.isfinite(log_phi.grad).all()
-
-
-def test_baselines_stay_finite_when_assignments_saturate():
-    logits = torch.zeros(2, 8, 4)
-    logits[:, :4, 0] = 900.0                     # anchors certain of cluster 0, neighbours of 1
-    logits[:, 4:, 1] = 900.0
-    logits.requires_grad_()
-    log_phi = logits.log_softmax(2)
-    scan = scan_loss(log_phi[:, :4], log_phi[:, 4:])
-    temi = temi_loss(log_phi.reshape(2, 2, 4, 4), log_phi.reshape(2, 2, 4, 4), torch.full((2, 4), 0.25))
-    (scan.sum() + temi.sum()).backward()
-    assert torch.isfinite(scan).all() and torch.isfinite(temi).all() and torch.isfinite(logits.grad).all()
-
-
-# ----------------------------------------------------------------------------- neighbours
-@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
-def test_knn_equals_brute_force(metric):
-    x = np.random.default_rng(0).normal(size=(50, 6))
-    mine = knn_indices(torch.tensor(x), 4, metric).numpy()
-    d = cdist(x, x, "cosine" if metric == "cosine" else "sqeuclidean")
-    np.fill_diagonal(d, np.inf)
-    np.testing.assert_array_equal(mine, np.argsort(d, axis=1, kind="stable")[:, :4])
-
-
-def _dense_graph(graph, n: int) -> np.ndarray:
-    """The (n, n) boolean adjacency of a NeighborGraph's rows."""
-    dense = np.zeros((n, n), dtype=bool)
-    for i in range(n):
-        dense[i, graph.rows(i).numpy()] = True
-    return dense
-
-
-def _reach(a: np.ndarray, walk_length: int) -> np.ndarray:
-    """numpy oracle of the walks: 1[A + A^2 + ... + A^(s+1) > 0] off the diagonal."""
-    power, reach = np.eye(a.shape[0]), np.zeros_like(a)
-    for _ in range(walk_length + 1):
-        power = power @ a
-        reach += power
-    expected = reach > 0
-    np.fill_diagonal(expected, False)
-    return expected
-
-
-@pytest.mark.parametrize("walk_length", [0, 1, 2])
-@pytest.mark.parametrize("symmetric", [False, True])
-def test_walk_graph_equals_brute_force(walk_length, symmetric):
-    n, k = 40, 3
-    knn = knn_indices(torch.randn(n, 5, generator=torch.Generator().manual_seed(4)), k)
-    mine = _dense_graph(walk_graph(knn, walk_length, symmetric), n)
-    a = np.zeros((n, n))
-    a[np.repeat(np.arange(n), k), knn.numpy().ravel()] = 1.0
-    expected = _reach(a, walk_length)
-    if symmetric:
-        expected = expected | expected.T
-    np.testing.assert_array_equal(mine, expected)
-    # the library's propagate(..., mode="reach") on the dense kNN neighbourhood agrees
-    log_p = torch.full((n, n), float("-inf"), dtype=torch.float64)
-    log_p[np.repeat(np.arange(n), k), knn.reshape(-1)] = -np.log(k)
-    reach_lib = ic.propagate(ic.Precomputed(log_p), walk_length + 1, mode="reach")(None) > float("-inf")
-    directed = reach_lib.numpy()
-    np.testing.assert_array_equal(mine, directed | directed.T if symmetric else directed)
-
-
-@pytest.mark.parametrize("walk_length", [0, 2])
-def test_mutual_knn_walk_graph_equals_brute_force(walk_length):
-    """Pruning keeps i -> knn[i, r] when r = 0 or i is in knn[j]; the walks then run on the pruned
-    graph: numpy reach of its dense adjacency, self dropped, symmetrised."""
-    n, k = 50, 4
-    x = torch.randn(n, 5, generator=torch.Generator().manual_seed(7))
-    knn = knn_indices(x, k)
-    lists = [set(row) for row in knn.tolist()]
-    a = np.zeros((n, n))
-    for i, row in enumerate(knn.tolist()):
-        for r, j in enumerate(row):
-            if r == 0 or i in lists[j]:
-                a[i, j] = 1.0
-    pruned = mutual_knn(knn)
-    kept = pruned != torch.arange(n)[:, None]
-    assert int(kept.sum()) == int(a.sum()) < n * k                 # some edges were one-sided
-    assert bool(kept[:, 0].all())                                  # the nearest one always stays
-    expected = _reach(a, walk_length)
-    expected = expected | expected.T
-    graph = walk_graph(pruned, walk_length, symmetric=True)
-    np.testing.assert_array_equal(_dense_graph(graph, n), expected)
-    # the estimator builds exactly this graph, and the unpruned one when asked
-    model = Clustering(n_clusters=3, n_neighbors=k, walk_length=walk_length, epochs=1, n_heads=1, random_state=0)
-    torch.testing.assert_close(model.fit(x).graph_.indices, graph.indices)
-    plain = walk_graph(knn, walk_length, symmetric=True)
-    torch.testing.assert_close(model.set_params(mutual_knn=False).fit(x).graph_.indices, plain.indices)
-    with pytest.raises(IConError, match="knn must hold node ids"):
-        mutual_knn(knn + n)
-
-
-@pytest.mark.parametrize("walk_length", [0, 1, 2])
-def test_weighted_walk_graph_equals_matrix_powers(walk_length):
-    """mode="sum": W = P + ... + P^(s+1), P = A / k, diagonal dropped, (W + W^T) / 2; numpy oracle."""
-    n, k = 40, 3
-    knn = knn_indices(torch.randn(n, 5, generator=torch.Generator().manual_seed(4)), k)
-    graph = walk_graph(knn, walk_length, symmetric=True, mode="sum")
-    mine = np.zeros((n, n))
-    mine[np.repeat(np.arange(n), graph.degree.numpy()), graph.indices.numpy()] = graph.weights.numpy()
-    p = np.zeros((n, n))
-    p[np.repeat(np.arange(n), k), knn.numpy().ravel()] = 1.0 / k
-    power, w = np.eye(n), np.zeros((n, n))
-    for _ in range(walk_length + 1):
-        power = power @ p
-        w += power
-    np.fill_diagonal(w, 0.0)
-    np.testing.assert_allclose(mine, (w + w.T) / 2, rtol=1e-6, atol=1e-7)
-    # the same edges as the uniform "reach" form; the batch p is proportional to the weights
-    reach = walk_graph(knn, walk_length, symmetric=True)
-    torch.testing.assert_close(graph.indices, reach.indices)
-    src = torch.tensor([0, 5, 0, 9, 17, 5, 30])
-    weights = graph.batch_weights(src, torch.float64)
-    expected = torch.as_tensor(mine)[src][:, src]
-    expected[src[:, None] == src[None, :]] = 1.0 / k               # another view of the same node
-    expected.fill_diagonal_(0.0)
-    torch.testing.assert_close(weights, expected, rtol=1e-6, atol=1e-7)
-    torch.testing.assert_close(graph.relation(src), weights > 0)
-    log_p = icon_objective(weights, 0.0, 0.0, torch.float64).log_p(None)
-    torch.testing.assert_close(log_p.exp(), weights / weights.sum(1, keepdim=True).clamp_min(1e-300))  # empty rows stay 0
-
-
-def test_batch_composition_puts_neighbours_with_their_anchors():
-    n = 60
-    knn = knn_indices(torch.randn(n, 4, generator=torch.Generator().manual_seed(5)), 3)
-    graph = walk_graph(knn, 1)
-    anchors = torch.tensor([3, 17, 42, 8])
-    src = compose_batch(anchors, graph, n_views=2, n_sampled_neighbors=2, generator=torch.Generator().manual_seed(0))
-    assert src.shape == (4 * 2 + 4 * 2,)
-    torch.testing.assert_close(src[:4], anchors)
-    torch.testing.assert_close(src[4:8], anchors)
-    relation = graph.relation(src)
-    sampled = src[8:].reshape(4, 2)
-    for a, anchor in enumerate(anchors.tolist()):
-        rows = set(graph.rows(anchor).tolist())
-        assert set(sampled[a].tolist()) <= rows                      # drawn from the anchor's row
-        assert relation[a, 4 + a] and relation[4 + a, a]             # the other view
-        for j in (8 + 2 * a, 9 + 2 * a):
-            assert relation[a, j] and relation[j, a]                 # symmetric: both see each other
-    assert not relation.diagonal().any()
-    # the batch p is the library's mix_uniform(Adjacency(graph + self loops), alpha) on the node ids
-    ours = icon_objective(relation, 0.4, 0.0, torch.float64).log_p(None)
-    library = ic.mix_uniform(ic.Adjacency(graph.to_sparse(self_loops=True, dtype=torch.float64)), 0.4)(src)
-    torch.testing.assert_close(ours, library)
-
-
-def test_neighbours_are_sampled_uniformly():
-    knn = knn_indices(torch.randn(30, 3, generator=torch.Generator().manual_seed(6)), 4)
-    graph = walk_graph(knn, 0, symmetric=False)
-    draws = graph.sample(torch.zeros(20000, dtype=torch.long), 1, torch.Generator().manual_seed(1)).ravel()
-    counts = np.bincount(draws.numpy(), minlength=30)[knn[0].numpy()]
-    assert counts.sum() == 20000 and np.all(np.abs(counts / 20000 - 0.25) < 0.02)
-
-
-# ----------------------------------------------------------------------------- baselines
-def test_scan_loss_equals_its_formula():
-    rng = np.random.default_rng(0)
-    a = rng.dirichlet(np.ones(4), size=(2, 7))
-    b = rng.dirichlet(np.ones(4), size=(2, 7))
-    b[0, 0] = [1, 0, 0, 0]
-    a[0, 0] = [0, 1, 0, 0]                                          # zero agreement: BCE's log clamp
-    with np.errstate(divide="ignore"):
-        mine = scan_loss(torch.tensor(np.log(a)), torch.tensor(np.log(b)), entropy_weight=5.0).numpy()
-    for h in range(2):
-        consistency = -np.mean(np.maximum(np.log(np.maximum((a[h] * b[h]).sum(1), 1e-300)), -100))
-        mean = np.maximum(a[h].mean(0), 1e-8)
-        expected = consistency - 5.0 * -(mean * np.log(mean)).sum()
-        assert mine[h] == pytest.approx(expected, rel=1e-12)
-
-
-def test_temi_loss_equals_its_formula():
-    rng = np.random.default_rng(1)
-    s = rng.dirichlet(np.ones(5), size=(3, 2, 6))
-    t = rng.dirichlet(np.ones(5), size=(3, 2, 6))
-    prior = rng.dirichlet(np.ones(5), size=3)
-    mine = temi_loss(torch.tensor(np.log(s)), torch.tensor(np.log(t)), torch.tensor(prior), beta=0.6).numpy()
-    for h in range(3):
-        w = (t[h, 0] * t[h, 1]).sum(1)
-        total = 0.0
-        for a, v in ((0, 1), (1, 0)):
-            total += np.mean(-w * np.log((((t[h, a] * s[h, v]) ** 0.6) / prior[h]).sum(1)))
-        assert mine[h] == pytest.approx(total / 2, rel=1e-12)
 
 
 # ----------------------------------------------------------------------------- errors
@@ -309,10 +64,19 @@ def test_temi_loss_equals_its_formula():
     (dict(walk_length=-1), "walk_length"),
     (dict(walk_mode="random"), "walk_mode"),
     (dict(mutual_knn="yes"), "mutual_knn must be True or False"),
-    (dict(head="cnn"), "head"),
+    (dict(hidden_layer_sizes=(0,)), r"hidden_layer_sizes must be a tuple of integers >= 1 .*; got \(0,\)"),
+    (dict(hidden_layer_sizes="mlp"), r"hidden_layer_sizes must be a tuple of integers >= 1"),
+    (dict(hidden_layer_sizes=256), r"hidden_layer_sizes must be a tuple of integers >= 1 .*; got 256\."),
     (dict(ema=1.0), "ema"),
-    (dict(lr=0.0), "lr"),
-    (dict(lr_schedule="linear"), "lr_schedule"),
+    (dict(learning_rate=0.0), r"learning_rate must be a positive finite number; got 0.0\."),
+    (dict(learning_rate=np.float64("inf")), r"learning_rate must be a positive finite number"),
+    (dict(learning_rate_schedule="linear"), r"learning_rate_schedule must be one of \('constant', 'step', "
+                                            r"'cosine'\); got 'linear'\."),
+    (dict(weight_decay=-1e-3), r"weight_decay must be a finite number >= 0; got -0.001\."),
+    (dict(n_neighbors=np.float64(5.0)), r"n_neighbors must be an integer >= 1; got np.float64\(5.0\)|got 5.0"),
+    (dict(random_state=1.5), r"random_state must be None or an integer seed; got 1.5\."),
+    (dict(metric="euclidean"), r"metric must be one of \('cosine', 'squared_euclidean'\); got 'euclidean'\."),
+    (dict(method="kmeans", batch_size=1), r"batch_size must give batches of at least 2 items"),
     (dict(n_heads=0), "n_heads"),
     (dict(augment=3), "augment"),
     (dict(metric="manhattan"), "metric"),
@@ -345,8 +109,12 @@ def test_bad_data():
     model = Clustering(n_clusters=3, epochs=1, n_heads=1, random_state=0).fit(x)
     with pytest.raises(IConError, match="3 features"):
         model.predict(x[:, :2])
-    with pytest.raises(IConError, match="augment"):
-        Clustering(n_clusters=3, epochs=1, augment=lambda b: b[:, :2]).fit(x)
+    with pytest.raises(IConError, match=r"augment\(x, generator\) must return a tensor of shape \(256, 3\); "
+                                        r"got tensor of shape \(256, 2\)"):
+        Clustering(n_clusters=3, epochs=1, augment=lambda b, g: b[:, :2]).fit(x)
+    with pytest.raises(IConError, match=r"augment must be None or a callable augment\(x, generator\) -> x \(it "
+                                        r"must accept two arguments\); got <function"):
+        Clustering(n_clusters=3, epochs=1, augment=lambda b: b).fit(x)
 
 
 # ----------------------------------------------------------------------------- conventions
@@ -367,21 +135,124 @@ def test_pickle_clone_params_and_determinism():
         twin.set_params(k=3)
 
 
-def test_tensor_in_tensor_out_and_augment_is_used():
+def test_tensor_in_tensor_out():
+    """fit_predict, predict and predict_proba return tensors for tensor input, numpy otherwise."""
+    x, _ = _blobs()
+    model = Clustering(n_clusters=3, epochs=2, n_heads=2, random_state=0)
+    from_tensor = model.fit_predict(torch.tensor(x))
+    assert isinstance(from_tensor, torch.Tensor) and from_tensor.dtype == torch.int64
+    assert isinstance(model.labels_, np.ndarray)
+    np.testing.assert_array_equal(from_tensor.numpy(), model.labels_)
+    assert isinstance(model.predict(torch.tensor(x)), torch.Tensor)
+    assert isinstance(model.predict_proba(torch.tensor(x)), torch.Tensor)
+    for data in (x, x.tolist()):
+        from_numpy = model.fit_predict(data)
+        assert isinstance(from_numpy, np.ndarray)
+        np.testing.assert_array_equal(from_numpy, from_tensor.numpy())           # same random_state
+        assert isinstance(model.predict(data), np.ndarray) and isinstance(model.predict_proba(data), np.ndarray)
+
+
+def test_augment_gets_a_seeded_generator():
+    """augment(x, generator): a torch.Generator seeded from random_state, so fits repeat; the batches
+    themselves are drawn from another generator, so an augment that draws nothing changes nothing."""
     x, _ = _blobs()
     calls = []
 
-    def augment(batch):
-        calls.append(batch.shape[0])
-        return batch + 0.05 * torch.randn_like(batch)
+    def augment(batch, generator):
+        calls.append((batch.shape, type(generator)))
+        return batch + 0.05 * torch.randn(batch.shape, generator=generator, dtype=batch.dtype)
 
-    model = Clustering(n_clusters=3, epochs=2, n_heads=2, augment=augment, random_state=0, n_jobs=1)
-    labels = model.fit_predict(torch.tensor(x))
-    assert calls and isinstance(labels, np.ndarray)
-    assert isinstance(model.predict(torch.tensor(x)), torch.Tensor)
-    first = Clustering(n_clusters=3, epochs=2, n_heads=2, augment=augment, random_state=0,
-                       verbose=True).fit(x).labels_                  # verbose: a tqdm bar, same result
-    np.testing.assert_array_equal(first, labels)                    # augment's randomness is seeded too
+    params = dict(n_clusters=3, epochs=2, n_heads=2, random_state=0, n_jobs=1)
+    labels = Clustering(augment=augment, **params).fit(x)
+    assert calls and all(shape[1] == 3 and kind is torch.Generator for shape, kind in calls)
+    again = Clustering(augment=augment, verbose=True, **params).fit(x)        # verbose: a tqdm bar
+    np.testing.assert_array_equal(again.labels_, labels.labels_)
+    np.testing.assert_array_equal(again.loss_history_, labels.loss_history_)
+    other = Clustering(augment=augment, **{**params, "random_state": 1}).fit(x)
+    assert not np.array_equal(other.loss_history_, labels.loss_history_)
+    identity = Clustering(augment=lambda batch, generator: batch, **params).fit(x)
+    plain = Clustering(**params).fit(x)
+    np.testing.assert_array_equal(identity.loss_history_, plain.loss_history_)
+    np.testing.assert_array_equal(identity.labels_, plain.labels_)
+
+
+def test_numpy_scalars_are_accepted():
+    """Every numeric parameter may be a numpy scalar; the fit equals the one with Python numbers."""
+    x, _ = _blobs()
+    python = dict(n_clusters=3, n_neighbors=5, walk_length=1, alpha_p=0.5, alpha_q=0.4, hidden_layer_sizes=(8,),
+                  n_heads=2, batch_size=32, n_views=2, n_sampled_neighbors=1, epochs=2, learning_rate=2e-2,
+                  weight_decay=1e-4, ema=0.9, random_state=4, n_jobs=1)
+    numpy = {name: (tuple(np.int64(v) for v in value) if isinstance(value, tuple)
+                    else np.int64(value) if isinstance(value, int) else np.float64(value))
+             for name, value in python.items()}
+    numpy["mutual_knn"] = np.bool_(True)
+    a = Clustering(**python).fit(x)
+    b = Clustering(**numpy).fit(x)
+    np.testing.assert_array_equal(a.labels_, b.labels_)
+    np.testing.assert_array_equal(a.loss_history_, b.loss_history_)
+    small = Clustering(np.int32(3), learning_rate=np.float32(0.01), epochs=1, n_heads=1).fit(x)
+    assert small.labels_.shape == (120,)
+
+
+def test_keyword_only_after_n_clusters():
+    assert Clustering(4).n_clusters == 4
+    with pytest.raises(TypeError):
+        Clustering(3, "dcd")
+
+
+def test_hidden_layer_sizes_build_the_heads():
+    """() is ``x W_h + b_h`` per head; (8, 5) is relu MLPs; checked against numpy in float64."""
+    from icontorch.clustering.heads import ClusterHeads
+
+    x = torch.randn(7, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    for sizes in [(), (8,), (8, 5)]:
+        heads = ClusterHeads(3, 4, 6, sizes, torch.Generator().manual_seed(1)).double()
+        with torch.no_grad():
+            for layer in heads.biases:
+                layer.normal_()
+        out = heads(x).detach().numpy()
+        assert out.shape == (3, 7, 6)
+        assert [tuple(w.shape) for w in heads.weights] == [(3, a, b) for a, b in zip((4,) + sizes, sizes + (6,))]
+        for h in range(3):
+            u = x.numpy()
+            for layer, (w, b) in enumerate(zip(heads.weights, heads.biases)):
+                u = (np.maximum(u, 0.0) if layer else u) @ w[h].detach().numpy() + b[h, 0].detach().numpy()
+            np.testing.assert_allclose(out[h], u, rtol=1e-12, atol=1e-12)
+        one = heads.select(2)
+        assert one.n_heads == 1 and f"hidden_layer_sizes={sizes}" in repr(one)
+        np.testing.assert_allclose(one(x).detach().numpy()[0], out[2], rtol=1e-12, atol=1e-12)
+    with pytest.raises(IConError, match=r"ClusterHeads: hidden_layer_sizes must be a tuple of integers >= 1"):
+        ClusterHeads(2, 4, 3, (4, 0))
+    with pytest.raises(IConError, match=r"ClusterHeads: n_heads must be an integer >= 1; got 0\."):
+        ClusterHeads(0, 4, 3)
+    # the estimator's heads have the requested layers, and an MLP head clusters the blobs
+    xb, yb = _blobs()
+    model = Clustering(n_clusters=3, hidden_layer_sizes=(16,), epochs=10, n_heads=2, random_state=0).fit(xb)
+    assert [tuple(w.shape) for w in model.head_.weights] == [(1, 3, 16), (1, 16, 3)]
+    assert clustering_scores(yb, model.labels_)["accuracy"] >= 0.9
+
+
+def test_method_specs_pick_the_graph_and_the_labels():
+    """Each method's graph is the one its specification names: walks on mutual kNN, symmetric kNN,
+    directed kNN or none."""
+    x, y = _blobs()
+    assert set(METHOD_SPECS) == set(METHODS)
+    knn = knn_indices(torch.tensor(x), 5)
+    expected = {"debiased_infonce": walk_graph(mutual_knn(knn), 1, symmetric=True),
+                "dcd": walk_graph(knn, 0, symmetric=True), "pmi": walk_graph(knn, 0, symmetric=False),
+                "scan": walk_graph(knn, 0, symmetric=False), "temi": walk_graph(knn, 0, symmetric=False),
+                "kmeans": None, "supervised": None}
+    for method, graph in expected.items():
+        model = Clustering(n_clusters=3, method=method, n_neighbors=5, walk_length=1, epochs=1, n_heads=1,
+                           random_state=0).fit(x, y)
+        if graph is None:
+            assert model.graph_ is None, method
+        else:
+            torch.testing.assert_close(model.graph_.indptr, graph.indptr)
+            torch.testing.assert_close(model.graph_.indices, graph.indices)
+    assert [m for m, spec in METHOD_SPECS.items() if spec.uses_labels] == ["supervised"]
+    default = METHOD_SPECS["debiased_infonce"]
+    assert default.default_alpha_p == default.default_alpha_q == 0.6
 
 
 def test_command_line(tmp_path, capsys):
@@ -392,7 +263,8 @@ def test_command_line(tmp_path, capsys):
     np.savetxt(tmp_path / "y.csv", y, fmt="%d")
     out, png = tmp_path / "labels.csv", tmp_path / "clusters.png"
     code = main(["cluster", str(tmp_path / "x.npy"), "-k", "3", "--labels", str(tmp_path / "y.csv"),
-                 "-o", str(out), "--plot", str(png), "--epochs", "8", "--n-heads", "2", "--n-neighbors", "5"])
+                 "-o", str(out), "--plot", str(png), "--epochs", "8", "--n-heads", "2", "--n-neighbors", "5",
+                 "--random-state", "1", "--alpha-p", "0.5", "--alpha-q", "0.3"])
     text = capsys.readouterr().out
     assert code == 0 and "Hungarian accuracy" in text and "NMI" in text and png.stat().st_size > 0
     labels = np.loadtxt(out, dtype=int)
@@ -401,3 +273,23 @@ def test_command_line(tmp_path, capsys):
     assert "must be an existing file" in capsys.readouterr().err
     assert main(["cluster", str(tmp_path / "x.npy"), "-k", "1", "-o", str(out)]) == 2
     assert "n_clusters" in capsys.readouterr().err
+    # the flags reach the estimator: the same fit as in Python
+    expected = Clustering(3, n_neighbors=5, epochs=8, n_heads=2, random_state=1, alpha_p=0.5, alpha_q=0.3).fit(x)
+    np.testing.assert_array_equal(labels, expected.labels_)
+    npy = tmp_path / "mlp.npy"
+    assert main(["cluster", str(tmp_path / "x.npy"), "-k", "3", "-o", str(npy), "--epochs", "2", "--n-heads", "1",
+                 "--hidden-layer-sizes", "16,4", "--random-state", "2"]) == 0
+    mlp = Clustering(3, hidden_layer_sizes=(16, 4), epochs=2, n_heads=1, random_state=2).fit(x)
+    np.testing.assert_array_equal(np.load(npy), mlp.labels_)
+    assert main(["cluster", str(tmp_path / "x.npy"), "-k", "3", "-o", str(npy), "--epochs", "1", "--n-heads", "1",
+                 "--hidden-layer-sizes", ""]) == 0                  # empty: a linear head
+    capsys.readouterr()
+    assert main(["cluster", str(tmp_path / "x.npy"), "-o", str(out), "--hidden-layer-sizes", "16,0"]) == 2
+    assert "hidden_layer_sizes must be a tuple of integers >= 1" in capsys.readouterr().err
+    assert main(["cluster", str(tmp_path / "x.npy"), "-o", str(out), "--alpha-q", "2"]) == 2
+    assert "alpha_q must be a number in [0, 1]; got 2.0." in capsys.readouterr().err
+    for bad in (["--hidden-layer-sizes", "wide"], ["--seed", "0"], ["--alpha", "0.5"], ["--head", "mlp"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["cluster", str(tmp_path / "x.npy"), *bad])
+        assert exit_info.value.code == 2
+    assert "expected comma-separated integers such as 256 or 256,128" in capsys.readouterr().err

@@ -1,17 +1,19 @@
 """Data-set-scale neighbours for clustering: the kNN graph, its walk propagation, batch composition.
 
-The supervisory p of Debiased InfoNCE Clustering (section 5 of the paper) is uniform over an
-item's other views, its k nearest neighbours in the whole data set and the nodes that walks on
-the kNN graph reach from it. This module computes those neighbour sets once, stores them as a
-sparse graph (memory O(N * m) for m neighbours per node, never N x N), samples batches that
-hold anchors together with some of their neighbours, and says which batch items are neighbours.
+The supervisory p of Debiased InfoNCE Clustering (the paper's new method: its Table 1 row and the
+experiments of its Table 2) is uniform over an item's other views, its k nearest neighbours in
+the whole data set and the nodes that walks on the kNN graph reach from it. This module computes
+those neighbour sets once, stores them as a sparse graph (memory O(N * m) for m neighbours per
+node, never N x N), samples batches that hold anchors together with some of their neighbours,
+and says which batch items are neighbours.
 
 Choices the paper leaves open, made here:
 
 * kNN: exact, in chunks (:func:`icontorch.knn.exact_knn`), a point is not its own neighbour.
-* walks (section 3.3.3, "reach" form): ``walk_length = s`` adds every node reachable in
-  ``2 .. s + 1`` steps of the directed kNN graph, so ``s = 0`` is the kNN alone and ``s = 1``
-  the paper's "1-walks on KNN". The anchor itself is dropped when a walk returns to it.
+* walks (the paper's neighbour propagation, section 3.3.3): ``walk_length = s`` adds every node
+  reachable in ``2 .. s + 1`` steps of the directed kNN graph, so ``s = 0`` is the kNN alone and
+  ``s = 1`` the "1-walks on KNN" of the paper's Table 4. The anchor itself is dropped when a
+  walk returns to it.
 * symmetry: ``j`` is a neighbour of ``i`` when either lists the other, so that a neighbour
   sampled into a batch always finds its anchor there.
 * pruning (optional, :func:`mutual_knn`): before the walks, an edge ``i -> j`` beyond i's
@@ -27,12 +29,13 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .._validation import check_choice, check_features, check_int, fail
+from .._validation import check_choice, check_features, fail
 from ..knn import exact_knn
+from ._checks import check_count
 
 __all__ = ["NeighborGraph", "knn_indices", "mutual_knn", "walk_graph", "compose_batch"]
 
-_METRICS = {"cosine": "cosine", "euclidean": "squared_euclidean"}
+_METRICS = ("cosine", "squared_euclidean")
 
 
 def knn_indices(x: Tensor, n_neighbors: int, metric: str = "cosine", chunk_size: int = 2048) -> Tensor:
@@ -41,16 +44,17 @@ def knn_indices(x: Tensor, n_neighbors: int, metric: str = "cosine", chunk_size:
     Args:
         x: (N, d) features.
         n_neighbors: k, at most N - 1.
-        metric: ``"cosine"`` or ``"euclidean"``.
+        metric: ``"cosine"`` (the largest cosine similarities) or ``"squared_euclidean"``
+            (the smallest ``||x_i - x_j||^2``).
         chunk_size: anchors per block (memory O(chunk_size * N)).
     """
     who = "knn_indices"
     check_features(who, "x", x)
-    check_choice(who, "metric", metric, tuple(_METRICS))
-    check_int(who, "n_neighbors", n_neighbors, 1)
+    check_choice(who, "metric", metric, _METRICS)
+    n_neighbors = check_count(who, "n_neighbors", n_neighbors, 1)
     if n_neighbors >= x.shape[0]:
         raise fail(who, "n_neighbors", f"be smaller than the number of points ({x.shape[0]})", n_neighbors)
-    return exact_knn(x, n_neighbors, metric=_METRICS[metric], chunk_size=chunk_size)[0]
+    return exact_knn(x, n_neighbors, metric=metric, chunk_size=chunk_size)[0]
 
 
 def mutual_knn(knn: Tensor) -> Tensor:
@@ -204,12 +208,16 @@ def walk_graph(knn: Tensor, walk_length: int = 0, symmetric: bool = True, mode: 
     """Neighbour propagation on a kNN graph: the nodes reached in ``1 .. walk_length + 1`` steps.
 
     ``mode="reach"``: ``R(i) = {j != i : (A + A^2 + ... + A^(s+1))_ij > 0}`` with A the directed
-    kNN adjacency and ``s = walk_length`` (the uniform form of section 3.3.3, :func:`icontorch.propagate`
-    with ``steps = s + 1, mode="reach"`` on small data); every edge weighs 1.
-    ``mode="sum"``: the smoothed form ``W = P + P^2 + ... + P^(s+1)`` with ``P = A / k`` the
-    random-walk transition matrix of the kNN graph, diagonal dropped; nodes reached by many
+    kNN adjacency and ``s = walk_length`` (the paper's uniform form, section 3.3.3); every edge
+    weighs 1. ``mode="sum"``: the smoothed form ``W = P + P^2 + ... + P^(s+1)`` with ``P = A / k``
+    the random-walk transition matrix of the kNN graph, diagonal dropped; nodes reached by many
     walks weigh more than those one stray path reaches. Another view of a node weighs ``1 / k``
     (one kNN step). Computed hop by hop on edge lists, so memory is O(N * |R(i)| * k), never N x N.
+
+    With ``symmetric=False`` this is :func:`icontorch.propagate` without its dense (N, N) powers:
+    for the kNN neighbourhood ``p(j|i) = 1 / k`` (an :class:`icontorch.Precomputed`),
+    ``propagate(p, s + 1, mode)`` is uniform over row i of this graph (``"reach"``) or proportional
+    to its weights (``"sum"``). ``symmetric=True`` then adds the reversed edges.
 
     Args:
         knn: (N, k) neighbour ids (:func:`knn_indices`).
@@ -220,7 +228,7 @@ def walk_graph(knn: Tensor, walk_length: int = 0, symmetric: bool = True, mode: 
     who = "walk_graph"
     if not isinstance(knn, Tensor) or knn.dim() != 2 or knn.is_floating_point():
         raise fail(who, "knn", "be an (N, k) integer tensor of neighbour ids", knn)
-    check_int(who, "walk_length", walk_length, 0)
+    walk_length = check_count(who, "walk_length", walk_length, 0)
     check_choice(who, "mode", mode, ("reach", "sum"))
     n, k = knn.shape
     if bool((knn < 0).any()) or bool((knn >= n).any()):

@@ -7,21 +7,32 @@
   ``ICon(p, mix_uniform(Cluster(), alpha_q))`` head by head (tested in float64).
 * Baselines, from their papers' formulas (not I-Con): :func:`scan_loss` (SCAN) and
   :func:`temi_loss` (TEMI). They train the same heads on the same batches and kNN.
+* Batch objectives: one builder per method (:func:`graph_kernel_objective`,
+  :func:`supervised_kernel_objective`, :func:`kmeans_objective`, :func:`scan_objective`,
+  :func:`temi_objective`) turns an :class:`ObjectiveSetup` into a :data:`BatchObjective`, the
+  ``(logits, src, inputs, teacher, update) -> (H,)`` loss the training loop calls on every batch.
 
 Shapes: ``log_phi`` is (H, B, C), the log soft assignments of B batch items by H heads.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable, Optional
+
 import torch
 from torch import Tensor
 
 from ..loss import ICon
+from ..methods import kmeans
 from ..neighborhoods import Cluster, Precomputed, SameLabel
 from ..neighborhoods.base import log_normalize
 from ..transforms import mix_uniform
+from .graph import NeighborGraph
 
-__all__ = ["icon_objective", "supervised_objective", "cluster_kernel_kl", "scan_loss", "temi_loss"]
+__all__ = ["icon_objective", "supervised_objective", "cluster_kernel_kl", "scan_loss", "temi_loss",
+           "ObjectiveSetup", "BatchObjective", "graph_kernel_objective", "supervised_kernel_objective",
+           "kmeans_objective", "scan_objective", "temi_objective"]
 
 _NEG_INF = float("-inf")
 
@@ -90,8 +101,8 @@ def cluster_kernel_kl(log_phi: Tensor, log_p: Tensor, alpha_q: float) -> Tensor:
 def scan_loss(log_phi_anchor: Tensor, log_phi_neighbor: Tensor, entropy_weight: float = 5.0) -> Tensor:
     """SCAN: ``-mean_i log <phi_i, phi_n(i)> - lambda H(mean_i phi_i)`` per head, an (H,) tensor.
 
-    Van Gansbeke et al. 2020 (methods.md section 2.2): binary cross-entropy of the anchor's and
-    its mined neighbour's agreement with 1 (the log clamped at -100 as ``nn.BCELoss``), minus
+    Van Gansbeke et al., "SCAN: Learning to Classify Images without Labels", ECCV 2020: binary
+    cross-entropy of the anchor's and its mined neighbour's agreement with 1 (the log clamped at -100 as ``nn.BCELoss``), minus
     ``entropy_weight`` times the entropy of the batch-mean assignment (probabilities clamped at
     1e-8); SCAN's configs use 5. Both sides get gradients. The agreement is computed in log
     space (the same value, no 0 * inf gradients when assignments saturate).
@@ -111,9 +122,11 @@ def scan_loss(log_phi_anchor: Tensor, log_phi_neighbor: Tensor, entropy_weight: 
 def temi_loss(log_student: Tensor, log_teacher: Tensor, prior: Tensor, beta: float = 0.6) -> Tensor:
     """TEMI: ``-(1/2) sum_{w != v} mean_i w_i log sum_c (t_w,ic s_v,ic)^beta / prior_c`` per head.
 
-    Adaloglou et al. 2023 (methods.md section 2.3): the two views are an anchor and one of its
-    kNN; ``t`` are the teacher's (EMA head's, detached) and ``s`` the student's probabilities
-    (in TEMI a softmax of cosine logits / 0.1; see ``Clustering`` for the temperature used); ``w_i = sum_c t_0,ic t_1,ic`` weights each pair by the
+    Adaloglou et al., "Exploring the Limits of Deep Image Clustering using Pretrained Models",
+    BMVC 2023: the two views are an anchor and one of its kNN; ``t`` are the teacher's (EMA
+    head's, detached) and ``s`` the student's probabilities (in TEMI a softmax of cosine logits /
+    0.1; see :data:`~icontorch.clustering.specs.METHOD_SPECS` for the temperature used here);
+    ``w_i = sum_c t_0,ic t_1,ic`` weights each pair by the
     teachers' agreement; ``prior`` is the EMA (momentum 0.9) of the batch-mean teacher
     probabilities, updated before the loss; beta = 0.6 (TEMI's README). The sum over c is a
     log-sum-exp of log-probabilities (the same value, stable when softmaxes saturate).
@@ -132,3 +145,104 @@ def temi_loss(log_student: Tensor, log_teacher: Tensor, prior: Tensor, beta: flo
         pmi = torch.logsumexp(beta * (log_teacher[:, w] + log_student[:, v]) - log_prior, 2)
         total = total + (-weight * pmi).mean(1)
     return total / 2.0
+
+
+# ----------------------------------------------------------------------------- batch objectives
+BatchObjective = Callable[[Tensor, Tensor, Tensor, Optional[Tensor], bool], Tensor]
+"""``(logits, src, inputs, teacher, update) -> (H,)`` losses of the H heads on one batch: ``logits``
+(H, B, C) of the heads, ``src`` (B,) the data-set index of every batch item, ``inputs`` (B, d) the
+head inputs, ``teacher`` (H, B, C) logits of the averaged heads (None unless the method uses a
+teacher), ``update`` whether the objective's running state (TEMI's prior) moves on."""
+
+
+@dataclass(frozen=True)
+class ObjectiveSetup:
+    """What a method's batch objective may read, fixed for one fit.
+
+    Args:
+        graph: p's neighbour graph on the data set (None for methods without one).
+        labels: (N,) class ids of the data set (supervised clustering only).
+        alpha_p, alpha_q: debiasing weights of p and q.
+        n_heads, n_clusters: H and C.
+        dtype, device: of the heads' outputs.
+    """
+
+    graph: Optional[NeighborGraph]
+    labels: Optional[Tensor]
+    alpha_p: float
+    alpha_q: float
+    n_heads: int
+    n_clusters: int
+    dtype: torch.dtype
+    device: torch.device
+
+
+def graph_kernel_objective(setup: ObjectiveSetup) -> BatchObjective:
+    """``KL(mix_uniform(p, alpha_p) || mix_uniform(cluster kernel, alpha_q))``, p uniform over (or weighted
+    by) the batch items that are graph neighbours or other views of item i (:func:`icon_objective`)."""
+    graph = setup.graph
+
+    def objective(logits: Tensor, src: Tensor, inputs: Tensor, teacher: Optional[Tensor], update: bool) -> Tensor:
+        pairs = graph.relation(src) if graph.weights is None else graph.batch_weights(src, logits.dtype)
+        batch = icon_objective(pairs, setup.alpha_p, setup.alpha_q, logits.dtype)
+        return cluster_kernel_kl(logits.log_softmax(2), batch.log_p(None), setup.alpha_q)
+
+    return objective
+
+
+def supervised_kernel_objective(setup: ObjectiveSetup) -> BatchObjective:
+    """:func:`supervised_objective` on the batch: p uniform over the items of the anchor's class."""
+    icon = supervised_objective(setup.alpha_p, setup.alpha_q)
+
+    def objective(logits: Tensor, src: Tensor, inputs: Tensor, teacher: Optional[Tensor], update: bool) -> Tensor:
+        return cluster_kernel_kl(logits.log_softmax(2), icon.log_p(setup.labels[src]), setup.alpha_q)
+
+    return objective
+
+
+def kmeans_objective(setup: ObjectiveSetup) -> BatchObjective:
+    """Thm 13, ``KL(q || p) + H(q)`` with p a unit Gaussian on the head inputs
+    (:func:`icontorch.methods.kmeans` with sigma = 1), head by head."""
+    icon = kmeans(1.0)
+
+    def objective(logits: Tensor, src: Tensor, inputs: Tensor, teacher: Optional[Tensor], update: bool) -> Tensor:
+        return torch.stack([icon(h.log_softmax(1), target=inputs) for h in logits])
+
+    return objective
+
+
+def scan_objective(setup: ObjectiveSetup) -> BatchObjective:
+    """:func:`scan_loss` on a batch whose first half are anchors and second half one neighbour of each."""
+
+    def objective(logits: Tensor, src: Tensor, inputs: Tensor, teacher: Optional[Tensor], update: bool) -> Tensor:
+        m = src.shape[0] // 2
+        log_phi = logits.log_softmax(2)
+        return scan_loss(log_phi[:, :m], log_phi[:, m:])
+
+    return objective
+
+
+TEMI_PRIOR_MOMENTUM = 0.9   # EMA of TEMI's cluster prior
+
+
+class _TemiObjective:
+    """:func:`temi_loss` with its running prior, the EMA of the batch-mean teacher probabilities."""
+
+    def __init__(self, setup: ObjectiveSetup) -> None:
+        self.prior = torch.full((setup.n_heads, setup.n_clusters), 1.0 / setup.n_clusters, dtype=setup.dtype,
+                                device=setup.device)
+
+    def __call__(self, logits: Tensor, src: Tensor, inputs: Tensor, teacher: Optional[Tensor],
+                 update: bool) -> Tensor:
+        m = src.shape[0] // 2
+        student = logits.log_softmax(2).reshape(logits.shape[0], 2, m, -1)
+        teacher = teacher.log_softmax(2).reshape(logits.shape[0], 2, m, -1)
+        if update:
+            batch_mean = teacher.exp().mean((1, 2))
+            self.prior = TEMI_PRIOR_MOMENTUM * self.prior + (1 - TEMI_PRIOR_MOMENTUM) * batch_mean
+        return temi_loss(student, teacher, self.prior)
+
+
+def temi_objective(setup: ObjectiveSetup) -> BatchObjective:
+    """:func:`temi_loss` on anchors and one neighbour each, the teacher being the averaged heads."""
+    return _TemiObjective(setup)

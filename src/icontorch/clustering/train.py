@@ -1,35 +1,111 @@
-"""The training loop of :class:`~icontorch.clustering.Clustering`: Adam on H heads, EMA, head selection."""
+"""The training loop of :class:`~icontorch.clustering.Clustering`: Adam on H heads, EMA, head selection.
+
+The loop sees only what it is given (the features, p's graph, a batch objective and a
+:class:`TrainSettings`) and returns a :class:`TrainedHeads`; it knows nothing of the estimator.
+"""
 
 from __future__ import annotations
 
 import copy
 import math
-from typing import TYPE_CHECKING, Optional
+from dataclasses import dataclass
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from .._validation import IConError
+from .._validation import IConError, fail
+from .graph import NeighborGraph, compose_batch
 from .heads import ClusterHeads
+from .objectives import BatchObjective
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .estimator import Clustering
-
-__all__ = ["train_heads"]
+__all__ = ["TrainSettings", "TrainedHeads", "train_heads", "LEARNING_RATE_SCHEDULES", "Augment"]
 
 _EVAL_BATCHES = 10           # fixed batches on which the heads' final losses are compared
 
-
-def _learning_rate(est: "Clustering", epoch: int) -> float:
-    if est.lr_schedule == "step":                     # the paper: halve every 10 of 30 epochs
-        return est.lr * 0.5 ** (epoch // max(1, est.epochs // 3))
-    if est.lr_schedule == "cosine":
-        return est.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / est.epochs))
-    return est.lr
+Augment = Callable[[Tensor, Optional[torch.Generator]], Tensor]
 
 
-def _anchor_batches(n: int, batch_size: int, generator: torch.Generator, device: torch.device) -> list:
+def _constant(learning_rate: float, epoch: int, epochs: int) -> float:
+    return learning_rate
+
+
+def _step(learning_rate: float, epoch: int, epochs: int) -> float:
+    return learning_rate * 0.5 ** (epoch // max(1, epochs // 3))     # the paper: halve every 10 of 30 epochs
+
+
+def _cosine(learning_rate: float, epoch: int, epochs: int) -> float:
+    return learning_rate * 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
+
+
+LEARNING_RATE_SCHEDULES: Dict[str, Callable[[float, int, int], float]] = {
+    "constant": _constant, "step": _step, "cosine": _cosine}
+"""``name -> f(learning_rate, epoch, epochs)``, Adam's learning rate during ``epoch`` (0-based)."""
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Everything the loop needs besides the data (see :class:`~icontorch.clustering.Clustering`).
+
+    ``n_views`` and ``n_sampled_neighbors`` are the method's batch composition; ``temperature``
+    divides the heads' logits before every softmax; ``uses_teacher`` passes the averaged heads'
+    logits to the objective; ``random_state`` seeds the heads (``+0``), the batches (``+1``), the
+    selection batches (``+2``) and ``augment``'s generator (``+3``).
+    """
+
+    n_heads: int
+    n_clusters: int
+    hidden_layer_sizes: Tuple[int, ...]
+    batch_size: int
+    n_views: int
+    n_sampled_neighbors: int
+    epochs: int
+    learning_rate: float
+    learning_rate_schedule: str
+    weight_decay: float
+    ema: float
+    temperature: float
+    uses_teacher: bool
+    random_state: int
+    verbose: bool = False
+    description: str = "Clustering"
+
+
+@dataclass
+class TrainedHeads:
+    """The outcome: the kept head (H = 1), the (epochs, H) mean loss per epoch, the (H,) final
+    losses on the selection batches, the index of the kept head and the number of optimiser steps."""
+
+    head: ClusterHeads
+    loss_history: np.ndarray
+    head_losses: np.ndarray
+    best_head: int
+    n_iter: int
+
+
+class _Batches:
+    """``(anchors, generator) -> (src, inputs)``: the data-set index of every batch item and the
+    heads' inputs (``augment`` applied, then the standardisation ``(x - mean) / scale`` if given)."""
+
+    def __init__(self, x: Tensor, graph: Optional[NeighborGraph], settings: TrainSettings,
+                 augment: Optional[Augment], mean: Optional[Tensor], scale: Optional[Tensor]) -> None:
+        self.x, self.graph, self.augment, self.mean, self.scale = x, graph, augment, mean, scale
+        self.n_views, self.n_sampled_neighbors = settings.n_views, settings.n_sampled_neighbors
+        self.augment_generator = torch.Generator(device=x.device).manual_seed(settings.random_state + 3)
+
+    def __call__(self, anchors: Tensor, generator: torch.Generator) -> Tuple[Tensor, Tensor]:
+        src = compose_batch(anchors, self.graph, self.n_views, self.n_sampled_neighbors, generator)
+        batch = self.x[src]
+        if self.augment is not None:
+            batch = self.augment(batch, self.augment_generator)
+            shape = (src.shape[0], self.x.shape[1])
+            if not isinstance(batch, Tensor) or batch.shape != shape:
+                raise fail("Clustering", "augment(x, generator)", f"return a tensor of shape {shape}", batch)
+        return src, batch if self.mean is None else (batch - self.mean) / self.scale
+
+
+def _anchor_batches(n: int, batch_size: int, generator: torch.Generator, device: torch.device) -> List[Tensor]:
     """A random permutation cut into batches; a last batch smaller than half the others joins the one
     before, so that no step sees a tiny batch (its cluster sizes n_c would be noise)."""
     order = torch.randperm(n, generator=generator, device=device)
@@ -40,67 +116,92 @@ def _anchor_batches(n: int, batch_size: int, generator: torch.Generator, device:
     return batches
 
 
-def train_heads(est: "Clustering", x: Tensor, labels: Optional[Tensor], alpha_p: float, alpha_q: float,
-                seed: int, device: torch.device) -> None:
-    """Fit ``est``'s heads on ``x`` (n, d); sets ``head_``, ``loss_history_``, ``head_losses_``, ...
+def train_heads(x: Tensor, graph: Optional[NeighborGraph], objective: BatchObjective, settings: TrainSettings,
+                augment: Optional[Augment] = None, mean: Optional[Tensor] = None,
+                scale: Optional[Tensor] = None) -> TrainedHeads:
+    """Train ``settings.n_heads`` heads on ``x`` (N, d) and keep the one of lowest loss.
 
     Every step: a batch of anchors, their views and sampled neighbours; the (H,) losses of all
     heads are summed and minimised with Adam; the averaged heads follow with momentum ``ema``.
-    At the end every averaged head is scored on the same ``_EVAL_BATCHES`` fixed batches and the
-    lowest mean loss wins (labels are never used).
-    """
-    n = x.shape[0]
-    init_generator = torch.Generator().manual_seed(seed)
-    heads = ClusterHeads(est.n_heads, x.shape[1], est.n_clusters, est.head, est.hidden_dim,
-                         init_generator).to(device=device, dtype=x.dtype)
-    averaged = copy.deepcopy(heads)
-    optimizer = torch.optim.Adam(heads.parameters(), lr=est.lr, weight_decay=est.weight_decay)
-    generator = torch.Generator(device=device).manual_seed(seed + 1)
-    est._prior = torch.full((est.n_heads, est.n_clusters), 1.0 / est.n_clusters, dtype=x.dtype, device=device)
-    history = np.zeros((est.epochs, est.n_heads))
-    epochs = range(est.epochs)
-    if est.verbose:
-        from tqdm.auto import tqdm
+    At the end every averaged head (every head when ``ema = 0``) is scored on the same
+    ``_EVAL_BATCHES`` fixed batches and the lowest mean loss wins (labels are never used).
 
-        epochs = tqdm(epochs, desc=f"Clustering ({est.method})", unit="epoch")
+    Args:
+        x: (N, d) features, on the device and in the dtype of the computation.
+        graph: p's neighbour graph (sampled neighbours come from it), or None.
+        objective: the method's batch objective.
+        settings: the loop's settings.
+        augment: optional ``augment(batch, generator) -> batch`` on (B, d) raw features.
+        mean, scale: (d,) standardisation of the head inputs, or None.
+    """
+    heads = ClusterHeads(settings.n_heads, x.shape[1], settings.n_clusters, settings.hidden_layer_sizes,
+                         torch.Generator().manual_seed(settings.random_state)).to(device=x.device, dtype=x.dtype)
+    averaged = copy.deepcopy(heads)
+    batches = _Batches(x, graph, settings, augment, mean, scale)
+    history, steps = _run_epochs(heads, averaged, batches, objective, settings)
+    final = averaged if settings.ema > 0 else heads
+    head_losses = _score_heads(final, batches, objective, settings)
+    best = int(np.argmin(head_losses))
+    return TrainedHeads(final.select(best), history, head_losses, best, steps)
+
+
+def _progress(settings: TrainSettings) -> Iterable[int]:
+    if not settings.verbose:
+        return range(settings.epochs)
+    from tqdm.auto import tqdm
+
+    return tqdm(range(settings.epochs), desc=settings.description, unit="epoch")
+
+
+def _run_epochs(heads: ClusterHeads, averaged: ClusterHeads, batches: _Batches, objective: BatchObjective,
+                settings: TrainSettings) -> Tuple[np.ndarray, int]:
+    """Train ``heads`` (and their average) for ``settings.epochs``; the (epochs, H) loss history and the steps."""
+    x = batches.x
+    optimizer = torch.optim.Adam(heads.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    generator = torch.Generator(device=x.device).manual_seed(settings.random_state + 1)
+    schedule = LEARNING_RATE_SCHEDULES[settings.learning_rate_schedule]
+    history = np.zeros((settings.epochs, settings.n_heads))
+    epochs = _progress(settings)
     steps = 0
     for epoch in epochs:
         for group in optimizer.param_groups:
-            group["lr"] = _learning_rate(est, epoch)
-        total = torch.zeros(est.n_heads, dtype=x.dtype, device=device)
-        batches = _anchor_batches(n, est.batch_size, generator, device)
-        for anchors in batches:
-            src, z = est._batch(x, anchors, generator)
+            group["lr"] = schedule(settings.learning_rate, epoch, settings.epochs)
+        total = torch.zeros(settings.n_heads, dtype=x.dtype, device=x.device)
+        anchor_batches = _anchor_batches(x.shape[0], settings.batch_size, generator, x.device)
+        for anchors in anchor_batches:
+            src, z = batches(anchors, generator)
             teacher = None
-            if est.method == "temi":
+            if settings.uses_teacher:
                 with torch.no_grad():
-                    teacher = averaged(z)
-            losses = est._losses(heads(z), src, z, labels, alpha_p, alpha_q, teacher, update=True)
+                    teacher = averaged(z) / settings.temperature
+            losses = objective(heads(z) / settings.temperature, src, z, teacher, True)
             if not bool(torch.isfinite(losses).all()):
-                raise IConError(f"Clustering: the loss became non-finite at epoch {epoch} "
-                                f"(lr={est.lr} may be too large); got {losses.tolist()}.")
+                raise IConError(f"Clustering: the loss became non-finite at epoch {epoch} (learning_rate="
+                                f"{settings.learning_rate} may be too large); got {losses.tolist()}.")
             optimizer.zero_grad(set_to_none=True)
             losses.sum().backward()
             optimizer.step()
-            averaged.update_average(heads, est.ema)
+            averaged.update_average(heads, settings.ema)
             total += losses.detach()
             steps += 1
-        history[epoch] = (total / len(batches)).cpu().numpy()
-        if est.verbose:
+        history[epoch] = (total / len(anchor_batches)).cpu().numpy()
+        if settings.verbose:
             epochs.set_postfix(loss=float(history[epoch].min()))
-    final = averaged if est.ema > 0 else heads
-    eval_generator = torch.Generator(device=device).manual_seed(seed + 2)
-    scores = torch.zeros(est.n_heads, dtype=x.dtype, device=device)
+    return history, steps
+
+
+def _score_heads(heads: ClusterHeads, batches: _Batches, objective: BatchObjective,
+                 settings: TrainSettings) -> np.ndarray:
+    """(H,) mean loss of every head on ``_EVAL_BATCHES`` batches fixed by ``random_state``."""
+    x = batches.x
+    n = x.shape[0]
+    generator = torch.Generator(device=x.device).manual_seed(settings.random_state + 2)
+    scores = torch.zeros(settings.n_heads, dtype=x.dtype, device=x.device)
     with torch.no_grad():
-        batch = min(n, est.batch_size)
+        size = min(n, settings.batch_size)
         for _ in range(_EVAL_BATCHES):
-            anchors = torch.randperm(n, generator=eval_generator, device=device)[:batch]
-            src, z = est._batch(x, anchors, eval_generator)
-            logits = final(z)
-            scores += est._losses(logits, src, z, labels, alpha_p, alpha_q, logits, update=False)
-    est.loss_history_ = history
-    est.head_losses_ = (scores / _EVAL_BATCHES).cpu().numpy()
-    est.best_head_ = int(np.argmin(est.head_losses_))
-    est.head_ = final.select(est.best_head_)
-    est.n_iter_ = steps
-    del est._prior
+            anchors = torch.randperm(n, generator=generator, device=x.device)[:size]
+            src, z = batches(anchors, generator)
+            logits = heads(z) / settings.temperature
+            scores += objective(logits, src, z, logits if settings.uses_teacher else None, False)
+    return (scores / _EVAL_BATCHES).cpu().numpy()

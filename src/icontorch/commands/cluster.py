@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Tuple
 
 import numpy as np
 
@@ -13,6 +14,15 @@ from .._validation import IConError
 from ._io import load_array
 
 __all__ = ["add_parser", "run"]
+
+
+def _layer_sizes(text: str) -> Tuple[int, ...]:
+    """``"256,128"`` -> ``(256, 128)``; ``""`` -> ``()`` (a linear head)."""
+    try:
+        return tuple(int(part) for part in text.split(",")) if text.strip() else ()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 256 or 256,128 "
+                                         f"(empty for a linear head); got {text!r}") from None
 
 
 def add_parser(subparsers: "argparse._SubParsersAction") -> None:
@@ -41,21 +51,26 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
                         help="k of the kNN graph, pruned to mutual neighbours (default: %(default)s)")
     parser.add_argument("--walk-length", type=int, default=defaults.walk_length,
                         help="extra walk steps on it (default: %(default)s)")
-    parser.add_argument("--alpha", type=float, default=None,
-                        help="debiasing of p and q (default: 0.6 for debiased_infonce, else 0)")
-    parser.add_argument("--head", choices=("linear", "mlp"), default="linear", help="default: %(default)s")
-    parser.add_argument("--n-heads", type=int, default=10, help="heads trained; lowest loss kept (default: %(default)s)")
-    parser.add_argument("--epochs", type=int, default=30, help="default: %(default)s")
+    parser.add_argument("--alpha-p", type=float, default=None,
+                        help="debiasing weight of p (default: 0.6 for debiased_infonce, else 0)")
+    parser.add_argument("--alpha-q", type=float, default=None,
+                        help="debiasing weight of q (default: 0.6 for debiased_infonce, else 0)")
+    parser.add_argument("--hidden-layer-sizes", type=_layer_sizes, default=defaults.hidden_layer_sizes,
+                        metavar="SIZES", help="widths of the heads' hidden layers, comma-separated, e.g. 256; "
+                                              "empty (the default) for a linear head")
+    parser.add_argument("--n-heads", type=int, default=defaults.n_heads,
+                        help="heads trained; lowest loss kept (default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=defaults.epochs, help="default: %(default)s")
     parser.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
     parser.add_argument("--n-jobs", type=int, default=None, help="CPU threads (default: torch's setting)")
-    parser.add_argument("--seed", type=int, default=0, help="default: %(default)s")
+    parser.add_argument("--random-state", type=int, default=0, help="seed (default: %(default)s)")
     parser.add_argument("-v", "--verbose", action="store_true", help="show a progress bar")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Fit, save, score and draw; errors in the user's input are printed, not raised."""
-    from ..clustering import Clustering
+    from ..clustering import METHOD_SPECS, Clustering
     from ..metrics import clustering_scores
     from ..plotting import plot_clusters
 
@@ -73,12 +88,13 @@ def run(args: argparse.Namespace) -> int:
             raise IConError(f"icontorch cluster: -o must end in .csv, .txt or .npy; got {args.output!r}.")
         if args.plot and not args.plot.lower().endswith((".png", ".svg")):
             raise IConError(f"icontorch cluster: --plot must end in .png or .svg; got {args.plot!r}.")
-        model = Clustering(n_clusters=args.n_clusters, method=args.method, n_neighbors=args.n_neighbors,
-                           walk_length=args.walk_length, alpha_p=args.alpha, alpha_q=args.alpha,
-                           head=args.head, n_heads=args.n_heads, epochs=args.epochs, device=args.device, n_jobs=args.n_jobs,
-                           random_state=args.seed, verbose=args.verbose)
+        model = Clustering(args.n_clusters, method=args.method, n_neighbors=args.n_neighbors,
+                           walk_length=args.walk_length, alpha_p=args.alpha_p, alpha_q=args.alpha_q,
+                           hidden_layer_sizes=args.hidden_layer_sizes, n_heads=args.n_heads, epochs=args.epochs,
+                           device=args.device, n_jobs=args.n_jobs,
+                           random_state=args.random_state, verbose=args.verbose)
         start = time.perf_counter()
-        labels = model.fit_predict(x, truth if args.method == "supervised" else None)
+        labels = model.fit_predict(x, truth if METHOD_SPECS[args.method].uses_labels else None)
         seconds = time.perf_counter() - start
     except IConError as error:
         print(f"error: {error}", file=sys.stderr)
