@@ -1,4 +1,4 @@
-"""Mappers: what produces the learned embedding ``phi`` that q sees (paper section 1.2, Appendix G).
+"""Mappers: what produces the learned embedding ``phi`` that q sees (I-Con paper, Appendix G).
 
 * :class:`EmbeddingTable`: one free vector per item (non-parametric; SNE, t-SNE).
 * :class:`MLP`: a network ``f(x)`` (parametric; embeds new points without retraining).
@@ -52,13 +52,14 @@ class MLP(nn.Module):
     Inputs are standardised by a fixed ``shift`` and ``scale`` (buffers, set by
     :meth:`set_input_scaling` from the training data) so that the same network serves data of
     any unit; the buffers travel with the module when it is saved or pickled. SiLU
-    (``x * sigmoid(x)``), not ReLU: a smooth map places held-out points better (measured in
-    ``benchmarks/embedding.py``; docs/benchmarks.md, section embedding).
+    (``x * sigmoid(x)``), not ReLU: a smooth map places held-out points better (the parametric
+    defaults were chosen on validation splits of MNIST: held-out 10-NN accuracy 0.84-0.85 for
+    SiLU 256-256-256 trained at Adam 3e-3, 0.74-0.76 for ReLU 256-256 at 1e-3).
 
     Args:
         in_features: input dimension.
         out_features: embedding dimension.
-        hidden_layer_sizes: widths of the hidden layers.
+        hidden_layer_sizes: widths of the hidden layers; ``()`` for a linear (affine) map.
     """
 
     def __init__(self, in_features: int, out_features: int,
