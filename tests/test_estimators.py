@@ -332,3 +332,6 @@ def test_mappers():
         mlp(torch.randn(6, 4))
     with pytest.raises(IConError, match="hidden_layer_sizes must be an integer"):
         MLP(3, 2, hidden_layer_sizes=(0,))
+    assert MLP(np.int64(3), np.int64(2), hidden_layer_sizes=np.array([4, 5])).hidden_layer_sizes == (4, 5)
+    assert [type(m) for m in MLP(3, 2, hidden_layer_sizes=()).net] == [torch.nn.Linear]
+    assert EmbeddingTable(np.int64(5), np.int32(2)).weight.shape == (5, 2)

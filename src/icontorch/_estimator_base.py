@@ -68,6 +68,8 @@ def python_scalar(value: Any) -> Any:
 
 
 def as_tensor(x: Any, who: str, name: str, device: torch.device) -> Tensor:
+    """``X`` as a finite (n_samples, n_features) tensor on ``device``: float64 tensors stay float64,
+    everything else becomes float32; a bad ``X`` raises :class:`IConError` naming ``name``."""
     if isinstance(x, Tensor):
         t = x.detach()
     else:
