@@ -313,8 +313,8 @@ def _clip_rows(v: Tensor, max_norm: float) -> Tensor:
 
 def _momentum_step(update: Tensor, gains: Tensor, grad: Tensor, lr: float, momentum: float,
                    max_step_norm: Optional[float]) -> Tuple[Tensor, Tensor]:
-    """Delta-bar-delta gains (+0.2 while the gradient keeps its sign, x0.8 when it flips, at least
-    0.01) and the momentum update ``momentum * update - lr * gains * grad``."""
+    """The momentum update ``momentum * update - lr * gains * grad`` with delta-bar-delta gains:
+    +0.2 while the step keeps its direction, x0.8 when it reverses, at least 0.01."""
     flipped = (update * grad) > 0          # update = -step: same sign = direction flipped
     gains = torch.where(flipped, gains * 0.8, gains + 0.2).clamp_min_(0.01)
     update = momentum * update - lr * gains * grad
