@@ -214,7 +214,7 @@ def large_child(n: int, threads: int, quick: bool) -> None:
     est = TSNE(random_state=0, n_iter=100 if quick else 500, n_jobs=threads)
     emb, secs = timed(lambda: est.fit_transform(x))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"n": len(x), "seconds": secs, "kl": est.kl_divergence_, "method": est.method_,
+    print(json.dumps({"n": len(x), "seconds": secs, "kl": est.kl_divergence_, "algorithm": est.algorithm_,
                       "acc": knn_accuracy(emb, y, 10), "peak_mib": peak / 1024,
                       "before_mib": before / 1024}))
 
@@ -291,16 +291,29 @@ def main() -> None:
     x, y, train, test = mnist1d(10000, args.quick)
     run_full(f"MNIST-1D ({len(x)} x 40)", x, y, args.threads, args.quick, args.repeats, full)
     run_held_out(f"MNIST-1D ({len(train)} / {len(test)})", x, y, train, test, args.threads, args.quick, held)
-    large = None
-    if args.large:
-        n = args.large // 10 if args.quick else args.large
-        child = subprocess.run([sys.executable, __file__, "--large-child", str(n), "--threads",
-                                "1"] + (["--quick"] if args.quick else []),
-                               capture_output=True, text=True, check=True)
-        large = json.loads(child.stdout.strip().splitlines()[-1])
-        print(large, flush=True)
-    total = time.perf_counter() - started
-    from _report import machine, write_section
+    large = large_run(args) if args.large else None
+    text = full_section(args, full, held, large, time.perf_counter() - started, load_start)
+    print(text)
+    if not args.no_write:
+        from _report import write_section
+
+        write_section("embedding", text)
+
+
+def large_run(args) -> dict:
+    """The memory run, in a fresh process (``--large-child``)."""
+    n = args.large // 10 if args.quick else args.large
+    child = subprocess.run([sys.executable, __file__, "--large-child", str(n), "--threads",
+                            "1"] + (["--quick"] if args.quick else []),
+                           capture_output=True, text=True, check=True)
+    large = json.loads(child.stdout.strip().splitlines()[-1])
+    print(large, flush=True)
+    return large
+
+
+def full_section(args, full, held, large, total, load_start) -> str:
+    """The markdown section of a full run."""
+    from _report import machine
 
     command = "python benchmarks/embedding.py" + (" --quick" if args.quick else "") + \
         (f" --threads {args.threads}" if args.threads != 2 else "")
@@ -332,14 +345,11 @@ def main() -> None:
         PARAMETRIC_NOTE,
     ]
     if large is not None:
-        lines += ["", f"Memory: icontorch TSNE ({large['method']}, n_jobs=1) on {large['n']:,} MNIST-1D points in a "
+        lines += ["", f"Memory: icontorch TSNE ({large['algorithm']}, n_jobs=1) on {large['n']:,} MNIST-1D points in a "
                   f"fresh process: peak resident memory {large['peak_mib']:.0f} MiB "
                   f"({large['before_mib']:.0f} MiB before the fit: Python, torch and the data), "
                   f"{large['seconds']:.0f} s, KL {large['kl']:.3f}, 10-NN acc {large['acc']:.3f}."]
-    text = "\n".join(lines)
-    print(text)
-    if not args.no_write:
-        write_section("embedding", text)
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

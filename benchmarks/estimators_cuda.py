@@ -47,17 +47,17 @@ def main() -> int:
     x, y = load_digits(return_X_y=True)
     rows = []
     for device in ("cpu", "cuda"):
-        for method in ("exact", "fft"):
-            est = ic.TSNE(method=method, random_state=0, device=device)
+        for algorithm in ("exact", "fft"):
+            est = ic.TSNE(algorithm=algorithm, random_state=0, device=device)
             emb, s = timed(lambda: est.fit_transform(x))
-            rows.append((f"TSNE(method={method!r})", device, s, f"KL {est.kl_divergence_:.3f}, "
+            rows.append((f"TSNE(algorithm={algorithm!r})", device, s, f"KL {est.kl_divergence_:.3f}, "
                          f"10-NN acc {knn_accuracy(emb, y, 10):.3f}"))
         est = ic.TSNE(parametric=True, random_state=0, device=device)
         emb, s = timed(lambda: est.fit_transform(x))
         same = np.allclose(est.transform(x), est.embedding_, atol=1e-4)
         rows.append(("TSNE(parametric=True)", device, s, f"10-NN acc {knn_accuracy(emb, y, 10):.3f}, "
                      f"transform(train) == embedding_: {same}"))
-        est = ic.Clustering(n_clusters=10, random_state=0, device=device)
+        est = ic.Clustering(10, random_state=0, device=device)
         labels, s = timed(lambda: est.fit_predict(x))
         rows.append(("Clustering()", device, s, f"Hungarian acc {clustering_scores(y, labels)['accuracy']:.3f}"))
         images = torch.tensor(x, dtype=torch.float32).reshape(-1, 1, 8, 8) / 16.0
@@ -66,12 +66,12 @@ def main() -> int:
         model = contrastive_encoder((1, 28, 28))
         loss = ic.ICon(ic.mix_uniform(ic.PositivePairs(), 0.4), ic.StudentT(2.0), divergence="cross_entropy")
         history, s = timed(lambda: train_contrastive(model, loss, images[:1200], default_augmentation(28),
-                                                     epochs=5, seed=0, device=device))
+                                                     epochs=5, device=device))      # seeded 0 by default
         h = encode(model, images)
         rows.append(("train_contrastive (alpha 0.4, Student-t, 5 epochs, 1,200 images)", device, s,
                      f"loss {history[0]:.3f} -> {history[-1]:.3f}; held-out linear probe "
                      f"{linear_probe_accuracy(h[:1200], y[:1200], h[1200:], y[1200:]):.3f}, 10-NN "
-                     f"{knn_probe_accuracy(h[:1200], y[:1200], h[1200:], y[1200:], k=10):.3f}"))
+                     f"{knn_probe_accuracy(h[:1200], y[:1200], h[1200:], y[1200:], 10):.3f}"))
     table = ["| what | device | time (s) | outcome |", "|---|---|---|---|"]
     table += [f"| {w} | {d} | {s:.1f} | {o} |" for w, d, s, o in rows]
     md = "\n".join([

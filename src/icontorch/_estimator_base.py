@@ -12,7 +12,7 @@ from torch import Tensor
 
 from ._validation import IConError, fail
 
-__all__ = ["Estimator", "Threads", "as_tensor", "like_input", "pca_init"]
+__all__ = ["Estimator", "Threads", "as_tensor", "like_input", "pca_init", "python_scalar"]
 
 ArrayLike = Union[np.ndarray, Tensor, Sequence]
 
@@ -55,7 +55,21 @@ class Estimator:
         return f"{type(self).__name__}({', '.join(shown)})"
 
 
+def python_scalar(value: Any) -> Any:
+    """A numpy scalar as the Python number it holds (``np.int64(3) -> 3``, ``np.float32 -> float``,
+    ``np.bool_ -> bool``); any other value unchanged. Estimators validate parameters after this."""
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    return value
+
+
 def as_tensor(x: Any, who: str, name: str, device: torch.device) -> Tensor:
+    """``X`` as a finite (n_samples, n_features) tensor on ``device``: float64 tensors stay float64,
+    everything else becomes float32; a bad ``X`` raises :class:`IConError` naming ``name``."""
     if isinstance(x, Tensor):
         t = x.detach()
     else:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+
+from .._validation import IConError
 
 __all__ = ["add_parser", "run"]
 
@@ -17,8 +20,11 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
     parser.add_argument("-o", "--output", default="icontorch_demo.png",
                         help="PNG (or SVG) to write (default: %(default)s)")
     parser.add_argument("--perplexity", type=float, default=30.0, help="default: %(default)s")
-    parser.add_argument("--n-iter", type=int, default=750, help="gradient steps (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="default: %(default)s")
+    parser.add_argument("--n-iter", type=int, default=500,
+                        help="gradient steps after early exaggeration (default: %(default)s)")
+    parser.add_argument("--early-exaggeration-iter", type=int, default=250,
+                        help="gradient steps of early exaggeration (default: %(default)s)")
+    parser.add_argument("--random-state", type=int, default=0, help="seed (default: %(default)s)")
     parser.set_defaults(run=run)
 
 
@@ -33,14 +39,17 @@ def run(args: argparse.Namespace) -> int:
     x, y = load_digits(return_X_y=True)
     print(f"I-Con t-SNE (p = symmetrised perplexity-{args.perplexity:g} Gaussian, q = joint Cauchy) "
           f"on scikit-learn digits: {x.shape[0]} images x {x.shape[1]} pixels")
-    warm_up = min(250, args.n_iter)
-    estimator = TSNE(perplexity=args.perplexity, early_exaggeration_iter=warm_up,
-                     n_iter=args.n_iter - warm_up, random_state=args.seed)
+    estimator = TSNE(perplexity=args.perplexity, early_exaggeration_iter=args.early_exaggeration_iter,
+                     n_iter=args.n_iter, random_state=args.random_state)
     start = time.perf_counter()
-    embedding = estimator.fit_transform(x)
+    try:
+        embedding = estimator.fit_transform(x)
+    except IConError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     seconds = time.perf_counter() - start
-    accuracy = knn_accuracy(embedding, y, k=10)
-    print(f"fitted in {seconds:.1f} s ({estimator.n_iter_} iterations, method {estimator.method_!r}); "
+    accuracy = knn_accuracy(embedding, y, 10)
+    print(f"fitted in {seconds:.1f} s ({estimator.n_iter_} iterations, algorithm {estimator.algorithm_!r}); "
           f"KL(P || Q) = {estimator.kl_divergence_:.4f}")
     print(f"2-D 10-NN accuracy: {accuracy:.3f}")
     plot_embedding(embedding, y, args.output,

@@ -14,7 +14,7 @@ from ._io import load_array
 
 __all__ = ["add_parser", "run"]
 
-_METHODS = ("tsne", "sne", "tsne-uniform")
+_METHODS = ("tsne", "sne", "tsne_uniform_affinities")      # names of icontorch.methods
 
 
 def add_parser(subparsers: "argparse._SubParsersAction") -> None:
@@ -30,8 +30,9 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
     parser.add_argument("--labels", help="one label per point (.npy, .npz, .csv or .txt), for "
                                          "scoring and colouring")
     parser.add_argument("--method", choices=_METHODS, default="tsne",
-                        help="tsne: perplexity Gaussian p, Cauchy q (default); sne: Gaussian q; "
-                             "tsne-uniform: uniform kNN p (k = perplexity), Cauchy q")
+                        help="the I-Con method (icontorch.methods): tsne: perplexity Gaussian p, "
+                             "Cauchy q (default); sne: Gaussian q; tsne_uniform_affinities: uniform "
+                             "kNN p (k = perplexity), Cauchy q")
     parser.add_argument("-o", "--output", default="embedding.npy", help="where to save the map "
                         "(.npy or .csv; default: %(default)s)")
     parser.add_argument("--plot", metavar="OUT", help="also draw the map to OUT (.png or .svg)")
@@ -39,27 +40,31 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
     parser.add_argument("--n-components", type=int, default=2, help="default: %(default)s")
     parser.add_argument("--n-iter", type=int, default=500,
                         help="iterations after early exaggeration (default: %(default)s)")
+    parser.add_argument("--early-exaggeration-iter", type=int, default=250,
+                        help="iterations of early exaggeration (default: %(default)s)")
     parser.add_argument("--parametric", action="store_true",
                         help="learn an MLP that can embed new points (mini-batch training)")
     parser.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
     parser.add_argument("--n-jobs", type=int, default=None,
                         help="CPU threads for torch (default: torch's setting; -1: all cores)")
-    parser.add_argument("--seed", type=int, default=0, help="default: %(default)s")
+    parser.add_argument("--random-state", type=int, default=0, help="seed (default: %(default)s)")
     parser.add_argument("-v", "--verbose", action="store_true", help="show a progress bar")
     parser.set_defaults(run=run)
 
 
 def _estimator(args: argparse.Namespace):
-    from .. import KNN, NeighborEmbedding, SNE, StudentT, TSNE, joint, symmetrize
+    from .. import methods
+    from ..embedding import SNE, TSNE, NeighborEmbedding
 
-    common = dict(n_components=args.n_components, n_iter=args.n_iter, parametric=args.parametric,
-                  device=args.device, n_jobs=args.n_jobs, random_state=args.seed, verbose=args.verbose)
+    common = dict(n_iter=args.n_iter, early_exaggeration_iter=args.early_exaggeration_iter,
+                  parametric=args.parametric, device=args.device, n_jobs=args.n_jobs,
+                  random_state=args.random_state, verbose=args.verbose)
     if args.method == "sne":
-        return SNE(perplexity=args.perplexity, **common)
-    if args.method == "tsne-uniform":
-        return NeighborEmbedding(p=symmetrize(KNN(max(1, int(round(args.perplexity))))),
-                                 q=joint(StudentT(1.0)), **common)
-    return TSNE(perplexity=args.perplexity, **common)
+        return SNE(args.n_components, perplexity=args.perplexity, **common)
+    if args.method == "tsne_uniform_affinities":
+        loss = methods.tsne_uniform_affinities(max(1, int(round(args.perplexity))))
+        return NeighborEmbedding(loss.p, q=loss.q, n_components=args.n_components, **common)
+    return TSNE(args.n_components, perplexity=args.perplexity, **common)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,14 +88,14 @@ def run(args: argparse.Namespace) -> int:
         np.savetxt(out, embedding, delimiter=",")
     else:
         np.save(out, embedding)
-    print(f"{type(estimator).__name__} ({args.method}, method {estimator.method_!r}) of {x.shape[0]} "
+    print(f"{type(estimator).__name__} ({args.method}, algorithm {estimator.algorithm_!r}) of {x.shape[0]} "
           f"points x {x.shape[1]} features in {seconds:.1f} s; KL(p || q) = "
           f"{estimator.kl_divergence_:.4f}; wrote {out}")
     accuracy = None
     if labels is not None and x.shape[0] > 10:
         from ..metrics import knn_accuracy
 
-        accuracy = knn_accuracy(embedding, labels, k=10)
+        accuracy = knn_accuracy(embedding, labels, 10)
         print(f"{args.n_components}-D 10-NN accuracy: {accuracy:.3f}")
     if args.plot:
         from ..plotting import plot_embedding

@@ -4,7 +4,8 @@ A neighbour embedding minimises ``L = sum_e w_e (log p_e - log q_e)``: the I-Con
 (one anchor over all ordered pairs, ``w_e = P_ij``) or of SNE (``n`` anchors, ``w_e = p(j|i) / n``).
 For large data the p side is stored as a list of edges ``(i, j)``, the pairs where p is not zero:
 
-* the candidates of each anchor are its ``n_neighbors`` nearest points (exact chunked kNN), and
+* the candidates of each anchor are its ``n_neighbors`` nearest points (an exact chunked kNN, or
+  faiss's approximate HNSW search for ``knn_backend="faiss"``), and
   the neighbourhood ``p`` is evaluated on them through the per-anchor candidate form of the
   Neighborhood contract, ``p(x, x[knn])``. For :class:`~icontorch.PerplexityGaussian` this is
   openTSNE's ``PerplexityBasedNN``: each row is calibrated over its ``3 * perplexity`` neighbours.
@@ -27,9 +28,9 @@ from ..neighborhoods.spatial import KNN, PerplexityGaussian
 from ..transforms import Symmetrize
 
 __all__ = ["EdgeAffinity", "split_joint", "default_n_neighbors", "nearest_neighbors", "knn_affinity",
-           "dense_affinity", "affinity_to_reference", "NEIGHBOR_BACKENDS"]
+           "dense_affinity", "affinity_to_reference", "check_n_neighbors", "KNN_BACKENDS"]
 
-NEIGHBOR_BACKENDS = ("exact", "faiss")
+KNN_BACKENDS = ("exact", "faiss")
 
 
 @dataclass
@@ -53,10 +54,6 @@ class EdgeAffinity:
         """``sum_e weight_e log p_e``: the KL minus the cross-entropy."""
         return float((self.weight.double() * self.log_p.double()).sum())
 
-    def to(self, device: torch.device, dtype: torch.dtype) -> "EdgeAffinity":
-        return EdgeAffinity(self.rows.to(device), self.cols.to(device), self.weight.to(device, dtype),
-                            self.log_p.to(device, dtype), self.n, self.joint)
-
 
 def split_joint(p: Neighborhood) -> Tuple[Neighborhood, bool]:
     """``(conditional base, True)`` for a symmetrised p, else ``(p, False)``."""
@@ -68,13 +65,14 @@ def split_joint(p: Neighborhood) -> Tuple[Neighborhood, bool]:
 def default_n_neighbors(p: Neighborhood, n: int) -> int:
     """Candidates per anchor: ``3 * perplexity`` (openTSNE), ``k + 1`` for a kNN p, else 90.
 
-    Capped at ``n - 1``. The ``+ 1`` for :class:`~icontorch.KNN` lets it pick k of k + 1.
+    Capped at ``n - 1``. The ``+ 1`` for :class:`~icontorch.KNN` lets it pick its k of k + 1.
     """
     base, _ = split_joint(p)
     if isinstance(base, PerplexityGaussian):
         m = int(3 * base.perplexity)
     elif isinstance(base, KNN):
-        m = base.k + 1
+        # KNN's count: `n_neighbors`, formerly `k` (read either while the rename lands)
+        m = int(getattr(base, "n_neighbors", None) or base.k) + 1
     else:
         m = 90
     return max(1, min(n - 1, m))
@@ -105,22 +103,25 @@ def _conditional_on_candidates(base: Neighborhood, x: Tensor, idx: Tensor, who: 
     return log_p
 
 
-def nearest_neighbors(x: Tensor, k: int, y: Optional[Tensor] = None, backend: str = "exact",
-                      who: str = "nearest_neighbors") -> Tensor:
-    """(n, k) indices of the k nearest rows of ``y`` (default ``x``, self excluded) for each row of x.
+def nearest_neighbors(x: Tensor, n_neighbors: int, y: Optional[Tensor] = None,
+                      knn_backend: str = "exact", who: str = "nearest_neighbors") -> Tensor:
+    """The (n, n_neighbors) indices j of the smallest ``||x_i - y_j||^2`` for each row i of x
+    (``y`` defaults to ``x``, with j = i excluded).
 
-    ``"exact"``: :func:`icontorch.knn.exact_knn` (squared euclidean, chunked; GPU-friendly).
-    ``"faiss"``: an HNSW graph (faiss, optional, CPU; approximate), for millions of points.
+    ``knn_backend="exact"``: :func:`icontorch.knn.exact_knn` (chunked brute force; GPU-friendly).
+    ``knn_backend="faiss"``: an HNSW graph (faiss, optional, CPU; approximate), for millions of
+    points.
     """
-    if backend == "exact":
+    if knn_backend == "exact":
         m = x.shape[0] if y is None else y.shape[0]
         # anchors per block: about 2^25 distances (128 MiB in float32) at a time
-        idx, _ = exact_knn(x, k, y=y, metric="squared_euclidean", chunk_size=max(1, 2 ** 25 // m))
+        idx, _ = exact_knn(x, n_neighbors, y=y, metric="squared_euclidean",
+                           chunk_size=max(1, 2 ** 25 // m))
         return idx
     try:
         import faiss
     except ImportError:
-        raise IConError(f"{who}: neighbors='faiss' needs the faiss package (pip install faiss-cpu); "
+        raise IConError(f"{who}: knn_backend='faiss' needs the faiss package (pip install faiss-cpu); "
                         f"got no module named faiss.") from None
     import numpy as np
 
@@ -129,37 +130,40 @@ def nearest_neighbors(x: Tensor, k: int, y: Optional[Tensor] = None, backend: st
     index = faiss.IndexHNSWFlat(data.shape[1], 32)
     index.hnsw.efConstruction = 100
     index.add(data)
-    index.hnsw.efSearch = max(2 * k + 2, 64)
+    index.hnsw.efSearch = max(2 * n_neighbors + 2, 64)
     query = data if y is None else np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
-    _, found = index.search(query, k + (1 if y is None else 0))
+    _, found = index.search(query, n_neighbors + (1 if y is None else 0))
     found = torch.from_numpy(found).long()
     if y is None:      # drop the point itself (or, if the search missed it, the farthest one)
         own = found == torch.arange(found.shape[0]).unsqueeze(1)
         own[:, -1] |= ~own.any(1)
-        found = found[~own].reshape(found.shape[0], k)
+        found = found[~own].reshape(found.shape[0], n_neighbors)
     if bool((found < 0).any()):
-        raise IConError(f"{who}: the faiss search found fewer than {k} neighbours for some points; "
-                        f"use neighbors='exact'.")
+        raise IConError(f"{who}: the faiss search found fewer than {n_neighbors} neighbours for some points; "
+                        f"use knn_backend='exact'.")
     return found.to(x.device)
 
 
 def knn_affinity(p: Neighborhood, x: Tensor, n_neighbors: int, who: str,
-                 neighbors: str = "exact") -> EdgeAffinity:
-    """Sparse p over each point's ``n_neighbors`` exact nearest neighbours (squared euclidean).
+                 knn_backend: str = "exact") -> EdgeAffinity:
+    """``p(j|i)`` over each point's ``n_neighbors`` nearest neighbours (squared euclidean), as edges;
+    ``P = (p + p^T) / sum(p + p^T)`` on them for a symmetrised p.
+
+    The neighbours are exact with ``knn_backend="exact"`` and approximate with ``"faiss"``.
 
     Args:
         p: a conditional neighbourhood on the data, or ``symmetrize(conditional)`` for t-SNE.
         x: (n, d) data.
         n_neighbors: candidates per anchor, ``1 <= n_neighbors < n``.
         who: the caller, for error messages.
-        neighbors: the kNN backend, ``"exact"`` or ``"faiss"`` (:func:`nearest_neighbors`).
+        knn_backend: ``"exact"`` or ``"faiss"`` (:func:`nearest_neighbors`).
 
     Returns:
         The edges of p: symmetric joint ``P_ij`` for a symmetrised p, ``p(j|i)`` otherwise.
     """
     base, joint = split_joint(p)
     n = x.shape[0]
-    idx = nearest_neighbors(x, n_neighbors, backend=neighbors, who=who)
+    idx = nearest_neighbors(x, n_neighbors, knn_backend=knn_backend, who=who)
     log_p = _conditional_on_candidates(base, x, idx, who)
     rows = torch.arange(n, device=x.device).repeat_interleave(n_neighbors)
     cols = idx.reshape(-1)
@@ -194,18 +198,19 @@ def dense_affinity(p: Neighborhood, x: Tensor, joint: bool, who: str) -> Tensor:
 
 
 def affinity_to_reference(p: Neighborhood, x_new: Tensor, x_ref: Tensor, n_neighbors: int,
-                          who: str, neighbors: str = "exact") -> Tuple[Tensor, Tensor]:
+                          who: str, knn_backend: str = "exact") -> Tuple[Tensor, Tensor]:
     """``p(j | new i)`` over the ``n_neighbors`` nearest reference points of every new point.
 
     The conditional base of p (symmetrisation needs a square p and is skipped) on candidates
-    found by the kNN backend ``neighbors``. Returns ``(idx, log_p)``, both (n_new, n_neighbors).
+    found by ``knn_backend``. Returns ``(idx, log_p)``, both (n_new, n_neighbors).
     """
     base, _ = split_joint(p)
-    idx = nearest_neighbors(x_new, n_neighbors, y=x_ref, backend=neighbors, who=who)
+    idx = nearest_neighbors(x_new, n_neighbors, y=x_ref, knn_backend=knn_backend, who=who)
     return idx, _conditional_on_candidates(base, x_new, idx, who, candidates=x_ref)
 
 
 def check_n_neighbors(who: str, n_neighbors: int, n: int) -> int:
+    """``n_neighbors`` itself when it is an integer in ``[1, n)``; else :class:`IConError`."""
     if isinstance(n_neighbors, bool) or not isinstance(n_neighbors, int) or n_neighbors < 1:
         raise fail(who, "n_neighbors", "be 'auto' or a positive integer", n_neighbors)
     if n_neighbors >= n:

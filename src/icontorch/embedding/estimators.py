@@ -7,8 +7,8 @@ of the periodic table (uniform kNN affinities, Student-t of any dof, Gaussian, .
 
 * non-parametric (``parametric=False``): a free table of points optimised with t-SNE's
   momentum-and-gains gradient descent; exact dense gradients for small data, a sparse kNN p with
-  FFT-interpolated or sampled repulsion for large data; ``transform`` places new points against
-  the fitted map (as openTSNE).
+  FFT-interpolated or sampled repulsion for large data (``algorithm``); ``transform`` places new
+  points against the fitted map (as openTSNE).
 * parametric (``parametric=True``): an MLP ``y = f(x)`` trained on mini-batches of p's edges;
   ``transform`` is ``f``.
 """
@@ -21,10 +21,10 @@ import torch
 
 from .. import methods
 from .._estimator_base import ArrayLike
-from .base import NeighborEmbeddingBase
-from .optim import Callback
 from .._validation import check_positive, fail
 from ..neighborhoods.base import Neighborhood, as_neighborhood
+from .base import NeighborEmbeddingBase, Settings
+from .optim import Callback
 
 __all__ = ["NeighborEmbedding", "TSNE", "SNE"]
 
@@ -34,7 +34,8 @@ class NeighborEmbedding(NeighborEmbeddingBase):
 
     ``p`` is a neighbourhood on the data ``X``, ``q`` a kernel on the embedding ``Y``; with a
     joint ``q = joint(kernel)`` (t-SNE) ``p`` must be joint too (``symmetrize(...)``), with a
-    kernel ``q`` (SNE) it is conditional. Fitted attributes end in ``_``.
+    kernel ``q`` (SNE) it is conditional. Fitted attributes end in ``_``. Every argument after
+    ``p`` is keyword-only; numpy scalars are accepted for the numbers.
 
     Args:
         p: supervisory neighbourhood on X; None gives t-SNE's ``symmetrize(PerplexityGaussian(30))``.
@@ -46,18 +47,20 @@ class NeighborEmbedding(NeighborEmbeddingBase):
         learning_rate: step size, or ``"auto"``: ``max(n / (4 a), 50)`` per phase (Belkina et al.'s
             ``n / a`` in KL-gradient units; openTSNE's rule); Adam's 3e-3 when parametric.
         init: ``"pca"``, ``"random"`` or an (n_samples, n_components) array (non-parametric).
-        metric: ``"euclidean"`` or ``"cosine"`` (rows of X are L2-normalised first).
-        method: ``"exact"`` (dense, O(n^2)), ``"fft"`` (sparse kNN p, FFT-interpolated repulsion,
-            1-D/2-D), ``"sampled"`` (sparse kNN p, ``n_negatives`` random points per anchor),
-            or ``"auto"``: exact up to 500 points, else fft when possible, else sampled.
+        metric: how the data's neighbours are measured: ``"squared_euclidean"`` (``||x - x'||^2``)
+            or ``"cosine"`` (the rows of X are L2-normalised first).
+        algorithm: how the gradient is computed: ``"exact"`` (dense, O(n^2)), ``"fft"`` (sparse
+            kNN p, FFT-interpolated repulsion, 1-D/2-D), ``"sampled"`` (sparse kNN p,
+            ``n_negatives`` random points per anchor), or ``"auto"``: exact up to 500 points, else
+            fft when possible, else sampled. The one used is ``algorithm_``.
         n_neighbors: candidates per point of the sparse p; ``"auto"``: 3 * perplexity, k + 1 for
             a kNN p, else 90.
-        neighbors: how the sparse p finds each point's candidates: ``"exact"`` (chunked brute force
-            in torch, on ``device``) or ``"faiss"`` (approximate HNSW search, CPU; needs the
+        knn_backend: how the sparse p finds each point's candidates: ``"exact"`` (chunked brute
+            force in torch, on ``device``) or ``"faiss"`` (approximate HNSW search, CPU; needs the
             optional faiss package), for millions of points.
         n_negatives: random points per anchor of the ``"sampled"`` repulsion.
         parametric: learn an MLP ``y = f(x)`` on mini-batches instead of a free table of points.
-        hidden_layer_sizes: hidden widths of that MLP (SiLU activations).
+        hidden_layer_sizes: hidden widths of that MLP (SiLU activations); ``()`` for a linear map.
         batch_size: edges of p per mini-batch (parametric).
         input_noise: parametric: standard deviation of the Gaussian noise added to the MLP's
             inputs during training, in units of the data's overall standard deviation (the
@@ -73,24 +76,25 @@ class NeighborEmbedding(NeighborEmbeddingBase):
         callbacks_every_iters: period of the callbacks.
     """
 
-    def __init__(self, p: Optional[Neighborhood] = None, q: Optional[Neighborhood] = None,
+    def __init__(self, p: Optional[Neighborhood] = None, *, q: Optional[Neighborhood] = None,
                  n_components: int = 2, early_exaggeration: float = 12.0,
                  early_exaggeration_iter: int = 250, n_iter: int = 500,
                  learning_rate: Union[str, float] = "auto", init: Union[str, ArrayLike] = "pca",
-                 metric: str = "euclidean", method: str = "auto",
-                 n_neighbors: Union[str, int] = "auto", neighbors: str = "exact", n_negatives: int = 64,
-                 parametric: bool = False, hidden_layer_sizes: Tuple[int, ...] = (256, 256, 256),
-                 batch_size: int = 512, input_noise: float = 0.3, random_state: Optional[int] = None,
+                 metric: str = "squared_euclidean", algorithm: str = "auto",
+                 n_neighbors: Union[str, int] = "auto", knn_backend: str = "exact",
+                 n_negatives: int = 64, parametric: bool = False,
+                 hidden_layer_sizes: Tuple[int, ...] = (256, 256, 256), batch_size: int = 512,
+                 input_noise: float = 0.3, random_state: Optional[int] = None,
                  device: Union[str, torch.device] = "cpu", n_jobs: Optional[int] = None,
                  verbose: bool = False,
                  callbacks: Union[None, Callback, Sequence[Callback]] = None,
                  callbacks_every_iters: int = 50) -> None:
         self._store(locals())
 
-    def _neighborhoods(self) -> Tuple[Neighborhood, Neighborhood]:
+    def _neighborhoods(self, s: Settings) -> Tuple[Neighborhood, Neighborhood]:
         default = methods.tsne(30.0)
-        p = default.p if self.p is None else as_neighborhood(self.p, type(self).__name__, "p")
-        q = default.q if self.q is None else as_neighborhood(self.q, type(self).__name__, "q")
+        p = default.p if s.p is None else as_neighborhood(s.p, type(self).__name__, "p")
+        q = default.q if s.q is None else as_neighborhood(s.q, type(self).__name__, "q")
         return p, q
 
 
@@ -100,34 +104,38 @@ class TSNE(NeighborEmbeddingBase):
     Hinton 2008). ``dof`` is the true Student-t exponent ``-(dof + 1) / 2`` (openTSNE's ``dof`` is
     another exponent; they agree at 1).
 
+    ``TSNE(2, perplexity=30)``: every argument after ``n_components`` is keyword-only.
+
     Args:
+        n_components: dimension of the embedding.
         perplexity: the effective number of neighbours of each point, below n_samples - 1.
         dof: degrees of freedom of the Student-t kernel on the embedding.
 
     The other arguments are those of :class:`NeighborEmbedding`.
     """
 
-    def __init__(self, n_components: int = 2, perplexity: float = 30.0, early_exaggeration: float = 12.0,
-                 early_exaggeration_iter: int = 250, n_iter: int = 500,
-                 learning_rate: Union[str, float] = "auto", init: Union[str, ArrayLike] = "pca",
-                 metric: str = "euclidean", dof: float = 1.0, method: str = "auto",
-                 n_neighbors: Union[str, int] = "auto", neighbors: str = "exact", n_negatives: int = 64,
-                 parametric: bool = False, hidden_layer_sizes: Tuple[int, ...] = (256, 256, 256),
-                 batch_size: int = 512, input_noise: float = 0.3, random_state: Optional[int] = None,
+    def __init__(self, n_components: int = 2, *, perplexity: float = 30.0,
+                 early_exaggeration: float = 12.0, early_exaggeration_iter: int = 250,
+                 n_iter: int = 500, learning_rate: Union[str, float] = "auto",
+                 init: Union[str, ArrayLike] = "pca", metric: str = "squared_euclidean",
+                 dof: float = 1.0, algorithm: str = "auto", n_neighbors: Union[str, int] = "auto",
+                 knn_backend: str = "exact", n_negatives: int = 64, parametric: bool = False,
+                 hidden_layer_sizes: Tuple[int, ...] = (256, 256, 256), batch_size: int = 512,
+                 input_noise: float = 0.3, random_state: Optional[int] = None,
                  device: Union[str, torch.device] = "cpu", n_jobs: Optional[int] = None,
                  verbose: bool = False,
                  callbacks: Union[None, Callback, Sequence[Callback]] = None,
                  callbacks_every_iters: int = 50) -> None:
         self._store(locals())
 
-    def _neighborhoods(self) -> Tuple[Neighborhood, Neighborhood]:
-        loss = methods.tsne(check_positive("TSNE", "perplexity", self.perplexity),
-                            check_positive("TSNE", "dof", self.dof))
+    def _neighborhoods(self, s: Settings) -> Tuple[Neighborhood, Neighborhood]:
+        loss = methods.tsne(check_positive("TSNE", "perplexity", s.perplexity),
+                            check_positive("TSNE", "dof", s.dof))
         return loss.p, loss.q
 
-    def _check_data_size(self, n: int) -> None:
-        super()._check_data_size(n)
-        _check_perplexity(type(self).__name__, self.perplexity, n)
+    def _check_data_size(self, n: int, s: Settings) -> None:
+        super()._check_data_size(n, s)
+        _check_perplexity(type(self).__name__, s.perplexity, n)
 
 
 class SNE(NeighborEmbeddingBase):
@@ -135,32 +143,36 @@ class SNE(NeighborEmbeddingBase):
     Gaussian on the data and q the unit Gaussian ``exp(-||y_i - y_j||^2)`` on the embedding
     (:func:`icontorch.methods.sne`, Thm 1; Hinton & Roweis 2002).
 
+    ``SNE(2, perplexity=30)``: every argument after ``n_components`` is keyword-only.
+
     Args:
+        n_components: dimension of the embedding.
         perplexity: the effective number of neighbours of each point, below n_samples - 1.
 
     The other arguments are those of :class:`NeighborEmbedding`.
     """
 
-    def __init__(self, n_components: int = 2, perplexity: float = 30.0, early_exaggeration: float = 12.0,
-                 early_exaggeration_iter: int = 250, n_iter: int = 500,
-                 learning_rate: Union[str, float] = "auto", init: Union[str, ArrayLike] = "pca",
-                 metric: str = "euclidean", method: str = "auto",
-                 n_neighbors: Union[str, int] = "auto", neighbors: str = "exact", n_negatives: int = 64,
-                 parametric: bool = False, hidden_layer_sizes: Tuple[int, ...] = (256, 256, 256),
-                 batch_size: int = 512, input_noise: float = 0.3, random_state: Optional[int] = None,
+    def __init__(self, n_components: int = 2, *, perplexity: float = 30.0,
+                 early_exaggeration: float = 12.0, early_exaggeration_iter: int = 250,
+                 n_iter: int = 500, learning_rate: Union[str, float] = "auto",
+                 init: Union[str, ArrayLike] = "pca", metric: str = "squared_euclidean",
+                 algorithm: str = "auto", n_neighbors: Union[str, int] = "auto",
+                 knn_backend: str = "exact", n_negatives: int = 64, parametric: bool = False,
+                 hidden_layer_sizes: Tuple[int, ...] = (256, 256, 256), batch_size: int = 512,
+                 input_noise: float = 0.3, random_state: Optional[int] = None,
                  device: Union[str, torch.device] = "cpu", n_jobs: Optional[int] = None,
                  verbose: bool = False,
                  callbacks: Union[None, Callback, Sequence[Callback]] = None,
                  callbacks_every_iters: int = 50) -> None:
         self._store(locals())
 
-    def _neighborhoods(self) -> Tuple[Neighborhood, Neighborhood]:
-        loss = methods.sne(check_positive("SNE", "perplexity", self.perplexity))
+    def _neighborhoods(self, s: Settings) -> Tuple[Neighborhood, Neighborhood]:
+        loss = methods.sne(check_positive("SNE", "perplexity", s.perplexity))
         return loss.p, loss.q
 
-    def _check_data_size(self, n: int) -> None:
-        super()._check_data_size(n)
-        _check_perplexity(type(self).__name__, self.perplexity, n)
+    def _check_data_size(self, n: int, s: Settings) -> None:
+        super()._check_data_size(n, s)
+        _check_perplexity(type(self).__name__, s.perplexity, n)
 
 
 def _check_perplexity(who: str, perplexity: Any, n: int) -> None:

@@ -1,4 +1,4 @@
-"""Objectives and optimisers of a neighbour embedding (used by :mod:`icontorch.estimators`).
+"""Objectives and optimisers of a neighbour embedding (used by :mod:`icontorch.embedding.base`).
 
 The loss is the I-Con loss of t-SNE (q joint over pairs) or SNE (q per anchor):
 
@@ -6,7 +6,9 @@ The loss is the I-Con loss of t-SNE (q joint over pairs) or SNE (q per anchor):
 
 with ``a = 1`` the KL ``sum_e w_e log p_e + L_1``. ``a > 1`` is early exaggeration: the
 attraction is multiplied, the repulsion is not, so it is a warm-up and not a KL (van der Maaten
-& Hinton 2008). Each objective returns the KL estimate and the gradient of ``L_a``.
+& Hinton 2008). Each objective is called as ``objective(y, a, with_value) -> (kl, grad)``: the
+gradient of ``L_a`` and the KL at ``y``, or NaN in its place when ``with_value`` is False (the
+descent asks for it only every few steps, which spares a device synchronisation per step).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ def exact_log_normaliser(y: Tensor, kernel: KernelNeighborhood, joint: bool,
                          chunk: int = 1024) -> float:
     """``log sum_{i != j} w_ij`` (joint) or ``(1/n) sum_i log sum_{j != i} w_ij``, all pairs, exactly.
 
-    Chunks of anchors keep the memory at O(n * chunk). A Student-t kernel (bounded below, no
+    Chunks of anchors keep the memory at O(n * chunk). A Student-t kernel (heavy-tailed: no
     underflow) is summed directly from coordinate differences with float64 accumulation; any
     other kernel goes through ``kernel.logits`` and a float64 log-sum-exp.
     """
@@ -49,7 +51,7 @@ def exact_log_normaliser(y: Tensor, kernel: KernelNeighborhood, joint: bool,
                 d = (block[:, :1] - y[:, 0]).square_()
                 for axis in range(1, y.shape[1]):
                     d += (block[:, axis:axis + 1] - y[:, axis]).square_()
-                w = profile.log_w(d).exp_() if profile.param != 1.0 else d.add_(1.0).reciprocal_()
+                w = profile.block_w(d)
                 w[rows, rows + start] = 0.0
                 row_log.append(w.sum(1, dtype=torch.float64).log())
             else:
@@ -90,9 +92,12 @@ class DenseObjective:
         return attraction, repulsion
 
     def __call__(self, y: Tensor, exaggeration: float, with_value: bool = True) -> Tuple[float, Tensor]:
+        """The KL at ``y`` (NaN unless ``with_value``) and the gradient of ``L_a``."""
         y = y.detach().requires_grad_(True)
         attraction, repulsion = self.terms(y)
         (grad,) = torch.autograd.grad(exaggeration * attraction + repulsion, y)
+        if not with_value:
+            return math.nan, grad
         return self.neg_entropy + float((attraction + repulsion).detach()), grad
 
     def kl(self, y: Tensor) -> float:
@@ -238,22 +243,27 @@ class ReferenceObjective:
         return s[:, 0].clamp_min(1e-30), g[:, 0]
 
     def __call__(self, y: Tensor, exaggeration: float, with_value: bool = True) -> Tuple[float, Tensor]:
-        """The mean KL of the new points and the gradient of their summed (exaggerated) loss."""
+        """The mean KL of the new points (NaN unless ``with_value``) and the gradient of their
+        summed (exaggerated) loss."""
         m = y.shape[0]
         neighbours = self.reference[self.idx]                                  # (m, k, dim)
         if self.profile is not None:
             diff = y.unsqueeze(1) - neighbours
             d = diff.square().sum(-1)
-            attraction = -(self.p * self.profile.log_w(d)).sum(1)
             grad = (-2.0 * exaggeration) * ((self.p * self.profile.dlog_w(d)).unsqueeze(2) * diff).sum(1)
             z, g = self._repulsion(y)
-            loss = self.neg_entropy + float(attraction.mean() + z.log().mean())
+            loss = math.nan
+            if with_value:
+                attraction = -(self.p * self.profile.log_w(d)).sum(1)
+                loss = self.neg_entropy + float(attraction.mean() + z.log().mean())
             return loss, grad + g / z.unsqueeze(1)
         yg = y.detach().requires_grad_(True)
         attraction = -(self.p * self.kernel.logits(yg, neighbours)).sum()
         repulsion = sum(torch.logsumexp(self.kernel.logits(yg[s:s + self.chunk], self.reference), 1).sum()
                         for s in range(0, m, self.chunk))
         (grad,) = torch.autograd.grad(exaggeration * attraction + repulsion, yg)
+        if not with_value:
+            return math.nan, grad
         return self.neg_entropy + float(attraction.detach() + repulsion.detach()) / m, grad
 
 
@@ -274,6 +284,45 @@ def _as_list(callbacks: Union[None, Callback, Sequence[Callback]]) -> List[Callb
     return list(callbacks)
 
 
+class Progress:
+    """A tqdm progress bar showing the loss every 10 steps; does nothing unless ``verbose``."""
+
+    def __init__(self, verbose: bool, total: int, desc: str) -> None:
+        self.total, self.bar = total, None
+        if verbose:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, leave=False)
+
+    def step(self, done: int, loss: float) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+            if done % 10 == 0 or done == self.total:
+                self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _clip_rows(v: Tensor, max_norm: float) -> Tensor:
+    """Each row of ``v`` scaled down to length ``max_norm`` when it is longer."""
+    norm = v.norm(dim=1, keepdim=True)
+    return v * (max_norm / norm.clamp_min(max_norm))
+
+
+def _momentum_step(update: Tensor, gains: Tensor, grad: Tensor, lr: float, momentum: float,
+                   max_step_norm: Optional[float]) -> Tuple[Tensor, Tensor]:
+    """The momentum update ``momentum * update - lr * gains * grad`` with delta-bar-delta gains:
+    +0.2 while the step keeps its direction, x0.8 when it reverses, at least 0.01."""
+    flipped = (update * grad) > 0          # update = -step: same sign = direction flipped
+    gains = torch.where(flipped, gains * 0.8, gains + 0.2).clamp_min_(0.01)
+    update = momentum * update - lr * gains * grad
+    if max_step_norm is not None:
+        update = _clip_rows(update, max_step_norm)
+    return update, gains
+
+
 def gradient_descent(y: Tensor, objective: Callable[[Tensor, float, bool], Tuple[float, Tensor]],
                      phases: Sequence[Tuple[int, float]], learning_rate: Union[str, float],
                      momentum: float = 0.8, max_step_norm: Optional[float] = 5.0,
@@ -282,6 +331,8 @@ def gradient_descent(y: Tensor, objective: Callable[[Tensor, float, bool], Tuple
                      callbacks_every_iters: int = 50, verbose: bool = False,
                      desc: str = "") -> Tuple[Tensor, int, float]:
     """t-SNE's optimiser: momentum with per-coordinate gains (Jacobs 1988), as scikit-learn/openTSNE.
+
+    ``update <- momentum * update - lr * gains * grad``, ``y <- y + update``.
 
     Args:
         y: (n, dim) starting embedding (not modified).
@@ -302,48 +353,31 @@ def gradient_descent(y: Tensor, objective: Callable[[Tensor, float, bool], Tuple
         ``(embedding, iterations run, last loss)``.
     """
     y = y.detach().clone()
-    n = y.shape[0]
-    update = torch.zeros_like(y)
-    gains = torch.ones_like(y)
+    update, gains = torch.zeros_like(y), torch.ones_like(y)
     callbacks = _as_list(callbacks)
     total = sum(iters for iters, _ in phases)
-    bar = None
-    if verbose:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total, desc=desc or "embedding", leave=False)
+    progress = Progress(verbose, total, desc or "embedding")
     done, loss = 0, float("nan")
     try:
         for iters, exaggeration in phases:
-            lr = (auto_learning_rate(n, exaggeration) if learning_rate == "auto"
+            lr = (auto_learning_rate(y.shape[0], exaggeration) if learning_rate == "auto"
                   else float(learning_rate))
             for _ in range(iters):
-                need_value = ((done + 1) % 10 == 0 or done + 1 == total
-                              or bool(callbacks) and (done + 1) % callbacks_every_iters == 0)
+                calling = bool(callbacks) and (done + 1) % callbacks_every_iters == 0
+                need_value = (done + 1) % 10 == 0 or done + 1 == total or calling
                 loss, grad = objective(y, exaggeration, need_value)
                 if max_grad_norm is not None:
-                    norm = grad.norm(dim=1, keepdim=True)
-                    grad = grad * (max_grad_norm / norm.clamp_min(max_grad_norm))
-                flipped = (update * grad) > 0          # update = -step: same sign = direction flipped
-                gains = torch.where(flipped, gains * 0.8, gains + 0.2).clamp_min_(0.01)
-                update = momentum * update - lr * gains * grad
-                if max_step_norm is not None:
-                    norm = update.norm(dim=1, keepdim=True)
-                    update = update * (max_step_norm / norm.clamp_min(max_step_norm))
+                    grad = _clip_rows(grad, max_grad_norm)
+                update, gains = _momentum_step(update, gains, grad, lr, momentum, max_step_norm)
                 y += update
                 if recenter:
                     y -= y.mean(0)
                 done += 1
-                if bar is not None:
-                    bar.update(1)
-                    if done % 10 == 0 or done == total:
-                        bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
-                if callbacks and done % callbacks_every_iters == 0:
-                    if any([bool(cb(done, loss, y)) for cb in callbacks]):
-                        return y, done, loss
+                progress.step(done, loss)
+                if calling and any([bool(cb(done, loss, y)) for cb in callbacks]):
+                    return y, done, loss
                 if need_value and not math.isfinite(loss):
-                    break
+                    return y, done, loss
     finally:
-        if bar is not None:
-            bar.close()
+        progress.close()
     return y, done, loss

@@ -1,20 +1,22 @@
-"""Mini-batch I-Con training of a parametric mapper ``y = f(x)`` (used by :mod:`icontorch.estimators`).
+"""Mini-batch I-Con training of a parametric mapper ``y = f(x)`` (used by :mod:`icontorch.embedding.base`).
 
-Each step draws ``batch_size`` edges ``(i, j)`` of p with probability ``w_e`` (``P_ij`` for
-t-SNE, ``p(j|i) / n`` for SNE) and estimates the loss on the 2 * batch_size points they touch:
+Each step draws ``b = batch_size`` edges ``(i, j)`` of p with probability ``w_e`` (``P_ij`` for
+t-SNE, ``p(j|i) / n`` for SNE) and estimates the loss on the ``m = 2 b`` points ``B`` they touch
+(the ``b`` heads, then the ``b`` tails):
 
     L_a ~ a * mean_e (-log w(f(x_i), f(x_j)))  +  R,
 
-with the normaliser ``Z`` (or each anchor's ``Z_i``) estimated over all pairs of the batch and
-rescaled to the whole data set: ``log Z ~ logsumexp_{k != l in B} log w_kl + log(n (n-1) / (b (b-1)))``.
-This is the paper's mini-batch estimator (section 1.5) with p taken from the global kNN graph
-rather than renormalised inside the batch, so that it stays faithful when the batch is a tiny
-fraction of the data.
+with the normaliser estimated over the pairs of the batch and rescaled to the whole data set:
+``R = log Z ~ logsumexp_{k != l in B} log w_kl + log(n (n - 1) / (m (m - 1)))`` for a joint q
+(t-SNE), and ``R = mean_i log Z_i`` with ``log Z_i ~ logsumexp_{l in B, l != i} log w_il +
+log((n - 1) / (m - 1))`` over the ``b`` heads ``i`` for a conditional q (SNE). p comes from the
+global kNN graph rather than being renormalised inside the batch, so that the estimate stays
+faithful when the batch is a tiny fraction of the data.
 
 During training the network sees ``x + noise * eps``, ``eps ~ N(0, I)``, while p stays that of
 the clean data: training with input noise is a smoothness (Tikhonov) regulariser of ``f``
-(Bishop 1995), and the measured held-out placement of new points improves with it
-(docs/benchmarks.md, section embedding).
+(Bishop 1995). It improves the placement of held-out points by ``transform`` (on validation
+splits of MNIST, 10-NN accuracy 0.84-0.85 without it, 0.87-0.89 with 0.3 standard deviations).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Sequence, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from .optim import Callback, _as_list
+from .optim import Callback, Progress, _as_list
 from .affinity import EdgeAffinity
 from ..neighborhoods.base import KernelNeighborhood, mask_diagonal
 
@@ -34,7 +36,8 @@ __all__ = ["train_mapper", "batch_loss"]
 
 def batch_loss(z_heads: Tensor, z_tails: Tensor, kernel: KernelNeighborhood, joint: bool,
                n: int, exaggeration: float) -> Tuple[Tensor, Tensor]:
-    """The exaggerated mini-batch loss and the un-exaggerated cross-entropy estimate.
+    """``a * mean_e (-log w(z_i, z_j)) + R`` on one batch (the module's estimator, ``m = 2 b``
+    points): the exaggerated loss and the un-exaggerated cross-entropy estimate.
 
     Args:
         z_heads, z_tails: (b, dim) embeddings of the edges' two ends.
@@ -70,12 +73,7 @@ def train_mapper(mapper: nn.Module, x: Tensor, affinity: EdgeAffinity, kernel: K
     total_weight = float(cdf[-1])
     optimizer = torch.optim.Adam(mapper.parameters(), lr=learning_rate)
     callbacks = _as_list(callbacks)
-    total = sum(steps for steps, _ in phases)
-    bar = None
-    if verbose:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total, desc="parametric embedding", leave=False)
+    progress = Progress(verbose, sum(steps for steps, _ in phases), "parametric embedding")
     done, loss_value = 0, float("nan")
     mapper.train()
     try:
@@ -96,10 +94,7 @@ def train_mapper(mapper: nn.Module, x: Tensor, affinity: EdgeAffinity, kernel: K
                 optimizer.step()
                 loss_value = affinity.neg_entropy + float(estimate)
                 done += 1
-                if bar is not None:
-                    bar.update(1)
-                    if done % 10 == 0 or done == total:
-                        bar.set_postfix(loss=f"{loss_value:.4f}", refresh=False)
+                progress.step(done, loss_value)
                 if callbacks and done % callbacks_every_iters == 0:
                     with torch.no_grad():
                         embedding = embed(mapper, x)
@@ -109,8 +104,7 @@ def train_mapper(mapper: nn.Module, x: Tensor, affinity: EdgeAffinity, kernel: K
                     return done, loss_value
     finally:
         mapper.eval()
-        if bar is not None:
-            bar.close()
+        progress.close()
     return done, loss_value
 
 

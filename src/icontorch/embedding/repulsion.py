@@ -4,12 +4,13 @@ A neighbour embedding's normaliser (``log Z`` of a joint q, ``log Z_i`` of a con
 couples every pair of points. Three ways to get it and its gradient:
 
 * :func:`exact_sums`: all pairs, in chunks of anchors (time O(n^2), memory O(n * chunk)).
-* :func:`interpolated_sums`: polynomial interpolation of the kernel on a regular grid and an FFT
+* :class:`GridInterpolator`: polynomial interpolation of the kernel on a regular grid and an FFT
   convolution (the FIt-SNE / openTSNE scheme; 1-D and 2-D embeddings; time O(n + grid log grid)).
 * :func:`sampled_normaliser`: ``n_negatives`` random points per anchor (any dimension and kernel).
 
 The first two need a translation-invariant kernel of the squared distance, ``w = exp(phi(d))``,
-which :func:`kernel_profile` reads off ``StudentT`` and squared-euclidean ``Gaussian``.
+which :func:`kernel_profile` reads off ``StudentT`` and squared-euclidean ``Gaussian``; its
+:class:`KernelProfile` is the one place where the embedding code writes these kernels down.
 """
 
 from __future__ import annotations
@@ -24,8 +25,7 @@ from torch import Tensor
 from ..neighborhoods.base import KernelNeighborhood
 from ..neighborhoods.spatial import Gaussian, StudentT
 
-__all__ = ["KernelProfile", "kernel_profile", "exact_sums", "GridInterpolator", "interpolated_sums",
-           "sampled_normaliser"]
+__all__ = ["KernelProfile", "kernel_profile", "exact_sums", "GridInterpolator", "sampled_normaliser"]
 
 
 @dataclass(frozen=True)
@@ -39,9 +39,22 @@ class KernelProfile:
     param: float
 
     def log_w(self, d: Tensor) -> Tensor:
+        """``phi(d)``."""
         if self.kind == "student_t":
             return -0.5 * (self.param + 1.0) * torch.log1p(d / self.param)
         return -self.param * d
+
+    def w(self, d: Tensor) -> Tensor:
+        """``w = exp(phi(d))``, the kernel itself."""
+        return self.log_w(d).exp()
+
+    def block_w(self, d: Tensor) -> Tensor:
+        """``w = exp(phi(d))`` for a large block of distances outside autograd; it may overwrite
+        ``d``: the Cauchy kernel (Student-t, dof = 1) is ``1 / (1 + d)`` in place, without a log
+        and an exp."""
+        if self.kind == "student_t" and self.param == 1.0:
+            return d.add_(1.0).reciprocal_()
+        return self.log_w(d).exp_()
 
     def dlog_w(self, d: Tensor) -> Tensor:
         """``d phi / d d``; the gradient of ``log w(y_i - y_j)`` in ``y_i`` is ``2 phi'(d) (y_i - y_j)``."""
@@ -66,12 +79,6 @@ def kernel_profile(kernel: KernelNeighborhood) -> Optional[KernelProfile]:
     return None
 
 
-def _pair_sq_dist(a: Tensor, b: Tensor) -> Tensor:
-    # Direct differences: the expansion |a|^2 + |b|^2 - 2ab loses the small distances that matter
-    # most to a heavy-tailed kernel when the embedding is far from the origin.
-    return (a.unsqueeze(1) - b.unsqueeze(0)).pow(2).sum(-1)
-
-
 def exact_sums(y: Tensor, charges: Tensor, profile: KernelProfile, y_ref: Optional[Tensor] = None,
                chunk: int = 1024) -> Tuple[Tensor, Tensor]:
     """``S_i = sum_j c_j w(y_i - r_j)`` and ``G_i = sum_j c_j grad w(y_i - r_j)``, all pairs.
@@ -90,9 +97,11 @@ def exact_sums(y: Tensor, charges: Tensor, profile: KernelProfile, y_ref: Option
     s_out, g_out = [], []
     for start in range(0, y.shape[0], chunk):
         block = y[start:start + chunk]
+        # direct differences: the expansion |a|^2 + |b|^2 - 2ab loses the small distances that
+        # matter most to a heavy-tailed kernel when the embedding is far from the origin
         diff = block.unsqueeze(1) - ref.unsqueeze(0)                       # (b, m, dim)
         d = diff.pow(2).sum(-1)
-        w = profile.log_w(d).exp()
+        w = profile.w(d)
         if y_ref is None:
             rows = torch.arange(block.shape[0], device=y.device)
             w[rows, rows + start] = 0.0
@@ -175,7 +184,7 @@ class GridInterpolator:
         offs = torch.arange(length, device=like.device, dtype=like.dtype)
         offs = torch.where(offs < size, offs, offs - length) * spacing
         d = sum(offs.reshape((-1,) + (1,) * (dim - 1 - a)).square() for a in range(dim))
-        w = self.profile.log_w(d).exp()
+        w = self.profile.w(d)
         kernels = torch.stack([w, 2.0 * w * self.profile.dlog_w(d)]).expand((2,) + (length,) * dim)
         spectrum = torch.fft.rfftn(kernels, dim=tuple(range(-dim, 0))).unsqueeze(1)
         if len(self._cache) > 8:
@@ -270,12 +279,11 @@ class GridInterpolator:
         charge_spectrum = self._charge_spectrum(weights, index, self._moments(y, charges), size, dim,
                                                 length)                    # (1, C (1 + dim), ...)
         spectrum = self._spectrum(n_boxes, box, dim, y)                     # (2, 1, ...)
-        w0 = float(self.profile.log_w(torch.zeros(())).exp())
+        w0 = float(self.profile.w(torch.zeros(())))
         s = None
         if with_value and total_only:
-            # <g, k * g> = (1 / L^dim) sum_f k^(f) |g^(f)|^2; the half spectrum counts twice
-            # every frequency of the last axis but 0 and (for even L) L/2.
-            # <g, k * g> = (1 / L^dim) sum_f k^(f) |g^(f)|^2 (Parseval)
+            # <g, k * g> = (1 / L^dim) sum_f k^(f) |g^(f)|^2 (Parseval); the half spectrum counts
+            # twice every frequency of the last axis but 0 and (for even L) L/2.
             c = charge_spectrum[0, :n_charges]
             power = ((c.real.square() + c.imag.square()) * self._parseval_weight(spectrum, length, y)).sum(
                 tuple(range(-dim, 0)))
@@ -317,12 +325,6 @@ class GridInterpolator:
                     self._forces(y, (force[:, i] * w).sum(-1), n_charges))
 
         return evaluate
-
-
-def interpolated_sums(y: Tensor, charges: Tensor, profile: KernelProfile,
-                      with_value: bool = True) -> Tuple[Optional[Tensor], Tensor]:
-    """One-off :class:`GridInterpolator` call (no spectrum cache)."""
-    return GridInterpolator(profile)(y, charges, with_value=with_value)
 
 
 def sampled_normaliser(y: Tensor, kernel: KernelNeighborhood, joint: bool, n_negatives: int,
