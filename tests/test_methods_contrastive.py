@@ -297,7 +297,7 @@ def test_lgsimclr(k):
         log_q = torch.log_softmax((xn @ xn.T / temperature).masked_fill(eye, -math.inf), 1)
         return -log_q.gather(1, torch.tensor(neighbours)).mean()
 
-    _assert_same(_value_and_grads(lambda x: methods.lgsimclr(temperature, k=k)(x, target=g), f),
+    _assert_same(_value_and_grads(lambda x: methods.lgsimclr(temperature, n_neighbors=k)(x, target=g), f),
                  _value_and_grads(reference, f))
 
 

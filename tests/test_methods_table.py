@@ -5,6 +5,8 @@ repository's ``periodic_table.png``): 9 p columns x 5 q rows, 24 coloured tiles,
 15 empty cells. The table built from the registry must equal it tile for tile.
 """
 
+import functools
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -82,8 +84,12 @@ def _graph(n, seed):
     return w
 
 
-def _case(name):
-    """(loss, leaves, call): a small batch for the method; ``call()`` returns the loss value."""
+def _case(name, **options):
+    """(loss, leaves, call): a small batch for the method; ``call()`` returns the loss value.
+
+    ``options`` (ICon's engine options, or ``reduction`` for the baselines) go to the method function.
+    """
+    make = functools.partial(getattr(methods, name), **options)
     n, B, d, C = 12, 6, 4, 3
     ids = torch.arange(B).repeat(2)
     labels = torch.tensor([0, 1, 2]).repeat(4)
@@ -95,67 +101,68 @@ def _case(name):
     W = _randn(C, d, seed=6).requires_grad_()
     nodes = torch.arange(n)
     per_x = {"sne": dict(perplexity=4.0), "tsne": dict(perplexity=4.0), "conditional_tsne": dict(perplexity=4.0),
-             "sne_uniform_affinities": dict(k=3), "tsne_uniform_affinities": dict(k=3), "dcd": dict(k=3)}
+             "sne_uniform_affinities": dict(n_neighbors=3), "tsne_uniform_affinities": dict(n_neighbors=3),
+             "dcd": dict(n_neighbors=3)}
     if name in ("sne", "tsne", "conditional_tsne", "sne_uniform_affinities", "tsne_uniform_affinities",
                 "dual_tsne", "doubly_tsne"):
-        loss = getattr(methods, name)(**per_x.get(name, {}))
+        loss = make(**per_x.get(name, {}))
         return loss, [emb], lambda: loss(emb, target=X)
     if name == "pca":
-        loss = methods.pca()
+        loss = make()
         return loss, [emb], lambda: loss(emb, target=X)
     if name in ("sne_graph_embedding", "tsne_graph_embedding"):
-        loss = getattr(methods, name)(_graph(n, 7))
+        loss = make(_graph(n, 7))
         return loss, [emb], lambda: loss(emb, target=nodes)
     if name == "umap":
-        loss = methods.umap(_graph(n, 7).clamp(max=1.0))
+        loss = make(_graph(n, 7).clamp(max=1.0))
         return loss, [emb], lambda: loss(emb, target=nodes)
     if name in ("x_sample_cl", "lgsimclr"):
-        loss = getattr(methods, name)()
+        loss = make()
         return loss, [other], lambda: loss(other, target=X)
     if name in ("infonce", "simclr", "tsimcne", "tsimclr", "vicreg", "kernel_infonce"):
-        loss = getattr(methods, name)()
+        loss = make()
         return loss, [z], lambda: loss(z, target=ids)
     if name in ("supcon", "t_supcon", "average_margin_supcon", "triplet_supcon"):
-        loss = getattr(methods, name)()
+        loss = make()
         return loss, [z], lambda: loss(z, target=labels)
     if name in ("debiased_contrastive", "decoupled_contrastive"):
-        loss = getattr(methods, name)()
+        loss = make()
         return loss, [z], lambda: loss(z, ids)
     if name in ("mocov3", "clip", "cmc", "t_clip", "average_margin_clip", "triplet_clip", "siglip"):
-        loss = getattr(methods, name)()
+        loss = make()
         keys = z[B:] if name == "mocov3" else z[B:]
         query = z[:B]
         return loss, [z], lambda: loss(query, target=torch.arange(B), candidates=keys,
                                        target_candidates=torch.arange(B))
     if name == "triplet":
-        loss = methods.triplet()
+        loss = make()
         cand = torch.stack([z[B:], z[B:].roll(1, 0)], 1)
         tc = torch.stack([torch.arange(B), -torch.ones(B, dtype=torch.long)], 1)
         return loss, [z], lambda: loss(z[:B], target=torch.arange(B), candidates=cand, target_candidates=tc)
     if name in ("cross_entropy", "harmonic_loss", "error_rate", "masked_language_modeling"):
-        loss = getattr(methods, name)(C)
+        loss = make(C)
         y = torch.arange(2 * B) % C
         return loss, [z, W], lambda: loss(z, target=y, candidates=W)
     if name in ("kmeans", "t_kmeans", "dcd"):
-        loss = getattr(methods, name)(**per_x.get(name, {}))
+        loss = make(**per_x.get(name, {}))
         return loss, [logits], lambda: loss(F.log_softmax(logits, 1), target=X)
     if name in ("normalized_cuts", "spectral_clustering"):
         args = (_graph(n, 7),) if name == "normalized_cuts" else (_graph(n, 7), C)
-        loss = getattr(methods, name)(*args)
+        loss = make(*args)
         return loss, [logits], lambda: loss(F.log_softmax(logits, 1), target=nodes)
     if name in ("infonce_clustering", "pmi_clustering", "supervised_clustering"):
-        loss = getattr(methods, name)()
+        loss = make()
         return loss, [logits], lambda: loss(F.log_softmax(logits, 1), target=labels)
     if name in ("iic", "temi_pmi"):
-        loss = getattr(methods, name)()
+        loss = make()
         other_logits = _randn(n, C, seed=8)
         return loss, [logits], lambda: loss(F.log_softmax(other_logits, 1), F.log_softmax(logits, 1))
     if name == "swav":
-        loss = methods.swav()
+        loss = make()
         scores = F.normalize(z[B:], dim=1) @ F.normalize(W, dim=1).T
         return loss, [z, W], lambda: loss(z[:B], target=scores, candidates=W)
     if name == "dino":
-        loss = methods.dino()
+        loss = make()
         return loss, [logits], lambda: loss(logits, target=_randn(n, C, seed=9))
     raise AssertionError(f"no small-batch case for {name}: add one")
 
