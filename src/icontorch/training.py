@@ -55,6 +55,15 @@ class _Settings:
     random_state: int
 
 
+def _check_parts(model: object, loss_fn: object, augment: object) -> None:
+    if not isinstance(model, nn.Module):
+        raise fail(_WHO, "model", "be a torch.nn.Module", model)
+    if not callable(loss_fn):
+        raise fail(_WHO, "loss_fn", "be callable as loss_fn(z, target)", loss_fn)
+    if not callable(augment):
+        raise fail(_WHO, "augment", "be callable as augment(x, generator)", augment)
+
+
 def _check_images(images: object) -> Tensor:
     if not isinstance(images, Tensor) or images.dim() != 4 or not images.is_floating_point():
         raise fail(_WHO, "images", "be a floating tensor of shape (N, C, H, W)", images)
@@ -111,7 +120,12 @@ def _restore(path: Path, device: torch.device, settings: _Settings, model: nn.Mo
     return list(state["history"]), int(state["epoch"])
 
 
-def _save(path: Path, state: Dict[str, object]) -> None:
+def _save(path: Path, settings: _Settings, epoch: int, history: List[float], model: nn.Module,
+          optimizer: torch.optim.Optimizer, schedule: torch.optim.lr_scheduler.LambdaLR) -> None:
+    """The checkpoint after ``epoch`` epochs: what :func:`_restore` reads back."""
+    state: Dict[str, object] = {
+        "format": _FORMAT, "settings": dataclasses.asdict(settings), "epoch": epoch, "history": history,
+        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict()}
     # Write then rename, so an interruption while saving never leaves a broken checkpoint.
     tmp = path.with_name(path.name + ".tmp")
     torch.save(state, tmp)
@@ -191,12 +205,7 @@ def train_contrastive(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tens
         The mean training loss of every epoch, those restored from the checkpoint included. The
         model is left in eval mode.
     """
-    if not isinstance(model, nn.Module):
-        raise fail(_WHO, "model", "be a torch.nn.Module", model)
-    if not callable(loss_fn):
-        raise fail(_WHO, "loss_fn", "be callable as loss_fn(z, target)", loss_fn)
-    if not callable(augment):
-        raise fail(_WHO, "augment", "be callable as augment(x, generator)", augment)
+    _check_parts(model, loss_fn, augment)
     images = _check_images(images)
     settings = _check_settings(images.shape[0], epochs, batch_size, n_views, learning_rate, weight_decay,
                                learning_rate_schedule, random_state)
@@ -218,8 +227,6 @@ def train_contrastive(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tens
     for epoch in range(start, settings.epochs):
         history.append(_run_epoch(model, loss_fn, images, augment, settings, epoch, optimizer, schedule, verbose))
         if path is not None:
-            _save(path, {"format": _FORMAT, "settings": dataclasses.asdict(settings), "epoch": epoch + 1,
-                         "history": history, "model": model.state_dict(),
-                         "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict()})
+            _save(path, settings, epoch + 1, history, model, optimizer, schedule)
     model.eval()
     return history
