@@ -19,7 +19,6 @@ from sklearn.cluster import KMeans
 import icontorch
 from icontorch import methods
 
-
 pytestmark = pytest.mark.usefixtures("float64_default")
 
 

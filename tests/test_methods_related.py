@@ -16,7 +16,6 @@ from pytorch_metric_learning import losses as pml_losses
 from icontorch import methods
 from icontorch.neighborhoods.links import umap_ab
 
-
 pytestmark = pytest.mark.usefixtures("float64_default")
 
 
@@ -323,8 +322,15 @@ def test_temi_pmi(beta):
 
 def test_bad_input_names_the_parameter():
     from icontorch import IConError
-    from icontorch.neighborhoods import (DisjointUnion, GraphKernel, Harmonic, Logits, PowerExponential,
-                                               SinkhornCodes, spectral_embedding)
+    from icontorch.neighborhoods import (
+        DisjointUnion,
+        GraphKernel,
+        Harmonic,
+        Logits,
+        PowerExponential,
+        SinkhornCodes,
+        spectral_embedding,
+    )
     from icontorch.neighborhoods.links import GraphLinks, SigmoidLinks, UMAPLinks
 
     cases = [

@@ -88,8 +88,7 @@ def clustering_scores(y_true: ArrayLike, y_pred: ArrayLike) -> Dict[str, Any]:
         counts with rows in the order of ``"clusters"`` and columns of ``"classes"``.
     """
     from scipy.optimize import linear_sum_assignment
-    from sklearn.metrics import (adjusted_mutual_info_score, adjusted_rand_score,
-                                 normalized_mutual_info_score)
+    from sklearn.metrics import adjusted_mutual_info_score, adjusted_rand_score, normalized_mutual_info_score
 
     truth, pred = _labels("y_true", y_true), _labels("y_pred", y_pred)
     if truth.shape[0] != pred.shape[0]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Union
 
-from ..loss import ICon, Divergence
+from ..loss import Divergence, ICon
 from ..neighborhoods.base import NeighborhoodLike
 
 __all__ = ["TileSize", "build"]

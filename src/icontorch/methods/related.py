@@ -10,8 +10,15 @@ from typing import Optional
 
 from .._validation import check_choice, check_int, check_probability, fail
 from ..loss import ICon
-from ..neighborhoods import Gaussian, PositivePairs
-from ..neighborhoods import DisjointUnion, Logits, PowerExponential, SinkhornCodes, StopGradient
+from ..neighborhoods import (
+    DisjointUnion,
+    Gaussian,
+    Logits,
+    PositivePairs,
+    PowerExponential,
+    SinkhornCodes,
+    StopGradient,
+)
 from ._engine import TileSize, build
 from ._registry import register
 

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from .._validation import check_positive, check_probability
 from ..loss import ICon
-from ..neighborhoods import DataToClass, Gaussian, SameLabel, StudentT
-from ..neighborhoods import Harmonic
+from ..neighborhoods import DataToClass, Gaussian, Harmonic, SameLabel, StudentT
 from ..transforms import mix_uniform
 from ._engine import TileSize, build
 from ._registry import register
