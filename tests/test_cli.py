@@ -70,17 +70,21 @@ def test_knn_accuracy_matches_scikit_learn_leave_one_out():
     y = (x[:, 0] + 0.5 * rng.normal(size=80) > 0).astype(int) + 2 * (x[:, 1] > 1)
     for k in (1, 5, 10):
         expected = cross_val_score(KNeighborsClassifier(n_neighbors=k), x, y, cv=LeaveOneOut()).mean()
-        assert knn_accuracy(x, y, k=k) == pytest.approx(expected, abs=1e-12)
+        assert knn_accuracy(x, y, n_neighbors=k) == pytest.approx(expected, abs=1e-12)
+        assert knn_accuracy(torch.tensor(x), torch.tensor(y), k) == pytest.approx(expected, abs=1e-12)
 
 
 def test_knn_accuracy_errors():
     x = np.zeros((5, 2))
-    with pytest.raises(IConError, match="k must be smaller than the number of points"):
-        knn_accuracy(x, np.arange(5), k=5)
+    with pytest.raises(IConError, match=r"^knn_accuracy: n_neighbors must be smaller than the number of points "
+                                        r"\(5\); got 5\.$"):
+        knn_accuracy(x, np.arange(5), n_neighbors=5)
+    with pytest.raises(IConError, match=r"^knn_accuracy: n_neighbors must be an integer >= 1; got 0\.$"):
+        knn_accuracy(x, np.arange(5), n_neighbors=0)
     with pytest.raises(IConError, match="labels"):
-        knn_accuracy(x, np.arange(4), k=2)
+        knn_accuracy(x, np.arange(4), n_neighbors=2)
     with pytest.raises(IConError, match="finite"):
-        knn_accuracy(np.full((5, 2), np.nan), np.arange(5), k=2)
+        knn_accuracy(np.full((5, 2), np.nan), np.arange(5), n_neighbors=2)
 
 
 def test_tsne_embedding_reports_the_true_kl():

@@ -57,15 +57,35 @@ def test_channels_last_is_only_a_layout(make, shape, float64_default):
 
 def test_head_and_encoder():
     torch.manual_seed(0)
-    head = ProjectionHead(32, 16, 4)
+    head = ProjectionHead(32, 4, hidden_layer_sizes=(16,))
     assert _n_params(head) == 32 * 16 + 16 + 16 * 4 + 4
     assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in head.modules())
+    assert "in_features=32, out_features=4, hidden_layer_sizes=(16,)" in repr(head)
+    with pytest.raises(TypeError):             # the hidden sizes are keyword-only: no silent reading
+        ProjectionHead(32, 16, 4)
     enc = ContrastiveEncoder(ConvNet28(1, 32, 4), head)
     x = torch.rand(6, 1, 28, 28)
     enc.eval()
     z, h = enc(x), enc.features(x)
     assert z.shape == (6, 4) and h.shape == (6, 32)
     torch.testing.assert_close(z, head(h))
+
+
+def test_head_layers_follow_hidden_layer_sizes(float64_default):
+    """z = W_L relu(... relu(W_1 h + b_1) ...) + b_L, written out with the head's own weights."""
+    torch.manual_seed(0)
+    h = torch.randn(5, 6)
+    for sizes in ((), (7,), (7, 3)):
+        head = ProjectionHead(6, 2, hidden_layer_sizes=sizes)
+        linears = [m for m in head.modules() if isinstance(m, torch.nn.Linear)]
+        assert [(m.in_features, m.out_features) for m in linears] == list(zip((6,) + sizes, sizes + (2,)))
+        expected = h
+        for i, m in enumerate(linears):
+            expected = expected @ m.weight.T + m.bias
+            if i < len(linears) - 1:
+                expected = expected.clamp_min(0.0)
+        torch.testing.assert_close(head(h), expected, rtol=1e-12, atol=1e-12)
+    assert _n_params(ProjectionHead(6, 2, hidden_layer_sizes=())) == 6 * 2 + 2
 
 
 def test_gradient_flows_to_every_parameter():
@@ -82,9 +102,10 @@ def test_gradient_flows_to_every_parameter():
 def test_contrastive_encoder_picks_backbone():
     small = contrastive_encoder((1, 28, 28))
     assert isinstance(small.backbone, ConvNet28) and small.backbone.width == 16
-    assert small.head.in_dim == 512 and small.head.hidden_dim == 512 and small.head.out_dim == 64
+    assert small.head.in_features == 512 and small.head.hidden_layer_sizes == (512,)
+    assert small.head.out_features == 64
     assert isinstance(contrastive_encoder((1, 8, 8), 64, 8).backbone, ConvNet28)
-    big = contrastive_encoder((3, 32, 32), feature_dim=256, out_dim=32)
+    big = contrastive_encoder((3, 32, 32), feature_dim=256, out_features=32)
     assert isinstance(big.backbone, ResNetSmall) and big.backbone.width == 32
     assert big.features(torch.rand(2, 3, 32, 32)).shape == (2, 256)
     assert contrastive_encoder((3, 32, 32), width=8).backbone.width == 8
@@ -104,14 +125,14 @@ def test_contrastive_encoder_picks_backbone():
      r"ResNetSmall: x must have shape \(B, 3, H, W\) with H, W >= 8; got tensor of shape \(2, 1, 32, 32\)"),
     (lambda: ResNetSmall(3, 16, 4), torch.rand(2, 3, 4, 4), r"ResNetSmall: x must have shape .*\(2, 3, 4, 4\)"),
     (lambda: ResNetSmall(3, 16, 4), torch.rand(3, 32, 32), r"ResNetSmall: x must have shape .*\(3, 32, 32\)"),
-    (lambda: ProjectionHead(8, 8, 2), torch.rand(2, 7), r"ProjectionHead: h must be a floating tensor of shape \(B, 8\)"),
+    (lambda: ProjectionHead(8, 2), torch.rand(2, 7), r"ProjectionHead: h must be a floating tensor of shape \(B, 8\)"),
 ])
 def test_wrong_image_shape_gets_iconerror(make, x, match):
     net = make()
     with pytest.raises(IConError, match=match):
         net(x)
     if not isinstance(net, ProjectionHead):                 # the same pin through the encoder
-        enc = ContrastiveEncoder(net, ProjectionHead(16, 16, 2))
+        enc = ContrastiveEncoder(net, ProjectionHead(16, 2, hidden_layer_sizes=(16,)))
         with pytest.raises(IConError, match=match):
             enc(x)
         with pytest.raises(IConError, match=match):
@@ -127,13 +148,21 @@ def test_wrong_image_shape_gets_iconerror(make, x, match):
     (lambda: ResNetSmall(blocks=()), r"blocks must be a non-empty sequence"),
     (lambda: ResNetSmall(blocks=(1, 0)), r"blocks must be an integer >= 1; got 0"),
     (lambda: ResNetSmall(width=-1), r"width must be an integer >= 1; got -1"),
-    (lambda: ProjectionHead(out_dim=0), r"out_dim must be an integer >= 1; got 0"),
-    (lambda: ContrastiveEncoder(lambda x: x, ProjectionHead()), r"backbone must be a torch\.nn\.Module; got 'function'"),
+    (lambda: ProjectionHead(out_features=0), r"^ProjectionHead: out_features must be an integer >= 1; got 0\.$"),
+    (lambda: ProjectionHead(in_features=-2), r"^ProjectionHead: in_features must be an integer >= 1; got -2\.$"),
+    (lambda: ProjectionHead(hidden_layer_sizes=(8, 0)),
+     r"^ProjectionHead: hidden_layer_sizes must be an integer >= 1; got 0\.$"),
+    (lambda: ProjectionHead(hidden_layer_sizes=8),
+     r"^ProjectionHead: hidden_layer_sizes must be a tuple of integers >= 1 \(\(\) for a linear map\); got 8\.$"),
+    (lambda: ProjectionHead(hidden_layer_sizes="mlp"), r"hidden_layer_sizes must be a tuple of integers"),
+    (lambda: ContrastiveEncoder(lambda x: x, ProjectionHead()),
+     r"backbone must be a torch\.nn\.Module; got 'function'"),
     (lambda: ContrastiveEncoder(ConvNet28(), "head"), r"head must be a torch\.nn\.Module; got 'str'"),
     (lambda: contrastive_encoder((28, 28)), r"image_shape must be a triple \(C, H, W\)"),
     (lambda: contrastive_encoder((1, 4, 4)), r"image_shape must have H, W >= 8; got \(1, 4, 4\)"),
     (lambda: contrastive_encoder((1, 28, 28), width=0), r"width must be an integer >= 1; got 0"),
-    (lambda: contrastive_encoder((1, 28, 28), out_dim=0), r"out_dim must be an integer >= 1; got 0"),
+    (lambda: contrastive_encoder((1, 28, 28), out_features=0),
+     r"^contrastive_encoder: out_features must be an integer >= 1; got 0\.$"),
 ])
 def test_bad_parameters(make, match):
     with pytest.raises(IConError, match=match):

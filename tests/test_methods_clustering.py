@@ -19,7 +19,6 @@ from sklearn.cluster import KMeans
 import icontorch
 from icontorch import methods
 
-
 pytestmark = pytest.mark.usefixtures("float64_default")
 
 
@@ -206,16 +205,16 @@ def _cluster_kernel(phi_a, phi_b):
     return phi_a @ (phi_b / phi_b.sum(0)).T
 
 
-@pytest.mark.parametrize("alpha, q_alpha", [(0.0, 0.0), (0.6, None), (0.3, 0.8)])
-def test_infonce_clustering(alpha, q_alpha):
+@pytest.mark.parametrize("alpha_p, alpha_q", [(0.0, 0.0), (0.6, None), (0.3, 0.8)])
+def test_infonce_clustering(alpha_p, alpha_q):
     ids = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3, 0, 4, 4])
     n, C = len(ids), 4
     logits = torch.randn(n, C, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
     eye = torch.eye(n, dtype=torch.bool)
     same = (ids[:, None] == ids[None, :]) & ~eye
     p = same / same.sum(1, keepdim=True)
-    a_q = alpha if q_alpha is None else q_alpha
-    p_mix = ((1 - alpha) * p + alpha / (n - 1)).masked_fill(eye, 0.0)   # self is not a candidate of p
+    a_q = alpha_p if alpha_q is None else alpha_q
+    p_mix = ((1 - alpha_p) * p + alpha_p / (n - 1)).masked_fill(eye, 0.0)   # self is not a candidate of p
 
     def reference(lg):
         phi = torch.softmax(lg, 1)
@@ -223,7 +222,7 @@ def test_infonce_clustering(alpha, q_alpha):
         pos = p_mix > 0
         return (p_mix[pos] * (p_mix[pos].log() - q_mix[pos].log())).sum() / n
 
-    loss = methods.infonce_clustering(alpha, q_alpha)
+    loss = methods.infonce_clustering(alpha_p=alpha_p, alpha_q=alpha_q)
     lg = logits.clone().requires_grad_()
     value = loss(torch.log_softmax(lg, 1), target=ids)
     (g_ours,) = torch.autograd.grad(value, lg)
@@ -232,7 +231,7 @@ def test_infonce_clustering(alpha, q_alpha):
     (g_ref,) = torch.autograd.grad(ref, lg)
     torch.testing.assert_close(value.detach(), ref.detach(), rtol=0, atol=1e-12)
     torch.testing.assert_close(g_ours, g_ref, rtol=0, atol=1e-12)
-    if alpha == 0.0 and a_q == 0.0:                   # undebiased: PMI clustering (Thm 15)
+    if alpha_p == 0.0 and a_q == 0.0:                   # undebiased: PMI clustering (Thm 15)
         torch.testing.assert_close(value, methods.pmi_clustering()(torch.log_softmax(logits, 1), target=ids),
                                    rtol=0, atol=1e-12)
 

@@ -297,7 +297,7 @@ def test_lgsimclr(k):
         log_q = torch.log_softmax((xn @ xn.T / temperature).masked_fill(eye, -math.inf), 1)
         return -log_q.gather(1, torch.tensor(neighbours)).mean()
 
-    _assert_same(_value_and_grads(lambda x: methods.lgsimclr(temperature, k=k)(x, target=g), f),
+    _assert_same(_value_and_grads(lambda x: methods.lgsimclr(temperature, n_neighbors=k)(x, target=g), f),
                  _value_and_grads(reference, f))
 
 
@@ -359,7 +359,7 @@ def test_cmc(temperature):
     idx = torch.randperm(N, generator=torch.Generator().manual_seed(37))[:n]
     draw = torch.randint(0, N, (n, K), generator=torch.Generator().manual_seed(38))
     draw[0, 0] = idx[0]                                           # a re-drawn own index
-    l, ab = F.normalize(_randn(n, d, seed=39), dim=1), F.normalize(_randn(n, d, seed=40), dim=1)
+    lum, ab = F.normalize(_randn(n, d, seed=39), dim=1), F.normalize(_randn(n, d, seed=40), dim=1)
 
     def reference(l_, ab_):
         # CMC's softmax branch: logits [x . m[idx], x . m[draw]] / T, label 0, CE_l + CE_ab.
@@ -381,6 +381,6 @@ def test_cmc(temperature):
                 + loss(ab_, target=own, candidates=cand_l, target_candidates=tc))
 
     # Inputs are unit vectors (CMC normalises in the network), so values and gradients agree.
-    value_ours, _ = _value_and_grads(ours, l, ab)
-    value_ref, _ = _value_and_grads(reference, l, ab)
+    value_ours, _ = _value_and_grads(ours, lum, ab)
+    value_ref, _ = _value_and_grads(reference, lum, ab)
     torch.testing.assert_close(value_ours, value_ref, rtol=0, atol=1e-12)

@@ -17,7 +17,6 @@ from sklearn.neighbors import kneighbors_graph
 
 from icontorch import methods
 
-
 pytestmark = pytest.mark.usefixtures("float64_default")
 
 

@@ -18,7 +18,6 @@ from sklearn.decomposition import PCA
 
 from icontorch import methods
 
-
 pytestmark = pytest.mark.usefixtures("float64_default")
 
 

@@ -1,11 +1,10 @@
 """The registry of methods: every name builds, and every table cell names a test that exists."""
 
 import ast
+import inspect
 from pathlib import Path
 
 import pytest
-
-import inspect
 
 from icontorch import ICon, IConError, methods
 

@@ -16,7 +16,6 @@ from pytorch_metric_learning import losses as pml_losses
 from icontorch import methods
 from icontorch.neighborhoods.links import umap_ab
 
-
 pytestmark = pytest.mark.usefixtures("float64_default")
 
 
@@ -323,8 +322,15 @@ def test_temi_pmi(beta):
 
 def test_bad_input_names_the_parameter():
     from icontorch import IConError
-    from icontorch.neighborhoods import (DisjointUnion, GraphKernel, Harmonic, Logits, PowerExponential,
-                                               SinkhornCodes, spectral_embedding)
+    from icontorch.neighborhoods import (
+        DisjointUnion,
+        GraphKernel,
+        Harmonic,
+        Logits,
+        PowerExponential,
+        SinkhornCodes,
+        spectral_embedding,
+    )
     from icontorch.neighborhoods.links import GraphLinks, SigmoidLinks, UMAPLinks
 
     cases = [
@@ -351,8 +357,11 @@ def test_bad_input_names_the_parameter():
         (lambda: methods.kernel_infonce(mix="product"), "mix must be one of"),
         (lambda: methods.kernel_infonce(mix="concat"), "split must be given"),
         (lambda: methods.kernel_infonce(mix="sum", weight=1.0), "weight must lie strictly between 0 and 1"),
-        (lambda: methods.infonce_clustering(alpha=1.5), "alpha must lie in"),
-        (lambda: methods.sne_uniform_affinities(k=0), "k must be an integer >= 1"),
+        (lambda: methods.infonce_clustering(alpha_p=1.5), "infonce_clustering: alpha_p must lie in"),
+        (lambda: methods.infonce_clustering(0.5, alpha_q=-0.5), "infonce_clustering: alpha_q must lie in"),
+        (lambda: methods.sne_uniform_affinities(n_neighbors=0), "n_neighbors must be an integer >= 1; got 0"),
+        (lambda: methods.dcd(n_neighbors=2.5), "dcd: n_neighbors must be an integer >= 1; got 2.5"),
+        (lambda: methods.lgsimclr(n_neighbors=0), "lgsimclr: n_neighbors must be an integer >= 1; got 0"),
         (lambda: methods.error_rate(3, sigma=0.0), "sigma must be a positive"),
         (lambda: methods.debiased_contrastive(tau_plus=1.0), "tau_plus must lie in"),
         (lambda: methods.debiased_contrastive()(torch.randn(4, 3), torch.tensor([0, 0, 0, 1])),

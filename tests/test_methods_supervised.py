@@ -13,7 +13,6 @@ import torch.nn.functional as F
 
 from icontorch import methods
 
-
 pytestmark = pytest.mark.usefixtures("float64_default")
 
 

@@ -5,6 +5,8 @@ repository's ``periodic_table.png``): 9 p columns x 5 q rows, 24 coloured tiles,
 15 empty cells. The table built from the registry must equal it tile for tile.
 """
 
+import functools
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -82,82 +84,105 @@ def _graph(n, seed):
     return w
 
 
-def _case(name):
-    """(loss, leaves, call): a small batch for the method; ``call()`` returns the loss value."""
-    n, B, d, C = 12, 6, 4, 3
-    ids = torch.arange(B).repeat(2)
-    labels = torch.tensor([0, 1, 2]).repeat(4)
-    z = _randn(2 * B, d, seed=1).requires_grad_()
-    X = _randn(n, 5, seed=2)
-    emb = _randn(n, 2, seed=3).requires_grad_()
-    logits = _randn(n, C, seed=4).requires_grad_()
-    other = _randn(n, d, seed=5).requires_grad_()
-    W = _randn(C, d, seed=6).requires_grad_()
-    nodes = torch.arange(n)
+def _case(name, **options):
+    """(loss, leaves, call): a small batch for the method; ``call()`` returns the loss value.
+
+    ``options`` (ICon's engine options, or ``reduction`` for the baselines) go to the method function.
+    """
+    make = functools.partial(getattr(methods, name), **options)
+    for cases in (_embedding_case, _contrastive_case, _supervised_case, _clustering_case):
+        case = cases(name, make)
+        if case is not None:
+            return case
+    raise AssertionError(f"no small-batch case for {name}: add one")
+
+
+N, B, D, C = 12, 6, 4, 3
+
+
+def _embedding_case(name, make):
+    emb = _randn(N, 2, seed=3).requires_grad_()
+    X = _randn(N, 5, seed=2)
+    nodes = torch.arange(N)
     per_x = {"sne": dict(perplexity=4.0), "tsne": dict(perplexity=4.0), "conditional_tsne": dict(perplexity=4.0),
-             "sne_uniform_affinities": dict(k=3), "tsne_uniform_affinities": dict(k=3), "dcd": dict(k=3)}
+             "sne_uniform_affinities": dict(n_neighbors=3), "tsne_uniform_affinities": dict(n_neighbors=3)}
     if name in ("sne", "tsne", "conditional_tsne", "sne_uniform_affinities", "tsne_uniform_affinities",
-                "dual_tsne", "doubly_tsne"):
-        loss = getattr(methods, name)(**per_x.get(name, {}))
-        return loss, [emb], lambda: loss(emb, target=X)
-    if name == "pca":
-        loss = methods.pca()
+                "dual_tsne", "doubly_tsne", "pca"):
+        loss = make(**per_x.get(name, {}))
         return loss, [emb], lambda: loss(emb, target=X)
     if name in ("sne_graph_embedding", "tsne_graph_embedding"):
-        loss = getattr(methods, name)(_graph(n, 7))
+        loss = make(_graph(N, 7))
         return loss, [emb], lambda: loss(emb, target=nodes)
     if name == "umap":
-        loss = methods.umap(_graph(n, 7).clamp(max=1.0))
+        loss = make(_graph(N, 7).clamp(max=1.0))
         return loss, [emb], lambda: loss(emb, target=nodes)
+    return None
+
+
+def _contrastive_case(name, make):
+    ids = torch.arange(B).repeat(2)
+    z = _randn(2 * B, D, seed=1).requires_grad_()
     if name in ("x_sample_cl", "lgsimclr"):
-        loss = getattr(methods, name)()
+        other, X = _randn(N, D, seed=5).requires_grad_(), _randn(N, 5, seed=2)
+        loss = make()
         return loss, [other], lambda: loss(other, target=X)
     if name in ("infonce", "simclr", "tsimcne", "tsimclr", "vicreg", "kernel_infonce"):
-        loss = getattr(methods, name)()
+        loss = make()
         return loss, [z], lambda: loss(z, target=ids)
-    if name in ("supcon", "t_supcon", "average_margin_supcon", "triplet_supcon"):
-        loss = getattr(methods, name)()
-        return loss, [z], lambda: loss(z, target=labels)
     if name in ("debiased_contrastive", "decoupled_contrastive"):
-        loss = getattr(methods, name)()
+        loss = make()
         return loss, [z], lambda: loss(z, ids)
     if name in ("mocov3", "clip", "cmc", "t_clip", "average_margin_clip", "triplet_clip", "siglip"):
-        loss = getattr(methods, name)()
-        keys = z[B:] if name == "mocov3" else z[B:]
-        query = z[:B]
-        return loss, [z], lambda: loss(query, target=torch.arange(B), candidates=keys,
+        loss = make()
+        return loss, [z], lambda: loss(z[:B], target=torch.arange(B), candidates=z[B:],
                                        target_candidates=torch.arange(B))
     if name == "triplet":
-        loss = methods.triplet()
+        loss = make()
         cand = torch.stack([z[B:], z[B:].roll(1, 0)], 1)
         tc = torch.stack([torch.arange(B), -torch.ones(B, dtype=torch.long)], 1)
         return loss, [z], lambda: loss(z[:B], target=torch.arange(B), candidates=cand, target_candidates=tc)
-    if name in ("cross_entropy", "harmonic_loss", "error_rate", "masked_language_modeling"):
-        loss = getattr(methods, name)(C)
-        y = torch.arange(2 * B) % C
-        return loss, [z, W], lambda: loss(z, target=y, candidates=W)
-    if name in ("kmeans", "t_kmeans", "dcd"):
-        loss = getattr(methods, name)(**per_x.get(name, {}))
-        return loss, [logits], lambda: loss(F.log_softmax(logits, 1), target=X)
-    if name in ("normalized_cuts", "spectral_clustering"):
-        args = (_graph(n, 7),) if name == "normalized_cuts" else (_graph(n, 7), C)
-        loss = getattr(methods, name)(*args)
-        return loss, [logits], lambda: loss(F.log_softmax(logits, 1), target=nodes)
-    if name in ("infonce_clustering", "pmi_clustering", "supervised_clustering"):
-        loss = getattr(methods, name)()
-        return loss, [logits], lambda: loss(F.log_softmax(logits, 1), target=labels)
-    if name in ("iic", "temi_pmi"):
-        loss = getattr(methods, name)()
-        other_logits = _randn(n, C, seed=8)
-        return loss, [logits], lambda: loss(F.log_softmax(other_logits, 1), F.log_softmax(logits, 1))
     if name == "swav":
-        loss = methods.swav()
+        W = _randn(C, D, seed=6).requires_grad_()
+        loss = make()
         scores = F.normalize(z[B:], dim=1) @ F.normalize(W, dim=1).T
         return loss, [z, W], lambda: loss(z[:B], target=scores, candidates=W)
+    return None
+
+
+def _supervised_case(name, make):
+    z = _randn(2 * B, D, seed=1).requires_grad_()
+    if name in ("supcon", "t_supcon", "average_margin_supcon", "triplet_supcon"):
+        loss = make()
+        return loss, [z], lambda: loss(z, target=torch.tensor([0, 1, 2]).repeat(4))
+    if name in ("cross_entropy", "harmonic_loss", "error_rate", "masked_language_modeling"):
+        W = _randn(C, D, seed=6).requires_grad_()
+        loss = make(C)
+        y = torch.arange(2 * B) % C
+        return loss, [z, W], lambda: loss(z, target=y, candidates=W)
+    return None
+
+
+def _clustering_case(name, make):
+    logits = _randn(N, C, seed=4).requires_grad_()
+    if name in ("kmeans", "t_kmeans", "dcd"):
+        loss = make(**({"n_neighbors": 3} if name == "dcd" else {}))
+        X = _randn(N, 5, seed=2)
+        return loss, [logits], lambda: loss(F.log_softmax(logits, 1), target=X)
+    if name in ("normalized_cuts", "spectral_clustering"):
+        args = (_graph(N, 7),) if name == "normalized_cuts" else (_graph(N, 7), C)
+        loss = make(*args)
+        return loss, [logits], lambda: loss(F.log_softmax(logits, 1), target=torch.arange(N))
+    if name in ("infonce_clustering", "pmi_clustering", "supervised_clustering"):
+        loss = make()
+        return loss, [logits], lambda: loss(F.log_softmax(logits, 1), target=torch.tensor([0, 1, 2]).repeat(4))
+    if name in ("iic", "temi_pmi"):
+        loss = make()
+        other_logits = _randn(N, C, seed=8)
+        return loss, [logits], lambda: loss(F.log_softmax(other_logits, 1), F.log_softmax(logits, 1))
     if name == "dino":
-        loss = methods.dino()
-        return loss, [logits], lambda: loss(logits, target=_randn(n, C, seed=9))
-    raise AssertionError(f"no small-batch case for {name}: add one")
+        loss = make()
+        return loss, [logits], lambda: loss(logits, target=_randn(N, C, seed=9))
+    return None
 
 
 @pytest.mark.parametrize("name", methods.available())

@@ -6,12 +6,13 @@ uses ``h``. These are small, CPU-trainable versions:
 
 * :class:`ConvNet28`: three conv-ReLU-pool stages for 28 x 28 (and smaller) grey-scale images.
 * :class:`ResNetSmall`: a CIFAR-style ResNet (basic blocks, batch-norm) for 32 x 32 and larger.
-* :class:`ProjectionHead`: Linear-ReLU-Linear.
+* :class:`ProjectionHead`: Linear-ReLU-Linear (any number of hidden layers, or none).
 * :class:`ContrastiveEncoder`: ``forward(x) = g(f(x))``, ``features(x) = f(x)``.
 """
 
 from __future__ import annotations
 
+import numbers
 from typing import Optional, Sequence, Tuple
 
 import torch
@@ -171,33 +172,48 @@ class ResNetSmall(nn.Module):
                 f"blocks={tuple(self.blocks)}, channels_last={self.channels_last}")
 
 
+def _check_sizes(who: str, sizes: object) -> Tuple[int, ...]:
+    """A tuple of layer widths >= 1 (possibly empty)."""
+    if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence):
+        raise fail(who, "hidden_layer_sizes", "be a tuple of integers >= 1 (() for a linear map)", sizes)
+    return tuple(int(check_int(who, "hidden_layer_sizes", size, 1)) for size in sizes)
+
+
 class ProjectionHead(nn.Module):
-    """``z = W_2 relu(W_1 h + b_1) + b_2``: the 2-layer MLP head, no batch-norm (paper Appendix A:
-    hidden 512, output 64).
+    """``z = W_L relu(... relu(W_1 h + b_1) ...) + b_L``: an MLP head without batch-norm.
+
+    One ReLU hidden layer per entry of ``hidden_layer_sizes``; ``()`` is the linear map
+    ``z = W h + b``. The default ``(512,)`` with ``out_features=64`` is the paper's Appendix A head.
 
     Args:
-        in_dim: dimension of h.
-        hidden_dim: hidden width.
-        out_dim: dimension of z, the embedding the loss sees.
+        in_features: dimension of h.
+        out_features: dimension of z, the embedding the loss sees.
+        hidden_layer_sizes: widths of the hidden layers, in order.
     """
 
-    def __init__(self, in_dim: int = 512, hidden_dim: int = 512, out_dim: int = 64) -> None:
+    def __init__(self, in_features: int = 512, out_features: int = 64, *,
+                 hidden_layer_sizes: Sequence[int] = (512,)) -> None:
         super().__init__()
         who = "ProjectionHead"
-        self.in_dim = check_int(who, "in_dim", in_dim, 1)
-        self.hidden_dim = check_int(who, "hidden_dim", hidden_dim, 1)
-        self.out_dim = check_int(who, "out_dim", out_dim, 1)
-        self.net = nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, out_dim))
+        self.in_features = int(check_int(who, "in_features", in_features, 1))
+        self.out_features = int(check_int(who, "out_features", out_features, 1))
+        self.hidden_layer_sizes = _check_sizes(who, hidden_layer_sizes)
+        widths = (self.in_features,) + self.hidden_layer_sizes
+        layers: list = []
+        for a, b in zip(widths[:-1], widths[1:]):
+            layers += [nn.Linear(a, b), nn.ReLU()]
+        self.net = nn.Sequential(*layers, nn.Linear(widths[-1], self.out_features))
 
     def forward(self, h: Tensor) -> Tensor:
-        """(B, in_dim) -> (B, out_dim)."""
-        if not isinstance(h, Tensor) or h.dim() != 2 or h.shape[1] != self.in_dim or not h.is_floating_point():
-            raise fail("ProjectionHead", "h", f"be a floating tensor of shape (B, {self.in_dim})",
+        """(B, in_features) -> (B, out_features)."""
+        if not isinstance(h, Tensor) or h.dim() != 2 or h.shape[1] != self.in_features or not h.is_floating_point():
+            raise fail("ProjectionHead", "h", f"be a floating tensor of shape (B, {self.in_features})",
                        h if isinstance(h, Tensor) else type(h).__name__)
         return self.net(h)
 
     def extra_repr(self) -> str:
-        return f"in_dim={self.in_dim}, hidden_dim={self.hidden_dim}, out_dim={self.out_dim}"
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"hidden_layer_sizes={self.hidden_layer_sizes}")
 
 
 class ContrastiveEncoder(nn.Module):
@@ -205,7 +221,7 @@ class ContrastiveEncoder(nn.Module):
 
     Args:
         backbone: maps a batch of inputs to (B, d) features h.
-        head: maps (B, d) features to (B, out_dim) embeddings z.
+        head: maps (B, d) features to (B, out_features) embeddings z.
     """
 
     def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
@@ -225,10 +241,10 @@ class ContrastiveEncoder(nn.Module):
         return self.backbone(x)
 
 
-def contrastive_encoder(image_shape: Tuple[int, int, int], feature_dim: int = 512, out_dim: int = 64,
+def contrastive_encoder(image_shape: Tuple[int, int, int], feature_dim: int = 512, out_features: int = 64,
                         width: Optional[int] = None) -> ContrastiveEncoder:
-    """The default encoder for images of shape (C, H, W): backbone plus a (feature_dim, feature_dim,
-    out_dim) :class:`ProjectionHead`.
+    """``z = head(backbone(x))`` for images of shape (C, H, W), the head a
+    ``ProjectionHead(feature_dim, out_features, hidden_layer_sizes=(feature_dim,))``.
 
     ``H, W <= 28``: :class:`ConvNet28` (``width`` default 16); larger: :class:`ResNetSmall`
     (``width`` default 32, one basic block per stage).
@@ -236,18 +252,18 @@ def contrastive_encoder(image_shape: Tuple[int, int, int], feature_dim: int = 51
     Args:
         image_shape: (C, H, W) of one image.
         feature_dim: dimension of the features h (and the head's hidden width).
-        out_dim: dimension of z.
+        out_features: dimension of z.
         width: channels of the backbone's first stage (None: the default above).
     """
     who = "contrastive_encoder"
     if not isinstance(image_shape, (tuple, list)) or len(image_shape) != 3 or any(
-            isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in image_shape):
+            isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1 for v in image_shape):
         raise fail(who, "image_shape", "be a triple (C, H, W) of positive integers", image_shape)
-    check_int(who, "feature_dim", feature_dim, 1)
-    check_int(who, "out_dim", out_dim, 1)
+    feature_dim = int(check_int(who, "feature_dim", feature_dim, 1))
+    out_features = int(check_int(who, "out_features", out_features, 1))
     if width is not None:
-        check_int(who, "width", width, 1)
-    c, h, w = image_shape
+        width = int(check_int(who, "width", width, 1))
+    c, h, w = (int(v) for v in image_shape)
     backbone: nn.Module
     if max(h, w) <= 28:
         if min(h, w) < ConvNet28.min_size:
@@ -257,4 +273,4 @@ def contrastive_encoder(image_shape: Tuple[int, int, int], feature_dim: int = 51
         backbone = ResNetSmall(c, feature_dim, 32 if width is None else width)
         if min(h, w) < backbone.min_size:
             raise fail(who, "image_shape", f"have H, W >= {backbone.min_size}", image_shape)
-    return ContrastiveEncoder(backbone, ProjectionHead(feature_dim, feature_dim, out_dim))
+    return ContrastiveEncoder(backbone, ProjectionHead(feature_dim, out_features, hidden_layer_sizes=(feature_dim,)))

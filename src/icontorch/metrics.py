@@ -18,16 +18,16 @@ def _to_numpy(a: ArrayLike) -> np.ndarray:
     return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
 
 
-def knn_accuracy(embedding: ArrayLike, labels: ArrayLike, k: int = 10) -> float:
-    """Leave-one-out k-nearest-neighbour accuracy of ``labels`` in ``embedding``.
+def knn_accuracy(embedding: ArrayLike, labels: ArrayLike, n_neighbors: int = 10) -> float:
+    """``(1/n) sum_i 1[vote_i = y_i]``: leave-one-out k-nearest-neighbour accuracy of ``labels``.
 
-    Each point is classified by a majority vote of its k nearest *other* points (Euclidean;
-    ties go to the smallest label), the usual score of a t-SNE map.
+    Each point is classified by a majority vote of its ``n_neighbors`` nearest *other* points
+    (Euclidean; ties go to the smallest label), the usual score of a t-SNE map.
 
     Args:
         embedding: (n, d) coordinates.
         labels: (n,) integer class labels.
-        k: neighbours per vote, 1 <= k < n.
+        n_neighbors: neighbours per vote, 1 <= n_neighbors < n.
 
     Returns:
         The fraction of points whose vote equals their label.
@@ -41,9 +41,9 @@ def knn_accuracy(embedding: ArrayLike, labels: ArrayLike, k: int = 10) -> float:
                         f"{x.shape} and {y.shape}.")
     if not np.isfinite(x).all():
         raise IConError("knn_accuracy: embedding must be finite; got NaN or Inf.")
-    check_int("knn_accuracy", "k", k, 1)
+    k = int(check_int("knn_accuracy", "n_neighbors", n_neighbors, 1))
     if k >= x.shape[0]:
-        raise IConError(f"knn_accuracy: k must be smaller than the number of points "
+        raise IConError(f"knn_accuracy: n_neighbors must be smaller than the number of points "
                         f"({x.shape[0]}); got {k}.")
     _, classes = np.unique(y, return_inverse=True)
     neighbours = NearestNeighbors(n_neighbors=k).fit(x).kneighbors(return_distance=False)
@@ -88,8 +88,7 @@ def clustering_scores(y_true: ArrayLike, y_pred: ArrayLike) -> Dict[str, Any]:
         counts with rows in the order of ``"clusters"`` and columns of ``"classes"``.
     """
     from scipy.optimize import linear_sum_assignment
-    from sklearn.metrics import (adjusted_mutual_info_score, adjusted_rand_score,
-                                 normalized_mutual_info_score)
+    from sklearn.metrics import adjusted_mutual_info_score, adjusted_rand_score, normalized_mutual_info_score
 
     truth, pred = _labels("y_true", y_true), _labels("y_pred", y_pred)
     if truth.shape[0] != pred.shape[0]:

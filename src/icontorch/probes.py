@@ -2,7 +2,7 @@
 
 The paper's Appendix A protocol: features are the backbone's output (not the projection the loss
 sees); a logistic regression is fitted on the training features and scored on the test
-features; a k-nearest-neighbour classifier (k = 3 or 10) does the same without training.
+features; a k-nearest-neighbour classifier (``n_neighbors`` = 3 or 10) does the same without training.
 scikit-learn does the fitting.
 """
 
@@ -14,11 +14,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ._validation import IConError, check_int, check_positive, fail
+from ._validation import IConError, check_choice, check_int, check_positive, fail
 
 __all__ = ["encode", "linear_probe_accuracy", "knn_probe_accuracy"]
 
 ArrayLike = Union[np.ndarray, Tensor]
+_METRICS = {"cosine": "cosine", "squared_euclidean": "euclidean"}  # ours -> scikit-learn's
 
 
 @torch.no_grad()
@@ -102,14 +103,17 @@ def linear_probe_accuracy(train_features: ArrayLike, train_labels: ArrayLike, te
 
 
 def knn_probe_accuracy(train_features: ArrayLike, train_labels: ArrayLike, test_features: ArrayLike,
-                       test_labels: ArrayLike, k: int = 10, metric: str = "cosine") -> float:
-    """Test accuracy of a majority vote among the ``k`` nearest training features.
+                       test_labels: ArrayLike, n_neighbors: int = 10, metric: str = "cosine") -> float:
+    """``(1/m) sum_t 1[vote_t = y_t]``: the vote of the ``n_neighbors`` nearest training features.
+
+    Each test point gets the majority label among its ``n_neighbors`` nearest training points
+    (scikit-learn's ``KNeighborsClassifier``; ties go to the smallest label).
 
     Args:
         train_features, train_labels: (n, d) features and (n,) labels to vote with.
         test_features, test_labels: (m, d) and (m,) held-out data to classify.
-        k: neighbours per vote (the paper uses 3 on CIFAR and 10 on STL-10), 1 <= k <= n.
-        metric: ``"cosine"`` (default, usual for contrastive features) or ``"euclidean"``.
+        n_neighbors: neighbours per vote (the paper uses 3 on CIFAR and 10 on STL-10), in [1, n].
+        metric: ``"cosine"`` (default, usual for contrastive features) or ``"squared_euclidean"``.
 
     Returns:
         The fraction of test points whose vote equals their label.
@@ -117,12 +121,13 @@ def knn_probe_accuracy(train_features: ArrayLike, train_labels: ArrayLike, test_
     from sklearn.neighbors import KNeighborsClassifier
 
     who = "knn_probe_accuracy"
-    if metric not in ("cosine", "euclidean"):
-        raise fail(who, "metric", "be 'cosine' or 'euclidean'", metric)
+    check_choice(who, "metric", metric, tuple(_METRICS))
     x_train, y_train, x_test, y_test = _split(who, train_features, train_labels, test_features,
                                               test_labels)
-    k = check_int(who, "k", k, 1)
-    if k > x_train.shape[0]:
-        raise fail(who, "k", f"be at most the number of training points ({x_train.shape[0]})", k)
-    classifier = KNeighborsClassifier(n_neighbors=k, metric=metric).fit(x_train, y_train)
+    n_neighbors = int(check_int(who, "n_neighbors", n_neighbors, 1))
+    if n_neighbors > x_train.shape[0]:
+        raise fail(who, "n_neighbors", f"be at most the number of training points ({x_train.shape[0]})",
+                   n_neighbors)
+    # The Euclidean distance ranks neighbours as its square does.
+    classifier = KNeighborsClassifier(n_neighbors=n_neighbors, metric=_METRICS[metric]).fit(x_train, y_train)
     return float((classifier.predict(x_test) == y_test).mean())

@@ -10,7 +10,10 @@ from; it reads that item from ``target``. Both helpers here stack the views as
 * :func:`multiview_batch` augments a batch that is already in memory (one batched call of
   ``augment`` on the ``n_views * B`` copies: fastest on one process).
 * :class:`MultiViewDataset` with :func:`collate_views` does the same per item inside a
-  ``DataLoader`` (workers, shuffling), reproducibly for a given ``(seed, epoch, item)``.
+  ``DataLoader`` (workers, shuffling), reproducibly for a given ``(random_state, epoch, item)``.
+
+``augment`` is always called as ``augment(x, generator)``: a (B, C, H, W) batch in, the same shape
+out, ``generator`` a ``torch.Generator`` or None (every :mod:`icontorch.augment` transform).
 """
 
 from __future__ import annotations
@@ -25,18 +28,21 @@ from torch.utils.data import Dataset
 from ._validation import check_index, check_int, fail
 from .augment import check_images
 
-__all__ = ["multiview_batch", "MultiViewDataset", "collate_views"]
+__all__ = ["multiview_batch", "MultiViewDataset", "collate_views", "Augment"]
+
+#: ``augment(x, generator) -> x'``: a batch in, the same shape out; ``generator`` may be None.
+Augment = Callable[[Tensor, Optional[torch.Generator]], Tensor]
 
 
-def _apply(augment: Callable[..., Tensor], x: Tensor, generator: Optional[torch.Generator], who: str) -> Tensor:
-    """``augment(x, generator)`` (``augment(x)`` when no generator is given), shape-checked."""
-    out = augment(x) if generator is None else augment(x, generator)
+def _apply(augment: Augment, x: Tensor, generator: Optional[torch.Generator], who: str) -> Tensor:
+    """``augment(x, generator)``, shape-checked."""
+    out = augment(x, generator)
     if not isinstance(out, Tensor) or out.shape != x.shape:
         raise fail(who, "augment(x)", f"return a tensor of the input's shape {tuple(x.shape)}", out)
     return out
 
 
-def multiview_batch(x: Tensor, index: Tensor, augment: Callable[..., Tensor], n_views: int = 2,
+def multiview_batch(x: Tensor, index: Tensor, augment: Augment, n_views: int = 2,
                     generator: Optional[torch.Generator] = None) -> Tuple[Tensor, Tensor]:
     """``n_views`` augmented copies of every image, stacked view-major, and their item ids.
 
@@ -49,7 +55,8 @@ def multiview_batch(x: Tensor, index: Tensor, augment: Callable[..., Tensor], n_
         augment: ``augment(x, generator) -> x`` with independent draws per sample (any
             :mod:`icontorch.augment` transform); called once on the (n_views * B) stacked copies.
         n_views: views per item, >= 2.
-        generator: the random stream of ``augment`` (None: torch's default).
+        generator: the random stream of ``augment``, passed to it as given (None: the augment's
+            default, torch's global stream for :mod:`icontorch.augment`).
 
     Returns:
         ``views`` of shape (n_views * B, C, H, W) and ``target`` of shape (n_views * B,).
@@ -69,7 +76,7 @@ def multiview_batch(x: Tensor, index: Tensor, augment: Callable[..., Tensor], n_
 class MultiViewDataset(Dataset):
     """Item i gives ``(augment applied n_views times to images[i], i)``; views of shape (n_views, C, H, W).
 
-    The draws of item i come from a generator seeded by ``(seed, epoch, i)`` (numpy's
+    The draws of item i come from a generator seeded by ``(random_state, epoch, i)`` (numpy's
     ``SeedSequence``), so an epoch is the same whatever the worker count or the order of access,
     and :meth:`set_epoch` gives the next epoch new views. Use :func:`collate_views` as the
     ``DataLoader``'s ``collate_fn`` to get :func:`multiview_batch`'s layout.
@@ -78,25 +85,23 @@ class MultiViewDataset(Dataset):
         images: (N, C, H, W) floating images.
         augment: ``augment(x, generator) -> x`` on a batch.
         n_views: views per item, >= 2.
-        seed: non-negative integer seed.
+        random_state: non-negative integer seed.
     """
 
-    def __init__(self, images: Tensor, augment: Callable[..., Tensor], n_views: int = 2, seed: int = 0) -> None:
+    def __init__(self, images: Tensor, augment: Augment, n_views: int = 2, random_state: int = 0) -> None:
         who = "MultiViewDataset"
         check_images(who, "images", images)
         if not callable(augment):
             raise fail(who, "augment", "be a callable augment(x, generator) -> x", augment)
-        check_int(who, "n_views", n_views, 2)
-        check_int(who, "seed", seed, 0)
         self.images = images
         self.augment = augment
-        self.n_views = n_views
-        self.seed = seed
+        self.n_views = int(check_int(who, "n_views", n_views, 2))
+        self.random_state = int(check_int(who, "random_state", random_state, 0))
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose views ``__getitem__`` returns (call it before each epoch)."""
-        self.epoch = check_int("MultiViewDataset", "epoch", epoch, 0)
+        self.epoch = int(check_int("MultiViewDataset", "epoch", epoch, 0))
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -108,14 +113,14 @@ class MultiViewDataset(Dataset):
         if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not -n <= i < n:
             raise fail("MultiViewDataset", "i", f"be an integer item index in [0, {n})", i)
         i = int(i) % n
-        state = np.random.SeedSequence([self.seed, self.epoch, i]).generate_state(2, dtype=np.uint32)
+        state = np.random.SeedSequence([self.random_state, self.epoch, i]).generate_state(2, dtype=np.uint32)
         generator = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
         x = self.images[i:i + 1].repeat(self.n_views, 1, 1, 1)
         return _apply(self.augment, x, generator, "MultiViewDataset"), i
 
     def __repr__(self) -> str:
         return (f"MultiViewDataset(images=<{tuple(self.images.shape)}>, augment={self.augment!r}, "
-                f"n_views={self.n_views}, seed={self.seed})")
+                f"n_views={self.n_views}, random_state={self.random_state})")
 
 
 def collate_views(batch: Sequence[Tuple[Tensor, Any]]) -> Tuple[Tensor, Tensor]:

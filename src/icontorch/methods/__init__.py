@@ -11,6 +11,12 @@ formulas, theorem and proving test of each. The modules follow the paper's colou
 ``supervised``, ``clustering``, then ``related`` (Kernel-InfoNCE, SwAV, DINO) and ``baselines``
 (losses that are not I-Con losses, with their relation stated). Gap cells are marked
 ``info(name).gap``.
+
+Every function that returns an ICon also takes ICon's engine options as keyword-only arguments and
+hands them to ICon unchanged: ``reduction``, ``skip_empty_rows``, ``tile_size``, ``gather`` and,
+for methods called with the items of another modality or view as candidates, ``symmetric``
+(``methods.simclr(0.5, gather=True, tile_size=4096)``). The baselines take ``reduction`` where
+they have one term per anchor.
 """
 
 # Import order is registration order, which orders methods sharing a cell (as the figure does).

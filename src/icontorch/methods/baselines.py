@@ -6,6 +6,11 @@
 * :func:`iic` -- Ji et al. 2019: ``-I(z; z')`` of the batch-pooled joint; equals PMI clustering
   minus log N only for one-hot assignments consistent across views.
 * :func:`temi_pmi` -- Adaloglou et al. 2023: with ``beta = 1`` PMI clustering minus log N.
+
+None of them is an :class:`~icontorch.ICon`, so none takes ICon's engine options (``tile_size``,
+``gather``, ``skip_empty_rows``, ``symmetric``: a ``TypeError``). Those with one term per anchor
+(debiased, decoupled, TEMI) take ``reduction`` (``"mean"``, ``"sum"`` or ``"none"``); IIC's loss
+is one sum over the pooled joint and has no per-anchor terms.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._validation import IConError, check_features, check_index, check_positive, fail
+from .._validation import IConError, check_choice, check_features, check_index, check_positive, fail
 from ..neighborhoods import StudentT
 from ._registry import register
 
@@ -39,6 +44,17 @@ def _pairs_of_views(who: str, z: Tensor, target: Tensor) -> Tensor:
     if not bool((same.sum(1) == 1).all()):
         raise fail(who, "target", "hold every id exactly twice (two views per item)", target)
     return same.float().argmax(1)
+
+
+def _check_reduction(who: str, reduction: str) -> str:
+    return check_choice(who, "reduction", reduction, ("mean", "sum", "none"))
+
+
+def _reduce(rows: Tensor, reduction: str) -> Tensor:
+    """The per-anchor terms, their mean or their sum."""
+    if reduction == "none":
+        return rows
+    return rows.mean() if reduction == "mean" else rows.sum()
 
 
 def _negatives(w: Tensor, partner: Tensor) -> "tuple[Tensor, Tensor]":
@@ -66,12 +82,14 @@ class DebiasedContrastiveLoss(nn.Module):
         temperature: t (used when ``q`` is None).
         tau_plus: the class prior tau+ in [0, 1).
         q: optional :class:`~icontorch.StudentT` kernel replacing the cosine weight.
+        reduction: ``"mean"`` over the views, ``"sum"``, or ``"none"`` for the (2B,) vector.
     """
 
-    def __init__(self, temperature: float = 0.5, tau_plus: float = 0.1,
-                 q: Optional[StudentT] = None) -> None:
+    def __init__(self, temperature: float = 0.5, tau_plus: float = 0.1, q: Optional[StudentT] = None, *,
+                 reduction: str = "mean") -> None:
         super().__init__()
         self.temperature = check_positive("DebiasedContrastiveLoss", "temperature", temperature)
+        self.reduction = _check_reduction("DebiasedContrastiveLoss", reduction)
         if isinstance(tau_plus, bool) or not isinstance(tau_plus, (int, float)) or not 0 <= tau_plus < 1:
             raise fail("DebiasedContrastiveLoss", "tau_plus", "lie in [0, 1)", tau_plus)
         self.tau_plus = float(tau_plus)
@@ -93,7 +111,7 @@ class DebiasedContrastiveLoss(nn.Module):
         neg = (w * negative).sum(1)
         ng = torch.maximum((neg - self.tau_plus * n_neg * pos) / (1.0 - self.tau_plus),
                            n_neg * math.exp(-2.0 / t))
-        return (torch.log(pos + ng) - torch.log(pos)).mean()
+        return _reduce(torch.log(pos + ng) - torch.log(pos), self.reduction)
 
     def _kernel_forward(self, z: Tensor, partner: Tensor) -> Tensor:
         # Student-t logits are <= 0 (weight 1 at distance 0), so exp() cannot overflow; the
@@ -104,11 +122,11 @@ class DebiasedContrastiveLoss(nn.Module):
         neg = (logits.exp() * negative).sum(1)
         ng = ((neg - self.tau_plus * n_neg * log_pos.exp()) / (1.0 - self.tau_plus)).clamp_min(
             torch.finfo(logits.dtype).tiny)
-        return (torch.logaddexp(log_pos, ng.log()) - log_pos).mean()
+        return _reduce(torch.logaddexp(log_pos, ng.log()) - log_pos, self.reduction)
 
     def extra_repr(self) -> str:
         q = "" if self.q is None else f", q={self.q!r}"
-        return f"temperature={self.temperature}, tau_plus={self.tau_plus}{q}"
+        return f"temperature={self.temperature}, tau_plus={self.tau_plus}{q}, reduction={self.reduction!r}"
 
 
 class DecoupledContrastiveLoss(nn.Module):
@@ -116,12 +134,13 @@ class DecoupledContrastiveLoss(nn.Module):
 
     Yeh et al. 2022: the positive is removed from the denominator. Exactly
     ``simclr(t) + mean_i log(1 - q(i+|i))`` with q SimCLR's softmax: I-Con plus a term that rewards
-    q(i+|i) -> 1, not a KL.
+    q(i+|i) -> 1, not a KL. ``reduction``: ``"mean"`` over the views, ``"sum"`` or ``"none"``.
     """
 
-    def __init__(self, temperature: float = 0.1) -> None:
+    def __init__(self, temperature: float = 0.1, *, reduction: str = "mean") -> None:
         super().__init__()
         self.temperature = check_positive("DecoupledContrastiveLoss", "temperature", temperature)
+        self.reduction = _check_reduction("DecoupledContrastiveLoss", reduction)
 
     def forward(self, z: Tensor, target: Tensor) -> Tensor:
         partner = _pairs_of_views("DecoupledContrastiveLoss", z, target)
@@ -132,10 +151,10 @@ class DecoupledContrastiveLoss(nn.Module):
         excluded[rows, rows] = True
         excluded[rows, partner] = True
         negatives = torch.logsumexp(logits.masked_fill(excluded, float("-inf")), dim=1)
-        return (negatives - logits[rows, partner]).mean()
+        return _reduce(negatives - logits[rows, partner], self.reduction)
 
     def extra_repr(self) -> str:
-        return f"temperature={self.temperature}"
+        return f"temperature={self.temperature}, reduction={self.reduction!r}"
 
 
 def _check_pair(who: str, log_phi1: Tensor, log_phi2: Tensor) -> None:
@@ -187,12 +206,14 @@ class TEMIPMILoss(nn.Module):
     their neighbours, ``pi`` the teacher's batch-mean cluster probabilities (TEMI keeps an EMA of
     it; pass it as ``prior``). With ``beta = 1`` and the batch prior this is
     ``methods.pmi_clustering`` (student anchors, teacher candidates) minus log N, exactly; beta != 1
-    and TEMI's instance weights have no I-Con counterpart.
+    and TEMI's instance weights have no I-Con counterpart. ``reduction``: ``"mean"`` over the
+    anchors, ``"sum"`` or ``"none"``.
     """
 
-    def __init__(self, beta: float = 0.6) -> None:
+    def __init__(self, beta: float = 0.6, *, reduction: str = "mean") -> None:
         super().__init__()
         self.beta = check_positive("TEMIPMILoss", "beta", beta)
+        self.reduction = _check_reduction("TEMIPMILoss", reduction)
 
     def forward(self, log_phi_teacher: Tensor, log_phi_student: Tensor,
                 prior: Optional[Tensor] = None) -> Tensor:
@@ -205,38 +226,39 @@ class TEMIPMILoss(nn.Module):
                 raise IConError(f"TEMIPMILoss: prior must be ({log_t.shape[1]},) positive cluster "
                                 f"probabilities; got {tuple(prior.shape)}.")
             log_prior = prior.to(log_t.dtype).log()
-        return -torch.logsumexp(self.beta * (log_t + log_phi_student) - log_prior, dim=1).mean()
+        rows = -torch.logsumexp(self.beta * (log_t + log_phi_student) - log_prior, dim=1)
+        return _reduce(rows, self.reduction)
 
     def extra_repr(self) -> str:
-        return f"beta={self.beta}"
+        return f"beta={self.beta}, reduction={self.reduction!r}"
 
 
 @register(cite="Chuang 2020",
           label="Debiased CL (Chuang)", column="Uniform over positive pairs", row="Gaussian",
-          theorem="§3.3.2 (compared)", equality="none", area="U-SSL", kind="related",
+          theorem="Sec. 3.3.2", equality="none", area="U-SSL", kind="related",
           test=f"{_REL}::test_debiased_contrastive", p="1[j = i+] (no I-Con form)",
           q="softmax with the debiased normaliser Ng (not a distribution)",
           note="A baseline, not an I-Con loss: its normaliser gives the positive a negative weight. "
                "Tested against its formula and against SimCLR at tau+ = 0; I-Con's counterpart is "
                "mix_uniform(p, alpha).")
-def debiased_contrastive(temperature: float = 0.5, tau_plus: float = 0.1,
-                         q: Optional[StudentT] = None) -> DebiasedContrastiveLoss:
+def debiased_contrastive(temperature: float = 0.5, tau_plus: float = 0.1, q: Optional[StudentT] = None, *,
+                         reduction: str = "mean") -> DebiasedContrastiveLoss:
     """Debiased contrastive learning (Chuang et al. 2020); see :class:`DebiasedContrastiveLoss`."""
-    return DebiasedContrastiveLoss(temperature, tau_plus, q)
+    return DebiasedContrastiveLoss(temperature, tau_plus, q, reduction=reduction)
 
 
 @register(cite="Yeh 2022",
-          label="Decoupled CL", column="Uniform over positive pairs", row="Gaussian", theorem="§1.13 (ours)",
+          label="Decoupled CL", column="Uniform over positive pairs", row="Gaussian", theorem="not in the paper",
           equality="none", area="U-SSL", kind="related", test=f"{_REL}::test_decoupled_contrastive",
           p="1[j = i+]", q="exp(cos / t) normalised without the positive (not a distribution over j)",
           note="A baseline, not a KL: exactly SimCLR's I-Con loss plus mean log(1 - q(i+|i)) (tested).")
-def decoupled_contrastive(temperature: float = 0.1) -> DecoupledContrastiveLoss:
+def decoupled_contrastive(temperature: float = 0.1, *, reduction: str = "mean") -> DecoupledContrastiveLoss:
     """Decoupled contrastive learning (Yeh et al. 2022); see :class:`DecoupledContrastiveLoss`."""
-    return DecoupledContrastiveLoss(temperature)
+    return DecoupledContrastiveLoss(temperature, reduction=reduction)
 
 
 @register(cite="Ji 2019",
-          label="IIC", column="Uniform over positive pairs", row="Uniform on clusters", theorem="§2.6 (ours)",
+          label="IIC", column="Uniform over positive pairs", row="Uniform on clusters", theorem="not in the paper",
           equality="loose", area="CL", kind="related", test=f"{_REL}::test_iic",
           p="1[j = i+] (the other view)", q="the batch-pooled joint of cluster assignments",
           note="A baseline: equals PMI clustering minus log N only for one-hot assignments consistent "
@@ -253,6 +275,6 @@ def iic(lamb: float = 1.0) -> IICLoss:
           q="sum_c (phi_t phi_s)^beta / pi_c (unnormalised for beta != 1)",
           note="Exact (PMI clustering minus log N) only at beta = 1 with the batch prior (tested); "
                "beta != 1 and TEMI's instance weights are outside I-Con.")
-def temi_pmi(beta: float = 0.6) -> TEMIPMILoss:
+def temi_pmi(beta: float = 0.6, *, reduction: str = "mean") -> TEMIPMILoss:
     """TEMI's PMI loss (Adaloglou et al. 2023); see :class:`TEMIPMILoss`."""
-    return TEMIPMILoss(beta)
+    return TEMIPMILoss(beta, reduction=reduction)

@@ -8,10 +8,18 @@ from __future__ import annotations
 
 from typing import Optional
 
-from .._validation import check_choice, check_int, check_positive, check_probability, fail
+from .._validation import check_choice, check_int, check_probability, fail
 from ..loss import ICon
-from ..neighborhoods import Gaussian, PositivePairs
-from ..neighborhoods import DisjointUnion, Logits, PowerExponential, SinkhornCodes, StopGradient
+from ..neighborhoods import (
+    DisjointUnion,
+    Gaussian,
+    Logits,
+    PositivePairs,
+    PowerExponential,
+    SinkhornCodes,
+    StopGradient,
+)
+from ._engine import TileSize, build
 from ._registry import register
 
 __all__ = ["kernel_infonce", "swav", "dino"]
@@ -21,12 +29,13 @@ _REL = "tests/test_methods_related.py"
 
 @register(cite="Tan 2024",
           label="Kernel-InfoNCE", column="Uniform over positive pairs", row="Kernel mixture",
-          theorem="§1.15 (ours)", equality="exact", area="U-SSL", kind="related",
+          theorem="not in the paper", equality="exact", area="U-SSL", kind="related",
           test=f"{_REL}::test_kernel_infonce", p="1[j = i+]",
           q="exp(-||z_i-z_j||^gamma / t) / Z_i; 'sum' / 'concat': weighted union with the Gaussian (gamma = 2)")
 def kernel_infonce(gamma: float = 1.0, temperature: float = 0.5, mix: Optional[str] = None,
-                   weight: float = 0.5, temperature2: Optional[float] = None,
-                   split: Optional[int] = None) -> ICon:
+                   weight: float = 0.5, temperature2: Optional[float] = None, split: Optional[int] = None, *,
+                   reduction: str = "mean", skip_empty_rows: bool = False, tile_size: TileSize = "auto",
+                   gather: bool = False) -> ICon:
     """Kernel-InfoNCE: SimCLR's p with ``q ∝ exp(-||z_i - z_j||^gamma / t)`` (Tan et al. 2024).
 
     ``mix=None``: one kernel (``gamma=1`` Laplacian, exact against the paper's ``gamma_loss``).
@@ -47,30 +56,33 @@ def kernel_infonce(gamma: float = 1.0, temperature: float = 0.5, mix: Optional[s
     who = "kernel_infonce"
     first = PowerExponential(gamma, temperature)
     if mix is None:
-        return ICon(p=PositivePairs(), q=first, divergence="cross_entropy")
+        return build(PositivePairs(), first, "cross_entropy", reduction, skip_empty_rows, tile_size, gather)
     check_choice(who, "mix", mix, (None, "sum", "concat"))
     weight = check_probability(who, "weight", weight)
     if not 0.0 < weight < 1.0:
         raise fail(who, "weight", "lie strictly between 0 and 1 when mixing", weight)
-    second = PowerExponential(2.0, check_positive(who, "temperature2", temperature2 or temperature))
+    # Temperatures go to the kernels as given (a learnable tensor stays one); the kernels check them.
+    second = PowerExponential(2.0, temperature if temperature2 is None else temperature2)
     weights = (weight, 1.0 - weight)
     blocks = None
     if mix == "concat":
         if split is None:
             raise fail(who, "split", "be given with mix='concat' (where the second block starts)", split)
         blocks = ((0, check_int(who, "split", split, 1)), (split, None))
-    return ICon(p=DisjointUnion([PositivePairs(), PositivePairs()], weights),
-                q=DisjointUnion([first, second], weights, blocks=blocks), divergence="kl")
+    return build(DisjointUnion([PositivePairs(), PositivePairs()], weights),
+                 DisjointUnion([first, second], weights, blocks=blocks), "kl", reduction, skip_empty_rows,
+                 tile_size, gather)
 
 
 @register(cite="Caron 2020",
-          label="SwAV", column="Data-label pairs", row="Gaussian", theorem="§2.4 (ours)", equality="exact",
+          label="SwAV", column="Data-label pairs", row="Gaussian", theorem="not in the paper", equality="exact",
           area="U-SSL", kind="related", test=f"{_REL}::test_swav",
           p="Sinkhorn code of the other crop over the prototypes (stop-gradient)",
           q="exp(cos(z_i, c_k) / t) / sum_l exp(cos(z_i, c_l) / t) over prototypes",
           note="Exact for the cross-entropy; p comes from the model (detached), so the KL form "
                "differs from it by H(p) at every step.")
-def swav(temperature: float = 0.1, epsilon: float = 0.05, n_iter: int = 3) -> ICon:
+def swav(temperature: float = 0.1, epsilon: float = 0.05, n_iter: int = 3, *, reduction: str = "mean",
+         skip_empty_rows: bool = False, tile_size: TileSize = "auto", gather: bool = False) -> ICon:
     """SwAV: p = the Sinkhorn code of the other crop, q = cosine softmax over the prototypes.
 
     Exact (cross-entropy form) with Caron et al.'s swapped prediction. One direction is
@@ -78,8 +90,8 @@ def swav(temperature: float = 0.1, epsilon: float = 0.05, n_iter: int = 3) -> IC
     of crop 0 predicted from crop 1; the Sinkhorn runs over that crop's batch). SwAV averages
     the directions: ``(loss(z1, s0, C) + loss(z0, s1, C)) / 2``.
     """
-    return ICon(p=SinkhornCodes(epsilon, n_iter), q=Gaussian(temperature=temperature, metric="cosine"),
-                divergence="cross_entropy")
+    return build(SinkhornCodes(epsilon, n_iter), Gaussian(temperature=temperature, metric="cosine"),
+                 "cross_entropy", reduction, skip_empty_rows, tile_size, gather)
 
 
 @register(cite="Caron 2021",
@@ -88,12 +100,13 @@ def swav(temperature: float = 0.1, epsilon: float = 0.05, n_iter: int = 3) -> IC
           p="softmax((g_t - center) / t_t), the teacher (stop-gradient)", q="softmax(g_s / t_s), the student",
           note="Exact for the cross-entropy; the paper lists DINO outside I-Con proper, since it "
                "needs centring, sharpening and an EMA teacher to avoid collapse.")
-def dino(student_temperature: float = 0.1, teacher_temperature: float = 0.04) -> ICon:
+def dino(student_temperature: float = 0.1, teacher_temperature: float = 0.04, *, reduction: str = "mean",
+         skip_empty_rows: bool = False, tile_size: TileSize = "auto", gather: bool = False) -> ICon:
     """DINO: p = the centred, sharpened teacher softmax (no gradient), q = the student softmax.
 
     Exact (cross-entropy form) against Caron et al.'s ``DINOLoss``. Stack the (teacher view,
     student view) pairs with different views: ``loss(cat([s1, s0]), target=cat([t0, t1]) - center)``;
     update ``center = m center + (1 - m) mean(teacher outputs)`` yourself.
     """
-    return ICon(p=StopGradient(Logits(teacher_temperature)), q=Logits(student_temperature),
-                divergence="cross_entropy")
+    return build(StopGradient(Logits(teacher_temperature)), Logits(student_temperature), "cross_entropy",
+                 reduction, skip_empty_rows, tile_size, gather)
