@@ -104,11 +104,11 @@ def evaluate(model, quick: bool):
     x_tr, y_tr, x_te, y_te, d_tr, dy_tr, d_te, dy_te = data(quick)
     h_tr, h_te, g_tr, g_te = (encode(model, a) for a in (x_tr, x_te, d_tr, d_te))
     return {"mnist_linear": linear_probe_accuracy(h_tr, y_tr, h_te, y_te),
-            "mnist_knn3": knn_probe_accuracy(h_tr, y_tr, h_te, y_te, k=3),
-            "mnist_knn10": knn_probe_accuracy(h_tr, y_tr, h_te, y_te, k=10),
+            "mnist_knn3": knn_probe_accuracy(h_tr, y_tr, h_te, y_te, n_neighbors=3),
+            "mnist_knn10": knn_probe_accuracy(h_tr, y_tr, h_te, y_te, n_neighbors=10),
             "digits_linear": linear_probe_accuracy(g_tr, dy_tr, g_te, dy_te),
-            "digits_knn3": knn_probe_accuracy(g_tr, dy_tr, g_te, dy_te, k=3),
-            "digits_knn10": knn_probe_accuracy(g_tr, dy_tr, g_te, dy_te, k=10)}
+            "digits_knn3": knn_probe_accuracy(g_tr, dy_tr, g_te, dy_te, n_neighbors=3),
+            "digits_knn10": knn_probe_accuracy(g_tr, dy_tr, g_te, dy_te, n_neighbors=10)}
 
 
 def job_files(args, row, seed):
@@ -140,7 +140,7 @@ def run_job(job):
         return row, seed, json.loads(result_file.read_text())
     x_train = data(args.quick)[0]
     torch.manual_seed(seed)
-    model = contrastive_encoder((1, 28, 28), feature_dim=512, out_dim=64, width=args.width)
+    model = contrastive_encoder((1, 28, 28), feature_dim=512, out_features=64, width=args.width)
     if make_loss is None:  # the untrained network: what the features give before any training
         result = {**evaluate(model.eval(), args.quick), "seconds": 0.0}
     else:
@@ -148,8 +148,8 @@ def run_job(job):
         start = time.perf_counter()
         try:
             history = train_contrastive(model, make_loss(), x_train, default_augmentation(28),
-                                        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                                        weight_decay=1e-5, seed=seed, device=args.device,
+                                        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
+                                        weight_decay=1e-5, random_state=seed, device=args.device,
                                         checkpoint=checkpoint, resume=args.resume)
         except ic.IConError as error:
             result = {"diverged": str(error), "seconds": time.perf_counter() - start}
@@ -167,16 +167,16 @@ def tsimcne_map(args):
     torch.set_num_threads(args.threads)
     x_tr, y_tr, x_te, y_te = data(args.quick)[:4]
     torch.manual_seed(0)
-    model = contrastive_encoder((1, 28, 28), feature_dim=512, out_dim=2, width=args.width)
+    model = contrastive_encoder((1, 28, 28), feature_dim=512, out_features=2, width=args.width)
     start = time.perf_counter()
     train_contrastive(model, ic.methods.tsimcne(), x_tr, default_augmentation(28),
-                      epochs=args.map_epochs, batch_size=args.map_batch_size, lr=args.map_lr, seed=0,
+                      epochs=args.map_epochs, batch_size=args.map_batch_size, learning_rate=args.map_lr, random_state=0,
                       device=args.device)
     seconds = time.perf_counter() - start
     model.cpu().eval()
     with torch.no_grad():
         z_tr, z_te = model(x_tr), model(x_te)
-    accuracy = knn_probe_accuracy(z_tr, y_tr, z_te, y_te, k=10, metric="euclidean")
+    accuracy = knn_probe_accuracy(z_tr, y_tr, z_te, y_te, n_neighbors=10, metric="squared_euclidean")
     return z_te.numpy(), y_te, accuracy, seconds
 
 

@@ -54,8 +54,7 @@ def main() -> None:
 
     encoder = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 32))
     model = DistributedDataParallel(encoder)
-    loss_fn = ic.methods.simclr(TEMPERATURE)
-    loss_fn.gather = True
+    loss_fn = ic.methods.simclr(TEMPERATURE, gather=True)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     views = torch.Generator().manual_seed(100 + rank)  # each rank draws its own augmentations
 
