@@ -168,12 +168,12 @@ CASES = [
     _spatial("student-t-cauchy", StudentT, dict()),
     _spatial("student-t-dof3", StudentT, dict(dof=3.0)),
     _spatial("student-t-include-self", StudentT, dict(dof=0.5, include_self=True), include_self=True),
-    _spatial("knn-sqeuclid", KNN, dict(k=2), learned=False),
-    _spatial("knn-cosine", KNN, dict(k=3, metric="cosine"), learned=False),
+    _spatial("knn-sqeuclid", KNN, dict(n_neighbors=2), learned=False),
+    _spatial("knn-cosine", KNN, dict(n_neighbors=3, metric="cosine"), learned=False),
     # under the dot product a point need not be its own nearest candidate
-    dataclasses.replace(_spatial("knn-dot", KNN, dict(k=2, metric="dot"), learned=False),
+    dataclasses.replace(_spatial("knn-dot", KNN, dict(n_neighbors=2, metric="dot"), learned=False),
                         explicit_self=False),
-    _spatial("knn-include-self", KNN, dict(k=2, include_self=True), include_self=True, learned=False),
+    _spatial("knn-include-self", KNN, dict(n_neighbors=2, include_self=True), include_self=True, learned=False),
     # discrete
     Case("same-label", SameLabel, dict(dtype=F64), lambda dt: labels(N_SELF), _ids_pair(),
          _ids_per_anchor()),
@@ -219,9 +219,9 @@ CASES = [
     Case("mix-uniform-cluster", MixUniform, dict(base=Cluster(), alpha=0.5),
          lambda dt: log_assign(N_SELF, dt), _cluster_pair, include_self=True, float_input=True,
          learned=True, grad_input=lambda t: torch.log_softmax(t, dim=1)),
-    Case("propagate-knn-sum", Propagate, dict(base=KNN(k=2), steps=2, mode="sum"), _f(), None,
+    Case("propagate-knn-sum", Propagate, dict(base=KNN(n_neighbors=2), steps=2, mode="sum"), _f(), None,
          float_input=True, explicit_self=False),
-    Case("propagate-knn-reach", Propagate, dict(base=KNN(k=2), steps=3, mode="reach"), _f(), None,
+    Case("propagate-knn-reach", Propagate, dict(base=KNN(n_neighbors=2), steps=3, mode="reach"), _f(), None,
          float_input=True, explicit_self=False),
     Case("propagate-gaussian-sum", Propagate, dict(base=Gaussian(sigma=1.0), steps=3), _f(), None,
          float_input=True, explicit_self=False),
@@ -420,7 +420,7 @@ with warnings.catch_warnings():
     W_SPARSE_CSR = W_SPARSE_DENSE.to_sparse_csr()
 
 OTHER_MODULES = [
-    (Symmetrize, dict(base=KNN(k=2))),
+    (Symmetrize, dict(base=KNN(n_neighbors=2))),
     (Joint, dict(base=StudentT(dof=2.0))),
     (ICon, dict(p=SameLabel(), q=Gaussian(temperature=0.1), divergence="cross_entropy",
                 reduction="sum", symmetric=True, skip_empty_rows=True)),
@@ -704,26 +704,26 @@ def test_knn_formula(metric, k, include_self):
     dist = -np_similarity(metric, x, x)
     if not include_self:
         np.fill_diagonal(dist, np.inf)
-    out = KNN(k=k, metric=metric, include_self=include_self)(torch.from_numpy(x))
+    out = KNN(n_neighbors=k, metric=metric, include_self=include_self)(torch.from_numpy(x))
     np.testing.assert_allclose(out.exp().numpy(), brute_force(dist), rtol=1e-12, atol=0)
     assert ((out > NEG_INF).sum(1) == k).all()
 
-    out = KNN(k=k, metric=metric, include_self=include_self)(torch.from_numpy(x), torch.from_numpy(y))
+    out = KNN(n_neighbors=k, metric=metric, include_self=include_self)(torch.from_numpy(x), torch.from_numpy(y))
     np.testing.assert_allclose(out.exp().numpy(), brute_force(-np_similarity(metric, x, y)),
                                rtol=1e-12, atol=0)
 
 
 def test_knn_include_self_counts_self_as_nearest():
     x = feats(7)
-    out = KNN(k=2, include_self=True)(x).exp()
+    out = KNN(n_neighbors=2, include_self=True)(x).exp()
     torch.testing.assert_close(out.diagonal(), torch.full((7,), 0.5, dtype=F64))
-    nearest_other = KNN(k=1)(x).exp()
+    nearest_other = KNN(n_neighbors=1)(x).exp()
     torch.testing.assert_close(out - torch.diag(out.diagonal()), nearest_other / 2)
 
 
 def test_knn_output_is_a_constant_of_the_inputs():
     x = feats(6).requires_grad_(True)
-    out = KNN(k=2)(x)
+    out = KNN(n_neighbors=2)(x)
     assert not out.requires_grad
 
 

@@ -8,13 +8,15 @@ matrix product, so memory is O(n m + (n + m) C), never O(n m C).
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 from torch import Tensor
 
-from .._validation import IConError, check_candidates, check_features, check_int, check_positive, fail
+from .._validation import (IConError, check_candidates, check_features, check_int, check_positive,
+                           check_positive_parameter, fail)
 from .base import Neighborhood, _tolerance, log_normalize, mask_diagonal
+from .spatial import show_number
 
 __all__ = ["Cluster", "DegreeWeightedCluster", "Logits", "SinkhornCodes"]
 
@@ -120,14 +122,15 @@ class Logits(Neighborhood):
     classifier whose logits are given directly. ``y`` must be None.
 
     Args:
-        temperature: divides the scores before the softmax.
+        temperature: divides the scores before the softmax; a one-element tensor (an
+            ``nn.Parameter``) is kept and learned.
     """
 
     include_self = True  # the candidates are columns, never the anchor itself
 
-    def __init__(self, temperature: float = 1.0) -> None:
+    def __init__(self, temperature: Union[float, Tensor] = 1.0) -> None:
         super().__init__()
-        self.temperature = check_positive("Logits", "temperature", temperature)
+        self.temperature = check_positive_parameter("Logits", "temperature", temperature)
 
     def forward(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
         check_features("Logits", "x", x)
@@ -136,7 +139,7 @@ class Logits(Neighborhood):
         return torch.log_softmax(x / self.temperature, dim=1)
 
     def extra_repr(self) -> str:
-        return f"temperature={self.temperature}"
+        return f"temperature={show_number(self.temperature)}"
 
 
 class SinkhornCodes(Neighborhood):
