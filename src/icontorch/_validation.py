@@ -111,9 +111,9 @@ def check_positive_parameter(who: str, name: str, value: Any) -> Union[float, Te
     optimiser's)."""
     if not isinstance(value, Tensor):
         return check_positive(who, name, value)
-    _scalar_tensor(who, name, value, "be positive and finite")
-    if not (math.isfinite(float(value)) and float(value) > 0):
-        raise fail(who, name, "be positive and finite", float(value))
+    number = float(_scalar_tensor(who, name, value, "be positive and finite").detach())
+    if not (math.isfinite(number) and number > 0):
+        raise fail(who, name, "be positive and finite", number)
     return value
 
 
@@ -121,9 +121,9 @@ def check_real_parameter(who: str, name: str, value: Any) -> Union[float, Tensor
     """A finite number as a float, or a one-element floating tensor kept as it is."""
     if not isinstance(value, Tensor):
         return check_real(who, name, value)
-    _scalar_tensor(who, name, value, "be finite")
-    if not math.isfinite(float(value)):
-        raise fail(who, name, "be finite", float(value))
+    number = float(_scalar_tensor(who, name, value, "be finite").detach())
+    if not math.isfinite(number):
+        raise fail(who, name, "be finite", number)
     return value
 
 

@@ -35,7 +35,7 @@ Number = Union[float, Tensor]
 
 def show_number(value: Optional[Number]) -> str:
     """A parameter for ``extra_repr``: the float, or ``tensor(v)`` for a (learnable) tensor."""
-    return f"tensor({float(value):.6g})" if isinstance(value, Tensor) else repr(value)
+    return f"tensor({float(value.detach()):.6g})" if isinstance(value, Tensor) else repr(value)
 
 
 def _similarity(metric: str, x: Tensor, y: Optional[Tensor]) -> Tensor:
