@@ -40,6 +40,16 @@ def _self_excluded(base: Neighborhood, y: Optional[Tensor]) -> bool:
     return y is None and not base.include_self
 
 
+def _square(who: str, base: Neighborhood, x: Optional[Tensor], y: Optional[Tensor], why: str) -> Tensor:
+    """``base(x)``, which must be an (n, n) matrix over the anchors themselves (``y`` None)."""
+    if y is not None:
+        raise fail(who, "y", f"be None ({why})", y)
+    log_p = base(x, None)
+    if log_p.shape[0] != log_p.shape[1]:
+        raise fail(who, "base(x)", "be a square (n, n) matrix", log_p)
+    return log_p
+
+
 class MixUniform(Neighborhood):
     """``p~(j|i) = (1 - alpha) p(j|i) + alpha / N``: alpha-debiasing by uniform mixing (paper section 3.3.2).
 
@@ -113,11 +123,7 @@ class Symmetrize(Neighborhood):
         self.include_self = self.base.include_self
 
     def forward(self, x: Optional[Tensor], y: Optional[Tensor] = None) -> Tensor:
-        if y is not None:
-            raise fail("Symmetrize", "y", "be None (a joint distribution pairs the anchors)", y)
-        log_p = self.base(x, None)
-        if log_p.shape[0] != log_p.shape[1]:
-            raise fail("Symmetrize", "base(x)", "be a square (n, n) matrix", log_p)
+        log_p = _square("Symmetrize", self.base, x, y, "a joint distribution pairs the anchors")
         log_sum = _logaddexp(log_p, log_p.T).reshape(1, -1)
         return log_normalize(log_sum)
 
@@ -173,12 +179,7 @@ class Propagate(Neighborhood):
         self.include_self = self.base.include_self
 
     def forward(self, x: Optional[Tensor], y: Optional[Tensor] = None) -> Tensor:
-        if y is not None:
-            raise fail("Propagate", "y", "be None (walks run on the anchors' own graph)", y)
-        log_p = self.base(x, None)
-        if log_p.shape[0] != log_p.shape[1]:
-            raise fail("Propagate", "base(x)", "be a square (n, n) matrix", log_p)
-        transition = log_p.exp()
+        transition = _square("Propagate", self.base, x, y, "walks run on the anchors' own graph").exp()
         power, total = transition, transition
         for _ in range(self.steps - 1):
             power = power @ transition

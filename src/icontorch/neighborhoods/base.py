@@ -36,6 +36,15 @@ __all__ = ["Neighborhood", "KernelNeighborhood", "Precomputed", "FromCallable",
            "as_neighborhood", "log_normalize", "mask_diagonal", "Support", "FusedTargets", "FusedKernel"]
 
 
+Number = Union[float, Tensor]
+"""A scalar parameter: a float, or a one-element tensor (an ``nn.Parameter`` when it is learned)."""
+
+
+def show_number(value: Optional[Number]) -> str:
+    """A parameter for ``extra_repr``: the float, or ``tensor(v)`` for a (learnable) tensor."""
+    return f"tensor({float(value.detach()):.6g})" if isinstance(value, Tensor) else repr(value)
+
+
 def log_normalize(logits: Tensor) -> Tensor:
     """Rows minus their log-sum-exp; a row that is entirely ``-inf`` stays ``-inf``."""
     lse = torch.logsumexp(logits, dim=-1, keepdim=True)

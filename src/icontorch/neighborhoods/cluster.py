@@ -8,15 +8,14 @@ matrix product, so memory is O(n m + (n + m) C), never O(n m C).
 from __future__ import annotations
 
 import math
-from typing import Optional, Union
+from typing import Optional
 
 import torch
 from torch import Tensor
 
 from .._validation import (IConError, check_candidates, check_features, check_int, check_positive,
                            check_positive_parameter, fail)
-from .base import Neighborhood, _tolerance, log_normalize, mask_diagonal
-from .spatial import show_number
+from .base import Neighborhood, Number, _tolerance, log_normalize, mask_diagonal, show_number
 
 __all__ = ["Cluster", "DegreeWeightedCluster", "Logits", "SinkhornCodes"]
 
@@ -128,7 +127,7 @@ class Logits(Neighborhood):
 
     include_self = True  # the candidates are columns, never the anchor itself
 
-    def __init__(self, temperature: Union[float, Tensor] = 1.0) -> None:
+    def __init__(self, temperature: Number = 1.0) -> None:
         super().__init__()
         self.temperature = check_positive_parameter("Logits", "temperature", temperature)
 

@@ -14,7 +14,7 @@ Every class here returns an (n m, 2) matrix of log-probabilities ``[log P(link),
 from __future__ import annotations
 
 import math
-from typing import Optional, Tuple, Union
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -23,8 +23,7 @@ from torch import Tensor
 from .._validation import (check_choice, check_features, check_ids_below, check_index, check_positive,
                            check_positive_parameter, check_real_parameter, fail, is_real)
 from ..distances import SIMILARITIES
-from .base import Neighborhood
-from .spatial import show_number
+from .base import Neighborhood, Number, show_number
 
 __all__ = ["SigmoidLinks", "UMAPLinks", "SameIdLinks", "GraphLinks", "umap_ab"]
 
@@ -36,6 +35,12 @@ def _pairs(values: Tensor, y: Optional[Tensor]) -> Tensor:
         keep = ~torch.eye(n, dtype=torch.bool, device=values.device)
         return values[keep]
     return values.reshape(-1)
+
+
+def _check_points(who: str, x: Tensor, y: Optional[Tensor]) -> None:
+    check_features(who, "x", x)
+    if y is not None:
+        check_features(who, "y", y)
 
 
 def _from_logit(logit: Tensor) -> Tensor:
@@ -62,7 +67,7 @@ class SigmoidLinks(Neighborhood):
         metric: ``"dot"`` (SigLIP, on unit vectors), ``"cosine"`` or ``"squared_euclidean"``.
     """
 
-    def __init__(self, scale: Union[float, Tensor] = 10.0, bias: Union[float, Tensor] = -10.0,
+    def __init__(self, scale: Number = 10.0, bias: Number = -10.0,
                  metric: str = "dot") -> None:
         super().__init__()
         self.scale = check_positive_parameter("SigmoidLinks", "scale", scale)
@@ -70,9 +75,7 @@ class SigmoidLinks(Neighborhood):
         self.metric = check_choice("SigmoidLinks", "metric", metric, tuple(SIMILARITIES))
 
     def forward(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
-        check_features("SigmoidLinks", "x", x)
-        if y is not None:
-            check_features("SigmoidLinks", "y", y)
+        _check_points("SigmoidLinks", x, y)
         s = SIMILARITIES[self.metric](x, x if y is None else y)
         return _from_logit(_pairs(self.scale * s + self.bias, y))
 
@@ -115,9 +118,7 @@ class UMAPLinks(Neighborhood):
         self.b = check_positive("UMAPLinks", "b", b)
 
     def forward(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
-        check_features("UMAPLinks", "x", x)
-        if y is not None:
-            check_features("UMAPLinks", "y", y)
+        _check_points("UMAPLinks", x, y)
         d = torch.cdist(x, x if y is None else y).pow(2)
         # d = 0 only on the excluded diagonal (or for duplicates); keep its log finite.
         log_d = d.clamp_min(torch.finfo(d.dtype).tiny).log()

@@ -15,7 +15,7 @@ log-weights are those of :class:`~icontorch.neighborhoods.kernels.KernelProfile`
 from __future__ import annotations
 
 import math
-from typing import Optional, Union
+from typing import Optional
 
 import torch
 from torch import Tensor
@@ -24,18 +24,12 @@ from .._validation import (check_choice, check_int, check_nonnegative, check_pos
                            check_positive_parameter, fail)
 from ..distances import SIMILARITIES, squared_euclidean
 from ..knn import most_similar
-from .base import FusedKernel, FusedTargets, KernelNeighborhood, Support, log_normalize, mask_diagonal
+from .base import (FusedKernel, FusedTargets, KernelNeighborhood, Number, Support, log_normalize,
+                   mask_diagonal, show_number)
 from .kernels import KernelProfile
 
 __all__ = ["Gaussian", "PerplexityGaussian", "StudentT", "KNN", "PowerExponential", "Harmonic",
-           "perplexity_precision", "show_number"]
-
-Number = Union[float, Tensor]
-
-
-def show_number(value: Optional[Number]) -> str:
-    """A parameter for ``extra_repr``: the float, or ``tensor(v)`` for a (learnable) tensor."""
-    return f"tensor({float(value.detach()):.6g})" if isinstance(value, Tensor) else repr(value)
+           "perplexity_precision"]
 
 
 def _similarity(metric: str, x: Tensor, y: Optional[Tensor]) -> Tensor:
