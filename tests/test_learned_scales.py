@@ -83,13 +83,20 @@ def test_gaussian_learns_its_sigma_on_squared_distances(tile_size):
     _close(ours, ref)
 
 
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                                 reason="no CUDA device"))]
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("metric", ["dot", "cosine", "squared_euclidean"])
-def test_a_debiased_learned_kernel_matches_the_composed_path(metric):
+def test_a_debiased_learned_kernel_matches_the_composed_path(metric, device):
     """beta-mixed q on the engine (second pass) against autograd through the dense matrices."""
-    z = _randn(10, 4, seed=5).requires_grad_()
-    items = torch.arange(5).repeat(2)
-    temperature = nn.Parameter(torch.tensor(0.8, dtype=F64))
-    q = ic.mix_uniform(ic.Gaussian(temperature=temperature, metric=metric), 0.2)
+    z = _randn(10, 4, seed=5).to(device).requires_grad_()
+    items = torch.arange(5).repeat(2).to(device)
+    q = ic.mix_uniform(ic.Gaussian(temperature=nn.Parameter(torch.tensor(0.8, dtype=F64)), metric=metric), 0.2)
+    q = q.to(device)
+    temperature = q.base.temperature
+    assert isinstance(temperature, nn.Parameter) and temperature.device.type == device
     p = ic.mix_uniform(ic.PositivePairs(dtype=F64), 0.1)
     ref = _value_and_grads(lambda: ic.ICon(ic.FromCallable(p), q)(z, items), [temperature, z])
     for tile_size in (None, 3):

@@ -230,7 +230,7 @@ def _doubly_stochastic_symmetric(n: int, seed: int) -> Tensor:
     return out
 
 
-def test_symmetrize_is_idempotent_through_precomputed():
+def test_symmetrize_of_a_symmetric_doubly_stochastic_conditional_is_p_over_n():
     """Precomputed only takes conditional rows, so the joint is fed back as ``n * P`` rows.
 
     For a symmetric, doubly stochastic conditional P the joint is ``P / n``, and symmetrising

@@ -17,8 +17,9 @@ log-probabilities:
 * ``fused_form()`` is the one hook by which a neighbourhood tells the fused engine
   (:mod:`icontorch.engine`) how to compute it without its (n, m) matrix: a :class:`FusedTargets`
   (p uniform over a support ``S_i``, alpha-mixed), a :class:`FusedKernel` (q a kernel softmax,
-  beta-mixed), or None (the default: the composed path). A subclass that changes the formula of
-  a class with a fused form must override ``fused_form`` too.
+  beta-mixed), or None (the default: the composed path). A built-in form holds only while the
+  methods it describes are inherited unchanged: a subclass that rewrites ``logits`` or
+  ``forward`` gets None, and may return its own form instead.
 """
 
 from __future__ import annotations
