@@ -80,7 +80,8 @@ def test_a_subclass_that_rewrites_the_formula_loses_the_form():
 @pytest.mark.parametrize("make", [
     lambda: ic.FromCallable(ic.SameLabel()), lambda: ic.Precomputed(torch.zeros(3, 1)),
     lambda: ic.PerplexityGaussian(3.0), lambda: ic.Cluster(), lambda: ic.symmetrize(ic.KNN(2)),
-    lambda: ic.mix_uniform(ic.mix_uniform(ic.SameLabel(), 0.1), 0.2), lambda: ic.neighborhoods.StopGradient(ic.SameLabel()),
+    lambda: ic.mix_uniform(ic.mix_uniform(ic.SameLabel(), 0.1), 0.2),
+    lambda: ic.neighborhoods.StopGradient(ic.SameLabel()),
 ])
 def test_neighbourhoods_without_a_form_say_none(make):
     assert make().fused_form() is None

@@ -15,6 +15,7 @@ from torch import nn
 
 import icontorch as ic
 from icontorch import IConError
+from icontorch.neighborhoods import Logits, SigmoidLinks
 
 F64 = torch.float64
 
@@ -93,8 +94,8 @@ def test_a_debiased_learned_kernel_matches_the_composed_path(metric, device):
     """beta-mixed q on the engine (second pass) against autograd through the dense matrices."""
     z = _randn(10, 4, seed=5).to(device).requires_grad_()
     items = torch.arange(5).repeat(2).to(device)
-    q = ic.mix_uniform(ic.Gaussian(temperature=nn.Parameter(torch.tensor(0.8, dtype=F64)), metric=metric), 0.2)
-    q = q.to(device)
+    learned = nn.Parameter(torch.tensor(0.8, dtype=F64))
+    q = ic.mix_uniform(ic.Gaussian(temperature=learned, metric=metric), 0.2).to(device)
     temperature = q.base.temperature
     assert isinstance(temperature, nn.Parameter) and temperature.device.type == device
     p = ic.mix_uniform(ic.PositivePairs(dtype=F64), 0.1)
@@ -140,7 +141,7 @@ def test_siglip_learns_its_scale_and_bias():
 def test_learned_scalars_print_as_numbers():
     q = ic.Gaussian(temperature=nn.Parameter(torch.tensor(0.07)), metric="cosine")
     assert repr(q) == "Gaussian(temperature=tensor(0.07), metric='cosine', include_self=False)"
-    links = ic.neighborhoods.SigmoidLinks(scale=nn.Parameter(torch.tensor(10.0)), bias=-10)
+    links = SigmoidLinks(scale=nn.Parameter(torch.tensor(10.0)), bias=-10)
     assert "scale=tensor(10), bias=-10.0" in repr(links)
 
 
@@ -155,10 +156,10 @@ def test_learned_scalars_print_as_numbers():
     (lambda: ic.Gaussian(temperature=torch.tensor(1)),
      r"^Gaussian: temperature must be positive and finite \(a number, or a one-element floating "
      r"tensor\); got tensor of shape \(\) and dtype torch\.int64\.$"),
-    (lambda: ic.neighborhoods.SigmoidLinks(scale=torch.tensor(0.0)), r"^SigmoidLinks: scale must be positive and finite; got 0\.0\.$"),
-    (lambda: ic.neighborhoods.SigmoidLinks(bias=torch.tensor(float("inf"))), r"^SigmoidLinks: bias must be finite; got inf\.$"),
-    (lambda: ic.neighborhoods.SigmoidLinks(bias=True), r"^SigmoidLinks: bias must be a finite number; got True\.$"),
-    (lambda: ic.neighborhoods.Logits(temperature=torch.tensor(-1.0)), r"^Logits: temperature must be positive and finite"),
+    (lambda: SigmoidLinks(scale=torch.tensor(0.0)), r"^SigmoidLinks: scale must be positive and finite; got 0\.0\.$"),
+    (lambda: SigmoidLinks(bias=torch.tensor(float("inf"))), r"^SigmoidLinks: bias must be finite; got inf\.$"),
+    (lambda: SigmoidLinks(bias=True), r"^SigmoidLinks: bias must be a finite number; got True\.$"),
+    (lambda: Logits(temperature=torch.tensor(-1.0)), r"^Logits: temperature must be positive and finite"),
 ])
 def test_learned_scalars_are_checked_at_construction(make, message):
     with pytest.raises(IConError, match=message):

@@ -99,7 +99,8 @@ def test_public_constructors_take_numpy_numbers():
 @pytest.mark.parametrize("make, who", [
     (lambda: ic.KNN(True), "KNN: n_neighbors must be an integer >= 1"),
     (lambda: ic.mix_uniform(ic.SameLabel(), True), r"MixUniform: alpha must be a number in \[0, 1\]"),
-    (lambda: ic.ICon(ic.SameLabel(), ic.Gaussian(sigma=1.0), tile_size=np.bool_(True)), "ICon: tile_size must"),
+    (lambda: ic.ICon(ic.SameLabel(), ic.Gaussian(sigma=1.0), tile_size=np.bool_(True)),
+     "ICon: tile_size must"),
     (lambda: augment.GaussianNoise(True), "GaussianNoise: std must be a finite number >= 0"),
     (lambda: augment.RandomErasing(value=False), "RandomErasing: value must be a finite number"),
 ])

@@ -168,8 +168,8 @@ class ICon(nn.Module):
         if bool(empty.any()):
             if not self.skip_empty_rows and not self.gather:
                 where = empty.nonzero().flatten().tolist()
-                raise IConError(f"ICon: every row of p must carry mass, but anchors [{preview(where)}] have no "
-                                f"neighbour under p ({len(where)} of {len(empty)}); pass "
+                raise IConError(f"ICon: every row of p must carry mass, but anchors [{preview(where)}] "
+                                f"have no neighbour under p ({len(where)} of {len(empty)}); pass "
                                 f"skip_empty_rows=True to leave them out of the loss.")
             rows = rows.masked_fill(empty, float("nan"))
         return rows, empty

@@ -54,7 +54,8 @@ def _name(neighborhood: Neighborhood) -> str:
     return type(neighborhood).__name__ + inner
 
 
-def structured_form(p: Neighborhood, q: Neighborhood, divergence: Divergence) -> Tuple[Optional["Structured"], str]:
+def structured_form(p: Neighborhood, q: Neighborhood,
+                    divergence: Divergence) -> Tuple[Optional["Structured"], str]:
     """The fused form of (p, q, divergence), or None and the reason it has none."""
     if divergence in ("kl", divergences.kl):
         kl = True

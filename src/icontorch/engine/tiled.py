@@ -228,7 +228,8 @@ class _CrossEntropy(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, y: Tensor, scale: Optional[Tensor], engine: Engine) -> Tensor:  # type: ignore[override]
+    def forward(ctx, x: Tensor, y: Tensor, scale: Optional[Tensor],  # type: ignore[override]
+                engine: Engine) -> Tensor:
         rows, lse, s, kept = engine.forward(x, y)
         ctx.engine = engine
         ctx.save_for_backward(x, y, lse, s, kept)

@@ -206,7 +206,8 @@ class KNN(KernelNeighborhood):
         include_self: let ``j = i`` be one of the neighbours when ``y`` is None.
     """
 
-    def __init__(self, n_neighbors: int, metric: str = "squared_euclidean", include_self: bool = False) -> None:
+    def __init__(self, n_neighbors: int, metric: str = "squared_euclidean",
+                 include_self: bool = False) -> None:
         super().__init__()
         self.n_neighbors = check_int("KNN", "n_neighbors", n_neighbors, 1)
         self.metric = check_choice("KNN", "metric", metric, tuple(SIMILARITIES))
