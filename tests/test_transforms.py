@@ -204,6 +204,14 @@ def test_symmetrize_is_not_idempotent():
         symmetrize(inner)(feats(9))
 
 
+def test_symmetrize_is_exactly_symmetric():
+    """A case where log(p_ij + p_ji) and log(p_ji + p_ij) once rounded apart by one ulp."""
+    log_p = torch.tensor([[0.5, 0, 0, 0, 0.5], [1, 0, 0, 0, 0], [1, 0, 0, 0, 0], [1, 0, 0, 0, 0],
+                          [1 / 3, 1 / 3, 1 / 3, 0, 0]], dtype=F64).log()
+    joint_p = symmetrize(Precomputed(log_p, include_self=True))(None).reshape(5, 5)
+    assert torch.equal(joint_p, joint_p.T)
+
+
 def test_symmetrize_rescales_a_symmetric_matrix_to_mass_one():
     """For a symmetric base matrix A the joint is A / sum(A): a symmetric joint comes back as it is."""
     x = feats(9)

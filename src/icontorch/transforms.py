@@ -124,8 +124,12 @@ class Symmetrize(Neighborhood):
 
     def forward(self, x: Optional[Tensor], y: Optional[Tensor] = None) -> Tensor:
         log_p = _square("Symmetrize", self.base, x, y, "a joint distribution pairs the anchors")
-        log_sum = _logaddexp(log_p, log_p.T).reshape(1, -1)
-        return log_normalize(log_sum)
+        log_sum = _logaddexp(log_p, log_p.T)
+        # Cells (i, j) and (j, i) may round differently (vectorised and strided paths): mirror the
+        # upper triangle so that the joint is exactly symmetric.
+        upper = torch.ones_like(log_sum, dtype=torch.bool).triu()
+        log_sum = torch.where(upper, log_sum, log_sum.T)
+        return log_normalize(log_sum.reshape(1, -1))
 
 
 class Joint(Neighborhood):
