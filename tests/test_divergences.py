@@ -220,7 +220,8 @@ def test_mix_uniform_with_alpha_zero_is_p(log_p, include_self):
 
 @SETTINGS
 @given(shapes(square=True).flatmap(lambda s: log_dist(s, zeros=True)))
-def test_symmetrize_is_idempotent(log_p):
+def test_symmetrize_returns_its_own_joint_matrix_unchanged(log_p):
+    """Not idempotent (its output is a (1, n*n) row), but a symmetric matrix of mass 1 comes back."""
     n = log_p.shape[0]
     once = symmetrize(Precomputed(log_p, include_self=True))(None)
     assert once.shape == (1, n * n)

@@ -15,7 +15,7 @@ import icontorch as ic
 import icontorch.engine.structured as structured_module
 from icontorch import IConError
 from icontorch.divergences import DIVERGENCES, reverse_kl
-from icontorch.engine.tiled import match_lists
+from icontorch.engine.targets import match_lists
 
 F64 = torch.float64
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import Tensor
 
-from icontorch import (KNN, Cluster, DataToClass, Gaussian, ICon, PerplexityGaussian, Precomputed,
-                       SameLabel, StudentT, joint, mix_uniform, propagate, symmetrize)
+from icontorch import (KNN, Cluster, DataToClass, Gaussian, ICon, IConError, PerplexityGaussian,
+                       Precomputed, SameLabel, StudentT, joint, mix_uniform, propagate, symmetrize)
 from icontorch.divergences import kl
 from icontorch.neighborhoods import Neighborhood
 from icontorch.transforms import Joint, MixUniform, Propagate, Symmetrize
@@ -49,7 +49,7 @@ class Raw(Neighborhood):
 
 BASES = [
     ("gaussian", lambda: Gaussian(sigma=1.0), lambda: feats(7), False),
-    ("knn", lambda: KNN(k=2), lambda: feats(7), False),
+    ("knn", lambda: KNN(n_neighbors=2), lambda: feats(7), False),
     ("same-label", lambda: SameLabel(dtype=F64), lambda: torch.tensor([0, 1, 0, 1, 2, 2, 0]), False),
     ("cluster", lambda: Cluster(), lambda: log_assign(7), True),
 ]
@@ -135,13 +135,13 @@ def test_mix_uniform_on_both_sides_equals_numpy():
     alpha = 0.4
     x, logits = feats(8, seed=3), torch.randn(8, 3, generator=torch.Generator().manual_seed(4), dtype=F64)
     logits.requires_grad_(True)
-    loss_fn = ICon(mix_uniform(KNN(k=2), alpha), mix_uniform(Cluster(), alpha))
+    loss_fn = ICon(mix_uniform(KNN(n_neighbors=2), alpha), mix_uniform(Cluster(), alpha))
     loss = loss_fn(torch.log_softmax(logits, dim=1), x)
 
     phi = torch.softmax(logits, dim=1).detach().numpy()
     q = phi @ (phi / phi.sum(0)).T  # cluster kernel, self included: N = 8
     q = (1 - alpha) * q + alpha / 8
-    p = KNN(k=2)(x).exp().numpy()
+    p = KNN(n_neighbors=2)(x).exp().numpy()
     p = (1 - alpha) * p + alpha / 7  # KNN excludes self: N = 7
     np.fill_diagonal(p, 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -179,7 +179,7 @@ def test_mix_uniform_over_a_joint_row_with_candidates_counts_every_pair():
 # symmetrize
 # --------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("base", [PerplexityGaussian(3.0), KNN(k=2), Gaussian(sigma=0.7)],
+@pytest.mark.parametrize("base", [PerplexityGaussian(3.0), KNN(n_neighbors=2), Gaussian(sigma=0.7)],
                          ids=["perplexity", "knn", "gaussian"])
 def test_symmetrize_equals_t_sne_joint(base):
     x = feats(9)
@@ -195,11 +195,33 @@ def test_symmetrize_equals_t_sne_joint(base):
     torch.testing.assert_close(sym, sym.T, rtol=0, atol=1e-16)
 
 
-def test_symmetrize_is_idempotent():
+def test_symmetrize_is_not_idempotent():
+    """Its output is a (1, n*n) row, which symmetrize cannot take again."""
+    inner = symmetrize(KNN(n_neighbors=3))
+    assert inner(feats(9)).shape == (1, 81)
+    with pytest.raises(IConError, match=r"^Symmetrize: base\(x\) must be a square \(n, n\) matrix; "
+                                        r"got tensor of shape \(1, 81\)"):
+        symmetrize(inner)(feats(9))
+
+
+def test_symmetrize_is_exactly_symmetric():
+    """A case where log(p_ij + p_ji) and log(p_ji + p_ij) once rounded apart by one ulp."""
+    log_p = torch.tensor([[0.5, 0, 0, 0, 0.5], [1, 0, 0, 0, 0], [1, 0, 0, 0, 0], [1, 0, 0, 0, 0],
+                          [1 / 3, 1 / 3, 1 / 3, 0, 0]], dtype=F64).log()
+    joint_p = symmetrize(Precomputed(log_p, include_self=True))(None).reshape(5, 5)
+    assert torch.equal(joint_p, joint_p.T)
+
+
+def test_symmetrize_rescales_a_symmetric_matrix_to_mass_one():
+    """For a symmetric base matrix A the joint is A / sum(A): a symmetric joint comes back as it is."""
     x = feats(9)
-    once = symmetrize(KNN(k=3))(x)
+    once = symmetrize(KNN(n_neighbors=3))(x)
     twice = symmetrize(Raw(once.reshape(9, 9)))(None)
     torch.testing.assert_close(twice, once, rtol=0, atol=1e-14)
+    a = torch.rand(9, 9, generator=torch.Generator().manual_seed(3), dtype=F64)
+    a = a + a.T
+    out = symmetrize(Raw(a.log()))(None)
+    torch.testing.assert_close(out.exp(), (a / a.sum()).reshape(1, -1), rtol=1e-12, atol=0)
 
 
 def _doubly_stochastic_symmetric(n: int, seed: int) -> Tensor:
@@ -216,7 +238,7 @@ def _doubly_stochastic_symmetric(n: int, seed: int) -> Tensor:
     return out
 
 
-def test_symmetrize_is_idempotent_through_precomputed():
+def test_symmetrize_of_a_symmetric_doubly_stochastic_conditional_is_p_over_n():
     """Precomputed only takes conditional rows, so the joint is fed back as ``n * P`` rows.
 
     For a symmetric, doubly stochastic conditional P the joint is ``P / n``, and symmetrising
@@ -293,20 +315,20 @@ def test_propagate_equals_matrix_powers(steps, mode):
     w = total if mode == "sum" else (total > 0).astype(float)
     np.fill_diagonal(w, 0.0)
     expected = w / w.sum(1, keepdims=True)
-    out = propagate(KNN(k=2), steps, mode)(x)
-    assert isinstance(propagate(KNN(k=2), steps, mode), Propagate)
+    out = propagate(KNN(n_neighbors=2), steps, mode)(x)
+    assert isinstance(propagate(KNN(n_neighbors=2), steps, mode), Propagate)
     np.testing.assert_allclose(out.exp().numpy(), expected, rtol=1e-12, atol=1e-15)
     assert (out.diagonal() == NEG_INF).all()
 
 
 def test_propagate_reaches_further_with_more_steps():
     x = feats(10, seed=4, d=2)
-    reach = [int((propagate(KNN(k=2), s, "reach")(x) > NEG_INF).sum()) for s in (1, 2, 3)]
+    reach = [int((propagate(KNN(n_neighbors=2), s, "reach")(x) > NEG_INF).sum()) for s in (1, 2, 3)]
     assert reach[0] == 20 and reach[0] < reach[1] < reach[2]
 
 
 @pytest.mark.parametrize("base,inputs", [
-    (KNN(k=2), lambda: feats(8)),
+    (KNN(n_neighbors=2), lambda: feats(8)),
     (Gaussian(sigma=1.0), lambda: feats(8)),
     (SameLabel(dtype=F64), lambda: torch.tensor([0, 1, 0, 1, 2, 2, 1, 0])),
     (Cluster(), lambda: log_assign(8)),
@@ -316,6 +338,15 @@ def test_propagate_one_step_is_the_base(base, inputs):
     torch.testing.assert_close(propagate(base, 1)(x), base(x), rtol=0, atol=1e-13)
     if isinstance(base, KNN):  # uniform over its support, so "reach" is the base too
         torch.testing.assert_close(propagate(base, 1, "reach")(x), base(x), rtol=0, atol=1e-13)
+
+
+def test_propagate_one_step_reach_is_uniform_over_the_support():
+    """Not the base: a Gaussian's support is every other point, so each row is 1 / (n - 1)."""
+    x = feats(8)
+    out = propagate(Gaussian(sigma=1.0), 1, "reach")(x)
+    expected = torch.full((8, 8), -np.log(7.0), dtype=F64).fill_diagonal_(NEG_INF)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-13)
+    assert not torch.allclose(out, Gaussian(sigma=1.0)(x))
 
 
 def test_propagate_keeps_self_when_the_base_includes_it():
@@ -330,9 +361,9 @@ def test_propagate_keeps_self_when_the_base_includes_it():
 def test_transforms_compose_by_nesting():
     """``mix_uniform(propagate(KNN(3), 2), 0.6)``, the debiased propagated target of section 5."""
     x = feats(9)
-    inner = propagate(KNN(k=3), 2)(x).exp().numpy()
+    inner = propagate(KNN(n_neighbors=3), 2)(x).exp().numpy()
     expected = 0.4 * inner + 0.6 / 8
     np.fill_diagonal(expected, 0.0)
-    out = mix_uniform(propagate(KNN(k=3), 2), 0.6)(x)
+    out = mix_uniform(propagate(KNN(n_neighbors=3), 2), 0.6)(x)
     np.testing.assert_allclose(out.exp().numpy(), expected, rtol=1e-12)
     assert kl(out, out).abs().max() < 1e-12

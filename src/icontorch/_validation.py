@@ -1,13 +1,17 @@
-"""One exception type and the checks that produce its messages.
+"""``IConError`` and every check shared by the package, written once.
 
 Every message names who complained, the rule that was broken and the value received, in the
-shape ``"<who>: <parameter> must <rule>; got <value>."``.
+shape ``"<who>: <parameter> must <rule>; got <value>."``. Numbers may be Python or numpy scalars
+(``np.int64(5)``, ``np.float32(0.5)``); booleans are never numbers here. The checks of numbers
+return plain Python ``int`` / ``float``, except :func:`check_positive_parameter` and
+:func:`check_real_parameter`, which keep a tensor (a learnable ``nn.Parameter``) as it is.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+import numbers
+from typing import Any, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
@@ -33,8 +37,39 @@ def fail(who: str, name: str, rule: str, value: Any) -> IConError:
     return IConError(f"{who}: {name} must {rule}; got {_describe(value)}.")
 
 
+def preview(indices: Sequence[int], limit: int = 10) -> str:
+    """``"1, 2, 3"``, or the first ``limit`` indices followed by ``", ..."``."""
+    shown = ", ".join(map(str, list(indices)[:limit]))
+    return shown + (", ..." if len(indices) > limit else "")
+
+
+def is_real(value: Any) -> bool:
+    """A Python or numpy real number, not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def is_integer(value: Any) -> bool:
+    """A Python or numpy integer, not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_real(who: str, name: str, value: Any) -> float:
+    """A finite real number."""
+    if not is_real(value) or not math.isfinite(value):
+        raise fail(who, name, "be a finite number", value)
+    return float(value)
+
+
+def check_nonnegative(who: str, name: str, value: Any) -> float:
+    """A finite real number >= 0."""
+    if not is_real(value) or not math.isfinite(value) or value < 0:
+        raise fail(who, name, "be a finite number >= 0", value)
+    return float(value)
+
+
 def check_positive(who: str, name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    """A finite real number > 0."""
+    if not is_real(value):
         raise fail(who, name, "be a positive real number", value)
     if not math.isfinite(value) or value <= 0:
         raise fail(who, name, "be a positive finite number", value)
@@ -42,7 +77,8 @@ def check_positive(who: str, name: str, value: Any) -> float:
 
 
 def check_probability(who: str, name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    """A real number in [0, 1]."""
+    if not is_real(value):
         raise fail(who, name, "be a number in [0, 1]", value)
     if not (0.0 <= value <= 1.0):
         raise fail(who, name, "lie in [0, 1]", value)
@@ -50,25 +86,57 @@ def check_probability(who: str, name: str, value: Any) -> float:
 
 
 def check_int(who: str, name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    """An integer >= ``minimum``."""
+    if not is_integer(value) or value < minimum:
         raise fail(who, name, f"be an integer >= {minimum}", value)
-    if value < minimum:
-        raise fail(who, name, f"be an integer >= {minimum}", value)
-    return value
+    return int(value)
 
 
 def check_choice(who: str, name: str, value: Any, choices: tuple) -> Any:
+    """One of ``choices`` (the message lists them)."""
     if value not in choices:
         raise fail(who, name, f"be one of {choices}", value)
     return value
+
+
+def _scalar_tensor(who: str, name: str, value: Tensor, rule: str) -> Tensor:
+    if value.numel() != 1 or not value.is_floating_point():
+        raise fail(who, name, f"{rule} (a number, or a one-element floating tensor)", value)
+    return value
+
+
+def check_positive_parameter(who: str, name: str, value: Any) -> Union[float, Tensor]:
+    """A positive finite number as a float, or a one-element floating tensor (a learnable
+    ``nn.Parameter``) kept as it is, positive and finite now (its later values are the
+    optimiser's)."""
+    if not isinstance(value, Tensor):
+        return check_positive(who, name, value)
+    number = float(_scalar_tensor(who, name, value, "be positive and finite").detach())
+    if not (math.isfinite(number) and number > 0):
+        raise fail(who, name, "be positive and finite", number)
+    return value
+
+
+def check_real_parameter(who: str, name: str, value: Any) -> Union[float, Tensor]:
+    """A finite number as a float, or a one-element floating tensor kept as it is."""
+    if not isinstance(value, Tensor):
+        return check_real(who, name, value)
+    number = float(_scalar_tensor(who, name, value, "be finite").detach())
+    if not math.isfinite(number):
+        raise fail(who, name, "be finite", number)
+    return value
+
+
+def _check_ndim(who: str, name: str, x: Tensor, ndim: tuple) -> None:
+    if x.dim() not in ndim:
+        raise fail(who, name, f"have {' or '.join(map(str, ndim))} dimensions", x)
 
 
 def check_features(who: str, name: str, x: Any, ndim: tuple = (2,)) -> Tensor:
     """A non-empty floating-point tensor with finite values and an allowed number of dims."""
     if not isinstance(x, Tensor):
         raise fail(who, name, "be a torch.Tensor", type(x).__name__)
-    if x.dim() not in ndim:
-        raise fail(who, name, f"have {' or '.join(map(str, ndim))} dimensions", x)
+    _check_ndim(who, name, x, ndim)
     if x.numel() == 0 or x.shape[0] == 0:
         raise fail(who, name, "be a non-empty batch", x)
     if not x.is_floating_point():
@@ -84,12 +152,32 @@ def check_index(who: str, name: str, x: Any, ndim: tuple = (1,)) -> Tensor:
     """A non-empty integer tensor (labels, item indices, node ids)."""
     if not isinstance(x, Tensor):
         raise fail(who, name, "be a torch.Tensor of integer ids", type(x).__name__)
-    if x.dim() not in ndim:
-        raise fail(who, name, f"have {' or '.join(map(str, ndim))} dimensions", x)
+    _check_ndim(who, name, x, ndim)
     if x.numel() == 0:
         raise fail(who, name, "be a non-empty batch", x)
     if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
         raise fail(who, name, "be an integer tensor of ids", x)
+    return x
+
+
+def check_ids_below(who: str, name: str, x: Any, n: int, what: str = "node ids") -> Tensor:
+    """A non-empty 1-D integer tensor with values in [0, n) (node ids, labels of n classes)."""
+    check_index(who, name, x)
+    if bool((x < 0).any()) or bool((x >= n).any()):
+        raise fail(who, name, f"hold {what} in [0, {n})", f"{what} from {int(x.min())} to {int(x.max())}")
+    return x
+
+
+def check_images(who: str, name: str, x: Any) -> Tensor:
+    """A non-empty (B, C, H, W) floating-point tensor (no finiteness pass: it would sync a GPU)."""
+    if not isinstance(x, Tensor):
+        raise fail(who, name, "be a torch.Tensor of shape (B, C, H, W)", type(x).__name__)
+    if x.dim() != 4:
+        raise fail(who, name, "have shape (B, C, H, W) (4 dimensions)", x)
+    if x.numel() == 0:
+        raise fail(who, name, "be a non-empty batch of shape (B, C, H, W)", x)
+    if not x.is_floating_point():
+        raise fail(who, name, "be a floating-point tensor (convert images with x.float() / 255)", x)
     return x
 
 

@@ -2,15 +2,24 @@
 
 Each function takes anchors ``x`` of shape (n, d) and candidates ``y`` of shape (m, d), giving
 (n, m), or per-anchor candidates of shape (n, m, d), giving (n, m) as well.
+
+:data:`SIMILARITIES` names the similarities ``s(x_i, y_j)`` that a ``metric`` argument selects
+everywhere in the package (larger is closer):
+
+* ``"squared_euclidean"``: ``s = -||x_i - y_j||^2``
+* ``"cosine"``: ``s = x_i . y_j / (||x_i|| ||y_j||)``
+* ``"dot"``: ``s = x_i . y_j``
 """
 
 from __future__ import annotations
+
+from typing import Callable, Dict
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["squared_euclidean", "cosine_similarity", "dot_product"]
+__all__ = ["squared_euclidean", "cosine_similarity", "dot_product", "SIMILARITIES"]
 
 
 def squared_euclidean(x: Tensor, y: Tensor) -> Tensor:
@@ -32,3 +41,16 @@ def dot_product(x: Tensor, y: Tensor) -> Tensor:
 def cosine_similarity(x: Tensor, y: Tensor) -> Tensor:
     """``s_ij = x_i . y_j / (||x_i|| ||y_j||)``."""
     return dot_product(F.normalize(x, dim=-1), F.normalize(y, dim=-1))
+
+
+def negative_squared_euclidean(x: Tensor, y: Tensor) -> Tensor:
+    """``s_ij = -||x_i - y_j||^2``: the squared-euclidean similarity."""
+    return -squared_euclidean(x, y)
+
+
+SIMILARITIES: Dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "squared_euclidean": negative_squared_euclidean,
+    "cosine": cosine_similarity,
+    "dot": dot_product,
+}
+"""The similarity of each metric name (module docstring)."""

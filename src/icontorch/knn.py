@@ -1,35 +1,84 @@
-"""Exact k-nearest neighbours over a whole data set, in chunks of anchors (memory O(chunk * m))."""
+"""Exact nearest neighbours by brute force, in blocks of anchors (memory O(block * m)).
+
+:func:`most_similar` is the one chunked top-k of the package: :class:`~icontorch.KNN`, the fused
+engine's kNN targets and :func:`exact_knn` all call it.
+"""
 
 from __future__ import annotations
 
 from typing import Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from ._validation import check_choice, check_features, check_int, fail
-from .distances import cosine_similarity, squared_euclidean
+from .distances import SIMILARITIES, dot_product
 
-__all__ = ["exact_knn"]
+__all__ = ["exact_knn", "most_similar"]
+
+BLOCK_ENTRIES = 1 << 25
+"""Similarities per block of anchors at most (128 MiB in float32)."""
 
 
-def exact_knn(x: Tensor, k: int, y: Optional[Tensor] = None, metric: str = "cosine",
-              chunk_size: int = 2048) -> Tuple[Tensor, Tensor]:
-    """The k nearest candidates of every anchor, exactly, by brute force in chunks of anchors.
+def most_similar(x: Tensor, y: Tensor, n_neighbors: int, metric: str,
+                 self_offset: Optional[int] = None, chunk_size: int = 2048) -> Tuple[Tensor, Tensor]:
+    """The ``n_neighbors`` largest ``s(x_i, y_j)`` of every anchor, most similar first, no gradient.
 
-    With ``y=None`` the candidates are the anchors themselves and a point is never its own
-    neighbour (duplicates of it still can be). Runs on the device of ``x`` (GPU-friendly).
+    ``s`` is the similarity of ``metric`` (:data:`icontorch.distances.SIMILARITIES`). Ties are
+    broken by ``torch.topk``. Unchecked: the callers validate.
 
     Args:
         x: (n, d) anchors.
-        k: neighbours per anchor, at most the number of candidates (n - 1 when ``y`` is None).
+        y: (m, d) candidates shared by all anchors, or (n, m, d) candidates per anchor.
+        n_neighbors: k, at most the number of candidates left after the self mask.
+        metric: ``"squared_euclidean"``, ``"cosine"`` or ``"dot"``.
+        self_offset: candidate ``self_offset + i`` is anchor i and never picked; None: none is.
+        chunk_size: anchors per block at most; a block also holds at most
+            :data:`BLOCK_ENTRIES` similarities.
+
+    Returns:
+        ``(indices, similarities)``, both (n, k).
+    """
+    m = y.shape[-2] if y.dim() == 3 else y.shape[0]
+    chunk = max(1, min(chunk_size, BLOCK_ENTRIES // max(1, m)))
+    indices = torch.empty(x.shape[0], n_neighbors, dtype=torch.long, device=x.device)
+    values = torch.empty(x.shape[0], n_neighbors, dtype=x.dtype, device=x.device)
+    with torch.no_grad():
+        similarity = SIMILARITIES[metric]
+        if metric == "cosine":  # normalise once, not once per block (the same numbers)
+            x, y, similarity = F.normalize(x, dim=-1), F.normalize(y, dim=-1), dot_product
+        for start in range(0, x.shape[0], chunk):
+            stop = min(x.shape[0], start + chunk)
+            s = similarity(x[start:stop], y[start:stop] if y.dim() == 3 else y)
+            if self_offset is not None:
+                i = torch.arange(start, max(start, min(stop, m - self_offset)), device=x.device)
+                s[i - start, i + self_offset] = float("-inf")
+            values[start:stop], indices[start:stop] = s.topk(n_neighbors, dim=1)
+            del s  # before the next block is made, so that two blocks never coexist
+    return indices, values
+
+
+def exact_knn(x: Tensor, n_neighbors: int, y: Optional[Tensor] = None, metric: str = "cosine",
+              chunk_size: int = 2048) -> Tuple[Tensor, Tensor]:
+    """The ``n_neighbors`` nearest candidates of every anchor, exactly, by blocks of anchors.
+
+    Nearest means largest similarity ``s`` (:func:`most_similar`), reported as the distance
+    ``1 - cos`` (``"cosine"``), ``||x - y||^2`` (``"squared_euclidean"``) or ``-x . y``
+    (``"dot"``). With ``y=None`` the candidates are the anchors themselves and a point is never
+    its own neighbour (duplicates of it still can be). Runs on the device of ``x``.
+
+    Args:
+        x: (n, d) anchors.
+        n_neighbors: neighbours per anchor, at most the number of candidates (n - 1 when ``y``
+            is None).
         y: (m, d) candidates, or None for x itself.
-        metric: ``"cosine"`` (distance ``1 - cos``) or ``"squared_euclidean"``.
+        metric: ``"cosine"``, ``"squared_euclidean"`` or ``"dot"``.
         chunk_size: anchors per block; memory is O(chunk_size * m).
 
     Returns:
-        ``(indices, distances)``: (n, k) candidate indices sorted nearest first, and their
-        distances (``1 - cos`` or squared euclidean).
+        ``(indices, distances)``: (n, n_neighbors) candidate indices sorted nearest first, and
+        their distances.
     """
     who = "exact_knn"
     check_features(who, "x", x)
@@ -37,25 +86,12 @@ def exact_knn(x: Tensor, k: int, y: Optional[Tensor] = None, metric: str = "cosi
         check_features(who, "y", y)
         if y.shape[1] != x.shape[1]:
             raise fail(who, "y", f"have the feature dimension of x ({x.shape[1]})", y)
-    check_int(who, "k", k, 1)
-    check_int(who, "chunk_size", chunk_size, 1)
-    check_choice(who, "metric", metric, ("cosine", "squared_euclidean"))
+    n_neighbors = check_int(who, "n_neighbors", n_neighbors, 1)
+    chunk_size = check_int(who, "chunk_size", chunk_size, 1)
+    check_choice(who, "metric", metric, tuple(SIMILARITIES))
     candidates = x if y is None else y
     m = candidates.shape[0] - (1 if y is None else 0)
-    if k > m:
-        raise fail(who, "k", f"be at most the number of candidates ({m})", k)
-    indices, distances = [], []
-    with torch.no_grad():
-        for start in range(0, x.shape[0], chunk_size):
-            block = x[start:start + chunk_size]
-            if metric == "cosine":
-                dist = 1.0 - cosine_similarity(block, candidates)
-            else:
-                dist = squared_euclidean(block, candidates)
-            if y is None:
-                rows = torch.arange(block.shape[0], device=x.device)
-                dist[rows, rows + start] = float("inf")
-            d, i = dist.topk(k, dim=1, largest=False)
-            indices.append(i)
-            distances.append(d)
-    return torch.cat(indices), torch.cat(distances)
+    if n_neighbors > m:
+        raise fail(who, "n_neighbors", f"be at most the number of candidates ({m})", n_neighbors)
+    indices, s = most_similar(x, candidates, n_neighbors, metric, 0 if y is None else None, chunk_size)
+    return indices, (1.0 - s if metric == "cosine" else -s)

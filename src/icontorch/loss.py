@@ -7,7 +7,7 @@ from typing import Callable, Optional, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from ._validation import IConError, check_choice, fail
+from ._validation import IConError, check_choice, fail, is_integer, preview
 from .divergences import DIVERGENCES
 from .engine import distributed
 from .engine.structured import Structured, choose_tile, shape_error, structured_form
@@ -18,6 +18,7 @@ __all__ = ["ICon"]
 
 Divergence = Union[str, Callable[[Tensor, Tensor], Tensor]]
 
+
 class ICon(nn.Module):
     """``L = (1/n) sum_i D( p(.|i) || q(.|i) )``, the I-Con loss (Eq. 1 of the paper).
 
@@ -25,11 +26,13 @@ class ICon(nn.Module):
     supervision (features, labels, item indices) or is a precomputed (n, m) log-probability
     matrix. Choosing p and q picks the method (``icontorch.methods``).
 
-    When p is structured (``PositivePairs``, ``SameLabel``, ``CrossModal``, ``DataToClass``,
-    ``KNN``, ``SparseNeighbors``, each optionally ``mix_uniform``-ed), q is a kernel softmax
-    (``Gaussian``, ``StudentT``, optionally ``mix_uniform``-ed) and the divergence is ``"kl"`` or
+    When p and q describe a fused form (``Neighborhood.fused_form()``: p structured, as
+    ``PositivePairs``, ``SameLabel``, ``CrossModal``, ``DataToClass``, ``KNN``,
+    ``SparseNeighbors``, each optionally ``mix_uniform``-ed; q a kernel softmax, ``Gaussian`` or
+    ``StudentT``, optionally ``mix_uniform``-ed) and the divergence is ``"kl"`` or
     ``"cross_entropy"``, the loss runs on a fused engine (:mod:`icontorch.engine`) that never
-    builds p and, when tiled, never builds the (n, m) matrix at all. Any other p, q or
+    builds p and, when tiled, never builds the (n, m) matrix at all; a learned Gaussian
+    temperature or sigma gets its gradient there too. Any other p, q or
     divergence runs the composed path: (n, m) log-probabilities from p and q, then the divergence.
     The engine gives first-order gradients only (``create_graph=True`` raises IConError); wrap p
     in :class:`FromCallable` to take the composed path when second-order gradients are needed.
@@ -79,8 +82,9 @@ class ICon(nn.Module):
         self.reduction = check_choice("ICon", "reduction", reduction, ("mean", "sum", "none"))
         self.symmetric = bool(symmetric)
         self.skip_empty_rows = bool(skip_empty_rows)
-        if not (tile_size is None or tile_size == "auto"
-                or (isinstance(tile_size, int) and not isinstance(tile_size, bool) and tile_size >= 1)):
+        if is_integer(tile_size) and tile_size >= 1:
+            tile_size = int(tile_size)
+        elif not (tile_size is None or isinstance(tile_size, str) and tile_size == "auto"):
             raise fail("ICon", "tile_size", "be an integer >= 1, 'auto' or None", tile_size)
         self.tile_size = tile_size
         if not isinstance(gather, bool):
@@ -164,9 +168,8 @@ class ICon(nn.Module):
         if bool(empty.any()):
             if not self.skip_empty_rows and not self.gather:
                 where = empty.nonzero().flatten().tolist()
-                shown = ", ".join(map(str, where[:10])) + (", ..." if len(where) > 10 else "")
-                raise IConError(f"ICon: every row of p must carry mass, but anchors [{shown}] have no "
-                                f"neighbour under p ({len(where)} of {len(empty)}); pass "
+                raise IConError(f"ICon: every row of p must carry mass, but anchors [{preview(where)}] "
+                                f"have no neighbour under p ({len(where)} of {len(empty)}); pass "
                                 f"skip_empty_rows=True to leave them out of the loss.")
             rows = rows.masked_fill(empty, float("nan"))
         return rows, empty

@@ -1,25 +1,27 @@
 """Named transforms: each takes a neighbourhood and returns a normalised neighbourhood.
 
-* :func:`mix_uniform` -- alpha-debiasing (section 3.3.2): ``(1 - alpha) p + alpha / N``.
+* :func:`mix_uniform` -- alpha-debiasing (section 3.3.2 of the paper): ``(1 - alpha) p + alpha / N``.
 * :func:`symmetrize` -- t-SNE's joint ``P_ij = (p_j|i + p_i|j) / 2n`` over ordered pairs.
 * :func:`joint` -- a kernel normalised over all pairs instead of per row (t-SNE's joint Q).
-* :func:`propagate` -- neighbour propagation (section 3.3.3): walks of length 1..steps.
+* :func:`propagate` -- neighbour propagation (section 3.3.3 of the paper): walks of length 1..steps.
 
 They are ordinary modules, composed by nesting (``mix_uniform(propagate(KNN(3), 2), 0.6)``),
-never by operators.
+never by operators. :class:`MixUniform` passes its base's fused form on, alpha-mixed
+(``Neighborhood.fused_form()``), so a debiased structured p or kernel q stays on the fused engine.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 from torch import Tensor
 
 from ._validation import check_choice, check_int, check_probability, fail
-from .neighborhoods.base import (KernelNeighborhood, Neighborhood, NeighborhoodLike, as_neighborhood,
-                                 log_normalize, mask_diagonal)
+from .neighborhoods.base import (FusedKernel, FusedTargets, KernelNeighborhood, Neighborhood,
+                                 NeighborhoodLike, as_neighborhood, log_normalize, mask_diagonal)
 
 __all__ = ["MixUniform", "Symmetrize", "Joint", "Propagate",
            "mix_uniform", "symmetrize", "joint", "propagate"]
@@ -38,8 +40,18 @@ def _self_excluded(base: Neighborhood, y: Optional[Tensor]) -> bool:
     return y is None and not base.include_self
 
 
+def _square(who: str, base: Neighborhood, x: Optional[Tensor], y: Optional[Tensor], why: str) -> Tensor:
+    """``base(x)``, which must be an (n, n) matrix over the anchors themselves (``y`` None)."""
+    if y is not None:
+        raise fail(who, "y", f"be None ({why})", y)
+    log_p = base(x, None)
+    if log_p.shape[0] != log_p.shape[1]:
+        raise fail(who, "base(x)", "be a square (n, n) matrix", log_p)
+    return log_p
+
+
 class MixUniform(Neighborhood):
-    """``p~(j|i) = (1 - alpha) p(j|i) + alpha / N``: alpha-debiasing by uniform mixing (section 3.3.2).
+    """``p~(j|i) = (1 - alpha) p(j|i) + alpha / N``: alpha-debiasing by uniform mixing (paper section 3.3.2).
 
     N is the number of candidates of anchor i: all m columns, minus ``j = i`` when the base
     neighbourhood excludes self (for a joint row from :func:`symmetrize` or :func:`joint`, minus
@@ -77,6 +89,15 @@ class MixUniform(Neighborhood):
         mixed = _logaddexp(log_p + log_keep, log_uniform.expand_as(log_p))
         return mixed.masked_fill(~support, _NEG_INF)
 
+    def fused_form(self) -> Optional[Union[FusedTargets, FusedKernel]]:
+        """The base's fused form with the uniform mass ``alpha`` (once: a base mixed already has none)."""
+        form = self.base.fused_form() if self._keeps(MixUniform, "forward") else None
+        if isinstance(form, FusedTargets) and form.alpha == 0.0:
+            return dataclasses.replace(form, alpha=self.alpha)
+        if isinstance(form, FusedKernel) and form.beta == 0.0:
+            return dataclasses.replace(form, beta=self.alpha)
+        return None
+
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}"
 
@@ -86,8 +107,11 @@ class Symmetrize(Neighborhood):
 
     t-SNE's joint input distribution (van der Maaten & Hinton 2008; for conditional rows the
     normaliser is ``2n``). The result is one anchor whose neighbour space is the n*n ordered
-    pairs, the form in which the joint t-SNE objective is an I-Con loss. Applied to an (n, n)
-    matrix that is already symmetric and normalised it returns it unchanged (idempotent).
+    pairs, the form in which the joint t-SNE objective is an I-Con loss. It is not idempotent:
+    its output is that (1, n*n) row, not an (n, n) matrix, so ``symmetrize(symmetrize(p))``
+    raises :class:`~icontorch.IConError`. A base whose (n, n) matrix is already symmetric comes
+    back rescaled to total mass 1 (a symmetric conditional P, whose rows and columns sum to 1,
+    gives ``P / n``).
 
     Args:
         base: the conditional neighbourhood (n, n) to symmetrise; ``y`` must be None.
@@ -99,13 +123,13 @@ class Symmetrize(Neighborhood):
         self.include_self = self.base.include_self
 
     def forward(self, x: Optional[Tensor], y: Optional[Tensor] = None) -> Tensor:
-        if y is not None:
-            raise fail("Symmetrize", "y", "be None (a joint distribution pairs the anchors)", y)
-        log_p = self.base(x, None)
-        if log_p.shape[0] != log_p.shape[1]:
-            raise fail("Symmetrize", "base(x)", "be a square (n, n) matrix", log_p)
-        log_sum = _logaddexp(log_p, log_p.T).reshape(1, -1)
-        return log_normalize(log_sum)
+        log_p = _square("Symmetrize", self.base, x, y, "a joint distribution pairs the anchors")
+        log_sum = _logaddexp(log_p, log_p.T)
+        # Cells (i, j) and (j, i) may round differently (vectorised and strided paths): mirror the
+        # upper triangle so that the joint is exactly symmetric.
+        upper = torch.ones_like(log_sum, dtype=torch.bool).triu()
+        log_sum = torch.where(upper, log_sum, log_sum.T)
+        return log_normalize(log_sum.reshape(1, -1))
 
 
 class Joint(Neighborhood):
@@ -136,11 +160,14 @@ class Joint(Neighborhood):
 class Propagate(Neighborhood):
     """``p~ ∝ P + P^2 + ... + P^steps`` ("sum"), or uniform over ``1[P + ... + P^steps > 0]`` ("reach").
 
-    Neighbour propagation (section 3.3.3): random walks of length up to ``steps`` on the graph
-    whose transition matrix is the base neighbourhood, rows renormalised. ``steps=1`` returns the
-    base (up to rounding). On a kNN graph, the paper's "s-walks" read as ``steps = s + 1``. Self
-    (reached by returning walks) is excluded unless the base includes self. Meant for targets:
-    it builds dense (n, n) matrix powers of the batch.
+    Neighbour propagation (section 3.3.3 of the paper): random walks of length up to ``steps``
+    on the graph whose transition matrix is the base neighbourhood, rows renormalised. With
+    ``steps=1``, ``"sum"`` returns the base (up to rounding) and ``"reach"`` the uniform
+    distribution over the base's support, ``1[p(j|i) > 0] / #{k : p(k|i) > 0}`` (the base itself
+    only when it is uniform over its support, as :class:`~icontorch.KNN` is). On a kNN graph, the
+    paper's "s-walks" read as ``steps = s + 1``. Self (reached by returning walks) is excluded
+    unless the base includes self. Meant for targets: it builds dense (n, n) matrix powers of
+    the batch.
 
     Args:
         base: the neighbourhood (n, n) to propagate; ``y`` must be None.
@@ -156,12 +183,7 @@ class Propagate(Neighborhood):
         self.include_self = self.base.include_self
 
     def forward(self, x: Optional[Tensor], y: Optional[Tensor] = None) -> Tensor:
-        if y is not None:
-            raise fail("Propagate", "y", "be None (walks run on the anchors' own graph)", y)
-        log_p = self.base(x, None)
-        if log_p.shape[0] != log_p.shape[1]:
-            raise fail("Propagate", "base(x)", "be a square (n, n) matrix", log_p)
-        transition = log_p.exp()
+        transition = _square("Propagate", self.base, x, y, "walks run on the anchors' own graph").exp()
         power, total = transition, transition
         for _ in range(self.steps - 1):
             power = power @ transition

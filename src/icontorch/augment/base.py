@@ -1,4 +1,8 @@
-"""Shared checks, random draws and the base class of :mod:`icontorch.augment`."""
+"""Shared random draws, the range check and the base class of :mod:`icontorch.augment`.
+
+The image-batch check :func:`check_images` lives in :mod:`icontorch._validation` with the other
+shared checks; it is exported here and by :mod:`icontorch.augment`.
+"""
 
 from __future__ import annotations
 
@@ -9,28 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._validation import fail
+from .._validation import check_images, fail, is_real
 
 __all__ = ["Augmentation", "check_images"]
-
-
-def check_images(who: str, name: str, x: Any) -> Tensor:
-    """A non-empty (B, C, H, W) floating-point tensor (no finiteness pass: it would sync a GPU)."""
-    if not isinstance(x, Tensor):
-        raise fail(who, name, "be a torch.Tensor of shape (B, C, H, W)", type(x).__name__)
-    if x.dim() != 4:
-        raise fail(who, name, "have shape (B, C, H, W) (4 dimensions)", x)
-    if x.numel() == 0:
-        raise fail(who, name, "be a non-empty batch of shape (B, C, H, W)", x)
-    if not x.is_floating_point():
-        raise fail(who, name, "be a floating-point tensor (convert images with x.float() / 255)", x)
-    return x
-
-
-def _check_nonnegative(who: str, name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise fail(who, name, "be a finite number >= 0", value)
-    return float(value)
 
 
 def _check_range(who: str, name: str, value: Any, low: float, high: float, low_open: bool = True
@@ -41,9 +26,8 @@ def _check_range(who: str, name: str, value: Any, low: float, high: float, low_o
     if not isinstance(value, (tuple, list)) or len(value) != 2:
         raise fail(who, name, rule, value)
     a, b = value
-    for v in (a, b):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise fail(who, name, rule, value)
+    if not (is_real(a) and is_real(b) and math.isfinite(a) and math.isfinite(b)):
+        raise fail(who, name, rule, value)
     if a > b or b > high or a < low or (low_open and a == low):
         raise fail(who, name, rule, value)
     return float(a), float(b)

@@ -7,8 +7,8 @@ from typing import Callable, List, Optional, Sequence
 import torch
 from torch import Tensor
 
-from .._validation import check_int, fail
-from .base import Augmentation, check_images
+from .._validation import check_images, check_int, fail
+from .base import Augmentation
 from .geometric import RandomAffine, RandomHorizontalFlip, RandomResizedCrop
 from .photometric import ColorJitter, GaussianBlur, GaussianNoise
 

@@ -19,9 +19,8 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from .base import (Augmentation, _bernoulli, _check_nonnegative, _check_range, _resample, _uniform,
-                            check_images)
-from .._validation import check_choice, check_probability
+from .._validation import check_choice, check_images, check_nonnegative, check_probability
+from .base import Augmentation, _bernoulli, _check_range, _resample, _uniform
 
 __all__ = ["RandomResizedCrop", "RandomAffine", "RandomHorizontalFlip"]
 
@@ -98,12 +97,10 @@ class RandomAffine(Augmentation):
     def __init__(self, degrees: float = 15.0, translate: float = 0.1, scale: Tuple[float, float] = (0.9, 1.1),
                  padding_mode: str = "zeros") -> None:
         who = "RandomAffine"
-        _check_nonnegative(who, "degrees", degrees)
-        check_probability(who, "translate", translate)
+        self.degrees = check_nonnegative(who, "degrees", degrees)
+        self.translate = check_probability(who, "translate", translate)
         _check_range(who, "scale", scale, 0.0, math.inf)
         check_choice(who, "padding_mode", padding_mode, ("zeros", "border", "reflection"))
-        self.degrees = degrees
-        self.translate = translate
         self.scale = scale
         self.padding_mode = padding_mode
 
@@ -133,8 +130,7 @@ class RandomHorizontalFlip(Augmentation):
     _params = ("p",)
 
     def __init__(self, p: float = 0.5) -> None:
-        check_probability("RandomHorizontalFlip", "p", p)
-        self.p = p
+        self.p = check_probability("RandomHorizontalFlip", "p", p)
 
     def __call__(self, x: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
         check_images("RandomHorizontalFlip", "x", x)

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._validation import check_int, check_probability, fail
-from .base import Augmentation, _bernoulli, _check_nonnegative, _check_range, _uniform, check_images
+from .._validation import check_images, check_int, check_nonnegative, check_probability, check_real, fail
+from .base import Augmentation, _bernoulli, _check_range, _uniform
 
 __all__ = ["GaussianNoise", "gaussian_kernel1d", "GaussianBlur", "ColorJitter", "RandomErasing"]
 
@@ -25,8 +25,7 @@ class GaussianNoise(Augmentation):
     _params = ("std",)
 
     def __init__(self, std: float = 0.1) -> None:
-        _check_nonnegative("GaussianNoise", "std", std)
-        self.std = std
+        self.std = check_nonnegative("GaussianNoise", "std", std)
 
     def __call__(self, x: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
         check_images("GaussianNoise", "x", x)
@@ -61,13 +60,12 @@ class GaussianBlur(Augmentation):
                  kernel_size: Optional[int] = None) -> None:
         who = "GaussianBlur"
         _check_range(who, "sigma", sigma, 0.0, math.inf)
-        check_probability(who, "p", p)
+        self.p = check_probability(who, "p", p)
         if kernel_size is not None:
-            check_int(who, "kernel_size", kernel_size, 1)
+            kernel_size = check_int(who, "kernel_size", kernel_size, 1)
             if kernel_size % 2 == 0:
                 raise fail(who, "kernel_size", "be an odd integer >= 1 (or None)", kernel_size)
         self.sigma = sigma
-        self.p = p
         self.kernel_size = kernel_size
 
     def _size(self) -> int:
@@ -113,13 +111,10 @@ class ColorJitter(Augmentation):
     def __init__(self, brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.4,
                  p: float = 0.8) -> None:
         who = "ColorJitter"
-        for name, value in (("brightness", brightness), ("contrast", contrast), ("saturation", saturation),
-                            ("p", p)):
-            check_probability(who, name, value)
-        self.brightness = brightness
-        self.contrast = contrast
-        self.saturation = saturation
-        self.p = p
+        self.brightness = check_probability(who, "brightness", brightness)
+        self.contrast = check_probability(who, "contrast", contrast)
+        self.saturation = check_probability(who, "saturation", saturation)
+        self.p = check_probability(who, "p", p)
 
     def __call__(self, x: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
         check_images("ColorJitter", "x", x)
@@ -158,15 +153,12 @@ class RandomErasing(Augmentation):
     def __init__(self, p: float = 0.5, scale: Tuple[float, float] = (0.02, 0.33),
                  ratio: Tuple[float, float] = (0.3, 3.3), value: float = 0.0) -> None:
         who = "RandomErasing"
-        check_probability(who, "p", p)
+        self.p = check_probability(who, "p", p)
         _check_range(who, "scale", scale, 0.0, 1.0)
         _check_range(who, "ratio", ratio, 0.0, math.inf)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise fail(who, "value", "be a finite number", value)
-        self.p = p
+        self.value = check_real(who, "value", value)
         self.scale = scale
         self.ratio = ratio
-        self.value = value
 
     def __call__(self, x: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
         check_images("RandomErasing", "x", x)

@@ -31,7 +31,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from .._validation import IConError
+from .._validation import IConError, preview
 
 __all__ = ["check_initialized", "gather", "gather_with_grad", "reduce_rows"]
 
@@ -99,8 +99,7 @@ def reduce_rows(rows: Tensor, empty: Tensor, reduction: str, skip_empty_rows: bo
     dist.all_reduce(counts, op=dist.ReduceOp.SUM)  # every rank sees the same counts, so all raise
     n_empty, n_kept = int(counts[0]), int(counts[1])
     if n_empty and not skip_empty_rows:
-        where = empty.nonzero().flatten().tolist()
-        shown = ", ".join(map(str, where[:10])) + (", ..." if len(where) > 10 else "")
+        shown = preview(empty.nonzero().flatten().tolist())
         raise IConError(f"ICon: every row of p must carry mass, but {n_empty} of {n_empty + n_kept} "
                         f"anchors over the {world} ranks have no neighbour under p (here: [{shown}]); "
                         f"pass skip_empty_rows=True to leave them out of the loss.")

@@ -1,9 +1,9 @@
-"""Fused and tiled I-Con cross-entropy for a structured p and a kernel-softmax q (DESIGN section 3).
+"""Fused and tiled I-Con cross-entropy for a structured p and a kernel-softmax q.
 
 With q a kernel softmax, ``q(j|i) = exp(l_ij) / sum_{k in C_i} exp(l_ik)`` (the Gaussian of Thm 1
 and Thm 3, the Student-t of Cor 1), and p uniform over a set ``S_i`` of neighbours (positive
 pairs, same label, k nearest neighbours, a list), alpha-mixed with the uniform distribution over
-the N_i candidates (section 3.3.2),
+the N_i candidates (section 3.3.2 of the paper),
 
     p(j|i) = (1 - alpha) 1[j in S_i] / |S_i| + alpha 1[j in C_i] / N_i,
 
@@ -16,8 +16,11 @@ candidates with an online log-sum-exp, and backward recomputes every tile from t
 (a custom autograd Function), so memory is O(tile^2 + (n + m) d) instead of O(n m). When q is
 debiased as well, ``q~ = (1 - beta) q + beta / N``, a second pass gives ``-sum_j p log q~`` once
 lse is known, and the gradient is ``q_ij s_i - p_ij r_ij`` with ``r = (1 - beta) q / q~`` and
-``s_i = sum_j p_ij r_ij``. Run as one tile that keeps q in memory, the same Function is the fused
-dense path. Everything runs in float32 (float64 for float64 inputs), with autocast disabled.
+``s_i = sum_j p_ij r_ij``. A learned Gaussian scale (``1 / temperature``) gets
+``sum_ij (dH/dl_ij) dl_ij/dscale`` from the same tiles. Run as one tile that keeps q in memory,
+the same Function is the fused dense path. p lives in :mod:`.targets`; the kernel's log-weight in
+:class:`~icontorch.neighborhoods.kernels.KernelProfile`. Everything runs in float32 (float64 for
+float64 inputs), with autocast disabled.
 """
 
 from __future__ import annotations
@@ -31,12 +34,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .._validation import IConError
+from ..neighborhoods.kernels import KernelProfile
+from .targets import Targets, self_cells
 
-__all__ = ["Engine", "Kernel", "Targets", "cross_entropy_rows"]
+__all__ = ["Engine", "Kernel", "cross_entropy_rows"]
 
 _NEG_INF = float("-inf")
-_MAX_LIST = 64  # id groups up to this size are handled as index lists, larger ones as tile masks
-_MASK_ENTRIES = 1 << 22  # rows of a tile mask are built in blocks of about this many entries
 
 
 def full_precision(device_type: str) -> ContextManager:
@@ -54,131 +57,6 @@ def at_least_float32(x: Optional[Tensor]) -> Optional[Tensor]:
     return x
 
 
-def _self_cells(offset: Optional[int], i0: int, i1: int, j0: int, j1: int,
-                device: torch.device) -> Optional[Tuple[Tensor, Tensor]]:
-    """Tile-local (row, column) of the cells where candidate ``offset + i`` is anchor i itself."""
-    if offset is None:
-        return None
-    lo, hi = max(i0, j0 - offset), min(i1, j1 - offset)
-    if lo >= hi:
-        return None
-    i = torch.arange(lo, hi, device=device)
-    return i - i0, i + offset - j0
-
-
-def match_lists(anchor_ids: Tensor, candidate_ids: Tensor, self_offset: Optional[int],
-                max_list: int = _MAX_LIST) -> Tuple[Optional[Tensor], Tensor]:
-    """Positions of the candidates sharing each anchor's id, as (n, k) lists padded with -1.
-
-    Returns ``(lists, count)``; ``lists`` is None when some id group is larger than ``max_list``
-    (then the tiles compare ids instead). The anchor itself (candidate ``self_offset + i``) is
-    not its own neighbour.
-    """
-    ordered, order = torch.sort(candidate_ids, stable=True)
-    lo = torch.searchsorted(ordered, anchor_ids, right=False)
-    count = torch.searchsorted(ordered, anchor_ids, right=True) - lo
-    lists = None
-    k = int(count.max())
-    if k <= max_list:
-        step = torch.arange(k, device=anchor_ids.device)
-        pos = (lo[:, None] + step).clamp_max(candidate_ids.shape[0] - 1)
-        lists = torch.where(step < count[:, None], order[pos], -1)
-        if self_offset is not None:
-            own = torch.arange(anchor_ids.shape[0], device=anchor_ids.device)[:, None] + self_offset
-            lists = lists.masked_fill(lists == own, -1)
-    if self_offset is not None:
-        count = count - 1  # the anchor's own column always carries its id
-    return lists, count
-
-
-class Targets:
-    """The supervisory p of one call: ``S_i`` as index lists or id matches, alpha-mixed.
-
-    Args:
-        count: (n,) ``|S_i|``; a row with 0 has no mass (an empty row).
-        n_candidates: m, the number of candidates.
-        alpha: uniform mass over the candidates (self excluded when ``self_offset`` is set).
-        self_offset: candidate ``self_offset + i`` is anchor i, which p never picks; None: no self.
-        lists: (n, k) positions of ``S_i`` padded with -1, or None to compare ids per tile.
-        anchor_ids, candidate_ids: the ids compared when ``lists`` is None.
-    """
-
-    def __init__(self, count: Tensor, n_candidates: int, alpha: float, self_offset: Optional[int],
-                 dtype: torch.dtype, lists: Optional[Tensor] = None,
-                 anchor_ids: Optional[Tensor] = None, candidate_ids: Optional[Tensor] = None) -> None:
-        self.count, self.alpha, self.self_offset = count, alpha, self_offset
-        self.lists, self.anchor_ids, self.candidate_ids = lists, anchor_ids, candidate_ids
-        has_mass = count > 0
-        self.mass = has_mass.to(dtype)  # sum_j p(j|i): 1, or 0 for an empty row
-        self.n_support = n_candidates - (self_offset is not None)
-        self.w = torch.where(has_mass, (1.0 - alpha) / count.clamp_min(1).to(dtype), 0.0)
-        self.u = self.mass * (alpha / max(self.n_support, 1))
-
-    def entropy(self) -> Tensor:
-        """``H(p_i)`` in closed form: |S_i| entries of ``w + u`` and ``N_i - |S_i|`` of ``u``."""
-        on, off = self.w + self.u, self.u
-        c = self.count.to(on.dtype)
-        return -(c * torch.special.xlogy(on, on) + (self.n_support - c) * torch.special.xlogy(off, off))
-
-    def _masks(self, i0: int, i1: int, j0: int, j1: int):
-        """``1[j in S_i]`` over the tile, by blocks of rows so that no (n, m) temporary is made."""
-        step = max(1, _MASK_ENTRIES // (j1 - j0))
-        for r0 in range(i0, i1, step):
-            r1 = min(i1, r0 + step)
-            mask = self.anchor_ids[r0:r1, None] == self.candidate_ids[None, j0:j1]
-            cells = _self_cells(self.self_offset, r0, r1, j0, j1, mask.device)
-            if cells is not None:
-                mask[cells] = False
-            yield slice(r0 - i0, r1 - i0), mask
-
-    def _listed(self, i0: int, i1: int, j0: int, j1: int) -> Tuple[Tensor, Tensor]:
-        idx = self.lists[i0:i1]
-        inside = (idx >= j0) & (idx < j1)
-        return (idx - j0).clamp(0, j1 - j0 - 1), inside
-
-    def dot(self, v: Tensor, i0: int, i1: int, j0: int, j1: int) -> Tensor:
-        """``sum_j p(j|i) v_ij`` over one tile; ``v`` must be finite wherever p may be positive."""
-        if self.lists is not None:
-            pos, inside = self._listed(i0, i1, j0, j1)
-            picked = torch.where(inside, v.gather(1, pos), 0.0).sum(1)
-        else:
-            picked = v.new_empty(i1 - i0)
-            for rows, mask in self._masks(i0, i1, j0, j1):
-                picked[rows] = torch.where(mask, v[rows], 0.0).sum(1)
-        out = self.w[i0:i1] * picked
-        if self.alpha > 0.0:
-            total = v.sum(1)
-            cells = _self_cells(self.self_offset, i0, i1, j0, j1, v.device)
-            if cells is not None:
-                total = total.index_add(0, cells[0], -v[cells])
-            out = out + self.u[i0:i1] * total
-        return out
-
-    def subtract(self, grad: Tensor, coef: Tensor, r: Optional[Tensor],
-                 i0: int, i1: int, j0: int, j1: int) -> None:
-        """``grad_ij -= coef_i p(j|i) r_ij`` in place over one tile (``r=None`` reads as 1)."""
-        c_list = coef * self.w[i0:i1]
-        if self.lists is not None:
-            pos, inside = self._listed(i0, i1, j0, j1)
-            value = c_list[:, None] * inside
-            if r is not None:
-                value = value * r.gather(1, pos)
-            grad.scatter_add_(1, pos, -value)
-        else:
-            for rows, mask in self._masks(i0, i1, j0, j1):
-                value = torch.where(mask, c_list[rows, None], 0.0)
-                grad[rows] -= value if r is None else value.mul_(r[rows])
-        if self.alpha > 0.0:
-            c_uni = coef * self.u[i0:i1]
-            if r is None:
-                grad.sub_(c_uni[:, None])
-            else:
-                grad.addcmul_(c_uni[:, None], r, value=-1.0)
-            cells = _self_cells(self.self_offset, i0, i1, j0, j1, grad.device)
-            if cells is not None:  # the anchor itself carries no alpha mass
-                grad[cells] += c_uni[cells[0]] * (1.0 if r is None else r[cells])
-
-
 def _exp_normalize_(l: Tensor, normalize: bool) -> Tensor:
     """Row log-sum-exp of ``l``, leaving ``exp(l - max)`` in ``l`` (divided by its sum: softmax)."""
     top = l.amax(1)
@@ -189,40 +67,47 @@ def _exp_normalize_(l: Tensor, normalize: bool) -> Tensor:
     return top + total.log()
 
 
+def _sq_dist(product: Tensor, xx: Tensor, yy: Tensor) -> Tensor:
+    """``||x_i - y_j||^2`` from ``x @ y.T``, in the steps of :func:`icontorch.distances.squared_euclidean`."""
+    return (xx[:, None] + yy[None, :]).sub_(product, alpha=2.0).clamp_min_(0.0)
+
+
 class Kernel:
     """The logits of a kernel softmax and their backward, per tile.
 
-    ``"linear"``: ``l = scale * x . y`` (dot product, or cosine on normalised inputs).
-    ``"distance"``: ``l = f(d)`` with ``d = ||x - y||^2``: ``f = -scale d`` (Gaussian) or
-    ``f = -(dof + 1)/2 log(1 + d / dof)`` (Student-t), with the same floating-point steps as
-    :mod:`icontorch.distances` and :mod:`icontorch.neighborhoods.spatial`.
+    ``linear``: ``l = scale * x . y`` (a Gaussian profile on the dot product, or the cosine on
+    normalised inputs). Otherwise ``l = phi(d)`` with ``d = ||x - y||^2`` and ``phi`` the profile's
+    log-weight (Gaussian ``-scale d``, Student-t). The profile's parameter is a float, or a
+    detached one-element tensor when the Gaussian's scale is learned.
     """
 
-    def __init__(self, kind: str, scale: float = 1.0, dof: Optional[float] = None) -> None:
-        self.kind, self.scale, self.dof = kind, scale, dof
+    def __init__(self, profile: KernelProfile, linear: bool) -> None:
+        self.profile, self.linear = profile, linear
 
     def logits(self, x: Tensor, y: Tensor, xx: Optional[Tensor], yy: Optional[Tensor]) -> Tensor:
         product = x @ y.T
-        if self.kind == "linear":
-            return product.mul_(self.scale)
-        d = (xx[:, None] + yy[None, :]).sub_(product, alpha=2.0).clamp_min_(0.0)
-        if self.dof is None:
-            return d.mul_(-self.scale)
-        return d.div_(self.dof).log1p_().mul_(-0.5 * (self.dof + 1.0))
+        if self.linear:
+            return product.mul_(self.profile.param)
+        return self.profile.log_w(_sq_dist(product, xx, yy), inplace=True)
 
-    def backward(self, grad: Tensor, x: Tensor, y: Tensor, xx: Optional[Tensor],
-                 yy: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
-        """Gradients of ``sum_ij grad_ij l_ij`` with respect to the tile's x and y."""
-        if self.kind == "linear":
-            return (grad @ y).mul_(self.scale), (grad.T @ x).mul_(self.scale)
-        if self.dof is None:
-            dl_dd = grad.mul_(-self.scale)
-        else:  # dl/dd = -(dof + 1) / 2 / (dof + d)
-            d = (xx[:, None] + yy[None, :]).sub_(x @ y.T, alpha=2.0).clamp_min_(0.0)
-            dl_dd = grad.mul_(d.add_(self.dof).reciprocal_().mul_(-0.5 * (self.dof + 1.0)))
+    def backward(self, grad: Tensor, x: Tensor, y: Tensor, xx: Optional[Tensor], yy: Optional[Tensor],
+                 want_scale: bool = False) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+        """Gradients of ``sum_ij grad_ij l_ij`` in the tile's x and y, and in the Gaussian's scale
+        when ``want_scale`` (``dl/dscale`` is ``s`` when linear, ``-d`` otherwise); grad is overwritten."""
+        scale = self.profile.param
+        if self.linear:
+            g_rows = grad @ y
+            g_scale = (x * g_rows).sum() if want_scale else None  # sum_ij grad_ij x_i . y_j
+            return g_rows.mul_(scale), (grad.T @ x).mul_(scale), g_scale
+        d, g_scale = None, None
+        if want_scale or self.profile.kind != "gaussian":
+            d = _sq_dist(x @ y.T, xx, yy)
+        if want_scale:
+            g_scale = -(grad * d).sum()
+        dl_dd = grad.mul_(self.profile.dlog_w(d, inplace=True))
         gx = (x * dl_dd.sum(1, keepdim=True)).sub_(dl_dd @ y).mul_(2.0)
         gy = (y * dl_dd.sum(0)[:, None]).sub_(dl_dd.T @ x).mul_(2.0)
-        return gx, gy
+        return gx, gy, g_scale
 
 
 class Engine:
@@ -247,12 +132,12 @@ class Engine:
         return [(start, min(size, start + step)) for start in range(0, size, step)]
 
     def _norms(self, x: Tensor) -> Optional[Tensor]:
-        return None if self.kernel.kind == "linear" else x.pow(2).sum(-1)
+        return None if self.kernel.linear else x.pow(2).sum(-1)
 
     def _logits(self, x, y, xx, yy, i0, i1, j0, j1) -> Tuple[Tensor, Optional[Tuple[Tensor, Tensor]]]:
         l = self.kernel.logits(x[i0:i1], y[j0:j1], None if xx is None else xx[i0:i1],
                                None if yy is None else yy[j0:j1])
-        cells = _self_cells(self.q_self_offset, i0, i1, j0, j1, l.device)
+        cells = self_cells(self.q_self_offset, i0, i1, j0, j1, l.device)
         return l, cells
 
     def _q_uniform(self, m: int) -> Tuple[float, float]:
@@ -302,10 +187,11 @@ class Engine:
             l[cells] = _NEG_INF
         return l
 
-    def backward(self, g: Tensor, x: Tensor, y: Tensor, lse: Tensor, s: Tensor,
-                 kept: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
+    def backward(self, g: Tensor, x: Tensor, y: Tensor, lse: Tensor, s: Tensor, kept: Optional[Tensor],
+                 want_scale: bool = False) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
         xx, yy = self._norms(x), self._norms(y)
         gx, gy = torch.zeros_like(x), torch.zeros_like(y)
+        g_scale = x.new_zeros(()) if want_scale else None
         log_keep, uniform = self._q_uniform(y.shape[0])
         keep_weight = math.exp(log_keep)
         for i0, i1 in self._blocks(x.shape[0]):
@@ -324,19 +210,26 @@ class Engine:
                     coef = g_a * s[i0:i1]
                 grad = q * coef[:, None] if kept is not None else q.mul_(coef[:, None])
                 self.targets.subtract(grad, g_a, r, i0, i1, j0, j1)
-                gx_t, gy_t = self.kernel.backward(grad, x[i0:i1], y[j0:j1],
-                                                  None if xx is None else xx[i0:i1],
-                                                  None if yy is None else yy[j0:j1])
+                gx_t, gy_t, gs_t = self.kernel.backward(grad, x[i0:i1], y[j0:j1],
+                                                        None if xx is None else xx[i0:i1],
+                                                        None if yy is None else yy[j0:j1], want_scale)
                 gx[i0:i1] += gx_t
                 gy[j0:j1] += gy_t
-        return gx, gy
+                if want_scale:
+                    g_scale += gs_t
+        return gx, gy, g_scale
 
 
 class _CrossEntropy(torch.autograd.Function):
-    """Rows ``H(p_i, q_i)`` of an :class:`Engine`; backward recomputes the tiles it did not keep."""
+    """Rows ``H(p_i, q_i)`` of an :class:`Engine`; backward recomputes the tiles it did not keep.
+
+    ``scale`` is the learned Gaussian scale (a one-element tensor, whose detached value the
+    engine's kernel holds) or None; it is an input only so that autograd receives its gradient.
+    """
 
     @staticmethod
-    def forward(ctx, x: Tensor, y: Tensor, engine: Engine) -> Tensor:  # type: ignore[override]
+    def forward(ctx, x: Tensor, y: Tensor, scale: Optional[Tensor],  # type: ignore[override]
+                engine: Engine) -> Tensor:
         rows, lse, s, kept = engine.forward(x, y)
         ctx.engine = engine
         ctx.save_for_backward(x, y, lse, s, kept)
@@ -350,15 +243,19 @@ class _CrossEntropy(torch.autograd.Function):
                             "FromCallable(p) to take the composed path; got create_graph=True.")
         x, y, lse, s, kept = ctx.saved_tensors
         with full_precision(x.device.type):
-            gx, gy = ctx.engine.backward(g.to(x.dtype), x, y, lse, s, kept)
-        return gx, gy, None
+            gx, gy, g_scale = ctx.engine.backward(g.to(x.dtype), x, y, lse, s, kept,
+                                                  want_scale=ctx.needs_input_grad[2])
+        return gx, gy, g_scale, None
 
 
-def cross_entropy_rows(z: Tensor, candidates: Tensor, metric: str, engine: Engine) -> Tensor:
+def cross_entropy_rows(z: Tensor, candidates: Tensor, metric: str, engine: Engine,
+                       scale: Optional[Tensor] = None) -> Tensor:
     """``H(p_i, q_i)`` per anchor for embeddings ``z`` (n, d) against ``candidates`` (m, d).
 
     Runs in float32 (float64 for float64 input) with autocast off: the log-sum-exp and the
-    kernel are exact to float32 even when the model runs in bf16 / fp16.
+    kernel are exact to float32 even when the model runs in bf16 / fp16. ``scale``: the learned
+    Gaussian scale as a 0-d tensor in that dtype, whose detached value the engine's kernel holds;
+    it receives its gradient.
     """
     dtype = torch.float64 if z.dtype == torch.float64 else torch.float32
     with full_precision(z.device.type):
@@ -367,4 +264,4 @@ def cross_entropy_rows(z: Tensor, candidates: Tensor, metric: str, engine: Engin
         if metric == "cosine":
             x_hat = F.normalize(x, dim=-1)
             x, y = x_hat, (x_hat if y is x else F.normalize(y, dim=-1))
-        return _CrossEntropy.apply(x, y, engine)
+        return _CrossEntropy.apply(x, y, scale, engine)

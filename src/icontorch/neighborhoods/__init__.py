@@ -1,9 +1,15 @@
-"""Neighbourhood distributions p(j|i), split by the paper's four families (Fig. 2b)."""
+"""Neighbourhood distributions p(j|i), split by the paper's four families (Fig. 2b).
 
-from .base import FromCallable, KernelNeighborhood, Neighborhood, Precomputed, as_neighborhood
+``base`` also holds the fused forms (:class:`FusedTargets`, :class:`FusedKernel`) by which a
+neighbourhood describes itself to the fused engine, and ``kernels`` the one kernel profile.
+"""
+
+from .base import (FromCallable, FusedKernel, FusedTargets, KernelNeighborhood, Neighborhood, Precomputed,
+                   Support, as_neighborhood)
 from .cluster import Cluster, DegreeWeightedCluster, Logits, SinkhornCodes
 from .discrete import CrossModal, DataToClass, Identity, PositivePairs, SameLabel
 from .graph import Adjacency, GraphKernel, SpectralGaussian, spectral_embedding
+from .kernels import KernelProfile
 from .links import GraphLinks, SameIdLinks, SigmoidLinks, UMAPLinks, umap_ab
 from .sparse import SparseNeighbors
 from .spatial import KNN, Gaussian, Harmonic, PerplexityGaussian, PowerExponential, StudentT, perplexity_precision
@@ -11,6 +17,7 @@ from .wrappers import DisjointUnion, StopGradient
 
 __all__ = [
     "Neighborhood", "KernelNeighborhood", "Precomputed", "FromCallable", "as_neighborhood",
+    "FusedTargets", "FusedKernel", "Support", "KernelProfile",
     "Gaussian", "PerplexityGaussian", "StudentT", "KNN", "perplexity_precision",
     "SameLabel", "PositivePairs", "CrossModal", "DataToClass", "Identity",
     "Cluster", "DegreeWeightedCluster", "Adjacency", "SparseNeighbors",

@@ -14,19 +14,36 @@ log-probabilities:
 * ``-inf`` marks an impossible neighbour; 0 * log 0 is exactly 0 in every divergence.
 * Kernel families also expose ``logits(x, y)``: the unnormalised log-weights before the
   diagonal is masked, so that a loss can be computed tile by tile.
+* ``fused_form()`` is the one hook by which a neighbourhood tells the fused engine
+  (:mod:`icontorch.engine`) how to compute it without its (n, m) matrix: a :class:`FusedTargets`
+  (p uniform over a support ``S_i``, alpha-mixed), a :class:`FusedKernel` (q a kernel softmax,
+  beta-mixed), or None (the default: the composed path). A built-in form holds only while the
+  methods it describes are inherited unchanged: a subclass that rewrites ``logits`` or
+  ``forward`` gets None, and may return its own form instead.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Optional, Union
 
 import torch
 from torch import Tensor, nn
 
 from .._validation import IConError, check_candidates, check_features, fail
+from .kernels import KernelProfile
 
 __all__ = ["Neighborhood", "KernelNeighborhood", "Precomputed", "FromCallable",
-           "as_neighborhood", "log_normalize", "mask_diagonal"]
+           "as_neighborhood", "log_normalize", "mask_diagonal", "Support", "FusedTargets", "FusedKernel"]
+
+
+Number = Union[float, Tensor]
+"""A scalar parameter: a float, or a one-element tensor (an ``nn.Parameter`` when it is learned)."""
+
+
+def show_number(value: Optional[Number]) -> str:
+    """A parameter for ``extra_repr``: the float, or ``tensor(v)`` for a (learnable) tensor."""
+    return f"tensor({float(value.detach()):.6g})" if isinstance(value, Tensor) else repr(value)
 
 
 def log_normalize(logits: Tensor) -> Tensor:
@@ -53,6 +70,74 @@ def _tolerance(dtype: torch.dtype) -> float:
     return {torch.float64: 1e-6, torch.float32: 1e-4}.get(dtype, 2e-2)
 
 
+@dataclass(frozen=True)
+class Support:
+    """The sets ``S_i`` of a uniform p over m candidates, in one of two forms.
+
+    ``lists``: (n, k) candidate positions padded with -1. Or ``anchor_ids`` (n,) and
+    ``candidate_ids`` (m,): ``S_i`` holds the candidates whose id equals anchor i's.
+    """
+
+    n_candidates: int
+    lists: Optional[Tensor] = None
+    anchor_ids: Optional[Tensor] = None
+    candidate_ids: Optional[Tensor] = None
+
+
+SupportFn = Callable[[Tensor, Optional[Tensor], Optional[int], int], Support]
+
+
+@dataclass(frozen=True)
+class FusedTargets:
+    """``p(j|i) = (1 - alpha) 1[j in S_i] / |S_i| + alpha 1[j in C_i] / N_i``: p for the fused engine.
+
+    Args:
+        support: ``support(x, y, self_offset, chunk) -> Support``: ``S_i`` of anchors ``x``
+            among candidates ``y`` (None: the anchors), validated as ``forward`` validates; the
+            candidate ``self_offset + i`` is anchor i, which p never picks (None: none is).
+        alpha: the uniform mass (:func:`~icontorch.mix_uniform`).
+        include_self: whether ``S_i`` may hold the anchor itself (then q must include it too).
+        ids: whether ``y`` holds ids (then it must be 1-D: one id per candidate).
+        needs_candidates: why the anchors cannot be their own candidates ("" if they can).
+    """
+
+    support: SupportFn
+    alpha: float = 0.0
+    include_self: bool = False
+    ids: bool = False
+    needs_candidates: str = ""
+
+    def refuses(self, own: bool, target_candidates: Optional[Tensor]) -> str:
+        """Why these inputs need the composed path ("" when the engine takes them)."""
+        if self.needs_candidates:
+            return self.needs_candidates if own else ""
+        if not own and target_candidates is None:
+            return "candidates come without target_candidates"
+        if self.ids and target_candidates is not None and target_candidates.dim() != 1:
+            return "target_candidates are per-anchor id sets (2-D)"
+        return ""
+
+
+@dataclass(frozen=True)
+class FusedKernel:
+    """``q(j|i) = (1 - beta) exp(l_ij) / sum_k exp(l_ik) + beta / N_i``, ``l_ij`` the kernel's logits.
+
+    Args:
+        profile: the log-weight ``phi`` (:class:`~icontorch.neighborhoods.kernels.KernelProfile`).
+        metric: ``"squared_euclidean"`` (``l = phi(d)``), or ``"cosine"`` / ``"dot"`` for a
+            Gaussian profile (``l = scale * s``).
+        include_self: whether q keeps ``j = i`` when the anchors are the candidates.
+        check: ``check(z, candidates)`` validates the inputs as ``forward`` does.
+        beta: the uniform mass (:func:`~icontorch.mix_uniform` on q).
+    """
+
+    profile: KernelProfile
+    metric: str
+    include_self: bool
+    check: Callable[[Tensor, Optional[Tensor]], None]
+    beta: float = 0.0
+
+
 class Neighborhood(nn.Module):
     """Base class of every neighbourhood distribution ``p(j|i)``; see the module docstring."""
 
@@ -60,6 +145,15 @@ class Neighborhood(nn.Module):
 
     def forward(self, x: Optional[Tensor], y: Optional[Tensor] = None) -> Tensor:
         raise NotImplementedError(f"{type(self).__name__} must implement forward(x, y=None).")
+
+    def fused_form(self) -> Optional[Union[FusedTargets, FusedKernel]]:
+        """How the fused engine computes this neighbourhood; None (the default): it cannot."""
+        return None
+
+    def _keeps(self, owner: type, *methods: str) -> bool:
+        """Whether this object's class inherits ``owner``'s ``methods`` unchanged, so that
+        ``owner``'s fused form describes it (a subclass that rewrites them has none)."""
+        return all(getattr(type(self), name) is getattr(owner, name) for name in methods)
 
 
 class KernelNeighborhood(Neighborhood):

@@ -13,8 +13,9 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .._validation import IConError, check_candidates, check_features, check_int, check_positive, fail
-from .base import Neighborhood, _tolerance, log_normalize, mask_diagonal
+from .._validation import (IConError, check_candidates, check_features, check_int, check_positive,
+                           check_positive_parameter, fail)
+from .base import Neighborhood, Number, _tolerance, log_normalize, mask_diagonal, show_number
 
 __all__ = ["Cluster", "DegreeWeightedCluster", "Logits", "SinkhornCodes"]
 
@@ -120,14 +121,15 @@ class Logits(Neighborhood):
     classifier whose logits are given directly. ``y`` must be None.
 
     Args:
-        temperature: divides the scores before the softmax.
+        temperature: divides the scores before the softmax; a one-element tensor (an
+            ``nn.Parameter``) is kept and learned.
     """
 
     include_self = True  # the candidates are columns, never the anchor itself
 
-    def __init__(self, temperature: float = 1.0) -> None:
+    def __init__(self, temperature: Number = 1.0) -> None:
         super().__init__()
-        self.temperature = check_positive("Logits", "temperature", temperature)
+        self.temperature = check_positive_parameter("Logits", "temperature", temperature)
 
     def forward(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
         check_features("Logits", "x", x)
@@ -136,7 +138,7 @@ class Logits(Neighborhood):
         return torch.log_softmax(x / self.temperature, dim=1)
 
     def extra_repr(self) -> str:
-        return f"temperature={self.temperature}"
+        return f"temperature={show_number(self.temperature)}"
 
 
 class SinkhornCodes(Neighborhood):

@@ -12,8 +12,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .._validation import check_index, check_int, fail
-from .base import Neighborhood
+from .._validation import check_ids_below, check_index, check_int, fail
+from .base import FusedTargets, Neighborhood, Support
 
 __all__ = ["SameLabel", "PositivePairs", "CrossModal", "DataToClass", "Identity"]
 
@@ -34,22 +34,37 @@ class _Matching(Neighborhood):
         self.include_self = bool(include_self)
         self.dtype = dtype
 
-    def _match(self, x: Tensor, y: Optional[Tensor]) -> Tensor:
+    def _ids(self, x: Tensor, y: Optional[Tensor]) -> Tensor:
+        """The validated candidate ids: ``x`` itself, (m,) shared or (n, m) per anchor."""
         who = type(self).__name__
         check_index(who, "x", x)
         if y is None:
             if x.shape[0] < 2:
                 raise fail(who, "x", "hold at least 2 ids when the anchors are their own candidates", x)
-            match = x[:, None] == x[None, :]
-            if not self.include_self:
-                match.fill_diagonal_(False)
-            return match
+            return x
         check_index(who, "y", y, ndim=(1, 2))
-        if y.dim() == 2:
-            if y.shape[0] != x.shape[0]:
-                raise fail(who, "y", f"have one candidate set per anchor ({x.shape[0]} rows)", y)
-            return x[:, None] == y
-        return x[:, None] == y[None, :]
+        if y.dim() == 2 and y.shape[0] != x.shape[0]:
+            raise fail(who, "y", f"have one candidate set per anchor ({x.shape[0]} rows)", y)
+        return y
+
+    def _match(self, x: Tensor, y: Optional[Tensor]) -> Tensor:
+        ids = self._ids(x, y)
+        if y is not None:
+            return x[:, None] == (ids if ids.dim() == 2 else ids[None, :])
+        match = x[:, None] == x[None, :]
+        if not self.include_self:
+            match.fill_diagonal_(False)
+        return match
+
+    def _support(self, x: Tensor, y: Optional[Tensor], self_offset: Optional[int], chunk: int) -> Support:
+        ids = self._ids(x, y)
+        return Support(ids.shape[0], anchor_ids=x, candidate_ids=ids)
+
+    def fused_form(self) -> Optional[FusedTargets]:
+        """S_i: the candidates whose id is anchor i's (the engine excludes i itself unless included)."""
+        if not self._keeps(_Matching, "_match", "forward"):
+            return None
+        return FusedTargets(self._support, include_self=self.include_self, ids=True)
 
     def forward(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
         return _uniform_over(self._match(x, y), self.dtype or torch.get_default_dtype())
@@ -97,10 +112,10 @@ class CrossModal(_Matching):
     def __init__(self, dtype: Optional[torch.dtype] = None) -> None:
         super().__init__(include_self=False, dtype=dtype)
 
-    def forward(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
+    def _ids(self, x: Tensor, y: Optional[Tensor]) -> Tensor:
         if y is None:
             raise fail("CrossModal", "y", "hold the item ids of the other modality (candidates)", y)
-        return super().forward(x, y)
+        return super()._ids(x, y)
 
     def extra_repr(self) -> str:
         return f"dtype={self.dtype}"
@@ -124,14 +139,27 @@ class DataToClass(Neighborhood):
         self.n_classes = check_int("DataToClass", "n_classes", n_classes, 1)
         self.dtype = dtype
 
-    def forward(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
-        check_index("DataToClass", "x", x)
-        if bool((x < 0).any()) or bool((x >= self.n_classes).any()):
-            raise fail("DataToClass", "x", f"hold labels in [0, {self.n_classes})",
-                       f"labels from {int(x.min())} to {int(x.max())}")
+    def _classes(self, x: Tensor, y: Optional[Tensor]) -> Tensor:
+        """The validated class ids of the candidates (all classes when ``y`` is None)."""
+        check_ids_below("DataToClass", "x", x, self.n_classes, "labels")
         classes = torch.arange(self.n_classes, device=x.device) if y is None else y
-        check_index("DataToClass", "y", classes)
+        return check_index("DataToClass", "y", classes)
+
+    def forward(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
+        classes = self._classes(x, y)
         return _uniform_over(x[:, None] == classes[None, :], self.dtype or torch.get_default_dtype())
+
+    def _support(self, x: Tensor, y: Optional[Tensor], self_offset: Optional[int], chunk: int) -> Support:
+        classes = self._classes(x, y)
+        return Support(classes.shape[0], anchor_ids=x, candidate_ids=classes)
+
+    def fused_form(self) -> Optional[FusedTargets]:
+        """S_i: the prototypes of anchor i's class. The candidates are classes, never the anchor
+        itself, so ``include_self`` does not constrain q."""
+        if not self._keeps(DataToClass, "forward"):
+            return None
+        return FusedTargets(self._support, ids=True,
+                            needs_candidates="DataToClass needs candidates (class prototypes)")
 
     def extra_repr(self) -> str:
         return f"n_classes={self.n_classes}, dtype={self.dtype}"

@@ -1,4 +1,4 @@
-"""Graph neighbourhoods: neighbours are defined by edges of a weighted graph (section 3.1)."""
+"""Graph neighbourhoods: neighbours are defined by edges of a weighted graph (paper section 3.1)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,40 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .._validation import check_index, check_int, check_positive, fail
+from .._validation import check_ids_below, check_int, check_positive, fail
 from ..distances import squared_euclidean
 from .base import Neighborhood, log_normalize, mask_diagonal
 
 __all__ = ["Adjacency", "GraphKernel", "SpectralGaussian", "spectral_embedding"]
+
+
+def _check_weights(who: str, weights: Tensor, dense: bool) -> Tensor:
+    """A square (N, N) floating tensor of finite non-negative weights; a sparse one made dense
+    (``dense=True``) or a coalesced sparse COO tensor."""
+    if not isinstance(weights, Tensor) or weights.dim() != 2 or weights.shape[0] != weights.shape[1]:
+        raise fail(who, "weights", "be a square (N, N) tensor", weights)
+    if not weights.is_floating_point():
+        raise fail(who, "weights", "be a floating-point tensor", weights)
+    if weights.layout != torch.strided:
+        weights = weights.to_dense() if dense else weights.to_sparse_coo().coalesce()
+    values = weights if weights.layout == torch.strided else weights.values()
+    if not bool(values.isfinite().all()) or bool((values < 0).any()):
+        raise fail(who, "weights", "be finite and non-negative", weights)
+    return weights
+
+
+def _dense_weights(who: str, weights: Tensor) -> Tensor:
+    weights = _check_weights(who, weights, dense=True)
+    if not bool((weights.sum(1) > 0).all()):
+        raise fail(who, "weights", "give every node a positive degree", weights)
+    return weights
+
+
+def _check_nodes(who: str, x: Tensor, y: Optional[Tensor], n_nodes: int) -> None:
+    """Anchors ``x`` and candidates ``y`` (None: the anchors) are node ids in [0, n_nodes)."""
+    check_ids_below(who, "x", x, n_nodes)
+    if y is not None:
+        check_ids_below(who, "y", y, n_nodes)
 
 
 class Adjacency(Neighborhood):
@@ -30,18 +59,7 @@ class Adjacency(Neighborhood):
 
     def __init__(self, weights: Tensor, include_self: bool = False) -> None:
         super().__init__()
-        who = "Adjacency"
-        if not isinstance(weights, Tensor) or weights.dim() != 2 or weights.shape[0] != weights.shape[1]:
-            raise fail(who, "weights", "be a square (N, N) tensor", weights)
-        if not weights.is_floating_point():
-            raise fail(who, "weights", "be a floating-point tensor", weights)
-        if weights.layout != torch.strided:
-            weights = weights.to_sparse_coo().coalesce()
-            values = weights.values()
-        else:
-            values = weights
-        if not bool(values.isfinite().all()) or bool((values < 0).any()):
-            raise fail(who, "weights", "be finite and non-negative", weights)
+        weights = _check_weights("Adjacency", weights, dense=False)
         self.register_buffer("weights", weights)
         self.include_self = bool(include_self)
 
@@ -51,13 +69,7 @@ class Adjacency(Neighborhood):
 
     def forward(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
         who = "Adjacency"
-        n_nodes = self.weights.shape[0]
-        for name, ids in (("x", x), ("y", y)):
-            if ids is None:
-                continue
-            check_index(who, name, ids)
-            if bool((ids < 0).any()) or bool((ids >= n_nodes).any()):
-                raise fail(who, name, f"hold node ids in [0, {n_nodes})", ids)
+        _check_nodes(who, x, y, self.weights.shape[0])
         if y is None and x.shape[0] < 2:
             raise fail(who, "x", "hold at least 2 nodes when the anchors are their own candidates", x)
         log_w = self._block(x, x if y is None else y).log()
@@ -68,23 +80,6 @@ class Adjacency(Neighborhood):
     def extra_repr(self) -> str:
         kind = "dense" if self.weights.layout == torch.strided else "sparse"
         return f"weights=<{kind} {tuple(self.weights.shape)}>, include_self={self.include_self}"
-
-
-def _dense_weights(who: str, weights: Tensor) -> Tensor:
-    if not isinstance(weights, Tensor) or weights.dim() != 2 or weights.shape[0] != weights.shape[1]:
-        raise fail(who, "weights", "be a square (N, N) tensor", weights)
-    weights = weights.to_dense() if weights.layout != torch.strided else weights
-    if not weights.is_floating_point() or not bool(weights.isfinite().all()) or bool((weights < 0).any()):
-        raise fail(who, "weights", "hold finite non-negative floats", weights)
-    if not bool((weights.sum(1) > 0).all()):
-        raise fail(who, "weights", "give every node a positive degree", weights)
-    return weights
-
-
-def _check_nodes(who: str, name: str, ids: Tensor, n_nodes: int) -> None:
-    check_index(who, name, ids)
-    if bool((ids < 0).any()) or bool((ids >= n_nodes).any()):
-        raise fail(who, name, f"hold node ids in [0, {n_nodes})", ids)
 
 
 class GraphKernel(Neighborhood):
@@ -107,11 +102,8 @@ class GraphKernel(Neighborhood):
         self.include_self = bool(include_self)
 
     def forward(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
-        n_nodes = self.weights.shape[0]
-        _check_nodes("GraphKernel", "x", x, n_nodes)
+        _check_nodes("GraphKernel", x, y, self.weights.shape[0])
         cols = x if y is None else y
-        if y is not None:
-            _check_nodes("GraphKernel", "y", y, n_nodes)
         degree = self.weights.sum(1)
         logits = self.weights[x][:, cols] / degree[cols][None, :]
         if y is None and not self.include_self:
@@ -163,10 +155,7 @@ class SpectralGaussian(Neighborhood):
         self.register_buffer("embedding", spectral_embedding(weights, n_components))
 
     def forward(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
-        n_nodes = self.embedding.shape[0]
-        _check_nodes("SpectralGaussian", "x", x, n_nodes)
-        if y is not None:
-            _check_nodes("SpectralGaussian", "y", y, n_nodes)
+        _check_nodes("SpectralGaussian", x, y, self.embedding.shape[0])
         u = self.embedding.to(torch.get_default_dtype())
         d = squared_euclidean(u[x], u[x if y is None else y])
         return log_normalize(-d / (2.0 * self.sigma ** 2))

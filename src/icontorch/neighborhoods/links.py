@@ -20,9 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._validation import check_choice, check_features, check_index, check_positive, fail
-from .base import Neighborhood
-from .spatial import METRICS
+from .._validation import (check_choice, check_features, check_ids_below, check_index, check_positive,
+                           check_positive_parameter, check_real_parameter, fail, is_real)
+from ..distances import SIMILARITIES
+from .base import Neighborhood, Number, show_number
 
 __all__ = ["SigmoidLinks", "UMAPLinks", "SameIdLinks", "GraphLinks", "umap_ab"]
 
@@ -34,6 +35,12 @@ def _pairs(values: Tensor, y: Optional[Tensor]) -> Tensor:
         keep = ~torch.eye(n, dtype=torch.bool, device=values.device)
         return values[keep]
     return values.reshape(-1)
+
+
+def _check_points(who: str, x: Tensor, y: Optional[Tensor]) -> None:
+    check_features(who, "x", x)
+    if y is not None:
+        check_features(who, "y", y)
 
 
 def _from_logit(logit: Tensor) -> Tensor:
@@ -51,29 +58,29 @@ def _from_probability(prob: Tensor) -> Tensor:
 class SigmoidLinks(Neighborhood):
     """``q(link | i, j) = sigmoid(scale * s(x_i, y_j) + bias)``: SigLIP's pairwise link probability.
 
+    ``scale`` and ``bias`` may be one-element tensors, e.g. ``nn.Parameter``: they are kept (as
+    registered parameters of this module) and learned.
+
     Args:
         scale: the factor t on the similarity (SigLIP learns ``t = exp(t')``, initialised at 10).
         bias: the offset b (SigLIP initialises it at -10).
         metric: ``"dot"`` (SigLIP, on unit vectors), ``"cosine"`` or ``"squared_euclidean"``.
     """
 
-    def __init__(self, scale: float = 10.0, bias: float = -10.0, metric: str = "dot") -> None:
+    def __init__(self, scale: Number = 10.0, bias: Number = -10.0,
+                 metric: str = "dot") -> None:
         super().__init__()
-        self.scale = check_positive("SigmoidLinks", "scale", scale)
-        if isinstance(bias, bool) or not isinstance(bias, (int, float)) or not math.isfinite(bias):
-            raise fail("SigmoidLinks", "bias", "be a finite number", bias)
-        self.bias = float(bias)
-        self.metric = check_choice("SigmoidLinks", "metric", metric, tuple(METRICS))
+        self.scale = check_positive_parameter("SigmoidLinks", "scale", scale)
+        self.bias = check_real_parameter("SigmoidLinks", "bias", bias)
+        self.metric = check_choice("SigmoidLinks", "metric", metric, tuple(SIMILARITIES))
 
     def forward(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
-        check_features("SigmoidLinks", "x", x)
-        if y is not None:
-            check_features("SigmoidLinks", "y", y)
-        s = METRICS[self.metric](x, x if y is None else y)
+        _check_points("SigmoidLinks", x, y)
+        s = SIMILARITIES[self.metric](x, x if y is None else y)
         return _from_logit(_pairs(self.scale * s + self.bias, y))
 
     def extra_repr(self) -> str:
-        return f"scale={self.scale}, bias={self.bias}, metric={self.metric!r}"
+        return f"scale={show_number(self.scale)}, bias={show_number(self.bias)}, metric={self.metric!r}"
 
 
 def umap_ab(spread: float = 1.0, min_dist: float = 0.1) -> Tuple[float, float]:
@@ -85,8 +92,8 @@ def umap_ab(spread: float = 1.0, min_dist: float = 0.1) -> Tuple[float, float]:
     from scipy.optimize import curve_fit
     import numpy as np
 
-    check_positive("umap_ab", "spread", spread)
-    if isinstance(min_dist, bool) or not isinstance(min_dist, (int, float)) or not 0 <= min_dist < spread:
+    spread = check_positive("umap_ab", "spread", spread)
+    if not is_real(min_dist) or not 0 <= min_dist < spread:
         raise fail("umap_ab", "min_dist", f"lie in [0, spread={spread})", min_dist)
     xv = np.linspace(0, spread * 3, 300)
     yv = np.where(xv < min_dist, 1.0, np.exp(-(xv - min_dist) / spread))
@@ -111,9 +118,7 @@ class UMAPLinks(Neighborhood):
         self.b = check_positive("UMAPLinks", "b", b)
 
     def forward(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
-        check_features("UMAPLinks", "x", x)
-        if y is not None:
-            check_features("UMAPLinks", "y", y)
+        _check_points("UMAPLinks", x, y)
         d = torch.cdist(x, x if y is None else y).pow(2)
         # d = 0 only on the excluded diagonal (or for duplicates); keep its log finite.
         log_d = d.clamp_min(torch.finfo(d.dtype).tiny).log()
@@ -157,12 +162,9 @@ class GraphLinks(Neighborhood):
 
     def forward(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
         n_nodes = self.memberships.shape[0]
-        for name, ids in (("x", x), ("y", y)):
-            if ids is None:
-                continue
-            check_index("GraphLinks", name, ids)
-            if bool((ids < 0).any()) or bool((ids >= n_nodes).any()):
-                raise fail("GraphLinks", name, f"hold node ids in [0, {n_nodes})", ids)
+        check_ids_below("GraphLinks", "x", x, n_nodes)
+        if y is not None:
+            check_ids_below("GraphLinks", "y", y, n_nodes)
         v = self.memberships[x][:, x if y is None else y]
         return _from_probability(_pairs(v, y))
 

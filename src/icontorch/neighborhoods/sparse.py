@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from .._validation import check_index, fail
-from .base import Neighborhood
+from .base import FusedTargets, Neighborhood, Support
 
 __all__ = ["SparseNeighbors"]
 
@@ -18,7 +18,7 @@ class SparseNeighbors(Neighborhood):
 
     The "uniform over k-neighbours" column of the periodic table (Table 1) for neighbour sets
     computed elsewhere: a data-set kNN graph (:func:`icontorch.knn.exact_knn`), or neighbours
-    reached by propagation (section 3.3.3) listed per anchor. ``x`` is an (n, k) integer tensor of
+    reached by propagation (paper section 3.3.3) listed per anchor. ``x`` is an (n, k) integer tensor of
     candidate positions (row i lists ``S_i``; ``-1`` pads shorter rows). With ``y=None`` the
     candidates are the anchors themselves; otherwise ``y`` is any tensor whose first dimension is
     the number m of candidates (its values are not read). The tiled loss never forms the (n, m)
@@ -65,6 +65,15 @@ class SparseNeighbors(Neighborhood):
         dense.scatter_(1, torch.where(lists >= 0, lists, m), 1.0)
         log_p = dense[:, :m].log() - torch.log(count.to(torch.float64).clamp_min(1.0)).to(dtype)
         return log_p
+
+    def _support(self, x: Tensor, y: Optional[Tensor], self_offset: Optional[int], chunk: int) -> Support:
+        lists, m = self.lists(x, y, self_offset)
+        return Support(m, lists=lists)
+
+    def fused_form(self) -> Optional[FusedTargets]:
+        if not self._keeps(SparseNeighbors, "lists", "forward"):
+            return None
+        return FusedTargets(self._support, include_self=self.include_self)
 
     def extra_repr(self) -> str:
         return f"include_self={self.include_self}, dtype={self.dtype}"

@@ -1,44 +1,39 @@
 """Spatial neighbourhoods: neighbours are defined by distances (paper section 3.1, Fig. 2b).
 
-Every kernel here works on a similarity ``s(x_i, y_j)`` picked by ``metric``:
+Every kernel here works on a similarity ``s(x_i, y_j)`` picked by ``metric``
+(:data:`icontorch.distances.SIMILARITIES`):
 
 * ``"squared_euclidean"``: ``s = -||x_i - y_j||^2``
 * ``"cosine"``: ``s = x_i . y_j / (||x_i|| ||y_j||)``
 * ``"dot"``: ``s = x_i . y_j``
 
 On unit vectors ``-||a - b||^2 = 2 cos(a, b) - 2``, so the cosine and squared-euclidean Gaussians
-differ only by a per-row constant and a factor 2 in the width.
+differ only by a per-row constant and a factor 2 in the width. The Gaussian and Student-t
+log-weights are those of :class:`~icontorch.neighborhoods.kernels.KernelProfile`.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable, Dict, Optional
+from typing import Optional
 
 import torch
 from torch import Tensor
 
-from .._validation import check_choice, check_int, check_positive, fail
-from ..distances import cosine_similarity, dot_product, squared_euclidean
-from .base import KernelNeighborhood, log_normalize, mask_diagonal
+from .._validation import (check_choice, check_int, check_nonnegative, check_positive,
+                           check_positive_parameter, fail)
+from ..distances import SIMILARITIES, squared_euclidean
+from ..knn import most_similar
+from .base import (FusedKernel, FusedTargets, KernelNeighborhood, Number, Support, log_normalize,
+                   mask_diagonal, show_number)
+from .kernels import KernelProfile
 
 __all__ = ["Gaussian", "PerplexityGaussian", "StudentT", "KNN", "PowerExponential", "Harmonic",
-           "perplexity_precision", "METRICS"]
-
-
-def _neg_squared_euclidean(x: Tensor, y: Tensor) -> Tensor:
-    return -squared_euclidean(x, y)
-
-
-METRICS: Dict[str, Callable[[Tensor, Tensor], Tensor]] = {
-    "squared_euclidean": _neg_squared_euclidean,
-    "cosine": cosine_similarity,
-    "dot": dot_product,
-}
+           "perplexity_precision"]
 
 
 def _similarity(metric: str, x: Tensor, y: Optional[Tensor]) -> Tensor:
-    return METRICS[metric](x, x if y is None else y)
+    return SIMILARITIES[metric](x, x if y is None else y)
 
 
 def _n_candidates(x: Tensor, y: Optional[Tensor], include_self: bool) -> int:
@@ -52,7 +47,9 @@ class Gaussian(KernelNeighborhood):
 
     The Gaussian (softmax) kernel of Thm 1 (SNE, with ``s = -||x_i - x_j||^2``) and Thm 3
     (InfoNCE / SimCLR, with ``metric="cosine"`` and a temperature). Give exactly one of ``sigma``
-    and ``temperature``; ``temperature = 2 sigma^2``.
+    and ``temperature``; ``temperature = 2 sigma^2``. Either may be a one-element tensor, e.g. an
+    ``nn.Parameter``: it is kept (a registered parameter of this module) and learned, on the
+    composed and on the fused path alike.
 
     Args:
         sigma: kernel width; the log-weight is ``s / (2 sigma^2)``.
@@ -61,28 +58,34 @@ class Gaussian(KernelNeighborhood):
         include_self: keep ``j = i`` as a candidate when ``y`` is None (PCA and k-Means need it).
     """
 
-    def __init__(self, sigma: Optional[float] = None, temperature: Optional[float] = None,
+    def __init__(self, sigma: Optional[Number] = None, temperature: Optional[Number] = None,
                  metric: str = "squared_euclidean", include_self: bool = False) -> None:
         super().__init__()
         if (sigma is None) == (temperature is None):
             raise fail("Gaussian", "sigma, temperature", "be given one at a time (exactly one)",
                        (sigma, temperature))
-        self.sigma = None if sigma is None else check_positive("Gaussian", "sigma", sigma)
+        self.sigma = None if sigma is None else check_positive_parameter("Gaussian", "sigma", sigma)
         self.temperature = (None if temperature is None
-                            else check_positive("Gaussian", "temperature", temperature))
-        self.metric = check_choice("Gaussian", "metric", metric, tuple(METRICS))
+                            else check_positive_parameter("Gaussian", "temperature", temperature))
+        self.metric = check_choice("Gaussian", "metric", metric, tuple(SIMILARITIES))
         self.include_self = bool(include_self)
 
     @property
-    def scale(self) -> float:
+    def scale(self) -> Number:
         """The factor ``1 / (2 sigma^2)`` or ``1 / temperature`` applied to the similarity."""
         return 1.0 / (2.0 * self.sigma ** 2) if self.sigma is not None else 1.0 / self.temperature
 
     def logits(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
         return _similarity(self.metric, x, y) * self.scale
 
+    def fused_form(self) -> Optional[FusedKernel]:
+        if not self._keeps(Gaussian, "logits", "forward", "_check"):
+            return None
+        return FusedKernel(KernelProfile("gaussian", self.scale), self.metric, self.include_self, self._check)
+
     def extra_repr(self) -> str:
-        width = f"sigma={self.sigma}" if self.sigma is not None else f"temperature={self.temperature}"
+        width = (f"sigma={show_number(self.sigma)}" if self.sigma is not None
+                 else f"temperature={show_number(self.temperature)}")
         return f"{width}, metric={self.metric!r}, include_self={self.include_self}"
 
 
@@ -178,49 +181,70 @@ class StudentT(KernelNeighborhood):
         self.include_self = bool(include_self)
 
     def logits(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
-        d = squared_euclidean(x, x if y is None else y)
-        return -0.5 * (self.dof + 1.0) * torch.log1p(d / self.dof)
+        return KernelProfile("student_t", self.dof).log_w(squared_euclidean(x, x if y is None else y))
+
+    def fused_form(self) -> Optional[FusedKernel]:
+        if not self._keeps(StudentT, "logits", "forward", "_check"):
+            return None
+        return FusedKernel(KernelProfile("student_t", self.dof), "squared_euclidean", self.include_self,
+                           self._check)
 
     def extra_repr(self) -> str:
         return f"dof={self.dof}, include_self={self.include_self}"
 
 
 class KNN(KernelNeighborhood):
-    """``p(j|i) = 1[j in kNN(i)] / k``: uniform over the k nearest candidates.
+    """``p(j|i) = 1[j in kNN(i)] / n_neighbors``: uniform over the nearest candidates.
 
     The "uniform over k-neighbours" column of the periodic table (Table 1, PMI row; LGSimCLR,
-    DCD, t-SNE with uniform affinities). Ties are broken by ``torch.topk``.
+    DCD, t-SNE with uniform affinities). Nearest means most similar; ties are broken by
+    ``torch.topk`` (:func:`icontorch.knn.most_similar`).
 
     Args:
-        k: number of neighbours, below the number of candidates per anchor.
+        n_neighbors: number of neighbours k, below the number of candidates per anchor.
         metric: ``"squared_euclidean"``, ``"cosine"`` or ``"dot"``; nearest = most similar.
-        include_self: let ``j = i`` be one of the k neighbours when ``y`` is None.
+        include_self: let ``j = i`` be one of the neighbours when ``y`` is None.
     """
 
-    def __init__(self, k: int, metric: str = "squared_euclidean", include_self: bool = False) -> None:
+    def __init__(self, n_neighbors: int, metric: str = "squared_euclidean",
+                 include_self: bool = False) -> None:
         super().__init__()
-        self.k = check_int("KNN", "k", k, 1)
-        self.metric = check_choice("KNN", "metric", metric, tuple(METRICS))
+        self.n_neighbors = check_int("KNN", "n_neighbors", n_neighbors, 1)
+        self.metric = check_choice("KNN", "metric", metric, tuple(SIMILARITIES))
         self.include_self = bool(include_self)
 
+    def _check_count(self, available: int) -> None:
+        if self.n_neighbors >= available:
+            raise fail("KNN", "n_neighbors", f"be smaller than the number of candidates per anchor "
+                       f"({available})", self.n_neighbors)
+
+    def _lists(self, x: Tensor, y: Optional[Tensor], self_offset: Optional[int], chunk: int = 2048) -> Tensor:
+        return most_similar(x, x if y is None else y, self.n_neighbors, self.metric, self_offset, chunk)[0]
+
     def logits(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
-        with torch.no_grad():
-            s = _similarity(self.metric, x, y)
-            if y is None and not self.include_self:
-                s = mask_diagonal(s)
-            nearest = s.topk(self.k, dim=1).indices
-        out = torch.full(s.shape, float("-inf"), dtype=x.dtype, device=x.device)
+        nearest = self._lists(x, y, 0 if y is None and not self.include_self else None)
+        out = torch.full((x.shape[0], _n_candidates(x, y, True)), float("-inf"), dtype=x.dtype,
+                         device=x.device)
         return out.scatter(1, nearest, 0.0)
 
     def forward(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
         self._check(x, y)
-        m = _n_candidates(x, y, self.include_self)
-        if self.k >= m:
-            raise fail("KNN", "k", f"be smaller than the number of candidates per anchor ({m})", self.k)
+        self._check_count(_n_candidates(x, y, self.include_self))
         return log_normalize(self.logits(x, y))
 
+    def _support(self, x: Tensor, y: Optional[Tensor], self_offset: Optional[int], chunk: int) -> Support:
+        self._check(x, y)
+        m = (x if y is None else y).shape[0]
+        self._check_count(m - (self_offset is not None))
+        return Support(m, lists=self._lists(x, y, self_offset, chunk))
+
+    def fused_form(self) -> Optional[FusedTargets]:
+        if not self._keeps(KNN, "logits", "forward", "_check"):
+            return None
+        return FusedTargets(self._support, include_self=self.include_self)
+
     def extra_repr(self) -> str:
-        return f"k={self.k}, metric={self.metric!r}, include_self={self.include_self}"
+        return f"n_neighbors={self.n_neighbors}, metric={self.metric!r}, include_self={self.include_self}"
 
 
 def _safe_sq_dist(x: Tensor, y: Optional[Tensor]) -> Tensor:
@@ -241,19 +265,20 @@ class PowerExponential(KernelNeighborhood):
         include_self: keep ``j = i`` as a candidate when ``y`` is None.
     """
 
-    def __init__(self, gamma: float = 1.0, temperature: float = 0.5, include_self: bool = False) -> None:
+    def __init__(self, gamma: float = 1.0, temperature: Number = 0.5, include_self: bool = False) -> None:
         super().__init__()
         self.gamma = check_positive("PowerExponential", "gamma", gamma)
         if self.gamma > 2.0:
             raise fail("PowerExponential", "gamma", "lie in (0, 2] (a positive-definite kernel)", gamma)
-        self.temperature = check_positive("PowerExponential", "temperature", temperature)
+        self.temperature = check_positive_parameter("PowerExponential", "temperature", temperature)
         self.include_self = bool(include_self)
 
     def logits(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
         return -_safe_sq_dist(x, y).pow(self.gamma / 2.0) / self.temperature
 
     def extra_repr(self) -> str:
-        return f"gamma={self.gamma}, temperature={self.temperature}, include_self={self.include_self}"
+        return (f"gamma={self.gamma}, temperature={show_number(self.temperature)}, "
+                f"include_self={self.include_self}")
 
 
 class Harmonic(KernelNeighborhood):
@@ -273,13 +298,11 @@ class Harmonic(KernelNeighborhood):
     def __init__(self, exponent: float = 2.0, sigma: float = 0.0, include_self: bool = False) -> None:
         super().__init__()
         self.exponent = check_positive("Harmonic", "exponent", exponent)
-        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not sigma >= 0 \
-                or not math.isfinite(sigma):
-            raise fail("Harmonic", "sigma", "be a finite number >= 0", sigma)
+        sigma = check_nonnegative("Harmonic", "sigma", sigma)
         if sigma > 0 and self.exponent <= 1.0:
             raise fail("Harmonic", "exponent", "exceed 1 when sigma > 0 (n - 1 degrees of freedom)",
                        exponent)
-        self.sigma = float(sigma)
+        self.sigma = sigma
         self.include_self = bool(include_self)
 
     def logits(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:

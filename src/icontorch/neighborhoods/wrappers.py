@@ -13,7 +13,7 @@ from typing import Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from .._validation import IConError, fail
+from .._validation import IConError, fail, is_integer, is_real
 from .base import Neighborhood, NeighborhoodLike, as_neighborhood
 
 __all__ = ["StopGradient", "DisjointUnion"]
@@ -60,16 +60,21 @@ class DisjointUnion(Neighborhood):
         if len(parts) < 1:
             raise fail(who, "parts", "hold at least one neighbourhood", parts)
         self.parts = torch.nn.ModuleList([as_neighborhood(p, who, "parts") for p in parts])
+        rule = f"be {len(parts)} positive numbers summing to 1"
+        if not all(is_real(w) for w in weights):
+            raise fail(who, "weights", rule, weights)
         weights = tuple(float(w) for w in weights)
         if len(weights) != len(parts) or any(not (w > 0) for w in weights) \
                 or abs(sum(weights) - 1.0) > 1e-9:
-            raise fail(who, "weights", f"be {len(parts)} positive numbers summing to 1", weights)
+            raise fail(who, "weights", rule, weights)
         self.weights = weights
         if blocks is not None:
+            rule = f"be {len(parts)} ranges (start, stop) with 0 <= start < stop"
+            if not all(is_integer(a) and (b is None or is_integer(b)) for a, b in blocks):
+                raise fail(who, "blocks", rule, blocks)
             blocks = tuple((int(a), None if b is None else int(b)) for a, b in blocks)
             if len(blocks) != len(parts) or any(not (0 <= a and (b is None or a < b)) for a, b in blocks):
-                raise fail(who, "blocks", f"be {len(parts)} ranges (start, stop) with 0 <= start < stop",
-                           blocks)
+                raise fail(who, "blocks", rule, blocks)
         self.blocks = blocks
         self.include_self = self.parts[0].include_self
 
