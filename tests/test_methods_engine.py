@@ -220,10 +220,6 @@ def test_gather_in_a_one_process_group_is_the_local_loss(tmp_path):
 
 # ---------------------------------------------------------------- learnable temperatures and scales
 
-_LEARNABLE = "the neighbourhoods keep a learnable temperature or scale once they accept a tensor"
-
-
-@pytest.mark.xfail(strict=False, reason=_LEARNABLE)
 def test_clip_keeps_a_learnable_temperature():
     temperature = nn.Parameter(torch.tensor(0.07, dtype=F64))
     loss = methods.clip(temperature=temperature)
@@ -233,7 +229,6 @@ def test_clip_keeps_a_learnable_temperature():
     assert temperature.grad is not None and temperature.grad != 0
 
 
-@pytest.mark.xfail(strict=False, reason=_LEARNABLE)
 def test_siglip_keeps_a_learnable_scale_and_bias():
     scale = nn.Parameter(torch.tensor(10.0, dtype=F64))
     bias = nn.Parameter(torch.tensor(-10.0, dtype=F64))
@@ -244,7 +239,6 @@ def test_siglip_keeps_a_learnable_scale_and_bias():
     assert scale.grad is not None and bias.grad is not None
 
 
-@pytest.mark.xfail(strict=False, reason=_LEARNABLE)
 @pytest.mark.parametrize("build, where", [
     (lambda t: methods.simclr(t), lambda loss: loss.q.temperature),
     (lambda t: methods.infonce(t), lambda loss: loss.q.temperature),

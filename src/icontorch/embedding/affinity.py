@@ -63,16 +63,16 @@ def split_joint(p: Neighborhood) -> Tuple[Neighborhood, bool]:
 
 
 def default_n_neighbors(p: Neighborhood, n: int) -> int:
-    """Candidates per anchor: ``3 * perplexity`` (openTSNE), ``k + 1`` for a kNN p, else 90.
+    """Candidates per anchor: ``3 * perplexity`` (openTSNE), ``n_neighbors + 1`` for a kNN p, else 90.
 
-    Capped at ``n - 1``. The ``+ 1`` for :class:`~icontorch.KNN` lets it pick its k of k + 1.
+    Capped at ``n - 1``. The ``+ 1`` for :class:`~icontorch.KNN` lets it pick its
+    ``n_neighbors`` of ``n_neighbors + 1``.
     """
     base, _ = split_joint(p)
     if isinstance(base, PerplexityGaussian):
         m = int(3 * base.perplexity)
     elif isinstance(base, KNN):
-        # KNN's count: `n_neighbors`, formerly `k` (read either while the rename lands)
-        m = int(getattr(base, "n_neighbors", None) or base.k) + 1
+        m = base.n_neighbors + 1
     else:
         m = 90
     return max(1, min(n - 1, m))
