@@ -29,9 +29,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .._validation import check_choice, check_features, fail
+from .._validation import check_choice, check_features, check_int, fail
 from ..knn import exact_knn
-from ._checks import check_count
 
 __all__ = ["NeighborGraph", "knn_indices", "mutual_knn", "walk_graph", "compose_batch"]
 
@@ -51,7 +50,7 @@ def knn_indices(x: Tensor, n_neighbors: int, metric: str = "cosine", chunk_size:
     who = "knn_indices"
     check_features(who, "x", x)
     check_choice(who, "metric", metric, _METRICS)
-    n_neighbors = check_count(who, "n_neighbors", n_neighbors, 1)
+    n_neighbors = check_int(who, "n_neighbors", n_neighbors, 1)
     if n_neighbors >= x.shape[0]:
         raise fail(who, "n_neighbors", f"be smaller than the number of points ({x.shape[0]})", n_neighbors)
     return exact_knn(x, n_neighbors, metric=metric, chunk_size=chunk_size)[0]
@@ -228,7 +227,7 @@ def walk_graph(knn: Tensor, walk_length: int = 0, symmetric: bool = True, mode: 
     who = "walk_graph"
     if not isinstance(knn, Tensor) or knn.dim() != 2 or knn.is_floating_point():
         raise fail(who, "knn", "be an (N, k) integer tensor of neighbour ids", knn)
-    walk_length = check_count(who, "walk_length", walk_length, 0)
+    walk_length = check_int(who, "walk_length", walk_length, 0)
     check_choice(who, "mode", mode, ("reach", "sum"))
     n, k = knn.shape
     if bool((knn < 0).any()) or bool((knn >= n).any()):
