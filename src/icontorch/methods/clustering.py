@@ -149,7 +149,7 @@ def supervised_clustering(*, reduction: str = "mean", skip_empty_rows: bool = Fa
 
 @register(cite="Ng 2001",
           label="Spectral Clustering", column="Gaussian", row=_ROW, theorem="Cor 4", equality="argmin",
-          area="CL", kind="table1", test=f"{_CLU}::test_spectral_clustering",
+          area="CL", kind="table1", test="tests/test_theorems.py::test_cor4_spectral_clustering_every_labeling",
           p="exp(-||u_i-u_j||^2 / 2 sigma^2) / Z_i, u the spectral embedding", q=_KERNEL + _FIRST)
 def spectral_clustering(weights: Tensor, n_clusters: int, sigma: float = 1.0, *, reduction: str = "mean",
                         skip_empty_rows: bool = False, tile_size: TileSize = "auto",
