@@ -13,7 +13,7 @@ from typing import Optional
 
 from torch import Tensor
 
-from .._validation import check_int, check_positive, check_probability
+from .._validation import check_int, check_probability
 from ..divergences import reverse_kl
 from ..loss import ICon
 from ..neighborhoods import KNN, Cluster, DegreeWeightedCluster, Gaussian, PositivePairs, SameLabel, StudentT
@@ -48,7 +48,6 @@ def kmeans(sigma: float = 1.0, *, reduction: str = "mean", skip_empty_rows: bool
     over ``sigma^2`` plus a constant, so both have the same minimisers; for one-hot phi the first
     term is ``inertia / sigma^2``. Call as ``loss(log_softmax(cluster_logits), target=X)``.
     """
-    sigma = check_positive("kmeans", "sigma", sigma)
     return build(Gaussian(sigma=sigma, include_self=True), Cluster(), _REVERSE, reduction, skip_empty_rows,
                  tile_size, gather)
 
