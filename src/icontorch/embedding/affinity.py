@@ -21,7 +21,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from .._validation import IConError, fail
+from .._validation import IConError, fail, is_integer
 from ..knn import exact_knn
 from ..neighborhoods.base import Neighborhood
 from ..neighborhoods.spatial import KNN, PerplexityGaussian
@@ -211,9 +211,9 @@ def affinity_to_reference(p: Neighborhood, x_new: Tensor, x_ref: Tensor, n_neigh
 
 def check_n_neighbors(who: str, n_neighbors: int, n: int) -> int:
     """``n_neighbors`` itself when it is an integer in ``[1, n)``; else :class:`IConError`."""
-    if isinstance(n_neighbors, bool) or not isinstance(n_neighbors, int) or n_neighbors < 1:
+    if not is_integer(n_neighbors) or n_neighbors < 1:
         raise fail(who, "n_neighbors", "be 'auto' or a positive integer", n_neighbors)
     if n_neighbors >= n:
         raise fail(who, "n_neighbors", f"be smaller than the number of samples ({n})", n_neighbors)
-    return n_neighbors
+    return int(n_neighbors)
 

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._validation import (IConError, check_choice, check_features, check_index, check_positive,
-                           check_positive_parameter, fail)
+                           check_positive_parameter, fail, is_real)
 from ..neighborhoods import StudentT
 from ..neighborhoods.base import show_number
 from ._registry import register
@@ -92,7 +92,7 @@ class DebiasedContrastiveLoss(nn.Module):
         super().__init__()
         self.temperature = check_positive_parameter("DebiasedContrastiveLoss", "temperature", temperature)
         self.reduction = _check_reduction("DebiasedContrastiveLoss", reduction)
-        if isinstance(tau_plus, bool) or not isinstance(tau_plus, (int, float)) or not 0 <= tau_plus < 1:
+        if not is_real(tau_plus) or not 0 <= tau_plus < 1:
             raise fail("DebiasedContrastiveLoss", "tau_plus", "lie in [0, 1)", tau_plus)
         self.tau_plus = float(tau_plus)
         if q is not None and not isinstance(q, StudentT):
@@ -150,10 +150,8 @@ class DecoupledContrastiveLoss(nn.Module):
         zn = F.normalize(z, dim=1)
         logits = zn @ zn.T / self.temperature
         rows = torch.arange(z.shape[0], device=z.device)
-        excluded = torch.zeros_like(logits, dtype=torch.bool)
-        excluded[rows, rows] = True
-        excluded[rows, partner] = True
-        negatives = torch.logsumexp(logits.masked_fill(excluded, float("-inf")), dim=1)
+        negative, _ = _negatives(logits, partner)
+        negatives = torch.logsumexp(logits.masked_fill(~negative, float("-inf")), dim=1)
         return _reduce(negatives - logits[rows, partner], self.reduction)
 
     def extra_repr(self) -> str:
