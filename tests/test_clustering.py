@@ -74,14 +74,15 @@ def test_every_method_separates_blobs(method):
                                             r"'cosine'\); got 'linear'\."),
     (dict(weight_decay=-1e-3), r"weight_decay must be a finite number >= 0; got -0.001\."),
     (dict(n_neighbors=np.float64(5.0)), r"n_neighbors must be an integer >= 1; got np.float64\(5.0\)|got 5.0"),
-    (dict(random_state=1.5), r"random_state must be None or an integer seed; got 1.5\."),
+    (dict(random_state=1.5), r"random_state must be an integer >= 0; got 1.5\."),
+    (dict(random_state=-3), r"random_state must be an integer >= 0; got -3\."),
     (dict(metric="euclidean"), r"metric must be one of \('cosine', 'squared_euclidean'\); got 'euclidean'\."),
     (dict(method="kmeans", batch_size=1), r"batch_size must give batches of at least 2 items"),
     (dict(n_heads=0), "n_heads"),
     (dict(augment=3), "augment"),
     (dict(metric="manhattan"), "metric"),
     (dict(device="tpu9"), "device"),
-    (dict(n_jobs=0), "n_jobs"),
+    (dict(n_jobs=0), r"n_jobs must be None, -1 or an integer >= 1; got 0\."),
 ])
 def test_bad_parameters(params, match):
     x, _ = _blobs()
@@ -287,7 +288,7 @@ def test_command_line(tmp_path, capsys):
     assert main(["cluster", str(tmp_path / "x.npy"), "-o", str(out), "--hidden-layer-sizes", "16,0"]) == 2
     assert "hidden_layer_sizes must be a tuple of integers >= 1" in capsys.readouterr().err
     assert main(["cluster", str(tmp_path / "x.npy"), "-o", str(out), "--alpha-q", "2"]) == 2
-    assert "alpha_q must be a number in [0, 1]; got 2.0." in capsys.readouterr().err
+    assert "alpha_q must lie in [0, 1]; got 2.0." in capsys.readouterr().err
     for bad in (["--hidden-layer-sizes", "wide"], ["--seed", "0"], ["--alpha", "0.5"], ["--head", "mlp"]):
         with pytest.raises(SystemExit) as exit_info:
             main(["cluster", str(tmp_path / "x.npy"), *bad])

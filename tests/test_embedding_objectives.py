@@ -1,16 +1,18 @@
 """Neighbour-embedding internals against oracles: objectives, kernel sums, the sparse p, the optimiser."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
 import torch
 
-from icontorch import KNN, PerplexityGaussian, StudentT, joint, methods, symmetrize
+from icontorch import KNN, PerplexityGaussian, StudentT, joint, methods, mix_uniform, symmetrize
 from icontorch.embedding.affinity import EdgeAffinity, dense_affinity, knn_affinity, nearest_neighbors
 from icontorch.embedding.estimators import TSNE
 from icontorch.embedding.optim import DenseObjective, ReferenceObjective, SparseObjective, gradient_descent
-from icontorch.embedding.repulsion import GridInterpolator, KernelProfile, exact_sums, kernel_profile
+from icontorch.embedding.repulsion import GridInterpolator, exact_sums, kernel_profile
+from icontorch.neighborhoods.kernels import KernelProfile
 from icontorch.neighborhoods import Gaussian
 
 
@@ -112,6 +114,24 @@ def test_kernel_profile_matches_the_neighbourhood_logits(kernel):
     torch.testing.assert_close(profile.log_w(d) - profile.log_w(torch.zeros(())), kernel.logits(a, b)
                                - kernel.logits(a[:1] * 0, a[:1] * 0)[0, 0], rtol=1e-12, atol=1e-12)
     assert kernel_profile(Gaussian(temperature=1.0, metric="cosine")) is None
+
+
+def test_kernel_profile_comes_from_the_fused_form():
+    """A learned temperature is read as a float without autograd's warning; a kernel mixed with the
+    uniform distribution or rewritten by a subclass has no profile."""
+    temperature = torch.nn.Parameter(torch.tensor(1.3, dtype=torch.float64))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        profile = kernel_profile(Gaussian(temperature=temperature))
+    assert profile == KernelProfile("gaussian", 1.0 / 1.3) and type(profile.param) is float
+    assert kernel_profile(StudentT(np.float32(0.5))) == KernelProfile("student_t", 0.5)
+    assert kernel_profile(mix_uniform(StudentT(1.0), 0.1)) is None
+
+    class Sharper(StudentT):
+        def logits(self, x, y=None):
+            return 2.0 * super().logits(x, y)
+
+    assert kernel_profile(Sharper(1.0)) is None
 
 
 def test_exact_kernel_sums_equal_autograd():

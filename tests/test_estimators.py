@@ -275,9 +275,9 @@ def test_non_parametric_estimator_pickles():
     (dict(n_neighbors=60, algorithm="fft"), r"n_neighbors must be smaller than the number of samples \(60\)"),
     (dict(device="tpu:7"), "device must name a torch device"),
     (dict(callbacks=[1]), "callbacks must be a callable"),
-    (dict(n_jobs=0), "n_jobs must be an integer >= 1"),
+    (dict(n_jobs=0), r"n_jobs must be None, -1 or an integer >= 1; got 0\."),
     (dict(knn_backend="annoy"), r"knn_backend must be one of \('exact', 'faiss'\); got 'annoy'"),
-    (dict(hidden_layer_sizes=64), r"hidden_layer_sizes must be a sequence of positive integers"),
+    (dict(hidden_layer_sizes=64), r"hidden_layer_sizes must be a tuple of integers >= 1 \(\(\) for a linear map\); got 64\."),
     (dict(input_noise=-0.1), r"input_noise must be a finite number >= 0; got -0.1"),
     (dict(input_noise=float("nan")), "input_noise must be a finite number >= 0"),
     (dict(input_noise="0.3"), "input_noise must be a finite number >= 0"),
@@ -330,7 +330,7 @@ def test_mappers():
     assert mlp(torch.randn(6, 3)).shape == (6, 2)
     with pytest.raises(IConError, match=r"x must have shape \(n, 3\)"):
         mlp(torch.randn(6, 4))
-    with pytest.raises(IConError, match="hidden_layer_sizes must be an integer"):
+    with pytest.raises(IConError, match=r"hidden_layer_sizes must be a tuple of integers >= 1 .*; got \(0,\)\."):
         MLP(3, 2, hidden_layer_sizes=(0,))
     assert MLP(np.int64(3), np.int64(2), hidden_layer_sizes=np.array([4, 5])).hidden_layer_sizes == (4, 5)
     assert [type(m) for m in MLP(3, 2, hidden_layer_sizes=()).net] == [torch.nn.Linear]

@@ -258,30 +258,3 @@ def test_pmi_clustering():
     torch.testing.assert_close(value.detach(), ref.detach(), rtol=0, atol=1e-12)
     for a, b in zip(grads, grads_ref):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
-
-
-# ---------------------------------------------------------------------------- spectral clustering
-
-def test_spectral_clustering():
-    from sklearn.cluster import SpectralClustering
-    from sklearn.manifold import spectral_embedding
-
-    X = _blobs(n_per=10, centers=((0.0, 0.0), (3.0, 0.0), (0.0, 3.0)), seed=7)
-    n, k, sigma = len(X), 3, 0.05
-    W = np.exp(-cdist(X, X, "sqeuclidean") / 2.0)
-    np.fill_diagonal(W, 0.0)
-    sc = SpectralClustering(n_clusters=k, affinity="precomputed", random_state=0).fit(W)
-    U = spectral_embedding(W, n_components=k, drop_first=False, random_state=0)   # the map it clusters
-    loss = methods.spectral_clustering(torch.tensor(W), k, sigma=sigma)
-    nodes = torch.arange(n)
-    # Cor 4 via Thm 13: n L = inertia on the spectral map / sigma^2 + a constant (scikit-learn's
-    # map; inertia ignores the sign of each eigenvector).
-    log_z = logsumexp(-cdist(U, U, "sqeuclidean") / (2 * sigma ** 2), axis=1).sum()
-    rng = np.random.default_rng(8)
-    candidates = [sc.labels_] + [rng.integers(0, k, size=n) for _ in range(5)]
-    values = []
-    for labels in candidates:
-        value = float(loss(_one_hot_log(labels, k), target=nodes))
-        np.testing.assert_allclose(n * value, _inertia(U, labels, k) / sigma ** 2 + log_z, rtol=1e-8)
-        values.append(value)
-    assert int(np.argmin(values)) == 0                 # scikit-learn's labels minimise it

@@ -59,6 +59,32 @@ def test_parameter_checks_keep_tensors():
     assert v.check_real_parameter("f", "x", t) is t
 
 
+@pytest.mark.parametrize("value", [True, np.bool_(False)])
+def test_check_flag_takes_python_and_numpy_booleans(value):
+    out = v.check_flag("f", "b", value)
+    assert type(out) is bool and out == bool(value)
+
+
+@pytest.mark.parametrize("bad", [1, 0, "yes", None])
+def test_check_flag_refuses_other_values(bad):
+    with pytest.raises(IConError, match=r"^f: b must be True or False; got "):
+        v.check_flag("f", "b", bad)
+
+
+@pytest.mark.parametrize("value, widths", [((), ()), ([4, 5], (4, 5)), ((np.int64(3),), (3,)),
+                                           (np.array([4, 5]), (4, 5))])
+def test_check_layer_sizes_returns_a_tuple_of_ints(value, widths):
+    out = v.check_layer_sizes("f", "hidden_layer_sizes", value)
+    assert out == widths and all(type(width) is int for width in out)
+
+
+@pytest.mark.parametrize("bad", [64, "mlp", (4, 0), (4.0,), (True,), np.array(3), np.ones((2, 2), dtype=int)])
+def test_check_layer_sizes_names_the_whole_value(bad):
+    with pytest.raises(IConError, match=r"^f: hidden_layer_sizes must be a tuple of integers >= 1 "
+                                        r"\(\(\) for a linear map\); got "):
+        v.check_layer_sizes("f", "hidden_layer_sizes", bad)
+
+
 def test_check_ids_below_names_the_range():
     with pytest.raises(IConError, match=r"^f: x must hold labels in \[0, 3\); got 'labels from -1 to 2'\.$"):
         v.check_ids_below("f", "x", torch.tensor([0, -1, 2]), 3, "labels")
@@ -94,6 +120,7 @@ def test_public_constructors_take_numpy_numbers():
     assert augment.GaussianNoise(np.float32(0.5)).std == 0.5
     assert augment.RandomAffine(degrees=np.int64(10), scale=(np.float32(0.5), 1.0)).degrees == 10.0
     assert augment.GaussianBlur(p=np.float64(1.0), kernel_size=np.int64(3)).kernel_size == 3
+    assert ic.ICon(ic.SameLabel(), ic.Gaussian(sigma=1.0), gather=np.bool_(False)).gather is False
 
 
 @pytest.mark.parametrize("make, who", [

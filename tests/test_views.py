@@ -49,7 +49,6 @@ def test_augment_is_called_with_the_batch_and_the_generator():
     assert calls[0] is generator and calls[1] is None and isinstance(calls[2], torch.Generator)
 
 
-@pytest.mark.xfail(strict=False, reason="icontorch._validation accepts numpy integer scalars")
 def test_numpy_integers_are_accepted():
     import numpy as np
 

@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._validation import IConError, fail
+from ._validation import IConError, fail, is_integer
 
-__all__ = ["Estimator", "Threads", "as_tensor", "like_input", "pca_init", "python_scalar"]
+__all__ = ["Estimator", "Threads", "check_n_jobs", "as_tensor", "like_input", "pca_init"]
 
 ArrayLike = Union[np.ndarray, Tensor, Sequence]
 
@@ -55,18 +55,6 @@ class Estimator:
         return f"{type(self).__name__}({', '.join(shown)})"
 
 
-def python_scalar(value: Any) -> Any:
-    """A numpy scalar as the Python number it holds (``np.int64(3) -> 3``, ``np.float32 -> float``,
-    ``np.bool_ -> bool``); any other value unchanged. Estimators validate parameters after this."""
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    return value
-
-
 def as_tensor(x: Any, who: str, name: str, device: torch.device) -> Tensor:
     """``X`` as a finite (n_samples, n_features) tensor on ``device``: float64 tensors stay float64,
     everything else becomes float32; a bad ``X`` raises :class:`IConError` naming ``name``."""
@@ -106,6 +94,15 @@ def pca_init(x: Tensor, n_components: int) -> Tensor:
     if y.shape[1] < n_components:                 # fewer features than components
         y = torch.cat([y, y.new_zeros(y.shape[0], n_components - y.shape[1])], 1)
     return (y / y[:, 0].std().clamp_min(1e-12) * 1e-4).to(x.dtype)
+
+
+def check_n_jobs(who: str, n_jobs: Any) -> Optional[int]:
+    """``n_jobs``: None (torch's setting), -1 (all cores) or an integer >= 1, as a Python int."""
+    if n_jobs is None:
+        return None
+    if not is_integer(n_jobs) or not (n_jobs >= 1 or n_jobs == -1):
+        raise fail(who, "n_jobs", "be None, -1 or an integer >= 1", n_jobs)
+    return int(n_jobs)
 
 
 class Threads:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -90,6 +91,22 @@ def check_int(who: str, name: str, value: Any, minimum: int) -> int:
     if not is_integer(value) or value < minimum:
         raise fail(who, name, f"be an integer >= {minimum}", value)
     return int(value)
+
+
+def check_flag(who: str, name: str, value: Any) -> bool:
+    """True or False (a numpy boolean too), as a Python bool."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise fail(who, name, "be True or False", value)
+    return bool(value)
+
+
+def check_layer_sizes(who: str, name: str, value: Any) -> Tuple[int, ...]:
+    """The widths of hidden layers: a sequence (or 1-D array) of integers >= 1; ``()`` is a linear map."""
+    ok = (isinstance(value, Sequence) and not isinstance(value, (str, bytes))
+          or isinstance(value, np.ndarray) and value.ndim == 1)
+    if not ok or not all(is_integer(width) and width >= 1 for width in value):
+        raise fail(who, name, "be a tuple of integers >= 1 (() for a linear map)", value)
+    return tuple(int(width) for width in value)
 
 
 def check_choice(who: str, name: str, value: Any, choices: tuple) -> Any:

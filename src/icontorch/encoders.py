@@ -12,13 +12,12 @@ uses ``h``. These are small, CPU-trainable versions:
 
 from __future__ import annotations
 
-import numbers
 from typing import Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
 
-from ._validation import check_int, fail
+from ._validation import check_flag, check_int, check_layer_sizes, fail, is_integer
 
 __all__ = ["ConvNet28", "ResNetSmall", "ProjectionHead", "ContrastiveEncoder", "contrastive_encoder"]
 
@@ -64,11 +63,8 @@ class ConvNet28(nn.Module):
         self.in_channels = check_int(who, "in_channels", in_channels, 1)
         self.feature_dim = check_int(who, "feature_dim", feature_dim, 1)
         self.width = check_int(who, "width", width, 1)
-        for name, flag in (("batch_norm", batch_norm), ("channels_last", channels_last)):
-            if not isinstance(flag, bool):
-                raise fail(who, name, "be True or False", flag)
-        self.batch_norm = batch_norm
-        self.channels_last = channels_last
+        self.batch_norm = check_flag(who, "batch_norm", batch_norm)
+        self.channels_last = check_flag(who, "channels_last", channels_last)
         layers: list = []
         c_in = in_channels
         for c_out in (width, 2 * width, 4 * width):
@@ -142,9 +138,7 @@ class ResNetSmall(nn.Module):
         for n in blocks:
             check_int(who, "blocks", n, 1)
         self.blocks = blocks
-        if not isinstance(channels_last, bool):
-            raise fail(who, "channels_last", "be True or False", channels_last)
-        self.channels_last = channels_last
+        self.channels_last = check_flag(who, "channels_last", channels_last)
         # Each stride-2 stage halves the map; below this size the last stages would see 1 x 1 padding.
         self.min_size = 2 ** (len(blocks) - 1)
         self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1, bias=False),
@@ -172,13 +166,6 @@ class ResNetSmall(nn.Module):
                 f"blocks={tuple(self.blocks)}, channels_last={self.channels_last}")
 
 
-def _check_sizes(who: str, sizes: object) -> Tuple[int, ...]:
-    """A tuple of layer widths >= 1 (possibly empty)."""
-    if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence):
-        raise fail(who, "hidden_layer_sizes", "be a tuple of integers >= 1 (() for a linear map)", sizes)
-    return tuple(int(check_int(who, "hidden_layer_sizes", size, 1)) for size in sizes)
-
-
 class ProjectionHead(nn.Module):
     """``z = W_L relu(... relu(W_1 h + b_1) ...) + b_L``: an MLP head without batch-norm.
 
@@ -197,7 +184,7 @@ class ProjectionHead(nn.Module):
         who = "ProjectionHead"
         self.in_features = int(check_int(who, "in_features", in_features, 1))
         self.out_features = int(check_int(who, "out_features", out_features, 1))
-        self.hidden_layer_sizes = _check_sizes(who, hidden_layer_sizes)
+        self.hidden_layer_sizes = check_layer_sizes(who, "hidden_layer_sizes", hidden_layer_sizes)
         widths = (self.in_features,) + self.hidden_layer_sizes
         layers: list = []
         for a, b in zip(widths[:-1], widths[1:]):
@@ -257,7 +244,7 @@ def contrastive_encoder(image_shape: Tuple[int, int, int], feature_dim: int = 51
     """
     who = "contrastive_encoder"
     if not isinstance(image_shape, (tuple, list)) or len(image_shape) != 3 or any(
-            isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1 for v in image_shape):
+            not is_integer(v) or v < 1 for v in image_shape):
         raise fail(who, "image_shape", "be a triple (C, H, W) of positive integers", image_shape)
     feature_dim = int(check_int(who, "feature_dim", feature_dim, 1))
     out_features = int(check_int(who, "out_features", out_features, 1))

@@ -7,7 +7,7 @@ from typing import Callable, Optional, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from ._validation import IConError, check_choice, fail, is_integer, preview
+from ._validation import IConError, check_choice, check_flag, fail, is_integer, preview
 from .divergences import DIVERGENCES
 from .engine import distributed
 from .engine.structured import Structured, choose_tile, shape_error, structured_form
@@ -87,9 +87,7 @@ class ICon(nn.Module):
         elif not (tile_size is None or isinstance(tile_size, str) and tile_size == "auto"):
             raise fail("ICon", "tile_size", "be an integer >= 1, 'auto' or None", tile_size)
         self.tile_size = tile_size
-        if not isinstance(gather, bool):
-            raise fail("ICon", "gather", "be True or False", gather)
-        self.gather = gather
+        self.gather = check_flag("ICon", "gather", gather)
 
     def _divergence_fn(self) -> Callable[[Tensor, Tensor], Tensor]:
         return DIVERGENCES[self.divergence] if isinstance(self.divergence, str) else self.divergence

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 import os
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple, Union
@@ -24,7 +23,7 @@ from typing import Callable, Dict, List, Optional, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from ._validation import IConError, check_choice, check_int, check_positive, fail
+from ._validation import IConError, check_choice, check_int, check_nonnegative, check_positive, fail
 from .views import Augment, multiview_batch
 
 __all__ = ["train_contrastive", "epoch_generator"]
@@ -80,9 +79,7 @@ def _check_settings(n_items: int, epochs: int, batch_size: int, n_views: int, le
     batch_size = check_int(_WHO, "batch_size", batch_size, 1)
     n_views = check_int(_WHO, "n_views", n_views, 2)
     learning_rate = check_positive(_WHO, "learning_rate", learning_rate)
-    if isinstance(weight_decay, bool) or not isinstance(weight_decay, numbers.Real) or not (
-            math.isfinite(weight_decay) and weight_decay >= 0):
-        raise fail(_WHO, "weight_decay", "be a finite number >= 0", weight_decay)
+    weight_decay = check_nonnegative(_WHO, "weight_decay", weight_decay)
     check_choice(_WHO, "learning_rate_schedule", learning_rate_schedule, _SCHEDULES)
     random_state = check_int(_WHO, "random_state", random_state, 0)
     return _Settings(int(epochs), min(int(batch_size), n_items), int(n_views), float(learning_rate),

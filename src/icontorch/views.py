@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ._validation import check_index, check_int, fail
+from ._validation import check_index, check_int, fail, is_integer
 from .augment import check_images
 
 __all__ = ["multiview_batch", "MultiViewDataset", "collate_views", "Augment"]
@@ -110,7 +110,7 @@ class MultiViewDataset(Dataset):
         n = len(self)
         if isinstance(i, Tensor) and i.numel() == 1:
             i = int(i.item())
-        if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not -n <= i < n:
+        if not is_integer(i) or not -n <= i < n:
             raise fail("MultiViewDataset", "i", f"be an integer item index in [0, {n})", i)
         i = int(i) % n
         state = np.random.SeedSequence([self.random_state, self.epoch, i]).generate_state(2, dtype=np.uint32)

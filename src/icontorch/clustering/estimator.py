@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._estimator_base import Estimator, Threads, as_tensor, like_input
-from .._validation import IConError, check_choice, fail
-from ._checks import check_count, check_flag, check_layer_sizes, check_real, check_unit, is_integer
+from .._estimator_base import Estimator, Threads, as_tensor, check_n_jobs, like_input
+from .._validation import (IConError, check_choice, check_flag, check_int, check_layer_sizes,
+                           check_nonnegative, check_positive, check_probability, fail)
 from .objectives import ObjectiveSetup
 from .specs import METHOD_SPECS, METHODS, GraphSettings, MethodSpec
 from .train import LEARNING_RATE_SCHEDULES, Augment, TrainSettings, train_heads
@@ -150,26 +150,26 @@ class Clustering(Estimator):
         return METHOD_SPECS[self.method]
 
     def _graph_settings(self, n: int, spec: MethodSpec) -> GraphSettings:
-        n_neighbors = check_count(_WHO, "n_neighbors", self.n_neighbors, 1)
+        n_neighbors = check_int(_WHO, "n_neighbors", self.n_neighbors, 1)
         if spec.graph is not None and n_neighbors >= n:
             raise fail(_WHO, "n_neighbors", f"be smaller than the number of points ({n})", self.n_neighbors)
-        walk_length = check_count(_WHO, "walk_length", self.walk_length, 0)
+        walk_length = check_int(_WHO, "walk_length", self.walk_length, 0)
         check_choice(_WHO, "walk_mode", self.walk_mode, ("reach", "sum"))
         mutual = check_flag(_WHO, "mutual_knn", self.mutual_knn)
         check_choice(_WHO, "metric", self.metric, ("cosine", "squared_euclidean"))
         return GraphSettings(n_neighbors, self.metric, mutual, walk_length, self.walk_mode)
 
     def _alphas(self, spec: MethodSpec) -> Tuple[float, float]:
-        alpha_p = spec.default_alpha_p if self.alpha_p is None else check_unit(_WHO, "alpha_p", self.alpha_p)
-        alpha_q = spec.default_alpha_q if self.alpha_q is None else check_unit(_WHO, "alpha_q", self.alpha_q)
+        alpha_p = spec.default_alpha_p if self.alpha_p is None else check_probability(_WHO, "alpha_p", self.alpha_p)
+        alpha_q = spec.default_alpha_q if self.alpha_q is None else check_probability(_WHO, "alpha_q", self.alpha_q)
         return alpha_p, alpha_q
 
     def _train_settings(self, n: int, spec: MethodSpec) -> TrainSettings:
-        n_clusters = check_count(_WHO, "n_clusters", self.n_clusters, 2)
+        n_clusters = check_int(_WHO, "n_clusters", self.n_clusters, 2)
         if n_clusters > n:
             raise fail(_WHO, "n_clusters", f"be at most the number of points ({n})", self.n_clusters)
         sizes = check_layer_sizes(_WHO, "hidden_layer_sizes", self.hidden_layer_sizes)
-        counts = {name: check_count(_WHO, name, getattr(self, name), minimum)
+        counts = {name: check_int(_WHO, name, getattr(self, name), minimum)
                   for name, minimum in (("n_heads", 1), ("batch_size", 1), ("n_views", 1),
                                         ("n_sampled_neighbors", 0), ("epochs", 1))}
         views = counts["n_views"] if spec.n_views is None else spec.n_views
@@ -177,12 +177,10 @@ class Clustering(Estimator):
         if counts["batch_size"] * (views + sampled) < 2:
             raise fail(_WHO, "batch_size", f"give batches of at least 2 items ({views + sampled} per anchor "
                        f"with method={self.method!r})", self.batch_size)
-        learning_rate = check_real(_WHO, "learning_rate", self.learning_rate, "be a positive finite number",
-                                   0.0, low_open=True)
+        learning_rate = check_positive(_WHO, "learning_rate", self.learning_rate)
         check_choice(_WHO, "learning_rate_schedule", self.learning_rate_schedule, tuple(LEARNING_RATE_SCHEDULES))
-        weight_decay = check_real(_WHO, "weight_decay", self.weight_decay, "be a finite number >= 0", 0.0,
-                                  low_open=False)
-        ema = check_unit(_WHO, "ema", self.ema)
+        weight_decay = check_nonnegative(_WHO, "weight_decay", self.weight_decay)
+        ema = check_probability(_WHO, "ema", self.ema)
         if ema >= 1.0:
             raise fail(_WHO, "ema", "be below 1 (1 would never move the averaged head)", self.ema)
         return TrainSettings(
@@ -195,17 +193,10 @@ class Clustering(Estimator):
     def _seed(self) -> int:
         if self.random_state is None:
             return int(np.random.randint(0, 2 ** 31 - 1))
-        if not is_integer(self.random_state):
-            raise fail(_WHO, "random_state", "be None or an integer seed", self.random_state)
-        return int(self.random_state)
+        return check_int(_WHO, "random_state", self.random_state, 0)
 
     def _n_jobs(self) -> Optional[int]:
-        n_jobs = getattr(self, "n_jobs", None)
-        if n_jobs is None:
-            return None
-        if not is_integer(n_jobs) or not (n_jobs >= 1 or n_jobs == -1):
-            raise fail(_WHO, "n_jobs", "be None, -1 or a positive integer", n_jobs)
-        return int(n_jobs)
+        return check_n_jobs(_WHO, getattr(self, "n_jobs", None))
 
     def _check_augment(self) -> None:
         if self.augment is None:

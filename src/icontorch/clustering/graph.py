@@ -24,14 +24,13 @@ Choices the paper leaves open, made here:
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
 
-from .._validation import check_choice, check_features, fail
+from .._validation import check_choice, check_features, check_int, fail
 from ..knn import exact_knn
-from ._checks import check_count
 
 __all__ = ["NeighborGraph", "knn_indices", "mutual_knn", "walk_graph", "compose_batch"]
 
@@ -51,10 +50,20 @@ def knn_indices(x: Tensor, n_neighbors: int, metric: str = "cosine", chunk_size:
     who = "knn_indices"
     check_features(who, "x", x)
     check_choice(who, "metric", metric, _METRICS)
-    n_neighbors = check_count(who, "n_neighbors", n_neighbors, 1)
+    n_neighbors = check_int(who, "n_neighbors", n_neighbors, 1)
     if n_neighbors >= x.shape[0]:
         raise fail(who, "n_neighbors", f"be smaller than the number of points ({x.shape[0]})", n_neighbors)
     return exact_knn(x, n_neighbors, metric=metric, chunk_size=chunk_size)[0]
+
+
+def _check_knn(who: str, knn: Tensor) -> Tuple[int, int]:
+    """``knn`` as a kNN graph: an (N, k) integer tensor of node ids in [0, N); returns (N, k)."""
+    if not isinstance(knn, Tensor) or knn.dim() != 2 or knn.is_floating_point():
+        raise fail(who, "knn", "be an (N, k) integer tensor of neighbour ids", knn)
+    n, k = knn.shape
+    if bool((knn < 0).any()) or bool((knn >= n).any()):
+        raise fail(who, "knn", f"hold node ids in [0, {n})", knn)
+    return n, k
 
 
 def mutual_knn(knn: Tensor) -> Tensor:
@@ -67,12 +76,7 @@ def mutual_knn(knn: Tensor) -> Tensor:
     Args:
         knn: (N, k) neighbour ids (:func:`knn_indices`), nearest first.
     """
-    who = "mutual_knn"
-    if not isinstance(knn, Tensor) or knn.dim() != 2 or knn.is_floating_point():
-        raise fail(who, "knn", "be an (N, k) integer tensor of neighbour ids", knn)
-    n, k = knn.shape
-    if bool((knn < 0).any()) or bool((knn >= n).any()):
-        raise fail(who, "knn", f"hold node ids in [0, {n})", knn)
+    n, k = _check_knn("mutual_knn", knn)
     rows = torch.arange(n, device=knn.device).repeat_interleave(k)
     cols = knn.reshape(-1)
     keys = torch.sort(rows * n + cols).values
@@ -226,13 +230,9 @@ def walk_graph(knn: Tensor, walk_length: int = 0, symmetric: bool = True, mode: 
         mode: ``"reach"`` or ``"sum"``.
     """
     who = "walk_graph"
-    if not isinstance(knn, Tensor) or knn.dim() != 2 or knn.is_floating_point():
-        raise fail(who, "knn", "be an (N, k) integer tensor of neighbour ids", knn)
-    walk_length = check_count(who, "walk_length", walk_length, 0)
+    n, k = _check_knn(who, knn)
+    walk_length = check_int(who, "walk_length", walk_length, 0)
     check_choice(who, "mode", mode, ("reach", "sum"))
-    n, k = knn.shape
-    if bool((knn < 0).any()) or bool((knn >= n).any()):
-        raise fail(who, "knn", f"hold node ids in [0, {n})", knn)
     rows = torch.arange(n, device=knn.device).repeat_interleave(k)
     cols = knn.reshape(-1)
     if mode == "sum":

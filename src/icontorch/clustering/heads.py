@@ -9,7 +9,7 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from ._checks import check_count, check_layer_sizes
+from .._validation import check_int, check_layer_sizes
 
 __all__ = ["ClusterHeads"]
 
@@ -36,9 +36,9 @@ class ClusterHeads(nn.Module):
                  generator: Optional[torch.Generator] = None) -> None:
         super().__init__()
         who = "ClusterHeads"
-        self.n_heads = check_count(who, "n_heads", n_heads, 1)
-        self.in_features = check_count(who, "in_features", in_features, 1)
-        self.n_clusters = check_count(who, "n_clusters", n_clusters, 1)
+        self.n_heads = check_int(who, "n_heads", n_heads, 1)
+        self.in_features = check_int(who, "in_features", in_features, 1)
+        self.n_clusters = check_int(who, "n_clusters", n_clusters, 1)
         self.hidden_layer_sizes = check_layer_sizes(who, "hidden_layer_sizes", hidden_layer_sizes)
         sizes = (self.in_features,) + self.hidden_layer_sizes + (self.n_clusters,)
         self.weights = nn.ParameterList(

@@ -9,7 +9,7 @@ import numpy as np
 
 from .._validation import IConError
 
-__all__ = ["load_array"]
+__all__ = ["load_array", "load_labels"]
 
 
 def load_array(path: str, key: Optional[str], what: str, command: str) -> np.ndarray:
@@ -45,3 +45,13 @@ def load_array(path: str, key: Optional[str], what: str, command: str) -> np.nda
         raise IConError(f"{command}: {what} must be a readable numeric file; got {path!r} "
                         f"({error}).") from None
     raise IConError(f"{command}: {what} must end in .npy, .npz, .csv or .txt; got {path!r}.")
+
+
+def load_labels(path: Optional[str], n: int, command: str) -> Optional[np.ndarray]:
+    """The labels file of ``--labels`` (None when it is not given) as a 1-D array of ``n`` labels."""
+    if path is None:
+        return None
+    labels = load_array(path, None, "labels", command).ravel()
+    if labels.shape[0] != n:
+        raise IConError(f"{command}: labels must give one label per point ({n}); got {labels.shape[0]}.")
+    return labels

@@ -11,7 +11,7 @@ from typing import Tuple
 import numpy as np
 
 from .._validation import IConError
-from ._io import load_array
+from ._io import load_array, load_labels
 
 __all__ = ["add_parser", "run"]
 
@@ -78,11 +78,7 @@ def run(args: argparse.Namespace) -> int:
         x = load_array(args.data, args.key, "data", "icontorch cluster")
         if x.ndim != 2:
             raise IConError(f"icontorch cluster: data must be a 2-D table (points x features); got shape {x.shape}.")
-        truth = (None if args.labels is None
-                 else load_array(args.labels, None, "labels", "icontorch cluster").ravel())
-        if truth is not None and truth.shape[0] != x.shape[0]:
-            raise IConError(f"icontorch cluster: labels must give one label per point ({x.shape[0]}); "
-                            f"got {truth.shape[0]}.")
+        truth = load_labels(args.labels, x.shape[0], "icontorch cluster")
         out = Path(args.output)
         if out.suffix.lower() not in (".csv", ".txt", ".npy"):
             raise IConError(f"icontorch cluster: -o must end in .csv, .txt or .npy; got {args.output!r}.")

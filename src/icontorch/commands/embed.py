@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .._validation import IConError
-from ._io import load_array
+from ._io import load_array, load_labels
 
 __all__ = ["add_parser", "run"]
 
@@ -71,11 +71,7 @@ def run(args: argparse.Namespace) -> int:
     """Fit, save, score and draw; errors in the user's input are printed, not raised."""
     try:
         x = load_array(args.data, args.key, "data", "icontorch embed")
-        labels = (None if args.labels is None
-                  else load_array(args.labels, None, "labels", "icontorch embed").ravel())
-        if labels is not None and labels.shape[0] != x.shape[0]:
-            raise IConError(f"icontorch embed: labels must give one label per point ({x.shape[0]}); "
-                            f"got {labels.shape[0]}.")
+        labels = load_labels(args.labels, x.shape[0], "icontorch embed")
         estimator = _estimator(args)
         start = time.perf_counter()
         embedding = estimator.fit_transform(x)

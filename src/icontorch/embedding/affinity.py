@@ -21,7 +21,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from .._validation import IConError, fail
+from .._validation import IConError, fail, is_integer
 from ..knn import exact_knn
 from ..neighborhoods.base import Neighborhood
 from ..neighborhoods.spatial import KNN, PerplexityGaussian
@@ -63,16 +63,16 @@ def split_joint(p: Neighborhood) -> Tuple[Neighborhood, bool]:
 
 
 def default_n_neighbors(p: Neighborhood, n: int) -> int:
-    """Candidates per anchor: ``3 * perplexity`` (openTSNE), ``k + 1`` for a kNN p, else 90.
+    """Candidates per anchor: ``3 * perplexity`` (openTSNE), ``n_neighbors + 1`` for a kNN p, else 90.
 
-    Capped at ``n - 1``. The ``+ 1`` for :class:`~icontorch.KNN` lets it pick its k of k + 1.
+    Capped at ``n - 1``. The ``+ 1`` for :class:`~icontorch.KNN` lets it pick its
+    ``n_neighbors`` of ``n_neighbors + 1``.
     """
     base, _ = split_joint(p)
     if isinstance(base, PerplexityGaussian):
         m = int(3 * base.perplexity)
     elif isinstance(base, KNN):
-        # KNN's count: `n_neighbors`, formerly `k` (read either while the rename lands)
-        m = int(getattr(base, "n_neighbors", None) or base.k) + 1
+        m = base.n_neighbors + 1
     else:
         m = 90
     return max(1, min(n - 1, m))
@@ -211,9 +211,9 @@ def affinity_to_reference(p: Neighborhood, x_new: Tensor, x_ref: Tensor, n_neigh
 
 def check_n_neighbors(who: str, n_neighbors: int, n: int) -> int:
     """``n_neighbors`` itself when it is an integer in ``[1, n)``; else :class:`IConError`."""
-    if isinstance(n_neighbors, bool) or not isinstance(n_neighbors, int) or n_neighbors < 1:
+    if not is_integer(n_neighbors) or n_neighbors < 1:
         raise fail(who, "n_neighbors", "be 'auto' or a positive integer", n_neighbors)
     if n_neighbors >= n:
         raise fail(who, "n_neighbors", f"be smaller than the number of samples ({n})", n_neighbors)
-    return n_neighbors
+    return int(n_neighbors)
 

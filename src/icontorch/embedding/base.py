@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._estimator_base import (ArrayLike, Estimator, Threads, as_tensor, like_input, pca_init,
-                               python_scalar)
-from .._validation import IConError, check_choice, check_int, check_positive, fail
+from .._estimator_base import ArrayLike, Estimator, Threads, as_tensor, check_n_jobs, like_input, pca_init
+from .._validation import (IConError, check_choice, check_flag, check_int, check_layer_sizes, check_nonnegative,
+                           check_positive, fail)
 from ..neighborhoods.base import KernelNeighborhood, Neighborhood
 from ..neighborhoods.spatial import KNN, PerplexityGaussian
 from ..transforms import Joint
@@ -53,34 +53,27 @@ class NeighborEmbeddingBase(Estimator):
 
     # -- validation ----------------------------------------------------------------------------
     def _settings(self) -> Settings:
-        """The constructor arguments with numpy scalars as Python numbers (the stored ones stay)."""
-        return Settings(**{name: python_scalar(getattr(self, name)) for name in self._param_names()})
+        """A copy of the constructor arguments (the stored ones stay as given; the checks convert)."""
+        return Settings(**{name: getattr(self, name) for name in self._param_names()})
 
     def _check_numbers(self, s: Settings) -> None:
+        """Validate the numbers of ``s`` and replace them by Python ints and floats."""
         who = type(self).__name__
-        check_int(who, "n_components", s.n_components, 1)
-        check_positive(who, "early_exaggeration", s.early_exaggeration)
-        check_int(who, "early_exaggeration_iter", s.early_exaggeration_iter, 0)
-        check_int(who, "n_iter", s.n_iter, 0)
+        s.n_components = check_int(who, "n_components", s.n_components, 1)
+        s.early_exaggeration = check_positive(who, "early_exaggeration", s.early_exaggeration)
+        s.early_exaggeration_iter = check_int(who, "early_exaggeration_iter", s.early_exaggeration_iter, 0)
+        s.n_iter = check_int(who, "n_iter", s.n_iter, 0)
         if s.learning_rate != "auto":
-            check_positive(who, "learning_rate", s.learning_rate)
+            s.learning_rate = check_positive(who, "learning_rate", s.learning_rate)
         if s.n_neighbors != "auto":
-            check_int(who, "n_neighbors", s.n_neighbors, 1)
-        check_int(who, "n_negatives", s.n_negatives, 1)
-        sizes = s.hidden_layer_sizes
-        if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__"):
-            raise fail(who, "hidden_layer_sizes", "be a sequence of positive integers (() for a linear "
-                       "map)", sizes)
-        s.hidden_layer_sizes = tuple(python_scalar(width) for width in sizes)
-        for width in s.hidden_layer_sizes:
-            check_int(who, "hidden_layer_sizes", width, 1)
-        check_int(who, "batch_size", s.batch_size, 2)
-        if (isinstance(s.input_noise, bool) or not isinstance(s.input_noise, (int, float))
-                or not np.isfinite(s.input_noise) or s.input_noise < 0):
-            raise fail(who, "input_noise", "be a finite number >= 0", s.input_noise)
+            s.n_neighbors = check_int(who, "n_neighbors", s.n_neighbors, 1)
+        s.n_negatives = check_int(who, "n_negatives", s.n_negatives, 1)
+        s.hidden_layer_sizes = check_layer_sizes(who, "hidden_layer_sizes", s.hidden_layer_sizes)
+        s.batch_size = check_int(who, "batch_size", s.batch_size, 2)
+        s.input_noise = check_nonnegative(who, "input_noise", s.input_noise)
         if s.random_state is not None:
-            check_int(who, "random_state", s.random_state, 0)
-        check_int(who, "callbacks_every_iters", s.callbacks_every_iters, 1)
+            s.random_state = check_int(who, "random_state", s.random_state, 0)
+        s.callbacks_every_iters = check_int(who, "callbacks_every_iters", s.callbacks_every_iters, 1)
 
     def _check_params(self, s: Settings) -> Tuple[torch.device, torch.Generator]:
         who = type(self).__name__
@@ -90,7 +83,7 @@ class NeighborEmbeddingBase(Estimator):
         check_choice(who, "metric", s.metric, METRICS)
         check_choice(who, "algorithm", s.algorithm, ALGORITHMS)
         check_choice(who, "knn_backend", s.knn_backend, KNN_BACKENDS)
-        check_choice(who, "parametric", s.parametric, (True, False))
+        s.parametric = check_flag(who, "parametric", s.parametric)
         if s.callbacks is not None and not callable(s.callbacks):
             if not all(callable(c) for c in s.callbacks):
                 raise fail(who, "callbacks", "be a callable or a list of callables", s.callbacks)
@@ -152,10 +145,7 @@ class NeighborEmbeddingBase(Estimator):
         return y0
 
     def _threads(self) -> "Threads":
-        n_jobs = python_scalar(self.n_jobs)
-        if n_jobs is not None and n_jobs != -1:
-            check_int(type(self).__name__, "n_jobs", n_jobs, 1)
-        return Threads(n_jobs)
+        return Threads(check_n_jobs(type(self).__name__, self.n_jobs))
 
     def fit(self, X: ArrayLike, y: Any = None) -> "NeighborEmbeddingBase":
         """Fit the embedding of ``X`` (n_samples, n_features); ``y`` is ignored."""

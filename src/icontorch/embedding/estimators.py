@@ -15,7 +15,7 @@ of the periodic table (uniform kNN affinities, Student-t of any dof, Gaussian, .
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -98,7 +98,18 @@ class NeighborEmbedding(NeighborEmbeddingBase):
         return p, q
 
 
-class TSNE(NeighborEmbeddingBase):
+class _PerplexityEmbedding(NeighborEmbeddingBase):
+    """An estimator whose p is perplexity-calibrated (TSNE, SNE): ``0 < perplexity < n_samples - 1``."""
+
+    def _check_data_size(self, n: int, s: Settings) -> None:
+        super()._check_data_size(n, s)
+        who = type(self).__name__
+        s.perplexity = check_positive(who, "perplexity", s.perplexity)
+        if s.perplexity >= n - 1:
+            raise fail(who, "perplexity", f"be smaller than n_samples - 1 = {n - 1}", s.perplexity)
+
+
+class TSNE(_PerplexityEmbedding):
     """t-SNE as an I-Con loss: ``KL(P || Q)`` with ``P = symmetrize(PerplexityGaussian(perplexity))``
     and ``Q = joint(StudentT(dof))`` (:func:`icontorch.methods.tsne`, Cor 1; van der Maaten &
     Hinton 2008). ``dof`` is the true Student-t exponent ``-(dof + 1) / 2`` (openTSNE's ``dof`` is
@@ -129,16 +140,11 @@ class TSNE(NeighborEmbeddingBase):
         self._store(locals())
 
     def _neighborhoods(self, s: Settings) -> Tuple[Neighborhood, Neighborhood]:
-        loss = methods.tsne(check_positive("TSNE", "perplexity", s.perplexity),
-                            check_positive("TSNE", "dof", s.dof))
+        loss = methods.tsne(s.perplexity, check_positive("TSNE", "dof", s.dof))
         return loss.p, loss.q
 
-    def _check_data_size(self, n: int, s: Settings) -> None:
-        super()._check_data_size(n, s)
-        _check_perplexity(type(self).__name__, s.perplexity, n)
 
-
-class SNE(NeighborEmbeddingBase):
+class SNE(_PerplexityEmbedding):
     """SNE as an I-Con loss: ``(1/n) sum_i KL(p(.|i) || q(.|i))`` with p the perplexity-calibrated
     Gaussian on the data and q the unit Gaussian ``exp(-||y_i - y_j||^2)`` on the embedding
     (:func:`icontorch.methods.sne`, Thm 1; Hinton & Roweis 2002).
@@ -167,15 +173,5 @@ class SNE(NeighborEmbeddingBase):
         self._store(locals())
 
     def _neighborhoods(self, s: Settings) -> Tuple[Neighborhood, Neighborhood]:
-        loss = methods.sne(check_positive("SNE", "perplexity", s.perplexity))
+        loss = methods.sne(s.perplexity)
         return loss.p, loss.q
-
-    def _check_data_size(self, n: int, s: Settings) -> None:
-        super()._check_data_size(n, s)
-        _check_perplexity(type(self).__name__, s.perplexity, n)
-
-
-def _check_perplexity(who: str, perplexity: Any, n: int) -> None:
-    check_positive(who, "perplexity", perplexity)
-    if perplexity >= n - 1:
-        raise fail(who, "perplexity", f"be smaller than n_samples - 1 = {n - 1}", perplexity)

@@ -10,7 +10,6 @@ from typing import Optional, Tuple, Union
 
 from torch import Tensor
 
-from .._estimator_base import python_scalar
 from .._validation import check_features, check_int
 from .estimators import TSNE
 
@@ -42,8 +41,8 @@ def tsne_embedding(x: Tensor, n_components: int = 2, perplexity: float = 30.0, *
         The (n, n_components) embedding and the t-SNE KL divergence ``KL(P || Q)`` at it.
     """
     check_features("tsne_embedding", "x", x)
-    check_int("tsne_embedding", "n_iter", python_scalar(n_iter), 0)
-    check_int("tsne_embedding", "early_exaggeration_iter", python_scalar(early_exaggeration_iter), 0)
+    check_int("tsne_embedding", "n_iter", n_iter, 0)
+    check_int("tsne_embedding", "early_exaggeration_iter", early_exaggeration_iter, 0)
     estimator = TSNE(n_components, perplexity=perplexity, early_exaggeration=early_exaggeration,
                      early_exaggeration_iter=early_exaggeration_iter, n_iter=n_iter,
                      learning_rate="auto" if learning_rate is None else learning_rate, init=init,

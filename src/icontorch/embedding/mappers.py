@@ -11,8 +11,7 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from .._estimator_base import python_scalar
-from .._validation import check_features, check_index, check_int, fail
+from .._validation import check_features, check_index, check_int, check_layer_sizes, fail
 
 __all__ = ["EmbeddingTable", "MLP"]
 
@@ -28,9 +27,8 @@ class EmbeddingTable(nn.Module):
 
     def __init__(self, n_items: int, n_components: int, init: Optional[Tensor] = None) -> None:
         super().__init__()
-        self.n_items = n_items = check_int("EmbeddingTable", "n_items", python_scalar(n_items), 1)
-        self.n_components = n_components = check_int("EmbeddingTable", "n_components",
-                                                     python_scalar(n_components), 1)
+        self.n_items = n_items = check_int("EmbeddingTable", "n_items", n_items, 1)
+        self.n_components = n_components = check_int("EmbeddingTable", "n_components", n_components, 1)
         if init is None:
             init = 1e-4 * torch.randn(n_items, n_components)
         elif not isinstance(init, Tensor) or tuple(init.shape) != (n_items, n_components):
@@ -67,11 +65,9 @@ class MLP(nn.Module):
     def __init__(self, in_features: int, out_features: int,
                  hidden_layer_sizes: Sequence[int] = (256, 256, 256)) -> None:
         super().__init__()
-        self.in_features = in_features = check_int("MLP", "in_features", python_scalar(in_features), 1)
-        self.out_features = check_int("MLP", "out_features", python_scalar(out_features), 1)
-        sizes = tuple(check_int("MLP", "hidden_layer_sizes", python_scalar(width), 1)
-                      for width in hidden_layer_sizes)
-        self.hidden_layer_sizes = sizes
+        self.in_features = in_features = check_int("MLP", "in_features", in_features, 1)
+        self.out_features = check_int("MLP", "out_features", out_features, 1)
+        self.hidden_layer_sizes = sizes = check_layer_sizes("MLP", "hidden_layer_sizes", hidden_layer_sizes)
         layers: list = []
         width_in = in_features
         for width in sizes:

@@ -8,75 +8,35 @@ couples every pair of points. Three ways to get it and its gradient:
   convolution (the FIt-SNE / openTSNE scheme; 1-D and 2-D embeddings; time O(n + grid log grid)).
 * :func:`sampled_normaliser`: ``n_negatives`` random points per anchor (any dimension and kernel).
 
-The first two need a translation-invariant kernel of the squared distance, ``w = exp(phi(d))``,
-which :func:`kernel_profile` reads off ``StudentT`` and squared-euclidean ``Gaussian``; its
-:class:`KernelProfile` is the one place where the embedding code writes these kernels down.
+The first two need a translation-invariant kernel of the squared distance, ``w = exp(phi(d))``:
+:func:`kernel_profile` reads its :class:`~icontorch.neighborhoods.kernels.KernelProfile` off the
+kernel's fused form (``StudentT``, squared-euclidean ``Gaussian``).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Callable, Optional, Tuple
 
 import torch
 from torch import Tensor
 
-from ..neighborhoods.base import KernelNeighborhood
-from ..neighborhoods.spatial import Gaussian, StudentT
+from ..neighborhoods.base import FusedKernel, KernelNeighborhood, Neighborhood
+from ..neighborhoods.kernels import KernelProfile
 
-__all__ = ["KernelProfile", "kernel_profile", "exact_sums", "GridInterpolator", "sampled_normaliser"]
+__all__ = ["kernel_profile", "exact_sums", "GridInterpolator", "sampled_normaliser"]
 
 
-@dataclass(frozen=True)
-class KernelProfile:
-    """``log w = phi(d)`` as a function of the squared distance d, and its derivative ``phi'(d)``.
+def kernel_profile(kernel: Neighborhood) -> Optional[KernelProfile]:
+    """``log w = phi(d)`` of a kernel on the squared distance (``kernel.fused_form()``: Student-t,
+    squared-euclidean Gaussian), its parameter a float; None for any other neighbourhood.
 
-    ``student_t``: ``phi = -(dof + 1) / 2 * log(1 + d / dof)``; ``gaussian``: ``phi = -scale * d``.
+    A learned scale is read as it is now: the embedding's optimiser moves the points, not the kernel.
     """
-
-    kind: str
-    param: float
-
-    def log_w(self, d: Tensor) -> Tensor:
-        """``phi(d)``."""
-        if self.kind == "student_t":
-            return -0.5 * (self.param + 1.0) * torch.log1p(d / self.param)
-        return -self.param * d
-
-    def w(self, d: Tensor) -> Tensor:
-        """``w = exp(phi(d))``, the kernel itself."""
-        return self.log_w(d).exp()
-
-    def block_w(self, d: Tensor) -> Tensor:
-        """``w = exp(phi(d))`` for a large block of distances outside autograd; it may overwrite
-        ``d``: the Cauchy kernel (Student-t, dof = 1) is ``1 / (1 + d)`` in place, without a log
-        and an exp."""
-        if self.kind == "student_t" and self.param == 1.0:
-            return d.add_(1.0).reciprocal_()
-        return self.log_w(d).exp_()
-
-    def dlog_w(self, d: Tensor) -> Tensor:
-        """``d phi / d d``; the gradient of ``log w(y_i - y_j)`` in ``y_i`` is ``2 phi'(d) (y_i - y_j)``."""
-        if self.kind == "student_t":
-            return -0.5 * (self.param + 1.0) / (self.param + d)
-        return torch.full_like(d, -self.param)
-
-    def half_width(self) -> float:
-        """The distance r at which ``w(r) = w(0) / 2``: the length scale of the kernel."""
-        if self.kind == "student_t":
-            nu = self.param
-            return math.sqrt(nu * (2.0 ** (2.0 / (nu + 1.0)) - 1.0))
-        return math.sqrt(math.log(2.0) / self.param)
-
-
-def kernel_profile(kernel: KernelNeighborhood) -> Optional[KernelProfile]:
-    """The profile of a Student-t or squared-euclidean Gaussian kernel; None for any other."""
-    if type(kernel) is StudentT:
-        return KernelProfile("student_t", float(kernel.dof))
-    if type(kernel) is Gaussian and kernel.metric == "squared_euclidean":
-        return KernelProfile("gaussian", float(kernel.scale))
-    return None
+    form = kernel.fused_form()
+    if not isinstance(form, FusedKernel) or form.metric != "squared_euclidean" or form.beta != 0:
+        return None
+    return form.profile.detach()
 
 
 def exact_sums(y: Tensor, charges: Tensor, profile: KernelProfile, y_ref: Optional[Tensor] = None,

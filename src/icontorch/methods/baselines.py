@@ -23,8 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._validation import IConError, check_choice, check_features, check_index, check_positive, fail
+from .._validation import (IConError, check_choice, check_features, check_index, check_positive,
+                           check_positive_parameter, fail, is_real)
 from ..neighborhoods import StudentT
+from ..neighborhoods.base import show_number
 from ._registry import register
 
 __all__ = ["DebiasedContrastiveLoss", "DecoupledContrastiveLoss", "IICLoss", "TEMIPMILoss",
@@ -88,9 +90,9 @@ class DebiasedContrastiveLoss(nn.Module):
     def __init__(self, temperature: float = 0.5, tau_plus: float = 0.1, q: Optional[StudentT] = None, *,
                  reduction: str = "mean") -> None:
         super().__init__()
-        self.temperature = check_positive("DebiasedContrastiveLoss", "temperature", temperature)
+        self.temperature = check_positive_parameter("DebiasedContrastiveLoss", "temperature", temperature)
         self.reduction = _check_reduction("DebiasedContrastiveLoss", reduction)
-        if isinstance(tau_plus, bool) or not isinstance(tau_plus, (int, float)) or not 0 <= tau_plus < 1:
+        if not is_real(tau_plus) or not 0 <= tau_plus < 1:
             raise fail("DebiasedContrastiveLoss", "tau_plus", "lie in [0, 1)", tau_plus)
         self.tau_plus = float(tau_plus)
         if q is not None and not isinstance(q, StudentT):
@@ -109,8 +111,8 @@ class DebiasedContrastiveLoss(nn.Module):
         pos = w[torch.arange(z.shape[0], device=z.device), partner]
         negative, n_neg = _negatives(w, partner)
         neg = (w * negative).sum(1)
-        ng = torch.maximum((neg - self.tau_plus * n_neg * pos) / (1.0 - self.tau_plus),
-                           n_neg * math.exp(-2.0 / t))
+        floor = (-2.0 / t).exp() if isinstance(t, Tensor) else math.exp(-2.0 / t)
+        ng = torch.maximum((neg - self.tau_plus * n_neg * pos) / (1.0 - self.tau_plus), n_neg * floor)
         return _reduce(torch.log(pos + ng) - torch.log(pos), self.reduction)
 
     def _kernel_forward(self, z: Tensor, partner: Tensor) -> Tensor:
@@ -126,7 +128,8 @@ class DebiasedContrastiveLoss(nn.Module):
 
     def extra_repr(self) -> str:
         q = "" if self.q is None else f", q={self.q!r}"
-        return f"temperature={self.temperature}, tau_plus={self.tau_plus}{q}, reduction={self.reduction!r}"
+        return (f"temperature={show_number(self.temperature)}, tau_plus={self.tau_plus}{q}, "
+                f"reduction={self.reduction!r}")
 
 
 class DecoupledContrastiveLoss(nn.Module):
@@ -139,7 +142,7 @@ class DecoupledContrastiveLoss(nn.Module):
 
     def __init__(self, temperature: float = 0.1, *, reduction: str = "mean") -> None:
         super().__init__()
-        self.temperature = check_positive("DecoupledContrastiveLoss", "temperature", temperature)
+        self.temperature = check_positive_parameter("DecoupledContrastiveLoss", "temperature", temperature)
         self.reduction = _check_reduction("DecoupledContrastiveLoss", reduction)
 
     def forward(self, z: Tensor, target: Tensor) -> Tensor:
@@ -147,14 +150,12 @@ class DecoupledContrastiveLoss(nn.Module):
         zn = F.normalize(z, dim=1)
         logits = zn @ zn.T / self.temperature
         rows = torch.arange(z.shape[0], device=z.device)
-        excluded = torch.zeros_like(logits, dtype=torch.bool)
-        excluded[rows, rows] = True
-        excluded[rows, partner] = True
-        negatives = torch.logsumexp(logits.masked_fill(excluded, float("-inf")), dim=1)
+        negative, _ = _negatives(logits, partner)
+        negatives = torch.logsumexp(logits.masked_fill(~negative, float("-inf")), dim=1)
         return _reduce(negatives - logits[rows, partner], self.reduction)
 
     def extra_repr(self) -> str:
-        return f"temperature={self.temperature}, reduction={self.reduction!r}"
+        return f"temperature={show_number(self.temperature)}, reduction={self.reduction!r}"
 
 
 def _check_pair(who: str, log_phi1: Tensor, log_phi2: Tensor) -> None:

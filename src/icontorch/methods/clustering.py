@@ -13,7 +13,7 @@ from typing import Optional
 
 from torch import Tensor
 
-from .._validation import check_int, check_positive, check_probability
+from .._validation import check_int, check_probability
 from ..divergences import reverse_kl
 from ..loss import ICon
 from ..neighborhoods import KNN, Cluster, DegreeWeightedCluster, Gaussian, PositivePairs, SameLabel, StudentT
@@ -48,7 +48,6 @@ def kmeans(sigma: float = 1.0, *, reduction: str = "mean", skip_empty_rows: bool
     over ``sigma^2`` plus a constant, so both have the same minimisers; for one-hot phi the first
     term is ``inertia / sigma^2``. Call as ``loss(log_softmax(cluster_logits), target=X)``.
     """
-    sigma = check_positive("kmeans", "sigma", sigma)
     return build(Gaussian(sigma=sigma, include_self=True), Cluster(), _REVERSE, reduction, skip_empty_rows,
                  tile_size, gather)
 
@@ -149,7 +148,7 @@ def supervised_clustering(*, reduction: str = "mean", skip_empty_rows: bool = Fa
 
 @register(cite="Ng 2001",
           label="Spectral Clustering", column="Gaussian", row=_ROW, theorem="Cor 4", equality="argmin",
-          area="CL", kind="table1", test=f"{_CLU}::test_spectral_clustering",
+          area="CL", kind="table1", test="tests/test_theorems.py::test_cor4_spectral_clustering_every_labeling",
           p="exp(-||u_i-u_j||^2 / 2 sigma^2) / Z_i, u the spectral embedding", q=_KERNEL + _FIRST)
 def spectral_clustering(weights: Tensor, n_clusters: int, sigma: float = 1.0, *, reduction: str = "mean",
                         skip_empty_rows: bool = False, tile_size: TileSize = "auto",

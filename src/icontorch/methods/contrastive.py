@@ -7,10 +7,10 @@ Views are stacked ``[view1; view2]`` and ``target`` holds the source item of eac
 
 from __future__ import annotations
 
-from .._validation import check_int, check_positive
+from .._validation import check_int
 from ..loss import ICon
 from ..neighborhoods import KNN, Gaussian, PositivePairs, StudentT
-from ._engine import TileSize, build
+from ._engine import SigmaSquaredGaussian, TileSize, build
 from ._registry import register
 
 __all__ = ["infonce", "simclr", "mocov3", "x_sample_cl", "lgsimclr", "tsimcne", "tsimclr", "vicreg",
@@ -140,8 +140,7 @@ def vicreg(sigma: float = 100.0, *, reduction: str = "mean", skip_empty_rows: bo
     Thm 4 / Prop 1, limit: ``sigma^2 (L - log n) -> (1/n) sum_i ||f_i - f_i+||^2 - 2 Var(f)``
     (invariance : variance = 1 : 2) as sigma -> inf.
     """
-    sigma = check_positive("vicreg", "sigma", sigma)
-    return build(PositivePairs(), Gaussian(temperature=sigma ** 2, include_self=True), "cross_entropy",
+    return build(PositivePairs(), SigmaSquaredGaussian(sigma, include_self=True), "cross_entropy",
                  reduction, skip_empty_rows, tile_size, gather)
 
 
@@ -158,6 +157,5 @@ def triplet(sigma: float = 1.0, *, reduction: str = "mean", skip_empty_rows: boo
     sigma -> 0. Call with per-anchor candidates:
     ``loss(a, target=ids, candidates=torch.stack([pos, neg], 1), target_candidates=...)``.
     """
-    sigma = check_positive("triplet", "sigma", sigma)
-    return build(PositivePairs(), Gaussian(temperature=sigma ** 2), "cross_entropy", reduction, skip_empty_rows,
+    return build(PositivePairs(), SigmaSquaredGaussian(sigma), "cross_entropy", reduction, skip_empty_rows,
                  tile_size, gather)

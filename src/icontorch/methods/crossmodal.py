@@ -6,11 +6,10 @@ of one modality against the items of the other (both directions where the origin
 
 from __future__ import annotations
 
-from .._validation import check_positive
 from ..loss import ICon
 from ..neighborhoods import CrossModal, Gaussian, StudentT
 from ..neighborhoods.links import SameIdLinks, SigmoidLinks
-from ._engine import TileSize, build
+from ._engine import SigmaSquaredGaussian, TileSize, build
 from ._registry import register
 
 __all__ = ["clip", "cmc", "t_clip", "average_margin_clip", "triplet_clip", "siglip"]
@@ -80,8 +79,7 @@ def average_margin_clip(sigma: float = 100.0, *, symmetric: bool = True, reducti
     the paired distance minus the average distance to the other modality (an average margin).
     New (gap).
     """
-    sigma = check_positive("average_margin_clip", "sigma", sigma)
-    return build(CrossModal(), Gaussian(temperature=sigma ** 2), "cross_entropy", reduction, skip_empty_rows,
+    return build(CrossModal(), SigmaSquaredGaussian(sigma), "cross_entropy", reduction, skip_empty_rows,
                  tile_size, gather, symmetric)
 
 
@@ -97,8 +95,7 @@ def triplet_clip(sigma: float = 0.1, *, symmetric: bool = True, reduction: str =
     ``T = mean_i max(0, d(i, i+) - min_{k != i+} d(i, k))``: a zero-margin triplet loss against
     the hardest negative of the other modality (both directions). New (gap).
     """
-    sigma = check_positive("triplet_clip", "sigma", sigma)
-    return build(CrossModal(), Gaussian(temperature=sigma ** 2), "cross_entropy", reduction, skip_empty_rows,
+    return build(CrossModal(), SigmaSquaredGaussian(sigma), "cross_entropy", reduction, skip_empty_rows,
                  tile_size, gather, symmetric)
 
 

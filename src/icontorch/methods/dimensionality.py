@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from .._validation import check_int, check_positive
+from .._validation import check_int
 from ..loss import ICon
 from ..neighborhoods import KNN, Adjacency, Gaussian, Identity, PerplexityGaussian, StudentT
 from ..neighborhoods.links import GraphLinks, UMAPLinks, umap_ab
 from ..transforms import joint, symmetrize
-from ._engine import TileSize, build
+from ._engine import SigmaSquaredGaussian, TileSize, build
 from ._registry import register
 
 __all__ = ["sne", "tsne", "conditional_tsne", "sne_uniform_affinities", "tsne_uniform_affinities",
@@ -185,8 +185,7 @@ def pca(sigma: float = 100.0, *, reduction: str = "mean", skip_empty_rows: bool 
     linear f with orthonormal rows the minimiser spans the top principal components.
     Call as ``loss(X @ W.T, target=X)``.
     """
-    sigma = check_positive("pca", "sigma", sigma)
-    return build(Identity(), Gaussian(temperature=sigma ** 2, include_self=True), "cross_entropy", reduction,
+    return build(Identity(), SigmaSquaredGaussian(sigma, include_self=True), "cross_entropy", reduction,
                  skip_empty_rows, tile_size, gather)
 
 

@@ -6,11 +6,11 @@ Label-pair methods take ``target`` = labels; data-to-class methods take the clas
 
 from __future__ import annotations
 
-from .._validation import check_positive, check_probability
+from .._validation import check_probability
 from ..loss import ICon
 from ..neighborhoods import DataToClass, Gaussian, Harmonic, SameLabel, StudentT
 from ..transforms import mix_uniform
-from ._engine import TileSize, build
+from ._engine import SigmaSquaredGaussian, TileSize, build
 from ._registry import register
 
 __all__ = ["supcon", "t_supcon", "average_margin_supcon", "triplet_supcon", "cross_entropy",
@@ -62,8 +62,7 @@ def average_margin_supcon(sigma: float = 100.0, *, reduction: str = "mean", skip
     Prop 1 / limit: ``sigma^2 (L - log n) -> (1/n) sum_i mean_{p in P(i)} d_ip - 2 Var(z)``:
     cohesion within classes minus twice the variance. New (gap).
     """
-    sigma = check_positive("average_margin_supcon", "sigma", sigma)
-    return build(SameLabel(), Gaussian(temperature=sigma ** 2, include_self=True), "cross_entropy", reduction,
+    return build(SameLabel(), SigmaSquaredGaussian(sigma, include_self=True), "cross_entropy", reduction,
                  skip_empty_rows, tile_size, gather)
 
 
@@ -78,8 +77,7 @@ def triplet_supcon(sigma: float = 0.1, *, reduction: str = "mean", skip_empty_ro
     Bound: ``T <= sigma^2 L <= T + sigma^2 log(n - 1)``, ``T = mean_i [mean_{p in P(i)} d_ip -
     min_{k != i} d_ik]``: each positive is pulled closer than the hardest point. New (gap).
     """
-    sigma = check_positive("triplet_supcon", "sigma", sigma)
-    return build(SameLabel(), Gaussian(temperature=sigma ** 2), "cross_entropy", reduction, skip_empty_rows,
+    return build(SameLabel(), SigmaSquaredGaussian(sigma), "cross_entropy", reduction, skip_empty_rows,
                  tile_size, gather)
 
 
@@ -129,8 +127,7 @@ def error_rate(n_classes: int, sigma: float = 0.1, *, reduction: str = "mean", s
     ``s = z . w``: zero exactly on correctly classified points and the logit gap on the others,
     a margin form of the 0-1 error (the softmax becomes an arg-max). New (gap).
     """
-    sigma = check_positive("error_rate", "sigma", sigma)
-    return build(DataToClass(n_classes), Gaussian(temperature=sigma ** 2, metric="dot"), "cross_entropy",
+    return build(DataToClass(n_classes), SigmaSquaredGaussian(sigma, metric="dot"), "cross_entropy",
                  reduction, skip_empty_rows, tile_size, gather)
 
 

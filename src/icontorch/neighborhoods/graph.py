@@ -7,9 +7,9 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .._validation import check_ids_below, check_int, check_positive, fail
+from .._validation import check_ids_below, check_int, check_positive_parameter, fail
 from ..distances import squared_euclidean
-from .base import Neighborhood, log_normalize, mask_diagonal
+from .base import Neighborhood, Number, log_normalize, mask_diagonal, show_number
 
 __all__ = ["Adjacency", "GraphKernel", "SpectralGaussian", "spectral_embedding"]
 
@@ -148,10 +148,10 @@ class SpectralGaussian(Neighborhood):
 
     include_self = True
 
-    def __init__(self, weights: Tensor, n_components: int, sigma: float = 1.0) -> None:
+    def __init__(self, weights: Tensor, n_components: int, sigma: Number = 1.0) -> None:
         super().__init__()
         self.n_components = check_int("SpectralGaussian", "n_components", n_components, 1)
-        self.sigma = check_positive("SpectralGaussian", "sigma", sigma)
+        self.sigma = check_positive_parameter("SpectralGaussian", "sigma", sigma)
         self.register_buffer("embedding", spectral_embedding(weights, n_components))
 
     def forward(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
@@ -162,4 +162,4 @@ class SpectralGaussian(Neighborhood):
 
     def extra_repr(self) -> str:
         return (f"embedding=<{tuple(self.embedding.shape)}>, n_components={self.n_components}, "
-                f"sigma={self.sigma}")
+                f"sigma={show_number(self.sigma)}")

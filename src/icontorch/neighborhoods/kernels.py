@@ -9,7 +9,8 @@ A translation-invariant kernel on the squared distance ``d = ||x_i - y_j||^2`` h
 
 :class:`~icontorch.Gaussian` and :class:`~icontorch.StudentT` compute their logits with it, the
 fused engine (:mod:`icontorch.engine.tiled`) its tiles and their gradients, and a neighbour
-embedding's repulsion can take it from ``kernel.fused_form().profile``.
+embedding's repulsion (:mod:`icontorch.embedding.repulsion`) takes it from
+``kernel.fused_form().profile``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ import torch
 from torch import Tensor
 
 __all__ = ["KernelProfile"]
+
+
+def _number(value: Union[float, Tensor]) -> float:
+    """A float, or a one-element tensor (a learned parameter) read without its gradient."""
+    return value.detach().item() if isinstance(value, Tensor) else float(value)
 
 
 @dataclass(frozen=True)
@@ -55,14 +61,29 @@ class KernelProfile:
         if self.kind == "gaussian":
             if d is None:
                 return -p
-            return d.fill_(-p) if inplace else torch.full_like(d, -float(p))
+            return d.fill_(-p) if inplace else torch.full_like(d, -_number(p))
         if inplace:
             return d.add_(p).reciprocal_().mul_(-0.5 * (p + 1.0))
         return -0.5 * (p + 1.0) / (p + d)
 
+    def w(self, d: Tensor) -> Tensor:
+        """``w = exp(phi(d))``, the kernel itself."""
+        return self.log_w(d).exp()
+
+    def block_w(self, d: Tensor) -> Tensor:
+        """``w = exp(phi(d))`` for a large block of distances outside autograd, overwriting ``d``; the
+        Cauchy kernel (Student-t, dof = 1) is ``1 / (1 + d)`` in place, without a log and an exp."""
+        if self.kind == "student_t" and self.param == 1.0:
+            return d.add_(1.0).reciprocal_()
+        return self.log_w(d, inplace=True).exp_()
+
+    def detach(self) -> "KernelProfile":
+        """The same profile with its parameter as a Python float (a learned one read as it is now)."""
+        return KernelProfile(self.kind, _number(self.param))
+
     def half_width(self) -> float:
         """The distance r at which ``w(r) = w(0) / 2``: the length scale of the kernel."""
-        p = float(self.param)
+        p = _number(self.param)
         if self.kind == "student_t":
             return math.sqrt(p * (2.0 ** (2.0 / (p + 1.0)) - 1.0))
         return math.sqrt(math.log(2.0) / p)
