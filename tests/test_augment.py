@@ -7,8 +7,17 @@ import torch
 import torch.nn.functional as F
 
 from icontorch import IConError
-from icontorch.augment import (ColorJitter, Compose, GaussianBlur, GaussianNoise, RandomAffine,
-                               RandomErasing, RandomHorizontalFlip, RandomResizedCrop, default_augmentation)
+from icontorch.augment import (
+    ColorJitter,
+    Compose,
+    GaussianBlur,
+    GaussianNoise,
+    RandomAffine,
+    RandomErasing,
+    RandomHorizontalFlip,
+    RandomResizedCrop,
+    default_augmentation,
+)
 
 
 def _gen(seed: int) -> torch.Generator:

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import torch
-
 from sklearn.datasets import load_digits
 
 from icontorch import IConError, methods

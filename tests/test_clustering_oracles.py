@@ -11,8 +11,13 @@ import icontorch as ic
 from icontorch import IConError
 from icontorch.clustering import Clustering
 from icontorch.clustering.graph import compose_batch, knn_indices, mutual_knn, walk_graph
-from icontorch.clustering.objectives import (cluster_kernel_kl, icon_objective, scan_loss, supervised_objective,
-                                             temi_loss)
+from icontorch.clustering.objectives import (
+    cluster_kernel_kl,
+    icon_objective,
+    scan_loss,
+    supervised_objective,
+    temi_loss,
+)
 
 
 # ----------------------------------------------------------------------------- the loss
@@ -192,7 +197,8 @@ def test_weighted_walk_graph_equals_matrix_powers(walk_length):
     torch.testing.assert_close(weights, expected, rtol=1e-6, atol=1e-7)
     torch.testing.assert_close(graph.relation(src), weights > 0)
     log_p = icon_objective(weights, 0.0, 0.0, torch.float64).log_p(None)
-    torch.testing.assert_close(log_p.exp(), weights / weights.sum(1, keepdim=True).clamp_min(1e-300))  # empty rows stay 0
+    # empty rows stay 0
+    torch.testing.assert_close(log_p.exp(), weights / weights.sum(1, keepdim=True).clamp_min(1e-300))
     # directed, the rows are the library's dense propagate(kNN, s + 1, mode="sum"), renormalised
     directed = walk_graph(knn, walk_length, symmetric=False, mode="sum")
     rows = np.zeros((n, n))

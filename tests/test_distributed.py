@@ -46,7 +46,8 @@ def _cases():
         "debiased_knn_kl": (lambda: ic.ICon(ic.mix_uniform(ic.KNN(2), 0.3), ic.StudentT(1.0), tile_size=5),
                             "features", False),
         "clip_fused": (lambda: ic.methods.clip(0.07), "pairs", True),
-        "clip_composed": (lambda: ic.ICon(ic.FromCallable(ic.CrossModal()), ic.Gaussian(temperature=0.07, metric="cosine"),
+        "clip_composed": (lambda: ic.ICon(ic.FromCallable(ic.CrossModal()),
+                                          ic.Gaussian(temperature=0.07, metric="cosine"),
                                           divergence="cross_entropy", symmetric=True), "pairs", True),
     }
 

@@ -12,8 +12,8 @@ from icontorch.embedding.affinity import EdgeAffinity, dense_affinity, knn_affin
 from icontorch.embedding.estimators import TSNE
 from icontorch.embedding.optim import DenseObjective, ReferenceObjective, SparseObjective, gradient_descent
 from icontorch.embedding.repulsion import GridInterpolator, exact_sums, kernel_profile
-from icontorch.neighborhoods.kernels import KernelProfile
 from icontorch.neighborhoods import Gaussian
+from icontorch.neighborhoods.kernels import KernelProfile
 
 
 def _blobs(n=120, d=6, seed=0):

@@ -151,7 +151,8 @@ def test_wrong_image_shape_gets_iconerror(make, x, match):
     (lambda: ProjectionHead(out_features=0), r"^ProjectionHead: out_features must be an integer >= 1; got 0\.$"),
     (lambda: ProjectionHead(in_features=-2), r"^ProjectionHead: in_features must be an integer >= 1; got -2\.$"),
     (lambda: ProjectionHead(hidden_layer_sizes=(8, 0)),
-     r"^ProjectionHead: hidden_layer_sizes must be a tuple of integers >= 1 \(\(\) for a linear map\); got \(8, 0\)\.$"),
+     r"^ProjectionHead: hidden_layer_sizes must be a tuple of integers >= 1 \(\(\) for a linear map\); "
+     r"got \(8, 0\)\.$"),
     (lambda: ProjectionHead(hidden_layer_sizes=8),
      r"^ProjectionHead: hidden_layer_sizes must be a tuple of integers >= 1 \(\(\) for a linear map\); got 8\.$"),
     (lambda: ProjectionHead(hidden_layer_sizes="mlp"), r"hidden_layer_sizes must be a tuple of integers"),

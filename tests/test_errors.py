@@ -8,10 +8,28 @@ import numpy as np
 import pytest
 import torch
 
-from icontorch import (KNN, Adjacency, Cluster, CrossModal, DataToClass, DegreeWeightedCluster,
-                       FromCallable, Gaussian, ICon, IConError, Identity, PerplexityGaussian,
-                       PositivePairs, Precomputed, SameLabel, StudentT, joint, mix_uniform, propagate,
-                       symmetrize)
+from icontorch import (
+    KNN,
+    Adjacency,
+    Cluster,
+    CrossModal,
+    DataToClass,
+    DegreeWeightedCluster,
+    FromCallable,
+    Gaussian,
+    ICon,
+    IConError,
+    Identity,
+    PerplexityGaussian,
+    PositivePairs,
+    Precomputed,
+    SameLabel,
+    StudentT,
+    joint,
+    mix_uniform,
+    propagate,
+    symmetrize,
+)
 from icontorch.divergences import DIVERGENCES
 
 F64 = torch.float64
@@ -73,7 +91,8 @@ CASES = [
     ("gaussian-per-anchor-count", lambda: Gaussian(sigma=1.0)(Z, torch.randn(4, 5, 3, dtype=F64)),
      r"Gaussian: y must have one candidate set per anchor \(first dimension 6\); got tensor of shape \(4, 5, 3\)"),
     ("gaussian-single-point", lambda: Gaussian(sigma=1.0)(Z[:1]),
-     r"Gaussian: x must hold at least 2 points when the anchors are their own candidates; got tensor of shape \(1, 3\)"),
+     r"Gaussian: x must hold at least 2 points when the anchors are their own candidates; "
+     r"got tensor of shape \(1, 3\)"),
     ("icon-p-q-shapes", lambda: LOSS(Z, torch.tensor([0, 0, 1, 1, 2])),
      r"ICon: p and q must give matrices of the same shape; got p \(5, 5\) from target and q \(6, 6\) from z"),
     ("icon-p-q-shapes-candidates", lambda: LOSS(Z, Y, feats(4, seed=1), torch.tensor([0, 1, 2])),
@@ -170,7 +189,8 @@ CASES = [
     ("precomputed-1d", lambda: Precomputed(torch.zeros(3)),
      r"Precomputed: log_p must be a 2-D tensor of log-probabilities; got tensor of shape \(3,\)"),
     ("precomputed-integer", lambda: Precomputed(torch.zeros(3, 1, dtype=torch.long)),
-     r"Precomputed: log_p must be a non-empty floating-point tensor; got tensor of shape \(3, 1\) and dtype torch\.int64"),
+     r"Precomputed: log_p must be a non-empty floating-point tensor; "
+     r"got tensor of shape \(3, 1\) and dtype torch\.int64"),
     ("precomputed-nan", lambda: Precomputed(with_value(torch.zeros(3, 1, dtype=F64), 0, 0, float("nan"))),
      r"Precomputed: log_p must contain no NaN or \+inf; got tensor of shape \(3, 1\)"),
     ("icon-p-probabilities-tensor", lambda: ICon(torch.softmax(feats(6, d=6), dim=1), Gaussian(sigma=1.0)),
@@ -204,7 +224,8 @@ CASES = [
      r"CrossModal: y must hold the item ids of the other modality \(candidates\); got None\."),
     ("icon-cross-modal-no-candidates", lambda: ICon(CrossModal(), Gaussian(temperature=0.1))(Z, torch.arange(6)),
      r"CrossModal: y must hold the item ids of the other modality \(candidates\); got None\."),
-    ("symmetric-no-candidates", lambda: ICon(CrossModal(), Gaussian(temperature=0.1), symmetric=True)(Z, torch.arange(6)),
+    ("symmetric-no-candidates",
+     lambda: ICon(CrossModal(), Gaussian(temperature=0.1), symmetric=True)(Z, torch.arange(6)),
      r"ICon: candidates must be given when symmetric=True \(the other modality\); got None\."),
     ("adjacency-node-range", lambda: Adjacency(torch.ones(3, 3))(torch.tensor([0, 3])),
      r"Adjacency: x must hold node ids in \[0, 3\); got 'node ids from 0 to 3'\."),
@@ -236,7 +257,8 @@ CASES = [
      r"FromCallable: fn\(x, y\) must return log-probabilities whose rows log-sum-exp to 0; got a row off by"),
     ("from-callable-1d", lambda: FromCallable(lambda x, y: x[:, 0])(feats(3)),
      r"FromCallable: fn\(x, y\) must return a 2-D floating tensor of log-probabilities; got tensor of shape \(3,\)"),
-    ("precomputed-anchor-count", lambda: ICon(Precomputed(torch.log_softmax(feats(4, d=4), 1)), Gaussian(sigma=1.0))(Z, Z),
+    ("precomputed-anchor-count",
+     lambda: ICon(Precomputed(torch.log_softmax(feats(4, d=4), 1)), Gaussian(sigma=1.0))(Z, Z),
      r"Precomputed: x must hold the 4 anchors of log_p; got tensor of shape \(6, 3\)"),
 ]
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from icontorch import ICon, IConError, KNN, PositivePairs, Precomputed, StudentT, joint, methods, symmetrize
+from icontorch import KNN, ICon, IConError, PositivePairs, Precomputed, StudentT, joint, methods, symmetrize
 from icontorch.embedding.affinity import knn_affinity
 from icontorch.embedding.estimators import SNE, TSNE, NeighborEmbedding
 from icontorch.embedding.mappers import MLP, EmbeddingTable
@@ -277,7 +277,8 @@ def test_non_parametric_estimator_pickles():
     (dict(callbacks=[1]), "callbacks must be a callable"),
     (dict(n_jobs=0), r"n_jobs must be None, -1 or an integer >= 1; got 0\."),
     (dict(knn_backend="annoy"), r"knn_backend must be one of \('exact', 'faiss'\); got 'annoy'"),
-    (dict(hidden_layer_sizes=64), r"hidden_layer_sizes must be a tuple of integers >= 1 \(\(\) for a linear map\); got 64\."),
+    (dict(hidden_layer_sizes=64),
+     r"hidden_layer_sizes must be a tuple of integers >= 1 \(\(\) for a linear map\); got 64\."),
     (dict(input_noise=-0.1), r"input_noise must be a finite number >= 0; got -0.1"),
     (dict(input_noise=float("nan")), "input_noise must be a finite number >= 0"),
     (dict(input_noise="0.3"), "input_noise must be a finite number >= 0"),

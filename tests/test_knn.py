@@ -32,7 +32,8 @@ def test_exact_knn_with_candidates():
 
 def test_exact_knn_errors():
     x = torch.randn(5, 3)
-    with pytest.raises(IConError, match=r"^exact_knn: n_neighbors must be at most the number of candidates \(4\); got 5\.$"):
+    message = r"^exact_knn: n_neighbors must be at most the number of candidates \(4\); got 5\.$"
+    with pytest.raises(IConError, match=message):
         exact_knn(x, 5)
     assert exact_knn(x, 4)[0].shape == (5, 4)
     with pytest.raises(IConError, match="metric must be one of"):

@@ -11,12 +11,42 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from icontorch import (KNN, Adjacency, Cluster, CrossModal, DataToClass, DegreeWeightedCluster,
-                       Gaussian, IConError, Identity, PerplexityGaussian, PositivePairs, Precomputed,
-                       SameLabel, StudentT)
-from neighborhood_data import (DEGREE, F64, M, N_SELF, NEG_INF, PAIR_NODES, PRE_RECT, PRE_SQUARE,
-                               SELF_NODES, W_DENSE, W_SPARSE, W_SPARSE_DENSE, feats, labels, log_assign,
-                               np_row_normalise, np_similarity, np_sq_dist)
+from icontorch import (
+    KNN,
+    Adjacency,
+    Cluster,
+    CrossModal,
+    DataToClass,
+    DegreeWeightedCluster,
+    Gaussian,
+    IConError,
+    Identity,
+    PerplexityGaussian,
+    PositivePairs,
+    Precomputed,
+    SameLabel,
+    StudentT,
+)
+from neighborhood_data import (
+    DEGREE,
+    F64,
+    N_SELF,
+    NEG_INF,
+    PAIR_NODES,
+    PRE_RECT,
+    PRE_SQUARE,
+    SELF_NODES,
+    W_DENSE,
+    W_SPARSE,
+    W_SPARSE_DENSE,
+    M,
+    feats,
+    labels,
+    log_assign,
+    np_row_normalise,
+    np_similarity,
+    np_sq_dist,
+)
 
 
 @pytest.mark.parametrize("metric", ["squared_euclidean", "cosine", "dot"])

@@ -18,14 +18,45 @@ import pytest
 import torch
 from torch import Tensor
 
-from icontorch import (KNN, Adjacency, Cluster, CrossModal, DataToClass, DegreeWeightedCluster,
-                       FromCallable, Gaussian, ICon, Identity, PerplexityGaussian,
-                       PositivePairs, Precomputed, SameLabel, StudentT)
+from icontorch import (
+    KNN,
+    Adjacency,
+    Cluster,
+    CrossModal,
+    DataToClass,
+    DegreeWeightedCluster,
+    FromCallable,
+    Gaussian,
+    ICon,
+    Identity,
+    PerplexityGaussian,
+    PositivePairs,
+    Precomputed,
+    SameLabel,
+    StudentT,
+)
 from icontorch.neighborhoods import Neighborhood
 from icontorch.transforms import Joint, MixUniform, Propagate, Symmetrize
-from neighborhood_data import (C, DEGREE, F64, M, N, N_SELF, NEG_INF, PAIR_NODES, PRE_RECT, PRE_SQUARE,
-                               SELF_NODES, W_DENSE, W_SPARSE, W_SPARSE_DENSE, feats, feats3, labels,
-                               log_assign)
+from neighborhood_data import (
+    DEGREE,
+    F64,
+    N_SELF,
+    NEG_INF,
+    PAIR_NODES,
+    PRE_RECT,
+    PRE_SQUARE,
+    SELF_NODES,
+    W_DENSE,
+    W_SPARSE,
+    W_SPARSE_DENSE,
+    C,
+    M,
+    N,
+    feats,
+    feats3,
+    labels,
+    log_assign,
+)
 
 
 def _gaussian_fn(x: Tensor, y: Optional[Tensor]) -> Tensor:

@@ -7,8 +7,22 @@ import pytest
 import torch
 from torch import Tensor
 
-from icontorch import (KNN, Cluster, DataToClass, Gaussian, ICon, IConError, PerplexityGaussian,
-                       Precomputed, SameLabel, StudentT, joint, mix_uniform, propagate, symmetrize)
+from icontorch import (
+    KNN,
+    Cluster,
+    DataToClass,
+    Gaussian,
+    ICon,
+    IConError,
+    PerplexityGaussian,
+    Precomputed,
+    SameLabel,
+    StudentT,
+    joint,
+    mix_uniform,
+    propagate,
+    symmetrize,
+)
 from icontorch.divergences import kl
 from icontorch.neighborhoods import Neighborhood
 from icontorch.transforms import Joint, MixUniform, Propagate, Symmetrize

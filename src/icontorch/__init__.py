@@ -4,20 +4,45 @@ Choose a supervisory neighbourhood p and a learned neighbourhood q; :class:`ICon
 ``icontorch.methods`` holds the paper's periodic table as ready-made (p, q) pairs.
 """
 
-from . import distances, divergences, methods, table
+from . import (
+                            augment,
+                            clustering,
+                            distances,
+                            divergences,
+                            embedding,
+                            encoders,
+                            engine,
+                            methods,
+                            metrics,
+                            probes,
+                            table,
+                            training,
+                            views,
+)
 from ._validation import IConError
-from .loss import ICon
-from .neighborhoods.sparse import SparseNeighbors
-from .neighborhoods import (KNN, Adjacency, Cluster, CrossModal, DataToClass, DegreeWeightedCluster,
-                            FromCallable, Gaussian, Identity, KernelNeighborhood, Neighborhood,
-                            PerplexityGaussian, PositivePairs, Precomputed, SameLabel, StudentT)
-from .transforms import joint, mix_uniform, propagate, symmetrize
-from .embedding import SNE, TSNE, NeighborEmbedding, mappers
 from .clustering import Clustering
-from . import metrics
-from . import augment, encoders, views
-from . import probes, training
-from . import embedding, clustering, engine
+from .embedding import SNE, TSNE, NeighborEmbedding, mappers
+from .loss import ICon
+from .neighborhoods import (
+                            KNN,
+                            Adjacency,
+                            Cluster,
+                            CrossModal,
+                            DataToClass,
+                            DegreeWeightedCluster,
+                            FromCallable,
+                            Gaussian,
+                            Identity,
+                            KernelNeighborhood,
+                            Neighborhood,
+                            PerplexityGaussian,
+                            PositivePairs,
+                            Precomputed,
+                            SameLabel,
+                            StudentT,
+)
+from .neighborhoods.sparse import SparseNeighbors
+from .transforms import joint, mix_uniform, propagate, symmetrize
 
 __version__ = "0.1.0"
 

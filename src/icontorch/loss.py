@@ -51,8 +51,9 @@ class ICon(nn.Module):
             True: drop those anchors from the reduction, as pytorch-metric-learning does; with
             ``reduction="none"`` their entries are NaN.
         tile_size: ``"auto"`` (default): the fused engine in one piece, or in tiles of
-            ``icontorch.engine.structured.AUTO_TILE_SIZE`` once n * m passes ``AUTO_TILE_ENTRIES``; the composed path when
-            p, q or the divergence have no structured form. ``None``: never tile. An integer
+            ``icontorch.engine.structured.AUTO_TILE_SIZE`` once n * m passes
+            ``AUTO_TILE_ENTRIES``; the composed path when p, q or the divergence have no
+            structured form. ``None``: never tile. An integer
             >= 1: always tile, in blocks of ``tile_size`` anchors by ``tile_size`` candidates
             (memory O(tile_size^2 + (n + m) d)); p, q and the divergence must then have a
             structured form, or :class:`IConError` says why not.

@@ -20,8 +20,16 @@ import torch
 from torch import Tensor
 
 from ._validation import check_choice, check_int, check_probability, fail
-from .neighborhoods.base import (FusedKernel, FusedTargets, KernelNeighborhood, Neighborhood,
-                                 NeighborhoodLike, as_neighborhood, log_normalize, mask_diagonal)
+from .neighborhoods.base import (
+    FusedKernel,
+    FusedTargets,
+    KernelNeighborhood,
+    Neighborhood,
+    NeighborhoodLike,
+    as_neighborhood,
+    log_normalize,
+    mask_diagonal,
+)
 
 __all__ = ["MixUniform", "Symmetrize", "Joint", "Propagate",
            "mix_uniform", "symmetrize", "joint", "propagate"]

@@ -17,8 +17,17 @@ import torch
 from torch import Tensor
 
 from .._estimator_base import Estimator, Threads, as_tensor, check_n_jobs, like_input
-from .._validation import (IConError, check_choice, check_flag, check_int, check_layer_sizes,
-                           check_nonnegative, check_positive, check_probability, fail)
+from .._validation import (
+    IConError,
+    check_choice,
+    check_flag,
+    check_int,
+    check_layer_sizes,
+    check_nonnegative,
+    check_positive,
+    check_probability,
+    fail,
+)
 from .objectives import ObjectiveSetup
 from .specs import METHOD_SPECS, METHODS, GraphSettings, MethodSpec
 from .train import LEARNING_RATE_SCHEDULES, Augment, TrainSettings, train_heads

@@ -102,7 +102,8 @@ def scan_loss(log_phi_anchor: Tensor, log_phi_neighbor: Tensor, entropy_weight: 
     """SCAN: ``-mean_i log <phi_i, phi_n(i)> - lambda H(mean_i phi_i)`` per head, an (H,) tensor.
 
     Van Gansbeke et al., "SCAN: Learning to Classify Images without Labels", ECCV 2020: binary
-    cross-entropy of the anchor's and its mined neighbour's agreement with 1 (the log clamped at -100 as ``nn.BCELoss``), minus
+    cross-entropy of the anchor's and its mined neighbour's agreement with 1 (the log clamped at
+    -100 as ``nn.BCELoss``), minus
     ``entropy_weight`` times the entropy of the batch-mean assignment (probabilities clamped at
     1e-8); SCAN's configs use 5. Both sides get gradients. The agreement is computed in log
     space (the same value, no 0 * inf gradients when assignments saturate).

@@ -14,8 +14,15 @@ from typing import Callable, Dict, Optional
 from torch import Tensor
 
 from .graph import NeighborGraph, knn_indices, mutual_knn, walk_graph
-from .objectives import (BatchObjective, ObjectiveSetup, graph_kernel_objective, kmeans_objective, scan_objective,
-                         supervised_kernel_objective, temi_objective)
+from .objectives import (
+    BatchObjective,
+    ObjectiveSetup,
+    graph_kernel_objective,
+    kmeans_objective,
+    scan_objective,
+    supervised_kernel_objective,
+    temi_objective,
+)
 
 __all__ = ["GraphSettings", "MethodSpec", "METHOD_SPECS", "METHODS", "directed_knn_graph", "symmetric_knn_graph",
            "mutual_walk_graph"]

@@ -14,13 +14,29 @@ import torch
 from torch import Tensor
 
 from .._estimator_base import ArrayLike, Estimator, Threads, as_tensor, check_n_jobs, like_input, pca_init
-from .._validation import (IConError, check_choice, check_flag, check_int, check_layer_sizes, check_nonnegative,
-                           check_positive, fail)
+from .._validation import (
+    IConError,
+    check_choice,
+    check_flag,
+    check_int,
+    check_layer_sizes,
+    check_nonnegative,
+    check_positive,
+    fail,
+)
 from ..neighborhoods.base import KernelNeighborhood, Neighborhood
 from ..neighborhoods.spatial import KNN, PerplexityGaussian
 from ..transforms import Joint
-from .affinity import (KNN_BACKENDS, EdgeAffinity, affinity_to_reference, check_n_neighbors,
-                       default_n_neighbors, dense_affinity, knn_affinity, split_joint)
+from .affinity import (
+    KNN_BACKENDS,
+    EdgeAffinity,
+    affinity_to_reference,
+    check_n_neighbors,
+    default_n_neighbors,
+    dense_affinity,
+    knn_affinity,
+    split_joint,
+)
 from .mappers import MLP, EmbeddingTable
 from .optim import DenseObjective, ReferenceObjective, SparseObjective, gradient_descent
 from .parametric import embed, train_mapper

@@ -20,10 +20,10 @@ from typing import Callable, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
-from .repulsion import GridInterpolator, exact_sums, kernel_profile, sampled_normaliser
-from .affinity import EdgeAffinity
 from ..neighborhoods.base import KernelNeighborhood, mask_diagonal
 from ..neighborhoods.kernels import KernelProfile
+from .affinity import EdgeAffinity
+from .repulsion import GridInterpolator, exact_sums, kernel_profile, sampled_normaliser
 
 __all__ = ["DenseObjective", "SparseObjective", "ReferenceObjective", "exact_log_normaliser", "gradient_descent",
            "auto_learning_rate", "Callback"]

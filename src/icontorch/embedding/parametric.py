@@ -27,9 +27,9 @@ from typing import Sequence, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from .optim import Callback, Progress, _as_list
-from .affinity import EdgeAffinity
 from ..neighborhoods.base import KernelNeighborhood, mask_diagonal
+from .affinity import EdgeAffinity
+from .optim import Callback, Progress, _as_list
 
 __all__ = ["train_mapper", "batch_loss"]
 

@@ -57,13 +57,14 @@ def at_least_float32(x: Optional[Tensor]) -> Optional[Tensor]:
     return x
 
 
-def _exp_normalize_(l: Tensor, normalize: bool) -> Tensor:
-    """Row log-sum-exp of ``l``, leaving ``exp(l - max)`` in ``l`` (divided by its sum: softmax)."""
-    top = l.amax(1)
+def _exp_normalize_(lg: Tensor, normalize: bool) -> Tensor:
+    """Row log-sum-exp of the logits ``lg``, leaving ``exp(lg - max)`` in ``lg``
+    (divided by its sum, the softmax, when ``normalize``)."""
+    top = lg.amax(1)
     top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))  # rows all -inf in this tile
-    total = l.sub_(top[:, None]).exp_().sum(1)
+    total = lg.sub_(top[:, None]).exp_().sum(1)
     if normalize:
-        l.div_(total[:, None])
+        lg.div_(total[:, None])
     return top + total.log()
 
 
@@ -75,8 +76,8 @@ def _sq_dist(product: Tensor, xx: Tensor, yy: Tensor) -> Tensor:
 class Kernel:
     """The logits of a kernel softmax and their backward, per tile.
 
-    ``linear``: ``l = scale * x . y`` (a Gaussian profile on the dot product, or the cosine on
-    normalised inputs). Otherwise ``l = phi(d)`` with ``d = ||x - y||^2`` and ``phi`` the profile's
+    ``linear``: logits ``scale * x . y`` (a Gaussian profile on the dot product, or the cosine on
+    normalised inputs). Otherwise logits ``phi(d)`` with ``d = ||x - y||^2`` and ``phi`` the profile's
     log-weight (Gaussian ``-scale d``, Student-t). The profile's parameter is a float, or a
     detached one-element tensor when the Gaussian's scale is learned.
     """
@@ -135,10 +136,10 @@ class Engine:
         return None if self.kernel.linear else x.pow(2).sum(-1)
 
     def _logits(self, x, y, xx, yy, i0, i1, j0, j1) -> Tuple[Tensor, Optional[Tuple[Tensor, Tensor]]]:
-        l = self.kernel.logits(x[i0:i1], y[j0:j1], None if xx is None else xx[i0:i1],
+        lg = self.kernel.logits(x[i0:i1], y[j0:j1], None if xx is None else xx[i0:i1],
                                None if yy is None else yy[j0:j1])
-        cells = self_cells(self.q_self_offset, i0, i1, j0, j1, l.device)
-        return l, cells
+        cells = self_cells(self.q_self_offset, i0, i1, j0, j1, lg.device)
+        return lg, cells
 
     def _q_uniform(self, m: int) -> Tuple[float, float]:
         """``log(1 - beta)`` and ``beta / N`` of the q-side mixing."""
@@ -156,24 +157,24 @@ class Engine:
             lse_a = x.new_full((i1 - i0,), _NEG_INF)
             p_logits = x.new_zeros(i1 - i0)
             for j0, j1 in self._blocks(m):
-                l, cells = self._logits(x, y, xx, yy, i0, i1, j0, j1)
+                lg, cells = self._logits(x, y, xx, yy, i0, i1, j0, j1)
                 if self.beta == 0.0:
-                    p_logits += t.dot(l, i0, i1, j0, j1)  # before the self mask: p is 0 there
+                    p_logits += t.dot(lg, i0, i1, j0, j1)  # before the self mask: p is 0 there
                 if cells is not None:
-                    l[cells] = _NEG_INF
-                if self.beta == 0.0:  # l is not needed any more: exponentiate it in place
-                    lse_a = torch.logaddexp(lse_a, _exp_normalize_(l, normalize=self.keep))
-                    kept = l if self.keep else None  # q itself, kept for backward
+                    lg[cells] = _NEG_INF
+                if self.beta == 0.0:  # lg is not needed any more: exponentiate it in place
+                    lse_a = torch.logaddexp(lse_a, _exp_normalize_(lg, normalize=self.keep))
+                    kept = lg if self.keep else None  # q itself, kept for backward
                 else:
-                    lse_a = torch.logaddexp(lse_a, torch.logsumexp(l, 1))
-                    kept = l if self.keep else None
+                    lse_a = torch.logaddexp(lse_a, torch.logsumexp(lg, 1))
+                    kept = lg if self.keep else None
             lse[i0:i1] = lse_a
             if self.beta == 0.0:
                 rows[i0:i1] = t.mass[i0:i1] * lse_a - p_logits
                 continue
             for j0, j1 in self._blocks(m):  # second pass: log q~ needs the finished lse
-                l = kept if self.keep else self._masked(x, y, xx, yy, i0, i1, j0, j1)
-                log_q = l - lse_a[:, None]
+                lg = kept if self.keep else self._masked(x, y, xx, yy, i0, i1, j0, j1)
+                log_q = lg - lse_a[:, None]
                 log_q_mixed = torch.logaddexp(log_q + log_keep, log_q.new_tensor(math.log(uniform)))
                 rows[i0:i1] -= t.dot(log_q_mixed, i0, i1, j0, j1)
                 s[i0:i1] += t.dot((log_q + log_keep - log_q_mixed).exp_(), i0, i1, j0, j1)
@@ -182,10 +183,10 @@ class Engine:
         return rows, lse, s, kept
 
     def _masked(self, x, y, xx, yy, i0, i1, j0, j1) -> Tensor:
-        l, cells = self._logits(x, y, xx, yy, i0, i1, j0, j1)
+        lg, cells = self._logits(x, y, xx, yy, i0, i1, j0, j1)
         if cells is not None:
-            l[cells] = _NEG_INF
-        return l
+            lg[cells] = _NEG_INF
+        return lg
 
     def backward(self, g: Tensor, x: Tensor, y: Tensor, lse: Tensor, s: Tensor, kept: Optional[Tensor],
                  want_scale: bool = False) -> Tuple[Tensor, Tensor, Optional[Tensor]]:

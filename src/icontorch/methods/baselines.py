@@ -23,8 +23,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._validation import (IConError, check_choice, check_features, check_index, check_positive,
-                           check_positive_parameter, fail, is_real)
+from .._validation import (
+    IConError,
+    check_choice,
+    check_features,
+    check_index,
+    check_positive,
+    check_positive_parameter,
+    fail,
+    is_real,
+)
 from ..neighborhoods import StudentT
 from ..neighborhoods.base import show_number
 from ._registry import register

@@ -4,8 +4,16 @@
 neighbourhood describes itself to the fused engine, and ``kernels`` the one kernel profile.
 """
 
-from .base import (FromCallable, FusedKernel, FusedTargets, KernelNeighborhood, Neighborhood, Precomputed,
-                   Support, as_neighborhood)
+from .base import (
+                   FromCallable,
+                   FusedKernel,
+                   FusedTargets,
+                   KernelNeighborhood,
+                   Neighborhood,
+                   Precomputed,
+                   Support,
+                   as_neighborhood,
+)
 from .cluster import Cluster, DegreeWeightedCluster, Logits, SinkhornCodes
 from .discrete import CrossModal, DataToClass, Identity, PositivePairs, SameLabel
 from .graph import Adjacency, GraphKernel, SpectralGaussian, spectral_embedding

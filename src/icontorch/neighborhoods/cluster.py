@@ -13,8 +13,15 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .._validation import (IConError, check_candidates, check_features, check_int, check_positive,
-                           check_positive_parameter, fail)
+from .._validation import (
+    IConError,
+    check_candidates,
+    check_features,
+    check_int,
+    check_positive,
+    check_positive_parameter,
+    fail,
+)
 from .base import Neighborhood, Number, _tolerance, log_normalize, mask_diagonal, show_number
 
 __all__ = ["Cluster", "DegreeWeightedCluster", "Logits", "SinkhornCodes"]

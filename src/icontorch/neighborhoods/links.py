@@ -20,8 +20,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._validation import (check_choice, check_features, check_ids_below, check_index, check_positive,
-                           check_positive_parameter, check_real_parameter, fail, is_real)
+from .._validation import (
+    check_choice,
+    check_features,
+    check_ids_below,
+    check_index,
+    check_positive,
+    check_positive_parameter,
+    check_real_parameter,
+    fail,
+    is_real,
+)
 from ..distances import SIMILARITIES
 from .base import Neighborhood, Number, show_number
 
@@ -89,8 +98,8 @@ def umap_ab(spread: float = 1.0, min_dist: float = 0.1) -> Tuple[float, float]:
     The target is 1 below ``min_dist`` and ``exp(-(x - min_dist) / spread)`` above, sampled at 300
     points on ``[0, 3 spread]`` (McInnes et al. 2018), fitted with scipy's ``curve_fit``.
     """
-    from scipy.optimize import curve_fit
     import numpy as np
+    from scipy.optimize import curve_fit
 
     spread = check_positive("umap_ab", "spread", spread)
     if not is_real(min_dist) or not 0 <= min_dist < spread:

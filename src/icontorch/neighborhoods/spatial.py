@@ -20,12 +20,19 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .._validation import (check_choice, check_int, check_nonnegative, check_positive,
-                           check_positive_parameter, fail)
+from .._validation import check_choice, check_int, check_nonnegative, check_positive, check_positive_parameter, fail
 from ..distances import SIMILARITIES, squared_euclidean
 from ..knn import most_similar
-from .base import (FusedKernel, FusedTargets, KernelNeighborhood, Number, Support, log_normalize,
-                   mask_diagonal, show_number)
+from .base import (
+    FusedKernel,
+    FusedTargets,
+    KernelNeighborhood,
+    Number,
+    Support,
+    log_normalize,
+    mask_diagonal,
+    show_number,
+)
 from .kernels import KernelProfile
 
 __all__ = ["Gaussian", "PerplexityGaussian", "StudentT", "KNN", "PowerExponential", "Harmonic",
