@@ -40,7 +40,7 @@ from ._registry import register
 __all__ = ["DebiasedContrastiveLoss", "DecoupledContrastiveLoss", "IICLoss", "TEMIPMILoss",
            "debiased_contrastive", "decoupled_contrastive", "iic", "temi_pmi"]
 
-_REL = "tests/test_methods_related.py"
+_REL = "tests/methods/test_methods_related.py"
 
 
 def _pairs_of_views(who: str, z: Tensor, target: Tensor) -> Tensor:

@@ -26,8 +26,8 @@ from ._registry import register
 __all__ = ["kmeans", "t_kmeans", "normalized_cuts", "dcd", "infonce_clustering", "supervised_clustering",
            "spectral_clustering", "pmi_clustering"]
 
-_CLU = "tests/test_methods_clustering.py"
-_GAPS = "tests/test_methods_gaps.py"
+_CLU = "tests/methods/test_methods_clustering.py"
+_GAPS = "tests/methods/test_methods_gaps.py"
 _ROW = "Uniform on clusters"
 _KERNEL = "sum_c phi_ic phi_jc / sum_k phi_kc (cluster kernel, j = i included)"
 _FIRST = " -- in the first KL slot, plus H(q)"
@@ -148,7 +148,7 @@ def supervised_clustering(*, reduction: str = "mean", skip_empty_rows: bool = Fa
 
 @register(cite="Ng 2001",
           label="Spectral Clustering", column="Gaussian", row=_ROW, theorem="Cor 4", equality="argmin",
-          area="CL", kind="table1", test="tests/test_theorems.py::test_cor4_spectral_clustering_every_labeling",
+          area="CL", kind="table1", test="tests/methods/test_theorems.py::test_cor4_spectral_clustering_every_labeling",
           p="exp(-||u_i-u_j||^2 / 2 sigma^2) / Z_i, u the spectral embedding", q=_KERNEL + _FIRST)
 def spectral_clustering(weights: Tensor, n_clusters: int, sigma: float = 1.0, *, reduction: str = "mean",
                         skip_empty_rows: bool = False, tile_size: TileSize = "auto",

@@ -16,7 +16,7 @@ from ._registry import register
 __all__ = ["infonce", "simclr", "mocov3", "x_sample_cl", "lgsimclr", "tsimcne", "tsimclr", "vicreg",
            "triplet"]
 
-_CON = "tests/test_methods_contrastive.py"
+_CON = "tests/methods/test_methods_contrastive.py"
 _POS = "Uniform over positive pairs"
 _COS = "exp(cos(z_i, z_j) / t) / Z_i, j != i"
 
@@ -131,7 +131,7 @@ def tsimclr(dof: float = 5.0, *, reduction: str = "mean", skip_empty_rows: bool 
 
 @register(cite="Bardes 2021",
           label="VI-Reg", column=_POS, row="Gaussian σ→∞", theorem="Thm 4", equality="limit",
-          area="U-SSL", test="tests/test_methods_limits.py::test_vicreg_limit", p="1[j = i+]",
+          area="U-SSL", test="tests/methods/test_methods_limits.py::test_vicreg_limit", p="1[j = i+]",
           q="exp(-||z_i-z_j||^2 / sigma^2) / Z_i over all j incl. i, sigma -> inf")
 def vicreg(sigma: float = 100.0, *, reduction: str = "mean", skip_empty_rows: bool = False,
            tile_size: TileSize = "auto", gather: bool = False) -> ICon:
@@ -146,7 +146,7 @@ def vicreg(sigma: float = 100.0, *, reduction: str = "mean", skip_empty_rows: bo
 
 @register(cite="Schroff 2015",
           label="Triplet Loss", column=_POS, row="Gaussian σ→0", theorem="Thm 5", equality="bound",
-          area="U-SSL", test="tests/test_methods_limits.py::test_triplet_bound", p="1[j = positive]",
+          area="U-SSL", test="tests/methods/test_methods_limits.py::test_triplet_bound", p="1[j = positive]",
           q="exp(-||z_i-z_j||^2 / sigma^2) over {positive, negative}, sigma -> 0")
 def triplet(sigma: float = 1.0, *, reduction: str = "mean", skip_empty_rows: bool = False,
             tile_size: TileSize = "auto", gather: bool = False) -> ICon:

@@ -14,8 +14,8 @@ from ._registry import register
 
 __all__ = ["clip", "cmc", "t_clip", "average_margin_clip", "triplet_clip", "siglip"]
 
-_CON = "tests/test_methods_contrastive.py"
-_GAPS = "tests/test_methods_gaps.py"
+_CON = "tests/methods/test_methods_contrastive.py"
+_GAPS = "tests/methods/test_methods_gaps.py"
 _X = "Cross-modal pairs"
 _P = "1[j is i's pair in the other modality]"
 
@@ -101,7 +101,7 @@ def triplet_clip(sigma: float = 0.1, *, symmetric: bool = True, reduction: str =
 
 @register(cite="Zhai 2023",
           label="SigLIP", column=_X, row="Bernoulli links", theorem="not in the paper", equality="exact",
-          area="M-SSL", kind="related", test="tests/test_methods_related.py::test_siglip",
+          area="M-SSL", kind="related", test="tests/methods/test_methods_related.py::test_siglip",
           p="1[i, j paired] per pair (two outcomes: link / no link)",
           q="sigmoid(scale cos(z_i, z_j) + bias) per pair",
           note="Not a softmax KL: each (image, text) pair is an anchor with two outcomes; SigLIP's "

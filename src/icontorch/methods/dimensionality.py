@@ -19,8 +19,8 @@ from ._registry import register
 __all__ = ["sne", "tsne", "conditional_tsne", "sne_uniform_affinities", "tsne_uniform_affinities",
            "sne_graph_embedding", "tsne_graph_embedding", "dual_tsne", "doubly_tsne", "pca", "umap"]
 
-_EMB = "tests/test_methods_embedding.py"
-_GAPS = "tests/test_methods_gaps.py"
+_EMB = "tests/methods/test_methods_embedding.py"
+_GAPS = "tests/methods/test_methods_gaps.py"
 
 
 @register(cite="Hinton 2002",
@@ -175,7 +175,7 @@ def doubly_tsne(input_dof: float = 1.0, dof: float = 1.0, *, reduction: str = "m
 
 @register(cite="Pearson 1901",
           label="PCA", column="Identity", row="Gaussian σ→∞", theorem="Thm 2", equality="limit", area="DR",
-          test="tests/test_methods_limits.py::test_pca_limit", p="1[i = j]",
+          test="tests/methods/test_methods_limits.py::test_pca_limit", p="1[i = j]",
           q="exp(-||Wx_i - Wx_j||^2 / sigma^2) / Z_i over all j incl. i, sigma -> inf")
 def pca(sigma: float = 100.0, *, reduction: str = "mean", skip_empty_rows: bool = False,
         tile_size: TileSize = "auto", gather: bool = False) -> ICon:
@@ -191,7 +191,7 @@ def pca(sigma: float = 100.0, *, reduction: str = "mean", skip_empty_rows: bool 
 
 @register(cite="McInnes 2018",
           label="UMAP", column="Graph kernel weights", row="Bernoulli links", theorem="not in the paper",
-          equality="exact", area="DR", kind="related", test="tests/test_methods_related.py::test_umap",
+          equality="exact", area="DR", kind="related", test="tests/methods/test_methods_related.py::test_umap",
           p="v_ij, fuzzy membership of pair (i, j) (two outcomes: link / no link)",
           q="1 / (1 + a ||y_i-y_j||^(2b)) per pair",
           note="Not a softmax KL: each ordered pair is an anchor with two outcomes, and UMAP's fuzzy "

@@ -24,7 +24,7 @@ from ._registry import register
 
 __all__ = ["kernel_infonce", "swav", "dino"]
 
-_REL = "tests/test_methods_related.py"
+_REL = "tests/methods/test_methods_related.py"
 
 
 @register(cite="Tan 2024",

@@ -16,8 +16,8 @@ from ._registry import register
 __all__ = ["supcon", "t_supcon", "average_margin_supcon", "triplet_supcon", "cross_entropy",
            "harmonic_loss", "error_rate", "masked_language_modeling"]
 
-_GAPS = "tests/test_methods_gaps.py"
-_SUP = "tests/test_methods_supervised.py"
+_GAPS = "tests/methods/test_methods_gaps.py"
+_SUP = "tests/methods/test_methods_supervised.py"
 _CLS = "Uniform over classes"
 _SAME = "1[y_j = y_i] / (K_i - 1), j != i"
 _ONE = "1[j = class of i]"
@@ -25,7 +25,8 @@ _ONE = "1[j = class of i]"
 
 @register(cite="Khosla 2020",
           label="SupCon", column=_CLS, row="Gaussian", theorem="Thm 6", equality="exact", area="SUP",
-          test="tests/test_methods_contrastive.py::test_supcon", p=_SAME, q="exp(cos(z_i, z_j) / t) / Z_i, j != i")
+          test="tests/methods/test_methods_contrastive.py::test_supcon", p=_SAME,
+          q="exp(cos(z_i, z_j) / t) / Z_i, j != i")
 def supcon(temperature: float = 0.1, *, reduction: str = "mean", skip_empty_rows: bool = True,
            tile_size: TileSize = "auto", gather: bool = False) -> ICon:
     """SupCon L_out: p = uniform over same-label points j != i, q = cosine softmax over j != i.

@@ -9,7 +9,7 @@ import pytest
 from icontorch import ICon, IConError, methods
 
 TESTS = Path(__file__).resolve().parent
-REPO = TESTS.parent
+REPO = TESTS.parents[1]
 
 EXPECTED = {"sne", "tsne", "conditional_tsne", "simclr", "supcon", "clip", "cross_entropy",
             "kmeans", "triplet", "pca", "vicreg",

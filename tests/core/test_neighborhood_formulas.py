@@ -27,6 +27,7 @@ from icontorch import (
     SameLabel,
     StudentT,
 )
+
 from neighborhood_data import (
     DEGREE,
     F64,

@@ -37,6 +37,7 @@ from icontorch import (
 )
 from icontorch.neighborhoods import Neighborhood
 from icontorch.transforms import Joint, MixUniform, Propagate, Symmetrize
+
 from neighborhood_data import (
     DEGREE,
     F64,

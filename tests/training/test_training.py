@@ -320,7 +320,7 @@ def test_bench_lists_the_benchmarks_and_refuses_unknown_names(capsys, monkeypatc
 
     from icontorch.cli import main
 
-    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])
     assert main(["bench"]) == 0
     listed = capsys.readouterr().out
     assert "debias" in listed and "clustering" in listed and "_report" not in listed
@@ -333,7 +333,7 @@ def test_bench_debias_runs_its_script(capsys, monkeypatch):
 
     from icontorch.cli import main
 
-    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])
     assert main(["bench", "debias", "--help"]) == 0  # the script's own argparse help
     assert "--epochs" in capsys.readouterr().out
 

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from icontorch import ICon, IConError, methods
+
 from test_methods_table import _case
 
 F64 = torch.float64
@@ -160,7 +161,7 @@ def test_decoupled_rows_match_their_formula():
         torch.testing.assert_close(rows[i], expected, rtol=1e-12, atol=1e-12)
 
 
-# Methods whose small batch (tests/test_methods_table.py) runs on the tiled engine.
+# Methods whose small batch (tests/methods/test_methods_table.py) runs on the tiled engine.
 MUST_TILE = {"simclr", "infonce", "mocov3", "supcon", "t_supcon", "clip", "cmc", "t_clip", "cross_entropy",
              "error_rate", "sne_uniform_affinities", "lgsimclr", "tsimcne", "tsimclr"}
 

@@ -288,7 +288,7 @@ def test_tiled_memory_stays_within_tiles():
 def test_readme_section_example_runs():
     import re
     from pathlib import Path
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     section = readme.split("## Large batches and many machines")[1].split("\n## ")[0]
     (code,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
     namespace = {}
