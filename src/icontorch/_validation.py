@@ -198,6 +198,22 @@ def check_images(who: str, name: str, x: Any) -> Tensor:
     return x
 
 
+def check_device(who: str, name: str, value: Any) -> "torch.device":
+    """``value`` as a ``torch.device`` that exists on this machine (CUDA / MPS available, index in range)."""
+    try:
+        device = torch.device(value)
+    except (RuntimeError, TypeError):
+        raise fail(who, name, "name a torch device such as 'cpu' or 'cuda'", value) from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise fail(who, name, "be available (torch.cuda.is_available() is False)", value)
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise fail(who, name, f"name one of the {torch.cuda.device_count()} CUDA devices", value)
+    if device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise fail(who, name, "be available (torch.backends.mps.is_available() is False)", value)
+    return device
+
+
 def check_candidates(who: str, x: Tensor, y: Optional[Tensor]) -> None:
     """Anchors (n, ...) and candidates (m, ...) or per-anchor candidates (n, m, ...) must agree."""
     if y is None:

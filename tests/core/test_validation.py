@@ -148,3 +148,15 @@ CHOICES = r"\('squared_euclidean', 'cosine', 'dot'\); got 'euclidean'\.$"
 def test_euclidean_is_refused_and_the_choices_are_named(make, who):
     with pytest.raises(IConError, match=f"^{who}: metric must be one of " + CHOICES):
         make()
+
+
+def test_check_device_names_the_parameter_and_refuses_missing_accelerators():
+    from icontorch._validation import check_device
+
+    assert check_device("X", "device", "cpu") == torch.device("cpu")
+    assert check_device("X", "device", torch.device("cpu")) == torch.device("cpu")
+    with pytest.raises(IConError, match=r"^X: device must name a torch device such as 'cpu' or 'cuda'; got 'gpu'\.$"):
+        check_device("X", "device", "gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(IConError, match=r"^X: device must be available \(torch\.cuda\.is_available\(\) is False\)"):
+            check_device("X", "device", "cuda")
