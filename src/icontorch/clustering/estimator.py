@@ -31,6 +31,7 @@ from .._validation import (
 )
 from .objectives import ObjectiveSetup
 from .specs import METHOD_SPECS, METHODS, GraphSettings, MethodSpec
+from .graph import power_of_two_scale
 from .train import LEARNING_RATE_SCHEDULES, Augment, TrainSettings, train_heads
 
 __all__ = ["Clustering", "METHODS"]
@@ -272,9 +273,14 @@ class Clustering(Estimator):
         values = np.asarray(y.detach().cpu() if isinstance(y, Tensor) else y)
         if values.ndim != 1 or values.shape[0] != n:
             raise fail(_WHO, "y", f"hold one label per point, shape ({n},)", f"shape {values.shape}")
-        if values.dtype.kind == "f" and not np.isfinite(values).all():
+        if values.dtype.kind in "fc" and not np.isfinite(values).all():
             raise fail(_WHO, "y", "hold finite labels", "NaN or Inf")
-        return torch.as_tensor(np.unique(values, return_inverse=True)[1].ravel(), device=device)
+        try:
+            ids = np.unique(values, return_inverse=True)[1]
+        except TypeError:                     # labels that do not sort: None, or numbers mixed with strings
+            raise fail(_WHO, "y", "hold labels that can be sorted (all numbers or all strings)",
+                       sorted({type(v).__name__ for v in values.tolist()})) from None
+        return torch.as_tensor(ids.ravel(), device=device)
 
     # ------------------------------------------------------------------ predict
     def _logits(self, X: Any) -> Tensor:
@@ -283,8 +289,14 @@ class Clustering(Estimator):
         x = as_tensor(X, _WHO, "X", self.mean_.device)
         if x.shape[1] != self.n_features_in_:
             raise fail(_WHO, "X", f"have {self.n_features_in_} features, as in fit", x)
+        if x.dtype != self.mean_.dtype:
+            cast = x.to(self.mean_.dtype)
+            if not bool(torch.isfinite(cast).all()):
+                raise fail(_WHO, "X", f"fit in {self.mean_.dtype}, the dtype of the fit (its values overflow it)",
+                           f"values up to {float(x.abs().max()):.3g}")
+            x = cast
         with torch.no_grad(), Threads(self._n_jobs()):
-            return _logits(self.head_, x.to(self.mean_.dtype), self.mean_, self.scale_, self._spec().temperature)
+            return _logits(self.head_, x, self.mean_, self.scale_, self._spec().temperature)
 
     def predict_proba(self, X: Any) -> Union[np.ndarray, Tensor]:
         """(n, n_clusters) soft assignments ``phi`` of the kept head (a tensor for tensor input)."""
@@ -301,13 +313,26 @@ class Clustering(Estimator):
 
 def _standardization(x: Tensor, standardize: bool) -> Tuple[Tensor, Tensor]:
     """(d,) ``mean`` and ``scale`` of the heads' inputs ``(x - mean) / scale``: the features' mean and
-    standard deviation (1 where it is 0 or n = 1), or 0 and 1 without ``standardize``."""
+    standard deviation (1 where it is 0 or n = 1), or 0 and 1 without ``standardize``.
+
+    Features of very large or small magnitude are scaled by a power of two first (exact), so that
+    their sum and squares neither overflow nor vanish in float32."""
     if not standardize:
         return torch.zeros_like(x[0]), torch.ones_like(x[0])
-    scale = x.std(0) if x.shape[0] > 1 else torch.ones_like(x[0])
-    return x.mean(0), torch.where(scale > 0, scale, torch.ones_like(scale))
+    factor = power_of_two_scale(x)
+    scaled = x if factor == 1.0 else x * factor
+    mean = scaled.mean(0)
+    scale = scaled.std(0) if x.shape[0] > 1 else torch.ones_like(x[0])
+    if factor != 1.0:
+        mean, scale = mean / factor, scale / factor
+    return mean, torch.where(scale > 0, scale, torch.ones_like(scale))
 
 
 def _logits(head: torch.nn.Module, x: Tensor, mean: Tensor, scale: Tensor, temperature: float) -> Tensor:
     """(n, C) logits of the kept head on the standardised features, divided by the temperature."""
-    return head((x - mean) / scale)[0] / temperature
+    logits = head((x - mean) / scale)[0] / temperature
+    if not bool(torch.isfinite(logits).all()):
+        peak = float(((x - mean) / scale).abs().max())
+        raise fail(_WHO, "X", f"lie where the heads can score it: its standardised values reach {peak:.3g} "
+                   "and the cluster logits overflow", x)
+    return logits
