@@ -34,7 +34,7 @@ from ._validation import (
     check_positive,
     fail,
 )
-from .views import Augment, multiview_batch
+from .views import Augment, check_augment, stack_views
 
 __all__ = ["train_contrastive", "epoch_generator"]
 
@@ -75,8 +75,25 @@ def _check_parts(model: object, loss_fn: object, augment: object) -> None:
     if getattr(loss_fn, "reduction", None) == "none":        # an ICon (or torch loss) giving one value per row
         raise fail(_WHO, "loss_fn", "return a scalar loss (build it with reduction='mean' or 'sum', "
                    "not 'none')", loss_fn)
-    if not callable(augment):
-        raise fail(_WHO, "augment", "be callable as augment(x, generator)", augment)
+    check_augment(_WHO, "augment", augment)
+
+
+def _embed(model: nn.Module, views: Tensor, epoch: int, step: int) -> Tensor:
+    """``model(views)``, checked: a finite (B, d) tensor with one row per view."""
+    try:
+        z = model(views)
+    except torch.cuda.OutOfMemoryError:
+        raise
+    except RuntimeError as error:                 # shapes or dtypes the model cannot take
+        raise IConError(f"{_WHO}: model must map views of shape {tuple(views.shape)} to (B, d) embeddings; it "
+                        f"raised RuntimeError: {str(error).splitlines()[0]}") from error
+    if not isinstance(z, Tensor) or z.dim() != 2 or z.shape[0] != views.shape[0]:
+        raise fail(_WHO, "model", f"map the {views.shape[0]} views to a ({views.shape[0]}, d) tensor of embeddings",
+                   z if isinstance(z, Tensor) else type(z).__name__)
+    if not bool(torch.isfinite(z).all()):
+        raise IConError(f"{_WHO}: the model's embeddings became non-finite at epoch {epoch + 1}, step {step + 1} "
+                        f"(training diverged: lower learning_rate; or the model gives NaN or Inf itself).")
+    return z
 
 
 def _check_loss(loss: Any, epoch: int, step: int) -> Tensor:
@@ -249,8 +266,8 @@ def _run_epoch(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], im
     total = 0.0
     for step in steps:
         index = order[step * batch_size:(step + 1) * batch_size]
-        views, target = multiview_batch(images[index], index, augment, settings.n_views, generator)
-        loss = _check_loss(loss_fn(model(views), target), epoch, step)
+        views, target = stack_views(images[index], index, augment, settings.n_views, generator, _WHO, "images")
+        loss = _check_loss(loss_fn(_embed(model, views, epoch, step), target), epoch, step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -277,8 +294,8 @@ def train_contrastive(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tens
 
     Args:
         model: maps (B, C, H, W) images to (B, d) embeddings; trained in place.
-        loss_fn: ``loss_fn(z, target) -> scalar`` (not ``reduction="none"``), e.g. ``ICon(p=mix_uniform(PositivePairs(), 0.4),
-            q=StudentT(2.0))`` or ``methods.simclr(0.5)``.
+        loss_fn: ``loss_fn(z, target) -> scalar`` (not ``reduction="none"``), e.g.
+            ``ICon(p=mix_uniform(PositivePairs(), 0.4), q=StudentT(2.0))`` or ``methods.simclr(0.5)``.
         images: (N, C, H, W) floating tensor of training images (no labels needed).
         augment: ``augment(x, generator) -> x'`` on a batch, same shape out, called with the
             epoch's ``torch.Generator``, e.g. :func:`icontorch.augment.default_augmentation`.

@@ -29,9 +29,9 @@ from .._validation import (
     check_probability,
     fail,
 )
+from .graph import power_of_two_scale
 from .objectives import ObjectiveSetup
 from .specs import METHOD_SPECS, METHODS, GraphSettings, MethodSpec
-from .graph import power_of_two_scale
 from .train import LEARNING_RATE_SCHEDULES, Augment, TrainSettings, train_heads
 
 __all__ = ["Clustering", "METHODS"]
