@@ -98,11 +98,21 @@ class _Batches:
         src = compose_batch(anchors, self.graph, self.n_views, self.n_sampled_neighbors, generator)
         batch = self.x[src]
         if self.augment is not None:
-            batch = self.augment(batch, self.augment_generator)
-            shape = (src.shape[0], self.x.shape[1])
-            if not isinstance(batch, Tensor) or batch.shape != shape:
-                raise fail("Clustering", "augment(x, generator)", f"return a tensor of shape {shape}", batch)
+            batch = self._augmented(batch)
         return src, batch if self.mean is None else (batch - self.mean) / self.scale
+
+    def _augmented(self, batch: Tensor) -> Tensor:
+        """``augment(batch, generator)``, checked: a finite tensor of the batch's shape, dtype and device."""
+        out = self.augment(batch, self.augment_generator)
+        who, name = "Clustering", "augment(x, generator)"
+        if not isinstance(out, Tensor) or out.shape != batch.shape:
+            raise fail(who, name, f"return a tensor of shape {tuple(batch.shape)}",
+                       out if isinstance(out, Tensor) else type(out).__name__)
+        if out.dtype != batch.dtype or out.device != batch.device:
+            raise fail(who, name, f"return a tensor of the input's dtype {batch.dtype} on {batch.device}", out)
+        if not bool(torch.isfinite(out).all()):
+            raise fail(who, name, "return finite values", "a tensor containing NaN or Inf")
+        return out
 
 
 def _anchor_batches(n: int, batch_size: int, generator: torch.Generator, device: torch.device) -> List[Tensor]:
@@ -176,8 +186,7 @@ def _run_epochs(heads: ClusterHeads, averaged: ClusterHeads, batches: _Batches, 
                     teacher = averaged(z) / settings.temperature
             losses = objective(heads(z) / settings.temperature, src, z, teacher, True)
             if not bool(torch.isfinite(losses).all()):
-                raise IConError(f"Clustering: the loss became non-finite at epoch {epoch} (learning_rate="
-                                f"{settings.learning_rate} may be too large); got {losses.tolist()}.")
+                raise _diverged(epoch, z, losses, settings)
             optimizer.zero_grad(set_to_none=True)
             losses.sum().backward()
             optimizer.step()
@@ -188,6 +197,14 @@ def _run_epochs(heads: ClusterHeads, averaged: ClusterHeads, batches: _Batches, 
         if settings.verbose:
             epochs.set_postfix(loss=float(history[epoch].min()))
     return history, steps
+
+
+def _diverged(epoch: int, z: Tensor, losses: Tensor, settings: TrainSettings) -> IConError:
+    peak = float(z.abs().max())
+    cause = f"learning_rate={settings.learning_rate} may be too large"
+    if peak > 1e4:
+        cause += f", or the heads' inputs (up to {peak:.3g}) too large: keep standardize=True"
+    return IConError(f"Clustering: the loss became non-finite at epoch {epoch} ({cause}); got {losses.tolist()}.")
 
 
 def _score_heads(heads: ClusterHeads, batches: _Batches, objective: BatchObjective,
