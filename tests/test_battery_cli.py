@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from battery_inputs import Hang, fail, first_line, one_thread, time_guard, where, xfails
+from battery_inputs import Hang, fail, first_line, one_thread, stale, time_guard, where, xfails
 from battery_known import KNOWN_CLI
 
 from icontorch.cli import main
@@ -238,3 +238,7 @@ def test_command_line(command, what, label, expect, tmp_path, capsys):
     problem = _problem(code, expect, out, err, tmp_path)
     if problem:
         fail(problem)
+
+
+def test_every_known_failure_names_a_case():
+    assert not stale(KNOWN_CLI), "ids in battery_known.KNOWN_CLI that are no case of this file"

@@ -18,7 +18,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from battery_inputs import RAISES, SAFE, non_finite, one_thread, parameter_values, verdict, xfails
+from battery_inputs import RAISES, SAFE, non_finite, one_thread, parameter_values, stale, verdict, xfails
 from battery_known import KNOWN_ESTIMATORS
 
 from icontorch import SNE, TSNE, Clustering, NeighborEmbedding, methods
@@ -235,3 +235,7 @@ def test_wrong_keyword_is_a_type_error():
         TSNE(perplexty=5)
     with pytest.raises(TypeError):
         Clustering(n_cluster=3)
+
+
+def test_every_known_failure_names_a_case():
+    assert not stale(KNOWN_ESTIMATORS), "ids in battery_known.KNOWN_ESTIMATORS that are no case of this file"

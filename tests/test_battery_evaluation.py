@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from battery_inputs import RAISES, SAFE, one_thread, rand, verdict, xfails
+from battery_inputs import RAISES, SAFE, one_thread, rand, stale, verdict, xfails
 from battery_known import KNOWN_EVALUATION
 from torch import nn
 
@@ -195,3 +195,7 @@ def test_tsne_embedding(arg, label, expect):
     else:
         options.update(_TSNE_OPTIONS[label])
     verdict(lambda: tsne_embedding(x, **options), expect)
+
+
+def test_every_known_failure_names_a_case():
+    assert not stale(KNOWN_EVALUATION), "ids in battery_known.KNOWN_EVALUATION that are no case of this file"

@@ -16,7 +16,7 @@ import math
 
 import pytest
 import torch
-from battery_inputs import RAISES, SAFE, one_thread, parameter_values, perturbations, verdict, xfails
+from battery_inputs import RAISES, SAFE, one_thread, parameter_values, perturbations, stale, verdict, xfails
 from battery_known import KNOWN_METHODS
 from battery_methods import method_case, run
 
@@ -177,3 +177,7 @@ def test_wrong_keyword_is_a_type_error():
         methods.simclr(temprature=0.5)
     with pytest.raises(TypeError):
         methods.simclr()(torch.randn(4, 3), targets=torch.arange(2).repeat(2))
+
+
+def test_every_known_failure_names_a_case():
+    assert not stale(KNOWN_METHODS), "ids in battery_known.KNOWN_METHODS that are no case of this file"

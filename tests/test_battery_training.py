@@ -15,7 +15,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from battery_inputs import RAISES, SAFE, one_thread, parameter_values, rand, verdict, xfails
+from battery_inputs import RAISES, SAFE, one_thread, parameter_values, rand, stale, verdict, xfails
 from battery_known import KNOWN_TRAINING
 from torch import nn
 
@@ -258,3 +258,7 @@ def test_numpy_scalars_are_numbers():
     """The numbers of the training loop may be numpy scalars (as everywhere else)."""
     history, _ = _train(epochs=np.int64(1), batch_size=np.int32(4), learning_rate=np.float32(1e-3))
     assert len(history) == 1 and math.isfinite(history[0])
+
+
+def test_every_known_failure_names_a_case():
+    assert not stale(KNOWN_TRAINING), "ids in battery_known.KNOWN_TRAINING that are no case of this file"
