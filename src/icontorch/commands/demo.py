@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
-from .._validation import IConError
+from ._io import FIGURE_SUFFIXES, check_output
 
 __all__ = ["add_parser", "run"]
 
@@ -29,7 +28,8 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Fit, score and draw."""
+    """Check the output, fit, score and draw (errors raise IConError)."""
+    check_output(args.output, "-o", FIGURE_SUFFIXES, "icontorch demo")
     from sklearn.datasets import load_digits
 
     from ..embedding import TSNE
@@ -42,11 +42,7 @@ def run(args: argparse.Namespace) -> int:
     estimator = TSNE(perplexity=args.perplexity, early_exaggeration_iter=args.early_exaggeration_iter,
                      n_iter=args.n_iter, random_state=args.random_state)
     start = time.perf_counter()
-    try:
-        embedding = estimator.fit_transform(x)
-    except IConError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    embedding = estimator.fit_transform(x)
     seconds = time.perf_counter() - start
     accuracy = knn_accuracy(embedding, y, 10)
     print(f"fitted in {seconds:.1f} s ({estimator.n_iter_} iterations, algorithm {estimator.algorithm_!r}); "
