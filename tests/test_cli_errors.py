@@ -51,6 +51,9 @@ def files(tmp_path, monkeypatch):
     np.savetxt("y_nan.txt", labels)
     np.savetxt("y_two_columns.csv", np.c_[labels, labels], delimiter=",")
     Path("folder.npy").mkdir()
+    os.mkfifo("pipe.npy")
+    np.savez("first_y.npz", y=np.arange(30), x=x)
+    Path("binary.csv").write_bytes(bytes(range(256)) * 4)
     return tmp_path
 
 
@@ -89,6 +92,9 @@ CASES = [
     (["cluster", "complex.npy"], "data must hold real numbers; got an array of dtype complex64"),
     (["embed", "huge.npy"], "data must hold numbers of magnitude at most 3.4e+38 (float32)"),
     (["embed", "x.npy", "--key", "a"], "--key must be used with an .npz file only"),
+    (["embed", "pipe.npy"], "data must be an existing file; got 'pipe.npy' (not a regular file)."),
+    (["embed", "first_y.npz"], "got shape (30,) in the first array of 'first_y.npz' (--key picks another)."),
+    (["cluster", "binary.csv"], "data must be a readable file of numbers; got 'binary.csv'"),
     # labels
     (["embed", "x.npy", "--labels", "y_short.txt"], "--labels must give one label per point (30); got 29"),
     (["cluster", "x.npy", "--labels", "y_nan.txt"], "--labels must hold finite numbers; got NaN in row 2"),
@@ -157,6 +163,10 @@ def test_bad_flag_values_name_the_flag(files, capsys, argv, message):
 
 
 @pytest.mark.parametrize("argv", [["embed", "x.npy", "--n-iter", "ten"], ["embed", "x.npy", "--perplexity", "abc"],
+                                  ["embed", "x.npy", "--n-components", str(2 ** 64)],      # torch: OverflowError
+                                  ["cluster", "x.npy", "--random-state", str(2 ** 64)],
+                                  ["cluster", "x.npy", "--hidden-layer-sizes", f"8,{2 ** 64}"],
+                                  ["embed", "x.npy", "--n-jobs", str(2 ** 31 - 1)],        # OpenMP aborts the process
                                   ["cluster", "x.npy", "-k", "2.5"], ["cluster", "x.npy", "--hidden-layer-sizes", "3,"],
                                   ["cluster", "x.npy", "--method", "nope"], ["demo", "--random-state", "1e3"],
                                   ["embed"], ["nope"]])
@@ -189,6 +199,51 @@ def test_unwritable_output_folder_is_found_before_the_fit(files, no_fit, capsys,
     assert os.listdir(locked) == []
 
 
+def test_running_out_of_memory_is_one_line_and_other_bugs_keep_their_traceback(files, capsys, monkeypatch):
+    def allocate(self, *args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
+                           "memory: you tried to allocate 52776558133248 bytes. Error code 12 (Cannot allocate memory)")
+
+    monkeypatch.setattr(Clustering, "fit", allocate)
+    assert main(["cluster", "x.npy", "--n-heads", str(2 ** 40)]) == 2
+    assert "error: out of memory (DefaultCPUAllocator: can't allocate memory: you tried to allocate " \
+           "52776558133248 bytes." in _one_line_error(capsys, "cluster")
+
+    def bug(self, *args, **kwargs):
+        raise RuntimeError("shape mismatch in a kernel")
+
+    monkeypatch.setattr(Clustering, "fit", bug)
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        main(["cluster", "x.npy"])
+
+
+def test_text_tables_skip_a_header_and_comments_but_never_a_row_of_numbers(files, capsys):
+    x = np.load("x.npy")
+    rows = "\n".join(",".join(f"{v:.9g}" for v in row) for row in x)
+    Path("bom.csv").write_text(rows, encoding="utf-8-sig")            # Excel's byte-order mark
+    Path("commented.csv").write_text("# exported 2024\nfeature_a,feature_b,c,d\n" + rows)
+    for name in ("bom.csv", "commented.csv"):
+        assert main(["embed", name, *FAST_EMBED, "-o", "map.npy"]) == 0
+        assert "of 30 points x 4 features" in capsys.readouterr().out
+    assert main(["embed", "ragged.csv", *FAST_EMBED]) == 2                 # not read as 1 row after a "header"
+    assert "the number of columns changed from 3 to 2 at row 3" in _one_line_error(capsys, "embed")
+
+
+def test_outputs_are_written_through_a_symbolic_link(files, capsys):
+    Path("real.npy").write_bytes(b"old")
+    os.symlink("real.npy", "link.npy")
+    assert main(["embed", "x.npy", *FAST_EMBED, "-o", "link.npy"]) == 0
+    assert os.path.islink("link.npy") and np.load("real.npy").shape == (30, 2)
+
+
+def test_labels_that_are_not_whole_numbers_are_classes(files, capsys):
+    np.savetxt("y_halves.txt", (np.arange(30) % 3) * 0.5)
+    assert main(["cluster", "x.npy", *FAST_CLUSTER, "--labels", "y_halves.txt", "-o", "labels.npy"]) == 0
+    captured = capsys.readouterr()
+    assert "Hungarian accuracy" in captured.out and captured.err == ""      # no "continuous labels" warning
+    assert np.load("labels.npy").shape == (30,)
+
+
 # -------------------------------------------------------------------------- outputs: path and format
 @pytest.mark.parametrize("suffix", [".txt", ".csv", ".npy"])
 def test_embed_writes_exactly_the_path_given_in_its_format(files, capsys, suffix):
@@ -201,7 +256,7 @@ def test_embed_writes_exactly_the_path_given_in_its_format(files, capsys, suffix
     assert loaded.shape == (30, 2) and np.isfinite(loaded).all()
 
 
-def test_cluster_writes_text_and_numpy_labels(files, capsys):
+def test_cluster_writes_labels_as_text(files, capsys):
     assert main(["cluster", "x.npy", *FAST_CLUSTER, "-o", "labels.txt", "--labels", "y.txt"]) == 0
     assert "wrote labels.txt" in capsys.readouterr().out
     labels = np.loadtxt("labels.txt", dtype=int)

@@ -7,8 +7,8 @@ The error policy is written once, here. A bad command line is argparse's usage e
 bad input found later (an ``IConError``) or a file that cannot be read or written (an ``OSError``)
 prints one line, ``icontorch COMMAND: error: ...``, on stderr and exits 2, with no traceback; the
 commands check every input and output path before they fit, and write their outputs atomically.
-A closed pipe (``icontorch table | head``) ends the command quietly (exit 141, as for SIGPIPE);
-Ctrl-C ends it with one line (exit 130).
+Running out of memory is one line too (exit 2). A closed pipe (``icontorch table | head``) ends the
+command quietly (exit 141, as for SIGPIPE); Ctrl-C ends it with one line (exit 130).
 """
 
 from __future__ import annotations
@@ -74,6 +74,21 @@ def _os_message(error: OSError) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
+def _out_of_memory(error: BaseException) -> bool:
+    """A failed or impossible allocation: Python's, torch's on a GPU, torch's CPU allocator or a size
+    beyond 64 bits (plain RuntimeErrors)."""
+    import torch
+
+    return (isinstance(error, (MemoryError, torch.OutOfMemoryError))
+            or "can't allocate memory" in str(error) or "Storage size calculation overflowed" in str(error))
+
+
+def _first_line(error: BaseException) -> str:
+    """The allocator's reason without its source location (``[enforce fail at alloc_cpu.cpp:127] ...``)."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return re.sub(r"^\[enforce fail at [^\]]*\] err == 0\. ", "", text)[:300]
+
+
 def _silence_stdout() -> None:
     """Point stdout at /dev/null so that Python's flush at exit does not fail on the closed pipe."""
     try:
@@ -103,6 +118,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         message = _user_message(error, prog, commands[args.command])
     except OSError as error:
         message = _os_message(error)
+    except (MemoryError, RuntimeError) as error:
+        if not _out_of_memory(error):
+            raise                             # a bug: its traceback is wanted
+        message = f"out of memory ({_first_line(error)}); ask for less: fewer or smaller heads, layers, " \
+                  "components or points"
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130

@@ -39,13 +39,18 @@ def _fail(command: str, name: str, rule: str, got: str) -> IConError:
 
 # ----------------------------------------------------------------------------------------- reading
 def _header_rows(file: Path, delimiter: Optional[str]) -> int:
-    """1 when the first line of a text table is not all numbers (a header), else 0."""
-    with open(file, encoding="utf-8") as text:
-        first = text.readline()
-    try:
-        [float(field) for field in first.split(delimiter) if field.strip()]
-    except ValueError:
-        return 1
+    """Lines to skip before a text table: through the first line that is not comments and numbers
+    (a header of column names), or none."""
+    with open(file, encoding="utf-8-sig") as text:
+        for index, line in enumerate(text):
+            content = line.split("#", 1)[0]
+            if not content.strip():
+                continue                                   # blank or comment: loadtxt skips it too
+            try:
+                [float(field) for field in content.split(delimiter) if field.strip()]
+            except ValueError:
+                return index + 1
+            return 0
     return 0
 
 
@@ -67,7 +72,8 @@ def _read(file: Path, key: Optional[str], ndmin: int, name: str, command: str) -
     delimiter = "," if suffix == ".csv" else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")              # "input contained no data": checked below
-        return np.loadtxt(file, delimiter=delimiter, ndmin=ndmin, skiprows=_header_rows(file, delimiter))
+        return np.loadtxt(file, delimiter=delimiter, ndmin=ndmin, skiprows=_header_rows(file, delimiter),
+                          encoding="utf-8-sig")
 
 
 def load_array(path: str, key: Optional[str], name: str, command: str, ndmin: int = 2) -> np.ndarray:
@@ -85,7 +91,7 @@ def load_array(path: str, key: Optional[str], name: str, command: str, ndmin: in
     """
     file = Path(path)
     if not file.is_file():
-        what = "a folder" if file.is_dir() else "no such file"
+        what = "a folder" if file.is_dir() else "not a regular file" if file.exists() else "no such file"
         raise _fail(command, name, "be an existing file", f"{path!r} ({what})")
     if file.suffix.lower() not in _INPUT_SUFFIXES:
         raise fail(command, name, "end in .npy, .npz, .csv or .txt", path)
@@ -117,11 +123,14 @@ def load_data(path: str, key: Optional[str], command: str) -> np.ndarray:
     """The (n_points, n_features) table of the positional ``data`` argument: real, finite, 2-D."""
     x = load_array(path, key, "data", command)
     if x.ndim != 2:
-        raise _fail(command, "data", "be a 2-D table (points x features)", f"shape {x.shape} in {path!r}")
+        where = (f"the first array of {path!r} (--key picks another)" if key is None and path.lower().endswith(".npz")
+                 else repr(path))
+        raise _fail(command, "data", "be a 2-D table (points x features)", f"shape {x.shape} in {where}")
     _check_finite(x, "data", command, path)
-    if x.dtype.kind == "f" and np.abs(x).max() > _FLOAT32_MAX:
+    largest = float(np.abs(x).max()) if x.dtype.kind == "f" else 0.0
+    if largest > _FLOAT32_MAX:
         raise _fail(command, "data", f"hold numbers of magnitude at most {_FLOAT32_MAX:.3g} (float32)",
-                    f"{float(np.abs(x).max()):.3g} in {path!r}")
+                    f"{largest:.3g} in {path!r}")
     return x
 
 
@@ -157,12 +166,12 @@ def check_output(path: Optional[str], flag: str, suffixes: Sequence[str], comman
     folder itself and is none of ``inputs`` (the files the command reads)."""
     if path is None:
         return
-    file = Path(path)
-    if file.suffix.lower() not in suffixes:
+    if Path(path).suffix.lower() not in suffixes:
         raise fail(command, flag, f"end in {', '.join(suffixes[:-1])} or {suffixes[-1]}", path)
+    file = Path(os.path.realpath(path))         # written through a symbolic link, as write_atomic does
     folder = file.parent
     if not folder.is_dir():
-        raise _fail(command, flag, "be in an existing folder", f"{path!r} (no folder {str(folder)!r})")
+        raise _fail(command, flag, "be in an existing folder", f"{path!r} (no folder {os.path.dirname(path)!r})")
     if file.is_dir():
         raise fail(command, flag, "name a file, not a folder", path)
     if not os.access(folder, os.W_OK | os.X_OK) or (file.exists() and not os.access(file, os.W_OK)):
@@ -192,7 +201,7 @@ def write_atomic(path: str, write: Callable[[str], Any]) -> str:
     removed and ``path`` is left as it was; an ``OSError`` is raised again naming ``path``. A replaced
     file keeps its permission bits. Returns ``path``.
     """
-    target = Path(path)
+    target = Path(os.path.realpath(path))       # through a symbolic link: the link stays a link
     temp = _temporary(target)
     try:
         write(str(temp))

@@ -5,22 +5,13 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Tuple
 
 import numpy as np
 
+from ._args import integer, layer_sizes, threads
 from ._io import ARRAY_SUFFIXES, FIGURE_SUFFIXES, check_device_flag, check_output, load_data, load_labels, save_array
 
 __all__ = ["add_parser", "run"]
-
-
-def _layer_sizes(text: str) -> Tuple[int, ...]:
-    """``"256,128"`` -> ``(256, 128)``; ``""`` -> ``()`` (a linear head)."""
-    try:
-        return tuple(int(part) for part in text.split(",")) if text.strip() else ()
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 256 or 256,128 "
-                                         f"(empty for a linear head); got {text!r}") from None
 
 
 def add_parser(subparsers: "argparse._SubParsersAction") -> None:
@@ -38,7 +29,8 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
                     "many-to-one accuracy, NMI, AMI and ARI; --plot draws the cluster sizes and a 2-D "
                     "PCA map coloured by cluster.")
     parser.add_argument("data", help="the features: .npy, .npz (first array, or --key) or .csv")
-    parser.add_argument("-k", "--n-clusters", type=int, default=10, help="number of clusters (default: %(default)s)")
+    parser.add_argument("-k", "--n-clusters", type=integer, default=10,
+                        help="number of clusters (default: %(default)s)")
     parser.add_argument("--key", help="array name inside a .npz file (default: the first)")
     parser.add_argument("--labels", help="true labels (.npy, .npz, .csv or .txt), for scoring only")
     parser.add_argument("-o", "--output", default="labels.csv",
@@ -46,23 +38,24 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
                              "suffix says (default: %(default)s)")
     parser.add_argument("--plot", metavar="OUT", help="also draw cluster sizes and a PCA map to OUT (.png/.svg)")
     parser.add_argument("--method", choices=METHODS, default="debiased_infonce", help="default: %(default)s")
-    parser.add_argument("--n-neighbors", type=int, default=defaults.n_neighbors,
+    parser.add_argument("--n-neighbors", type=integer, default=defaults.n_neighbors,
                         help="k of the kNN graph, pruned to mutual neighbours (default: %(default)s)")
-    parser.add_argument("--walk-length", type=int, default=defaults.walk_length,
+    parser.add_argument("--walk-length", type=integer, default=defaults.walk_length,
                         help="extra walk steps on it (default: %(default)s)")
     parser.add_argument("--alpha-p", type=float, default=None,
                         help="debiasing weight of p (default: 0.6 for debiased_infonce, else 0)")
     parser.add_argument("--alpha-q", type=float, default=None,
                         help="debiasing weight of q (default: 0.6 for debiased_infonce, else 0)")
-    parser.add_argument("--hidden-layer-sizes", type=_layer_sizes, default=defaults.hidden_layer_sizes,
+    parser.add_argument("--hidden-layer-sizes", type=layer_sizes, default=defaults.hidden_layer_sizes,
                         metavar="SIZES", help="widths of the heads' hidden layers, comma-separated, e.g. 256; "
                                               "empty (the default) for a linear head")
-    parser.add_argument("--n-heads", type=int, default=defaults.n_heads,
+    parser.add_argument("--n-heads", type=integer, default=defaults.n_heads,
                         help="heads trained; lowest loss kept (default: %(default)s)")
-    parser.add_argument("--epochs", type=int, default=defaults.epochs, help="default: %(default)s")
+    parser.add_argument("--epochs", type=integer, default=defaults.epochs, help="default: %(default)s")
     parser.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
-    parser.add_argument("--n-jobs", type=int, default=None, help="CPU threads (default: torch's setting)")
-    parser.add_argument("--random-state", type=int, default=0, help="seed (default: %(default)s)")
+    parser.add_argument("--n-jobs", type=threads, default=None,
+                        help="CPU threads, at most the number of cores (default: torch's setting; -1: all cores)")
+    parser.add_argument("--random-state", type=integer, default=0, help="seed (default: %(default)s)")
     parser.add_argument("-v", "--verbose", action="store_true", help="show a progress bar")
     parser.set_defaults(run=run)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from ._args import integer
 from ._io import FIGURE_SUFFIXES, check_output
 
 __all__ = ["add_parser", "run"]
@@ -19,11 +20,11 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
     parser.add_argument("-o", "--output", default="icontorch_demo.png",
                         help="PNG (or SVG) to write (default: %(default)s)")
     parser.add_argument("--perplexity", type=float, default=30.0, help="default: %(default)s")
-    parser.add_argument("--n-iter", type=int, default=500,
+    parser.add_argument("--n-iter", type=integer, default=500,
                         help="gradient steps after early exaggeration (default: %(default)s)")
-    parser.add_argument("--early-exaggeration-iter", type=int, default=250,
+    parser.add_argument("--early-exaggeration-iter", type=integer, default=250,
                         help="gradient steps of early exaggeration (default: %(default)s)")
-    parser.add_argument("--random-state", type=int, default=0, help="seed (default: %(default)s)")
+    parser.add_argument("--random-state", type=integer, default=0, help="seed (default: %(default)s)")
     parser.set_defaults(run=run)
 
 

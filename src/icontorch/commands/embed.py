@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from .._validation import check_positive, fail
+from ._args import integer, threads
 from ._io import ARRAY_SUFFIXES, FIGURE_SUFFIXES, check_device_flag, check_output, load_data, load_labels, save_array
 
 __all__ = ["add_parser", "run"]
@@ -34,17 +35,18 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
                         ".npy, .csv (commas) or .txt (spaces), as the suffix says (default: %(default)s)")
     parser.add_argument("--plot", metavar="OUT", help="also draw the map to OUT (.png or .svg)")
     parser.add_argument("--perplexity", type=float, default=30.0, help="default: %(default)s")
-    parser.add_argument("--n-components", type=int, default=2, help="default: %(default)s")
-    parser.add_argument("--n-iter", type=int, default=500,
+    parser.add_argument("--n-components", type=integer, default=2, help="default: %(default)s")
+    parser.add_argument("--n-iter", type=integer, default=500,
                         help="iterations after early exaggeration (default: %(default)s)")
-    parser.add_argument("--early-exaggeration-iter", type=int, default=250,
+    parser.add_argument("--early-exaggeration-iter", type=integer, default=250,
                         help="iterations of early exaggeration (default: %(default)s)")
     parser.add_argument("--parametric", action="store_true",
                         help="learn an MLP that can embed new points (mini-batch training)")
     parser.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
-    parser.add_argument("--n-jobs", type=int, default=None,
-                        help="CPU threads for torch (default: torch's setting; -1: all cores)")
-    parser.add_argument("--random-state", type=int, default=0, help="seed (default: %(default)s)")
+    parser.add_argument("--n-jobs", type=threads, default=None,
+                        help="CPU threads for torch, at most the number of cores (default: torch's setting; "
+                             "-1: all cores)")
+    parser.add_argument("--random-state", type=integer, default=0, help="seed (default: %(default)s)")
     parser.add_argument("-v", "--verbose", action="store_true", help="show a progress bar")
     parser.set_defaults(run=run)
 
@@ -91,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
 
         accuracy = knn_accuracy(embedding, labels, 10)
         print(f"{args.n_components}-D 10-NN accuracy: {accuracy:.3f}")
+    elif labels is not None:
+        print(f"10-NN accuracy not computed: it needs more than 10 points; got {x.shape[0]}")
     if args.plot:
         from ..plotting import plot_embedding
 
