@@ -79,7 +79,8 @@ def _out_of_memory(error: BaseException) -> bool:
     beyond 64 bits (plain RuntimeErrors)."""
     import torch
 
-    return (isinstance(error, (MemoryError, torch.OutOfMemoryError))
+    out_of_memory = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)    # torch < 2.5: cuda's
+    return (isinstance(error, (MemoryError, out_of_memory))
             or "can't allocate memory" in str(error) or "Storage size calculation overflowed" in str(error))
 
 
