@@ -109,6 +109,7 @@ class DebiasedContrastiveLoss(nn.Module):
 
     def forward(self, z: Tensor, target: Tensor) -> Tensor:
         partner = _pairs_of_views("DebiasedContrastiveLoss", z, target)
+        check_positive_parameter("DebiasedContrastiveLoss", "temperature", self.temperature)  # as it is now
         if self.q is not None:
             return self._kernel_forward(z, partner)
         t = self.temperature
@@ -155,6 +156,7 @@ class DecoupledContrastiveLoss(nn.Module):
 
     def forward(self, z: Tensor, target: Tensor) -> Tensor:
         partner = _pairs_of_views("DecoupledContrastiveLoss", z, target)
+        check_positive_parameter("DecoupledContrastiveLoss", "temperature", self.temperature)  # as it is now
         zn = F.normalize(z, dim=1)
         logits = zn @ zn.T / self.temperature
         rows = torch.arange(z.shape[0], device=z.device)

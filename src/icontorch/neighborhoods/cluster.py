@@ -142,6 +142,7 @@ class Logits(Neighborhood):
         check_features("Logits", "x", x)
         if y is not None:
             raise fail("Logits", "y", "be None (the columns of x are the candidates)", y)
+        check_positive_parameter("Logits", "temperature", self.temperature)  # a learned one, as it is now
         return torch.log_softmax(x / self.temperature, dim=1)
 
     def extra_repr(self) -> str:

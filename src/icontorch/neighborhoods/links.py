@@ -85,6 +85,8 @@ class SigmoidLinks(Neighborhood):
 
     def forward(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
         _check_points("SigmoidLinks", x, y)
+        check_positive_parameter("SigmoidLinks", "scale", self.scale)  # learned ones, as they are now
+        check_real_parameter("SigmoidLinks", "bias", self.bias)
         s = SIMILARITIES[self.metric](x, x if y is None else y)
         return _from_logit(_pairs(self.scale * s + self.bias, y))
 

@@ -33,7 +33,7 @@ from .base import (
     mask_diagonal,
     show_number,
 )
-from .kernels import KernelProfile
+from .kernels import KernelProfile, number
 
 __all__ = ["Gaussian", "PerplexityGaussian", "StudentT", "KNN", "PowerExponential", "Harmonic",
            "perplexity_precision"]
@@ -84,6 +84,17 @@ class Gaussian(KernelNeighborhood):
 
     def logits(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
         return _similarity(self.metric, x, y) * self.scale
+
+    def _check_parameters(self, dtype: torch.dtype) -> None:
+        name, value = ("sigma", self.sigma) if self.sigma is not None else ("temperature", self.temperature)
+        check_positive_parameter("Gaussian", name, value)  # a learned one, as it is now
+        scale = abs(number(self.scale))
+        if not scale < torch.finfo(dtype).max:
+            raise fail("Gaussian", name, f"give a scale 1 / (2 sigma^2) or 1 / temperature representable in "
+                       f"{dtype} (it is {scale:.3g})", number(value))
+
+    def _magnitude_factor(self) -> Optional[float]:
+        return None if self.metric == "cosine" else max(1.0, abs(number(self.scale)))
 
     def fused_form(self) -> Optional[FusedKernel]:
         if not self._keeps(Gaussian, "logits", "forward", "_check"):
@@ -136,6 +147,25 @@ def perplexity_precision(sq_dist: Tensor, perplexity: float, tol: float = 1e-10,
         return beta
 
 
+def _scaled_sq_dist(x: Tensor, y: Optional[Tensor]) -> Tensor:
+    """``||x_i - y_j||^2 / c^2`` with c the power of two nearest below ``max |x|, |y|`` (exact), so that
+    no magnitude overflows or underflows; exact duplicates get exactly 0, not the rounding of
+    ``|x|^2 + |y|^2 - 2 x.y``. For scale-free uses: the perplexity calibration, the ranking of kNN."""
+    y_ = x if y is None else y
+    top = max(float(x.detach().abs().max()), float(y_.detach().abs().max()))
+    if 0.0 < top < math.inf:
+        c = 2.0 ** math.floor(math.log2(top))
+        x, y_ = x / c, y_ / c
+    d = squared_euclidean(x, y_)
+    if y_.dim() == 2:  # per-anchor candidates (3-D) are subtracted directly: duplicates are exact
+        both = x.detach() if y is None else torch.cat([x.detach(), y_.detach()])
+        group = torch.unique(both, dim=0, return_inverse=True)[1]
+        same = group[: x.shape[0], None] == group[None, x.shape[0]:] if y is not None \
+            else group[:, None] == group[None, :]
+        d = d.masked_fill(same, 0.0)
+    return d
+
+
 class PerplexityGaussian(KernelNeighborhood):
     """``p(j|i) = exp(-beta_i ||x_i - y_j||^2) / sum_k exp(-beta_i ||x_i - y_k||^2)``, ``exp(H(p_i)) = perplexity``.
 
@@ -154,10 +184,13 @@ class PerplexityGaussian(KernelNeighborhood):
         self.include_self = bool(include_self)
 
     def logits(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
-        d = squared_euclidean(x, x if y is None else y)
+        """``-beta_i (d_ij - min_k d_ik)``: the row shift leaves the softmax unchanged and keeps the
+        nearest candidate at 0 when ties drive beta to ~1e60 (the others are then ``-inf``)."""
+        d = _scaled_sq_dist(x, y)
         masked = mask_diagonal(d.neg()).neg() if y is None and not self.include_self else d
-        beta = perplexity_precision(masked, self.perplexity).to(d.dtype)
-        return -beta[:, None] * d
+        beta = perplexity_precision(masked, self.perplexity)
+        nearest = masked.detach().amin(1, keepdim=True).to(torch.float64)
+        return (-beta[:, None] * (d.to(torch.float64) - nearest).clamp_min(0.0)).to(d.dtype)
 
     def forward(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
         self._check(x, y)
@@ -189,6 +222,9 @@ class StudentT(KernelNeighborhood):
 
     def logits(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
         return KernelProfile("student_t", self.dof).log_w(squared_euclidean(x, x if y is None else y))
+
+    def _magnitude_factor(self) -> Optional[float]:
+        return max(1.0, 1.0 / self.dof)
 
     def fused_form(self) -> Optional[FusedKernel]:
         if not self._keeps(StudentT, "logits", "forward", "_check"):
@@ -283,6 +319,12 @@ class PowerExponential(KernelNeighborhood):
     def logits(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
         return -_safe_sq_dist(x, y).pow(self.gamma / 2.0) / self.temperature
 
+    def _check_parameters(self, dtype: torch.dtype) -> None:
+        check_positive_parameter("PowerExponential", "temperature", self.temperature)
+
+    def _magnitude_factor(self) -> Optional[float]:
+        return max(1.0, 1.0 / number(self.temperature))
+
     def extra_repr(self) -> str:
         return (f"gamma={self.gamma}, temperature={show_number(self.temperature)}, "
                 f"include_self={self.include_self}")
@@ -315,6 +357,9 @@ class Harmonic(KernelNeighborhood):
     def logits(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
         offset = (self.exponent - 1.0) * self.sigma ** 2
         return -0.5 * self.exponent * torch.log(_safe_sq_dist(x, y) + offset)
+
+    def _magnitude_factor(self) -> Optional[float]:
+        return 1.0
 
     def extra_repr(self) -> str:
         return f"exponent={self.exponent}, sigma={self.sigma}, include_self={self.include_self}"
