@@ -13,9 +13,7 @@ from .engine import distributed
 from .engine.structured import Structured, choose_tile, describe, shape_error, structured_form
 from .engine.tiled import at_least_float32, full_precision
 from .neighborhoods.base import (
-    FusedKernel,
     FusedTargets,
-    KernelNeighborhood,
     NeighborhoodLike,
     as_neighborhood,
     called_as,
@@ -163,8 +161,6 @@ class ICon(nn.Module):
         _check_learned(names[0], z)
         if candidates is not None:
             _check_learned(names[2], candidates)
-        else:
-            self._check_candidates_needed()
         self_offset = None
         if self.gather:
             if candidates is None:
@@ -179,6 +175,9 @@ class ICon(nn.Module):
         # The loss itself runs in float32 (float64 for float64 input) with autocast off, so that
         # the log-sum-exp stays finite and accurate at small temperatures under bf16 / fp16.
         z, candidates = at_least_float32(z), at_least_float32(candidates)
+        if candidates is not None and candidates.dtype != z.dtype:  # float32 with float64: both float64
+            dtype = torch.promote_types(z.dtype, candidates.dtype)
+            z, candidates = z.to(dtype), candidates.to(dtype)
         with full_precision(z.device.type):
             rows, empty = self._dispatch(z, target, candidates, target_candidates, self_offset, names)
         has_empty, has_nan = torch.stack([empty.any(), (torch.isnan(rows) & ~empty).any()]).tolist()
@@ -202,6 +201,7 @@ class ICon(nn.Module):
         if self.symmetric and candidates is None:
             raise fail("ICon", "candidates", "be given when symmetric=True (the other modality)",
                        candidates)
+        self._check_sides(candidates, target_candidates)
         if self.gather:
             distributed.check_initialized("ICon", "gather")
         rows, empty = self._rows(z, target, candidates, target_candidates)
@@ -219,15 +219,21 @@ class ICon(nn.Module):
                             f"got {rows.numel()} anchors, all with empty rows.")
         return kept.mean() if self.reduction == "mean" else kept.sum()
 
-    def _check_candidates_needed(self) -> None:
-        """p's candidates are classes (DataToClass) and q compares z with its candidates: without
-        candidates q would compare the anchors with each other."""
-        targets = self.p.fused_form()
-        needs = targets.needs_candidates if isinstance(targets, FusedTargets) else ""
-        if needs and (isinstance(self.q, KernelNeighborhood) or isinstance(self.q.fused_form(), FusedKernel)):
-            raise fail("ICon", "candidates", f"be given when p's candidates are classes (p is {describe(self.p)}): "
-                       f"pass the class prototypes as candidates, loss(z, target=labels, "
-                       f"candidates=prototypes)", None)
+    def _check_sides(self, candidates: Optional[Tensor], target_candidates: Optional[Tensor]) -> None:
+        """p and q must describe the same candidates: a side whose candidates default to its anchors
+        (``y_defaults_to_x``) needs its candidates whenever the other side gets some."""
+        if candidates is None:
+            targets = self.p.fused_form()
+            if isinstance(targets, FusedTargets) and targets.needs_candidates and self.q.y_defaults_to_x:
+                raise fail("ICon", "candidates", f"be given when p's candidates are classes (p is "
+                           f"{describe(self.p)}): pass the class prototypes as candidates, "
+                           f"loss(z, target=labels, candidates=prototypes)", None)
+            if target_candidates is not None and self.q.y_defaults_to_x:
+                raise fail("ICon", "candidates", f"be given with target_candidates (q = {describe(self.q)} "
+                           f"compares z with candidates, with the anchors themselves when they are None)", None)
+        elif target_candidates is None and self.p.y_defaults_to_x:
+            raise fail("ICon", "target_candidates", f"be given with candidates (p = {describe(self.p)} compares "
+                       f"target with target_candidates, with the anchors themselves when they are None)", None)
 
     def extra_repr(self) -> str:
         div = self.divergence if isinstance(self.divergence, str) else repr(self.divergence)

@@ -8,6 +8,11 @@ log-probabilities:
   candidates per anchor (shape ``(n, m, ...)``).
 * With ``y=None`` the candidates are the anchors themselves and ``j = i`` is excluded, unless
   ``include_self`` is true (the cluster kernel, Def. 2 of the paper, includes it by default).
+  A neighbourhood whose candidates are something else when ``y`` is None (classes, the columns
+  of x, a fixed matrix) says so with ``y_defaults_to_x = False``; :class:`~icontorch.ICon` then
+  lets its caller leave out the candidates of that side.
+* An :class:`~icontorch.IConError` names ``x`` and ``y``; inside :func:`called_as` (ICon calls
+  p and q so) it names them as the caller does.
 * Every row log-sum-exps to 0, except that a discrete neighbourhood may return a row that is
   entirely ``-inf`` when an anchor has no neighbour at all (a SupCon anchor whose label occurs
   once). :class:`~icontorch.ICon` decides what happens to such rows.
@@ -182,6 +187,7 @@ class Neighborhood(nn.Module):
     """Base class of every neighbourhood distribution ``p(j|i)``; see the module docstring."""
 
     include_self: bool = False
+    y_defaults_to_x: bool = True
 
     def forward(self, x: Optional[Tensor], y: Optional[Tensor] = None) -> Tensor:
         raise NotImplementedError(f"{type(self).__name__} must implement forward(x, y=None).")
@@ -265,6 +271,7 @@ class Precomputed(Neighborhood):
             raise fail(who, "include_self", "be true for a non-square log_p", include_self)
         self.register_buffer("log_p", log_p)
         self.include_self = include_self
+        self.y_defaults_to_x = False  # the candidates are the columns of log_p
 
     def forward(self, x: Optional[Tensor] = None, y: Optional[Tensor] = None) -> Tensor:
         if x is not None and x.shape[0] != self.log_p.shape[0]:
@@ -289,6 +296,7 @@ class FromCallable(Neighborhood):
             raise fail("FromCallable", "fn", "be callable", fn)
         self.fn = fn
         self.include_self = bool(include_self)
+        self.y_defaults_to_x = False  # unknown: fn decides
 
     def forward(self, x: Optional[Tensor], y: Optional[Tensor] = None) -> Tensor:
         out = self.fn(x, y)

@@ -133,6 +133,7 @@ class Logits(Neighborhood):
     """
 
     include_self = True  # the candidates are columns, never the anchor itself
+    y_defaults_to_x = False
 
     def __init__(self, temperature: Number = 1.0) -> None:
         super().__init__()
@@ -163,6 +164,7 @@ class SinkhornCodes(Neighborhood):
     """
 
     include_self = True
+    y_defaults_to_x = False  # the candidates are the prototypes (columns of x)
 
     def __init__(self, epsilon: float = 0.05, n_iter: int = 3) -> None:
         super().__init__()

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .._validation import (
+    check_candidates,
     check_choice,
     check_features,
     check_ids_below,
@@ -32,7 +33,8 @@ from .._validation import (
     is_real,
 )
 from ..distances import SIMILARITIES
-from .base import Neighborhood, Number, show_number
+from .base import Neighborhood, Number, check_magnitude, show_number
+from .kernels import number
 
 __all__ = ["SigmoidLinks", "UMAPLinks", "SameIdLinks", "GraphLinks", "umap_ab"]
 
@@ -46,10 +48,17 @@ def _pairs(values: Tensor, y: Optional[Tensor]) -> Tensor:
     return values.reshape(-1)
 
 
-def _check_points(who: str, x: Tensor, y: Optional[Tensor]) -> None:
+def _check_points(who: str, x: Tensor, y: Optional[Tensor], factor: Optional[float] = 1.0) -> None:
+    """Finite 2-D points of one feature dimension, whose squared distances and dot products times
+    ``factor`` are finite (None: no magnitude check, for the cosine)."""
     check_features(who, "x", x)
     if y is not None:
         check_features(who, "y", y)
+    check_candidates(who, x, y)
+    if factor is not None:
+        for name, points in (("x", x), ("y", y)):
+            if points is not None:
+                check_magnitude(who, name, points, factor)
 
 
 def _from_logit(logit: Tensor) -> Tensor:
@@ -84,9 +93,9 @@ class SigmoidLinks(Neighborhood):
         self.metric = check_choice("SigmoidLinks", "metric", metric, tuple(SIMILARITIES))
 
     def forward(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
-        _check_points("SigmoidLinks", x, y)
         check_positive_parameter("SigmoidLinks", "scale", self.scale)  # learned ones, as they are now
         check_real_parameter("SigmoidLinks", "bias", self.bias)
+        _check_points("SigmoidLinks", x, y, None if self.metric == "cosine" else max(1.0, number(self.scale)))
         s = SIMILARITIES[self.metric](x, x if y is None else y)
         return _from_logit(_pairs(self.scale * s + self.bias, y))
 
