@@ -26,6 +26,7 @@ from icontorch import (
     SameLabel,
     StudentT,
     joint,
+    methods,
     mix_uniform,
     propagate,
     symmetrize,
@@ -98,6 +99,21 @@ CASES = [
      r"ICon: p and q must give matrices of the same shape; got p \(5, 5\) from target and q \(6, 6\) from z"),
     ("icon-p-q-shapes-candidates", lambda: LOSS(Z, Y, feats(4, seed=1), torch.tensor([0, 1, 2])),
      r"ICon: p and q must give matrices of the same shape; got p \(6, 3\) from target and q \(6, 4\) from z"),
+    # an error of p or q called by ICon names ICon's argument (z, target, candidates, target_candidates)
+    ("icon-candidates-dim", lambda: LOSS(Z, Y, feats(4, d=2), Y[:4]),
+     r"^Gaussian: candidates must have the feature dimension of z \(3\); got tensor of shape \(4, 2\)"),
+    ("icon-target-float", lambda: LOSS(Z, Y.double()), r"^SameLabel: target must be an integer tensor of ids"),
+    ("icon-target-candidates-float", lambda: ICon(FromCallable(SameLabel()), Gaussian(sigma=1.0))(
+        Z, Y, feats(4), Y[:4].double()), r"^SameLabel: target_candidates must be an integer tensor of ids"),
+    ("icon-cross-entropy-no-candidates", lambda: methods.cross_entropy(3, label_smoothing=0.1)(Z, Y),
+     r"^ICon: candidates must be given when p's candidates are classes \(p is MixUniform\(DataToClass\)\): "
+     r"pass the class prototypes as candidates, loss\(z, target=labels, candidates=prototypes\); got None\.$"),
+    ("icon-target-candidates-alone", lambda: LOSS(Z, Y, target_candidates=Y),
+     r"^ICon: candidates must be given with target_candidates \(q = Gaussian compares z with candidates, "
+     r"with the anchors themselves when they are None\); got None\.$"),
+    ("icon-candidates-alone", lambda: LOSS(Z, Y, feats(6, seed=1)),
+     r"^ICon: target_candidates must be given with candidates \(p = SameLabel compares target with "
+     r"target_candidates, with the anchors themselves when they are None\); got None\.$"),
     ("icon-scalar-z", lambda: LOSS(torch.tensor(1.0, dtype=F64), Y),
      r"ICon: z must be a non-empty batch; got tensor of shape \(\)"),
     ("icon-list-z", lambda: LOSS(Z.tolist(), Y), r"ICon: z must be a torch\.Tensor; got 'list'"),

@@ -20,7 +20,6 @@ import sys
 from typing import Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._validation import (
@@ -32,6 +31,7 @@ from .._validation import (
     fail,
     is_real,
 )
+from ..distances import unit
 from ..neighborhoods import StudentT
 from ..neighborhoods.base import _tolerance, show_number
 from ._registry import register
@@ -112,7 +112,7 @@ class DebiasedContrastiveLoss(nn.Module):
         if self.q is not None:
             return self._kernel_forward(z, partner)
         t = self.temperature
-        zn = F.normalize(z, dim=1)
+        zn = unit(z)
         # Every weight carries the factor e^(-1/t) (cos <= 1), which cancels in the ratio and
         # keeps exp() in range for small temperatures.
         w = torch.exp((zn @ zn.T - 1.0) / t)
@@ -156,7 +156,7 @@ class DecoupledContrastiveLoss(nn.Module):
     def forward(self, z: Tensor, target: Tensor) -> Tensor:
         partner = _pairs_of_views("DecoupledContrastiveLoss", z, target)
         check_positive_parameter("DecoupledContrastiveLoss", "temperature", self.temperature)  # as it is now
-        zn = F.normalize(z, dim=1)
+        zn = unit(z)
         logits = zn @ zn.T / self.temperature
         rows = torch.arange(z.shape[0], device=z.device)
         negative, _ = _negatives(logits, partner)

@@ -32,7 +32,7 @@ from .._validation import (
     fail,
     is_real,
 )
-from ..distances import SIMILARITIES
+from ..distances import SIMILARITIES, exponent_of, times_power_of_two
 from .base import Neighborhood, Number, check_magnitude, show_number
 from .kernels import number
 
@@ -138,10 +138,12 @@ class UMAPLinks(Neighborhood):
         self.b = check_positive("UMAPLinks", "b", b)
 
     def forward(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
-        _check_points("UMAPLinks", x, y)
-        d = torch.cdist(x, x if y is None else y).pow(2)
+        _check_points("UMAPLinks", x, y, factor=None)
+        # On points scaled by 2^-e (exact), log d^2 = log d_scaled^2 + 2 e log 2 at any magnitude.
+        e = exponent_of(x, x if y is None else y)
+        d = torch.cdist(times_power_of_two(x, -e), times_power_of_two(x if y is None else y, -e)).pow(2)
         # d = 0 only on the excluded diagonal (or for duplicates); keep its log finite.
-        log_d = d.clamp_min(torch.finfo(d.dtype).tiny).log()
+        log_d = d.clamp_min(torch.finfo(d.dtype).tiny).log() + 2.0 * e * math.log(2.0)
         return _from_logit(_pairs(-(math.log(self.a) + self.b * log_d), y))
 
     def extra_repr(self) -> str:

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from .._validation import check_choice, check_int, check_nonnegative, check_positive, check_positive_parameter, fail
-from ..distances import SIMILARITIES, squared_euclidean
+from ..distances import SIMILARITIES, exponent_of, squared_euclidean, times_power_of_two
 from ..knn import most_similar
 from .base import (
     FusedKernel,
@@ -148,22 +148,12 @@ def perplexity_precision(sq_dist: Tensor, perplexity: float, tol: float = 1e-10,
 
 
 def _scaled_sq_dist(x: Tensor, y: Optional[Tensor]) -> Tensor:
-    """``||x_i - y_j||^2 / c^2`` with c the power of two nearest below ``max |x|, |y|`` (exact), so that
-    no magnitude overflows or underflows; exact duplicates get exactly 0, not the rounding of
-    ``|x|^2 + |y|^2 - 2 x.y``. For scale-free uses: the perplexity calibration, the ranking of kNN."""
+    """``||x_i - y_j||^2 / 4^e`` with ``2^e`` just above ``max |x|, |y|`` (exact), so that no magnitude
+    overflows or underflows: for scale-free kernels (the perplexity calibration, Harmonic at
+    sigma = 0). Identical rows give identical distances, so duplicates stay tied."""
     y_ = x if y is None else y
-    top = max(float(x.detach().abs().max()), float(y_.detach().abs().max()))
-    if 0.0 < top < math.inf:
-        c = 2.0 ** math.floor(math.log2(top))
-        x, y_ = x / c, y_ / c
-    d = squared_euclidean(x, y_)
-    if y_.dim() == 2:  # per-anchor candidates (3-D) are subtracted directly: duplicates are exact
-        both = x.detach() if y is None else torch.cat([x.detach(), y_.detach()])
-        group = torch.unique(both, dim=0, return_inverse=True)[1]
-        same = group[: x.shape[0], None] == group[None, x.shape[0]:] if y is not None \
-            else group[:, None] == group[None, :]
-        d = d.masked_fill(same, 0.0)
-    return d
+    e = exponent_of(x, y_)
+    return squared_euclidean(times_power_of_two(x, -e), times_power_of_two(y_, -e))
 
 
 class PerplexityGaussian(KernelNeighborhood):
@@ -355,11 +345,14 @@ class Harmonic(KernelNeighborhood):
         self.include_self = bool(include_self)
 
     def logits(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
+        if self.sigma == 0.0:  # d^(-n), scale-free: computed on scaled points at any magnitude
+            d = _scaled_sq_dist(x, y)
+            return -0.5 * self.exponent * torch.log(d.clamp_min(torch.finfo(d.dtype).tiny))
         offset = (self.exponent - 1.0) * self.sigma ** 2
         return -0.5 * self.exponent * torch.log(_safe_sq_dist(x, y) + offset)
 
     def _magnitude_factor(self) -> Optional[float]:
-        return 1.0
+        return None if self.sigma == 0.0 else 1.0
 
     def extra_repr(self) -> str:
         return f"exponent={self.exponent}, sigma={self.sigma}, include_self={self.include_self}"
