@@ -105,6 +105,8 @@ CASES = [
     ("icon-target-float", lambda: LOSS(Z, Y.double()), r"^SameLabel: target must be an integer tensor of ids"),
     ("icon-target-candidates-float", lambda: ICon(FromCallable(SameLabel()), Gaussian(sigma=1.0))(
         Z, Y, feats(4), Y[:4].double()), r"^SameLabel: target_candidates must be an integer tensor of ids"),
+    ("icon-target-candidates-list", lambda: methods.clip()(Z[:3], torch.arange(3), Z[3:], [0, 1, 2]),
+     r"^CrossModal: target_candidates must be a torch\.Tensor of integer ids; got 'list'\.$"),
     ("icon-cross-entropy-no-candidates", lambda: methods.cross_entropy(3, label_smoothing=0.1)(Z, Y),
      r"^ICon: candidates must be given when p's candidates are classes \(p is MixUniform\(DataToClass\)\): "
      r"pass the class prototypes as candidates, loss\(z, target=labels, candidates=prototypes\); got None\.$"),

@@ -54,6 +54,13 @@ def test_duplicates_give_float64_results_in_float32(method):
     torch.testing.assert_close(grad32.double(), grad64, rtol=1e-4, atol=1e-6)
 
 
+def test_a_target_of_duplicates_has_a_finite_gradient_in_float32():
+    """beta ~ 1e60 times d's zero derivative at duplicates is 0, not inf * 0 (computed in float64)."""
+    target = torch.zeros(20, 3, requires_grad=True)
+    methods.sne(perplexity=5)(_randn(20, 2, seed=0, dtype=F32), target=target).backward()
+    assert torch.equal(target.grad, torch.zeros(20, 3))
+
+
 def test_ties_at_a_positive_distance_stay_finite_in_float32():
     """On a 3 x 3 grid a corner has two nearest neighbours at distance 1: perplexity 1.5 is out of
     reach there too, and the row keeps its two ties (shifted to log-weight 0), not -inf everywhere."""

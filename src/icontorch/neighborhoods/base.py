@@ -158,7 +158,7 @@ class FusedTargets:
             return self.needs_candidates if own else ""
         if not own and target_candidates is None:
             return "candidates come without target_candidates"
-        if self.ids and target_candidates is not None and target_candidates.dim() != 1:
+        if self.ids and isinstance(target_candidates, Tensor) and target_candidates.dim() != 1:
             return "target_candidates are per-anchor id sets (2-D)"
         return ""
 

@@ -61,6 +61,11 @@ def _check_points(who: str, x: Tensor, y: Optional[Tensor], factor: Optional[flo
                 check_magnitude(who, name, points, factor)
 
 
+def _check_pair_anchors(who: str, x: Tensor, y: Optional[Tensor]) -> None:
+    if y is None and x.shape[0] < 2:
+        raise fail(who, "x", "hold at least 2 ids when the anchors are their own candidates (a pair i != j)", x)
+
+
 def _from_logit(logit: Tensor) -> Tensor:
     """``[log sigma(l), log sigma(-l)]``: stable for any real l."""
     return torch.stack([F.logsigmoid(logit), F.logsigmoid(-logit)], dim=1)
@@ -139,12 +144,15 @@ class UMAPLinks(Neighborhood):
 
     def forward(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
         _check_points("UMAPLinks", x, y, factor=None)
+        dtype = x.dtype
+        if dtype in (torch.float16, torch.bfloat16):  # cdist has no half-precision kernel
+            x, y = x.float(), None if y is None else y.float()
         # On points scaled by 2^-e (exact), log d^2 = log d_scaled^2 + 2 e log 2 at any magnitude.
         e = exponent_of(x, x if y is None else y)
         d = torch.cdist(times_power_of_two(x, -e), times_power_of_two(x if y is None else y, -e)).pow(2)
         # d = 0 only on the excluded diagonal (or for duplicates); keep its log finite.
         log_d = d.clamp_min(torch.finfo(d.dtype).tiny).log() + 2.0 * e * math.log(2.0)
-        return _from_logit(_pairs(-(math.log(self.a) + self.b * log_d), y))
+        return _from_logit(_pairs(-(math.log(self.a) + self.b * log_d), y)).to(dtype)
 
     def extra_repr(self) -> str:
         return f"a={self.a}, b={self.b}"
@@ -157,6 +165,7 @@ class SameIdLinks(Neighborhood):
         check_index("SameIdLinks", "x", x)
         if y is not None:
             check_index("SameIdLinks", "y", y)
+        _check_pair_anchors("SameIdLinks", x, y)
         match = x[:, None] == (x if y is None else y)[None, :]
         return _from_probability(_pairs(match, y).to(torch.float64))
 
@@ -187,6 +196,7 @@ class GraphLinks(Neighborhood):
         check_ids_below("GraphLinks", "x", x, n_nodes)
         if y is not None:
             check_ids_below("GraphLinks", "y", y, n_nodes)
+        _check_pair_anchors("GraphLinks", x, y)
         v = self.memberships[x][:, x if y is None else y]
         return _from_probability(_pairs(v, y))
 

@@ -174,13 +174,15 @@ class PerplexityGaussian(KernelNeighborhood):
         self.include_self = bool(include_self)
 
     def logits(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
-        """``-beta_i (d_ij - min_k d_ik)``: the row shift leaves the softmax unchanged and keeps the
-        nearest candidate at 0 when ties drive beta to ~1e60 (the others are then ``-inf``)."""
-        d = _scaled_sq_dist(x, y)
+        """``-beta_i (d_ij - min_k d_ik)``, computed in float64 on scaled points (any magnitude) and
+        returned in x's dtype. Ties at the nearest distance can keep the entropy above its target and
+        drive beta to ~1e60: the row shift keeps the nearest candidates at 0 (the others become
+        ``-inf`` in float32, never ``inf * 0``), and the gradient, also float64, stays finite."""
+        d = _scaled_sq_dist(x.to(torch.float64), None if y is None else y.to(torch.float64))
         masked = mask_diagonal(d.neg()).neg() if y is None and not self.include_self else d
         beta = perplexity_precision(masked, self.perplexity)
-        nearest = masked.detach().amin(1, keepdim=True).to(torch.float64)
-        return (-beta[:, None] * (d.to(torch.float64) - nearest).clamp_min(0.0)).to(d.dtype)
+        nearest = masked.detach().amin(1, keepdim=True)
+        return (-beta[:, None] * (d - nearest).clamp_min(0.0)).to(x.dtype)
 
     def forward(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
         self._check(x, y)
