@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from .._validation import check_choice, check_int, check_nonnegative, check_positive, check_positive_parameter, fail
-from ..distances import SIMILARITIES, squared_euclidean
+from ..distances import SIMILARITIES, exponent_of, squared_euclidean, times_power_of_two
 from ..knn import most_similar
 from .base import (
     FusedKernel,
@@ -33,7 +33,7 @@ from .base import (
     mask_diagonal,
     show_number,
 )
-from .kernels import KernelProfile
+from .kernels import KernelProfile, number
 
 __all__ = ["Gaussian", "PerplexityGaussian", "StudentT", "KNN", "PowerExponential", "Harmonic",
            "perplexity_precision"]
@@ -84,6 +84,17 @@ class Gaussian(KernelNeighborhood):
 
     def logits(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
         return _similarity(self.metric, x, y) * self.scale
+
+    def _check_parameters(self, dtype: torch.dtype) -> None:
+        name, value = ("sigma", self.sigma) if self.sigma is not None else ("temperature", self.temperature)
+        check_positive_parameter("Gaussian", name, value)  # a learned one, as it is now
+        scale = abs(number(self.scale))
+        if not scale < torch.finfo(dtype).max:
+            raise fail("Gaussian", name, f"give a scale 1 / (2 sigma^2) or 1 / temperature representable in "
+                       f"{dtype} (it is {scale:.3g})", number(value))
+
+    def _magnitude_factor(self) -> Optional[float]:
+        return None if self.metric == "cosine" else max(1.0, abs(number(self.scale)))
 
     def fused_form(self) -> Optional[FusedKernel]:
         if not self._keeps(Gaussian, "logits", "forward", "_check"):
@@ -136,6 +147,15 @@ def perplexity_precision(sq_dist: Tensor, perplexity: float, tol: float = 1e-10,
         return beta
 
 
+def _scaled_sq_dist(x: Tensor, y: Optional[Tensor]) -> Tensor:
+    """``||x_i - y_j||^2 / 4^e`` with ``2^e`` just above ``max |x|, |y|`` (exact), so that no magnitude
+    overflows or underflows: for scale-free kernels (the perplexity calibration, Harmonic at
+    sigma = 0). Identical rows give identical distances, so duplicates stay tied."""
+    y_ = x if y is None else y
+    e = exponent_of(x, y_)
+    return squared_euclidean(times_power_of_two(x, -e), times_power_of_two(y_, -e))
+
+
 class PerplexityGaussian(KernelNeighborhood):
     """``p(j|i) = exp(-beta_i ||x_i - y_j||^2) / sum_k exp(-beta_i ||x_i - y_k||^2)``, ``exp(H(p_i)) = perplexity``.
 
@@ -154,10 +174,15 @@ class PerplexityGaussian(KernelNeighborhood):
         self.include_self = bool(include_self)
 
     def logits(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
-        d = squared_euclidean(x, x if y is None else y)
+        """``-beta_i (d_ij - min_k d_ik)``, computed in float64 on scaled points (any magnitude) and
+        returned in x's dtype. Ties at the nearest distance can keep the entropy above its target and
+        drive beta to ~1e60: the row shift keeps the nearest candidates at 0 (the others become
+        ``-inf`` in float32, never ``inf * 0``), and the gradient, also float64, stays finite."""
+        d = _scaled_sq_dist(x.to(torch.float64), None if y is None else y.to(torch.float64))
         masked = mask_diagonal(d.neg()).neg() if y is None and not self.include_self else d
-        beta = perplexity_precision(masked, self.perplexity).to(d.dtype)
-        return -beta[:, None] * d
+        beta = perplexity_precision(masked, self.perplexity)
+        nearest = masked.detach().amin(1, keepdim=True)
+        return (-beta[:, None] * (d - nearest).clamp_min(0.0)).to(x.dtype)
 
     def forward(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
         self._check(x, y)
@@ -189,6 +214,9 @@ class StudentT(KernelNeighborhood):
 
     def logits(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
         return KernelProfile("student_t", self.dof).log_w(squared_euclidean(x, x if y is None else y))
+
+    def _magnitude_factor(self) -> Optional[float]:
+        return max(1.0, 1.0 / self.dof)
 
     def fused_form(self) -> Optional[FusedKernel]:
         if not self._keeps(StudentT, "logits", "forward", "_check"):
@@ -283,6 +311,12 @@ class PowerExponential(KernelNeighborhood):
     def logits(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
         return -_safe_sq_dist(x, y).pow(self.gamma / 2.0) / self.temperature
 
+    def _check_parameters(self, dtype: torch.dtype) -> None:
+        check_positive_parameter("PowerExponential", "temperature", self.temperature)
+
+    def _magnitude_factor(self) -> Optional[float]:
+        return max(1.0, 1.0 / number(self.temperature))
+
     def extra_repr(self) -> str:
         return (f"gamma={self.gamma}, temperature={show_number(self.temperature)}, "
                 f"include_self={self.include_self}")
@@ -313,8 +347,14 @@ class Harmonic(KernelNeighborhood):
         self.include_self = bool(include_self)
 
     def logits(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
+        if self.sigma == 0.0:  # d^(-n), scale-free: computed on scaled points at any magnitude
+            d = _scaled_sq_dist(x, y)
+            return -0.5 * self.exponent * torch.log(d.clamp_min(torch.finfo(d.dtype).tiny))
         offset = (self.exponent - 1.0) * self.sigma ** 2
         return -0.5 * self.exponent * torch.log(_safe_sq_dist(x, y) + offset)
+
+    def _magnitude_factor(self) -> Optional[float]:
+        return None if self.sigma == 0.0 else 1.0
 
     def extra_repr(self) -> str:
         return f"exponent={self.exponent}, sigma={self.sigma}, include_self={self.include_self}"
