@@ -326,6 +326,21 @@ def test_write_atomic_keeps_permissions_and_reraises(tmp_path):
     assert target.read_text() == "new\n" and os.listdir(tmp_path) == ["out.csv"]
 
 
+def test_write_atomic_names_the_target_when_no_file_can_be_created(tmp_path, monkeypatch):
+    real_open = os.open
+
+    def read_only(path, flags, *args):                       # a read-only file system refuses new files
+        if flags & os.O_CREAT:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", read_only)
+    target = str(tmp_path / "out.csv")
+    with pytest.raises(OSError) as error_info:
+        write_atomic(target, lambda temp: None)
+    assert error_info.value.filename == target and error_info.value.errno == errno.EROFS
+
+
 # ----------------------------------------------------------------------------------- a closed pipe
 class _ClosedPipe:
     def write(self, text):

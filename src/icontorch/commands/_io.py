@@ -202,7 +202,10 @@ def write_atomic(path: str, write: Callable[[str], Any]) -> str:
     file keeps its permission bits. Returns ``path``.
     """
     target = Path(os.path.realpath(path))       # through a symbolic link: the link stays a link
-    temp = _temporary(target)
+    try:
+        temp = _temporary(target)
+    except OSError as error:                    # a read-only or full file system: name the target
+        raise OSError(error.errno, error.strerror or str(error), str(path)) from error
     try:
         write(str(temp))
         fd = os.open(temp, os.O_RDWR)
