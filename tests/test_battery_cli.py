@@ -19,10 +19,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from battery_inputs import Hang, fail, first_line, one_thread, stale, time_guard, where, xfails
-from battery_known import KNOWN_CLI
 
 from icontorch.cli import main
+
+from battery_inputs import Hang, fail, first_line, one_thread, stale, time_guard, where, xfails
+from battery_known import KNOWN_CLI
 
 USAGE, ERROR, SAFE = "usage", "error", "safe"
 SENTINEL = "sentinel: the output of an earlier run\n"

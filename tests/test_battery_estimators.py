@@ -18,10 +18,11 @@ import math
 import numpy as np
 import pytest
 import torch
-from battery_inputs import RAISES, SAFE, non_finite, one_thread, parameter_values, stale, verdict, xfails
-from battery_known import KNOWN_ESTIMATORS
 
 from icontorch import SNE, TSNE, Clustering, NeighborEmbedding, methods
+
+from battery_inputs import RAISES, SAFE, non_finite, one_thread, parameter_values, stale, verdict, xfails
+from battery_known import KNOWN_ESTIMATORS
 
 N, D = 40, 5
 _SHORT = dict(n_iter=4, early_exaggeration_iter=3, random_state=0)

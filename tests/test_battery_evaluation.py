@@ -12,13 +12,14 @@ import math
 import numpy as np
 import pytest
 import torch
-from battery_inputs import RAISES, SAFE, one_thread, rand, stale, verdict, xfails
-from battery_known import KNOWN_EVALUATION
 from torch import nn
 
 from icontorch.embedding import tsne_embedding
 from icontorch.metrics import clustering_scores, knn_accuracy
 from icontorch.probes import encode, knn_probe_accuracy, linear_probe_accuracy
+
+from battery_inputs import RAISES, SAFE, one_thread, rand, stale, verdict, xfails
+from battery_known import KNOWN_EVALUATION
 
 
 @pytest.fixture(autouse=True)

@@ -20,6 +20,9 @@ from typing import Any, Callable, Dict, Tuple
 import pytest
 import torch
 import torch.nn.functional as F
+
+from icontorch import Gaussian, ICon, IConError, PositivePairs, methods
+
 from battery_inputs import (
     LEARNED,
     RAISES,
@@ -35,8 +38,6 @@ from battery_inputs import (
     xfails,
 )
 from battery_known import KNOWN_METHODS
-
-from icontorch import Gaussian, ICon, IConError, PositivePairs, methods
 
 NAMES = methods.available()
 

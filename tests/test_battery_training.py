@@ -15,13 +15,14 @@ import math
 import numpy as np
 import pytest
 import torch
-from battery_inputs import RAISES, SAFE, one_thread, parameter_values, rand, stale, verdict, xfails
-from battery_known import KNOWN_TRAINING
 from torch import nn
 
 from icontorch import augment, methods
 from icontorch.training import train_contrastive
 from icontorch.views import MultiViewDataset, collate_views, multiview_batch
+
+from battery_inputs import RAISES, SAFE, one_thread, parameter_values, rand, stale, verdict, xfails
+from battery_known import KNOWN_TRAINING
 
 
 @pytest.fixture(autouse=True)
