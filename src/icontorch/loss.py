@@ -75,7 +75,15 @@ class ICon(nn.Module):
     Shape:
         ``forward(z, target, candidates=None, target_candidates=None)``: ``z`` (n, ...) and
         ``target`` (n, ...) describe the anchors; ``candidates`` (m, ...) and
-        ``target_candidates`` the candidates, defaulting to the anchors themselves.
+        ``target_candidates`` the candidates, defaulting to the anchors themselves. Both sides
+        must describe the same candidates: give ``candidates`` and ``target_candidates`` together,
+        except for a side whose candidates are not anchors (``y_defaults_to_x`` false: the classes
+        of :class:`DataToClass`, which then needs the class prototypes as ``candidates``).
+
+    Errors: bad input raises :class:`IConError` before the loss is computed; an error of p or q
+    names the argument as it was given to ICon (``z``, ``target``, ``candidates``,
+    ``target_candidates``), not as the neighbourhood calls it (x, y). A NaN row of the divergence
+    raises too: the loss is never NaN (only ``reduction="none"`` marks dropped rows with NaN).
     """
 
     def __init__(self, p: NeighborhoodLike, q: NeighborhoodLike, divergence: Divergence = "kl",
@@ -104,12 +112,14 @@ class ICon(nn.Module):
 
     def log_p(self, target: Optional[Tensor], target_candidates: Optional[Tensor] = None,
               names: Sequence[str] = NAMES) -> Tensor:
-        """The (n, m) supervisory log-probabilities ``log p(j|i)``."""
+        """The (n, m) supervisory log-probabilities ``log p(j|i)``; p's errors name its arguments
+        ``names[1]`` and ``names[3]`` (``target``, ``target_candidates``), not x and y."""
         with called_as(names[1], names[3]):
             return self.p(target, target_candidates)
 
     def log_q(self, z: Tensor, candidates: Optional[Tensor] = None, names: Sequence[str] = NAMES) -> Tensor:
-        """The (n, m) learned log-probabilities ``log q(j|i)``."""
+        """The (n, m) learned log-probabilities ``log q(j|i)``; q's errors name its arguments
+        ``names[0]`` and ``names[2]`` (``z``, ``candidates``), not x and y."""
         _check_learned(names[0], z)
         if candidates is not None:
             _check_learned(names[2], candidates)
@@ -185,8 +195,8 @@ class ICon(nn.Module):
             where = (torch.isnan(rows) & ~empty).nonzero().flatten().tolist()
             raise IConError(f"ICon: the divergence must be a number for every anchor, but it is NaN for "
                             f"anchors [{preview(where)}] ({len(where)} of {len(rows)}) with p = "
-                            f"{type(self.p).__name__} and q = {type(self.q).__name__}; got finite inputs, so a "
-                            f"custom neighbourhood or divergence returned NaN.")
+                            f"{describe(self.p)} and q = {describe(self.q)}; got NaN from finite inputs (a custom "
+                            f"neighbourhood or divergence, or a bug to report).")
         if has_empty:
             if not self.skip_empty_rows and not self.gather:
                 where = empty.nonzero().flatten().tolist()

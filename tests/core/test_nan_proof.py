@@ -45,7 +45,8 @@ TWO_POINTS = torch.eye(2, dtype=F64).repeat_interleave(10, 0)  # 20 points, each
 def test_duplicates_give_float64_results_in_float32(method):
     """Perplexity 5 < 9 duplicates: the entropy target is out of reach and beta doubles to ~1e60."""
     d = torch.cdist(TWO_POINTS, TWO_POINTS).pow(2).fill_diagonal_(math.inf)
-    assert perplexity_precision(d, 5.0).min() > 1e50  # the case that overflowed float32
+    p = torch.softmax(-perplexity_precision(d, 5.0)[:, None] * d, 1)  # the limit: uniform over the 9 ties
+    torch.testing.assert_close(p, (d == 0).double() / 9, rtol=0, atol=1e-300)
     loss, z = getattr(methods, method)(perplexity=5), _randn(20, 2, seed=0)
     value64, grad64 = _value_and_grad(loss, z, target=TWO_POINTS)
     value32, grad32 = _value_and_grad(loss, z.float(), target=TWO_POINTS.float())
@@ -54,11 +55,28 @@ def test_duplicates_give_float64_results_in_float32(method):
     torch.testing.assert_close(grad32.double(), grad64, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("bad", [torch.tensor([[0.0, math.nan]]), torch.tensor([[0.0, -1.0]]), torch.zeros(3)])
+def test_perplexity_precision_checks_its_distances(bad):
+    with pytest.raises(IConError, match=r"^perplexity_precision: sq_dist must be a 2-D floating tensor of squared "
+                                        r"distances >= 0 \(\+inf: not a candidate\); got tensor of shape"):
+        perplexity_precision(bad, 2.0)
+
+
 def test_a_target_of_duplicates_has_a_finite_gradient_in_float32():
     """beta ~ 1e60 times d's zero derivative at duplicates is 0, not inf * 0 (computed in float64)."""
     target = torch.zeros(20, 3, requires_grad=True)
     methods.sne(perplexity=5)(_randn(20, 2, seed=0, dtype=F32), target=target).backward()
     assert torch.equal(target.grad, torch.zeros(20, 3))
+
+
+def test_per_anchor_candidates_of_binary_data_give_float64_rows_in_float32():
+    """TSNE's path (each anchor against its own candidate set) on data with 8 distinct points."""
+    x = (torch.rand(60, 3, generator=torch.Generator().manual_seed(1)) > 0.5).double()
+    candidates = x[torch.cdist(x, x).argsort(1)[:, 1:16]]  # (60, 15, 3): many exact duplicates
+    p64 = PerplexityGaussian(5.0)(x, candidates)
+    p32 = PerplexityGaussian(5.0)(x.float(), candidates.float())
+    assert torch.isfinite(torch.logsumexp(p32, 1)).all()
+    torch.testing.assert_close(p32.exp().double(), p64.exp(), rtol=0, atol=1e-6)
 
 
 def test_ties_at_a_positive_distance_stay_finite_in_float32():

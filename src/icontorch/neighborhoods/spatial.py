@@ -113,7 +113,10 @@ def perplexity_precision(sq_dist: Tensor, perplexity: float, tol: float = 1e-10,
 
     A vectorised bisection on all rows at once (the search of SNE, Hinton & Roweis 2002): beta
     doubles until the entropy falls below the target, then halves the bracket. Entries of
-    ``sq_dist`` equal to ``+inf`` are not candidates. Runs in float64 without gradient.
+    ``sq_dist`` equal to ``+inf`` are not candidates. Runs in float64 without gradient. A row
+    whose k nearest candidates tie (duplicates), with k > perplexity, cannot reach the target:
+    its beta stops once ``beta (d - d_min) > 800`` for every other candidate, whose weight is then
+    0 in float64: the limit, uniform over the ties.
 
     Args:
         sq_dist: (n, m) squared distances.
@@ -124,19 +127,26 @@ def perplexity_precision(sq_dist: Tensor, perplexity: float, tol: float = 1e-10,
     Returns:
         (n,) float64 tensor of ``beta_i = 1 / (2 sigma_i^2)``.
     """
+    who = "perplexity_precision"
+    target = math.log(check_positive(who, "perplexity", perplexity))
+    if not isinstance(sq_dist, Tensor) or sq_dist.dim() != 2 or not sq_dist.is_floating_point() \
+            or bool(torch.isnan(sq_dist).any()) or bool((sq_dist < 0).any()):
+        raise fail(who, "sq_dist", "be a 2-D floating tensor of squared distances >= 0 (+inf: not a candidate)",
+                   sq_dist)
     with torch.no_grad():
         d = sq_dist.detach().to(torch.float64)
-        target = math.log(perplexity)
         n = d.shape[0]
         beta = torch.ones(n, dtype=torch.float64, device=d.device)
         lo = torch.zeros_like(beta)
         hi = torch.full_like(beta, float("inf"))
+        nearest = d.amin(1, keepdim=True)
+        gap = torch.where(torch.isfinite(d) & (d > nearest), d - nearest, math.inf).amin(1)
         for _ in range(max_iter):
             log_p = torch.log_softmax(-beta[:, None] * d, dim=1)
             p = log_p.exp()
             entropy = -torch.where(p > 0, p * log_p, torch.zeros_like(p)).sum(1)
             diff = entropy - target
-            if bool((diff.abs() < tol).all()):
+            if bool(((diff.abs() < tol) | (diff > 0) & (beta * gap > 800.0)).all()):
                 break
             too_wide = diff > 0  # entropy too high: sharpen (raise beta)
             lo = torch.where(too_wide, beta, lo)
