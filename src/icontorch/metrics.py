@@ -29,10 +29,17 @@ def _features(who: str, name: str, a: ArrayLike) -> np.ndarray:
         raise fail(who, name, "hold real numbers", f"dtype {x.dtype}")
     if not np.isfinite(x).all():
         raise fail(who, name, "be finite (no NaN or Inf)", f"{int((~np.isfinite(x)).sum())} such values")
-    peak = float(np.abs(x).max())
-    if peak != 0.0 and not 2.0 ** -30 <= peak <= 2.0 ** 30:
-        x = x * 2.0 ** -math.frexp(peak)[1]          # kNN ranks and z-scores do not change
-    return x
+    factor = _magnitude_factor(x)
+    return x if factor == 1.0 else x * factor          # kNN ranks and z-scores do not change
+
+
+def _magnitude_factor(*arrays: np.ndarray) -> float:
+    """``2^-e`` with ``2^(e-1) <= max |a| < 2^e`` over the arrays when that maximum lies outside
+    ``[2^-30, 2^30]``, else 1 (numpy's twin of :func:`icontorch.clustering.graph.power_of_two_scale`)."""
+    peak = max(float(np.abs(a).max()) for a in arrays)
+    if peak == 0.0 or 2.0 ** -30 <= peak <= 2.0 ** 30:
+        return 1.0
+    return 2.0 ** -math.frexp(peak)[1]
 
 
 def _label_ids(who: str, name: str, a: ArrayLike) -> Tuple[np.ndarray, np.ndarray]:

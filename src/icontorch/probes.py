@@ -8,7 +8,6 @@ scikit-learn does the fitting.
 
 from __future__ import annotations
 
-import math
 from typing import Union
 
 import numpy as np
@@ -16,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from ._validation import IConError, check_choice, check_device, check_int, check_positive, fail
-from .metrics import _features, _label_ids, _to_numpy
+from .metrics import _features, _label_ids, _magnitude_factor, _to_numpy
 
 __all__ = ["encode", "linear_probe_accuracy", "knn_probe_accuracy"]
 
@@ -91,18 +90,10 @@ def _split(who: str, train: ArrayLike, y_train: ArrayLike, test: ArrayLike, y_te
                         f"{x_train.shape[1]} and {x_test.shape[1]}.")
     if np.unique(y_train).size < 2:
         raise fail(who, "train_labels", "hold at least 2 classes", np.unique(y_train).tolist())
-    factor = _common_factor(x_train, x_test)
+    factor = _magnitude_factor(x_train, x_test)
     if factor != 1.0:
         x_train, x_test = x_train * factor, x_test * factor
     return x_train, y_train, x_test, y_test
-
-
-def _common_factor(*arrays: np.ndarray) -> float:
-    """``2^-e`` bringing the largest magnitude near 1 when it lies outside ``[2^-30, 2^30]``, else 1."""
-    peak = max(float(np.abs(a).max()) for a in arrays)
-    if peak == 0.0 or 2.0 ** -30 <= peak <= 2.0 ** 30:
-        return 1.0
-    return 2.0 ** -math.frexp(peak)[1]
 
 
 def linear_probe_accuracy(train_features: ArrayLike, train_labels: ArrayLike, test_features: ArrayLike,

@@ -110,12 +110,9 @@ def _check_loss(loss: Any, epoch: int, step: int) -> Tensor:
     return loss
 
 
-def _check_images(images: object, model: nn.Module) -> Tensor:
+def _check_images(images: object) -> Tensor:
     if not isinstance(images, Tensor) or images.dim() != 4 or not images.is_floating_point():
         raise fail(_WHO, "images", "be a floating tensor of shape (N, C, H, W)", images)
-    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), images.dtype)
-    if images.dtype != dtype:
-        raise fail(_WHO, "images", f"have the dtype of the model's parameters ({dtype})", images)
     if not bool(torch.isfinite(images).all()):
         raise fail(_WHO, "images", "be finite (no NaN or Inf)", images)
     if images.shape[0] < 2:
@@ -322,7 +319,7 @@ def train_contrastive(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tens
         model is left in eval mode.
     """
     _check_parts(model, loss_fn, augment)
-    images = _check_images(images, model)
+    images = _check_images(images)
     settings = _check_settings(images.shape[0], epochs, batch_size, n_views, learning_rate, weight_decay,
                                learning_rate_schedule, random_state)
     path = _check_checkpoint(checkpoint, resume)

@@ -70,12 +70,12 @@ def _weights(model):
      r"model must map the 16 views to a \(16, d\) tensor of embeddings; got tensor of shape \(16,\)"),
     (dict(images=torch.rand(16, 3, 8, 8)), r"model must map views of shape \(16, 3, 8, 8\) to \(B, d\) embeddings; "
                                            r"it raised RuntimeError: mat1 and mat2"),
-    (dict(images=_images().double()), r"images must have the dtype of the model's parameters \(torch.float32\)"),
+    (dict(images=_images().double()), r"model must map views of shape \(16, 1, 8, 8\) .*RuntimeError: .*dtype"),
     (dict(augment=lambda x: x), r"augment must be a callable augment\(x, generator\) -> x \(it must accept two"),
     (dict(augment=lambda x, g: x.double()), r"^train_contrastive: augment\(x\) must return a tensor of the input's "
                                             r"dtype torch.float32"),
     (dict(augment=lambda x, g: x * float("nan")), r"^train_contrastive: augment\(x\) must return finite values"),
-    (dict(resume="yes", checkpoint="run.pt"), r"resume must be True or False; got 'yes'\."),
+    (dict(resume="yes"), r"resume must be True or False; got 'yes'\."),
     (dict(checkpoint=5), r"checkpoint must be None or a file path"),
 ])
 def test_bad_training_input_ends_in_a_clear_error(kwargs, match):
@@ -110,7 +110,18 @@ def test_checkpoint_in_a_missing_folder_is_refused_before_training(tmp_path):
     assert augment.calls == 0 and list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("content", ["garbage", "empty", "truncated", "list", "tensor"])
+def test_checkpoint_in_a_folder_that_cannot_be_written_is_refused_before_training(tmp_path, monkeypatch):
+    import icontorch.training as training
+
+    # the probe file cannot be created (as in a read-only folder, which root could still write)
+    monkeypatch.setattr(training, "_temporary", lambda path: tmp_path / "missing" / "probe.tmp")
+    augment = _Counting()
+    with pytest.raises(ic.IConError, match=r"checkpoint must be in a folder where files can be written"):
+        _train(augment=augment, checkpoint=tmp_path / "run.pt")
+    assert augment.calls == 0
+
+
+@pytest.mark.parametrize("content", ["garbage", "empty", "truncated", "list", "tensor", "keys missing"])
 def test_a_file_that_is_not_a_checkpoint_is_named(tmp_path, content):
     path = tmp_path / "run.pt"
     if content in ("garbage", "empty"):
@@ -118,6 +129,8 @@ def test_a_file_that_is_not_a_checkpoint_is_named(tmp_path, content):
     elif content == "truncated":
         _train(checkpoint=path)
         path.write_bytes(path.read_bytes()[:300])
+    elif content == "keys missing":
+        torch.save({"format": 2, "epoch": 1}, path)
     else:
         torch.save([1, 2] if content == "list" else torch.zeros(3), path)
     model = _Tiny()

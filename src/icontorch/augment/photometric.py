@@ -29,7 +29,7 @@ class GaussianNoise(Augmentation):
 
     def __call__(self, x: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
         _check_call("GaussianNoise", x, generator)
-        if self.std > torch.finfo(x.dtype).max / 1e3:          # std * eps would overflow x's dtype
+        if self.std > torch.finfo(x.dtype).max / 10:           # std * eps (|eps| < 10) would overflow x's dtype
             raise fail("GaussianNoise", "std", f"be far below the largest {x.dtype} "
                        f"({torch.finfo(x.dtype).max:.3g}) for this x", self.std)
         device = generator.device if generator is not None else x.device

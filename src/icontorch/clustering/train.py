@@ -186,7 +186,8 @@ def _run_epochs(heads: ClusterHeads, averaged: ClusterHeads, batches: _Batches, 
                     teacher = averaged(z) / settings.temperature
             losses = objective(heads(z) / settings.temperature, src, z, teacher, True)
             if not bool(torch.isfinite(losses).all()):
-                raise _diverged(epoch, z, losses, settings)
+                raise IConError(f"Clustering: the loss became non-finite at epoch {epoch} (learning_rate="
+                                f"{settings.learning_rate} may be too large); got {losses.tolist()}.")
             optimizer.zero_grad(set_to_none=True)
             losses.sum().backward()
             optimizer.step()
@@ -197,14 +198,6 @@ def _run_epochs(heads: ClusterHeads, averaged: ClusterHeads, batches: _Batches, 
         if settings.verbose:
             epochs.set_postfix(loss=float(history[epoch].min()))
     return history, steps
-
-
-def _diverged(epoch: int, z: Tensor, losses: Tensor, settings: TrainSettings) -> IConError:
-    peak = float(z.abs().max())
-    cause = f"learning_rate={settings.learning_rate} may be too large"
-    if peak > 1e4:
-        cause += f", or the heads' inputs (up to {peak:.3g}) too large: keep standardize=True"
-    return IConError(f"Clustering: the loss became non-finite at epoch {epoch} ({cause}); got {losses.tolist()}.")
 
 
 def _score_heads(heads: ClusterHeads, batches: _Batches, objective: BatchObjective,
