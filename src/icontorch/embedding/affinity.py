@@ -16,7 +16,7 @@ For large data the p side is stored as a list of edges ``(i, j)``, the pairs whe
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -78,6 +78,27 @@ def default_n_neighbors(p: Neighborhood, n: int) -> int:
     return max(1, min(n - 1, m))
 
 
+def _evaluate(p: Callable[..., Tensor], x: Tensor, *others: Tensor) -> Tensor:
+    """``p(x, *others)``, again in float64 and cast back when it holds NaN in a lower precision.
+
+    A perplexity search over many exact duplicates reaches no entropy low enough and drives the
+    precision to ~1e60, which overflows float32 into ``inf * 0 = NaN``; in float64 the same p is
+    uniform over the duplicates and ``-inf`` (after the cast) elsewhere. Data without NaN in the
+    first pass is left exactly as it was.
+    """
+    log_p = p(x, *others)
+    if isinstance(log_p, Tensor) and x.dtype != torch.float64 and bool(torch.isnan(log_p).any()):
+        log_p = p(x.double(), *(o.double() for o in others)).to(x.dtype)
+    return log_p
+
+
+def _check_no_nan(log_p: Tensor, who: str) -> None:
+    bad = torch.isnan(log_p).reshape(log_p.shape[0], -1).any(1)
+    if bool(bad.any()):
+        raise IConError(f"{who}: p must give log-probabilities without NaN on X; got NaN in {int(bad.sum())} "
+                        f"of {log_p.shape[0]} rows.")
+
+
 def _conditional_on_candidates(base: Neighborhood, x: Tensor, idx: Tensor, who: str,
                                candidates: Optional[Tensor] = None,
                                chunk_entries: int = 1 << 24) -> Tensor:
@@ -89,13 +110,14 @@ def _conditional_on_candidates(base: Neighborhood, x: Tensor, idx: Tensor, who: 
     with torch.no_grad():
         for start in range(0, n, chunk):
             rows = slice(start, start + chunk)
-            log_p = base(x[rows], candidates[idx[rows]])
+            log_p = _evaluate(base, x[rows], candidates[idx[rows]])
             if not isinstance(log_p, Tensor) or log_p.shape != idx[rows].shape:
                 raise IConError(f"{who}: p must return one log-probability per candidate "
                                 f"({tuple(idx[rows].shape)}) when given per-anchor candidates; "
                                 f"got {getattr(log_p, 'shape', type(log_p).__name__)}.")
             out.append(log_p)
     log_p = torch.cat(out)
+    _check_no_nan(log_p, who)
     empty = torch.isneginf(log_p).all(1)
     if bool(empty.any()):
         raise IConError(f"{who}: every point needs a neighbour under p, but {int(empty.sum())} of {n} "
@@ -188,13 +210,15 @@ def dense_affinity(p: Neighborhood, x: Tensor, joint: bool, who: str) -> Tensor:
     """The full (n, n) matrix of ``log P_ij`` (joint) or ``log p(j|i)``, ``-inf`` where p is zero."""
     n = x.shape[0]
     with torch.no_grad():
-        log_p = p(x)
+        log_p = _evaluate(p, x)
     expected = (1, n * n) if joint else (n, n)
     if not isinstance(log_p, Tensor) or tuple(log_p.shape) != expected:
         form = "a joint (1, n*n) p such as symmetrize(...)" if joint else "a conditional (n, n) p"
         raise IConError(f"{who}: p must be {form} to match q; got "
                         f"{getattr(log_p, 'shape', type(log_p).__name__)} for {n} points.")
-    return log_p.reshape(n, n)
+    log_p = log_p.reshape(n, n)
+    _check_no_nan(log_p, who)
+    return log_p
 
 
 def affinity_to_reference(p: Neighborhood, x_new: Tensor, x_ref: Tensor, n_neighbors: int,

@@ -7,7 +7,7 @@ Validation, the non-parametric and parametric fits, and ``transform``; the publi
 from __future__ import annotations
 
 from types import SimpleNamespace
-from typing import Any, Dict, Tuple, Union
+from typing import Any, Dict, List, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -17,6 +17,7 @@ from .._estimator_base import ArrayLike, Estimator, Threads, as_tensor, check_n_
 from .._validation import (
     IConError,
     check_choice,
+    check_device,
     check_flag,
     check_int,
     check_layer_sizes,
@@ -38,7 +39,7 @@ from .affinity import (
     split_joint,
 )
 from .mappers import MLP, EmbeddingTable
-from .optim import DenseObjective, ReferenceObjective, SparseObjective, gradient_descent
+from .optim import Callback, DenseObjective, ReferenceObjective, SparseObjective, gradient_descent
 from .parametric import embed, train_mapper
 from .repulsion import kernel_profile
 
@@ -49,6 +50,33 @@ METRICS = ("squared_euclidean", "cosine")
 _EXACT_MAX_N = 500         # "auto" uses the dense exact objective up to this many points
 
 Settings = SimpleNamespace
+
+
+def _check_callbacks(who: str, callbacks: Any) -> List[Callback]:
+    """None, a callable or an iterable of callables, as a list."""
+    if callbacks is None:
+        return []
+    if callable(callbacks):
+        return [callbacks]
+    if isinstance(callbacks, (Sequence, set, frozenset)) and not isinstance(callbacks, (str, bytes)):
+        listed = list(callbacks)
+        if all(callable(c) for c in listed):
+            return listed
+    raise fail(who, "callbacks", "be a callable or a list of callables", callbacks)
+
+
+def _check_informative(who: str, x: Tensor, metric: str) -> None:
+    """X must hold two distinct points (under the metric): an embedding of one point is meaningless."""
+    if metric == "cosine":
+        zero = x.abs().amax(1) == 0
+        if bool(zero.any()):
+            raise IConError(f"{who}: X must have no all-zero rows when metric='cosine' (their direction is "
+                            f"undefined); got {int(zero.sum())} of {x.shape[0]}.")
+        x = torch.nn.functional.normalize(x, dim=1)
+    if bool((x == x[0]).all()):
+        what = "directions (metric='cosine')" if metric == "cosine" else "rows"
+        raise IConError(f"{who}: X must hold at least two distinct {what}: the embedding of constant "
+                        f"data is meaningless; got {x.shape[0]} identical {what.split()[0]}.")
 
 
 class NeighborEmbeddingBase(Estimator):
@@ -100,15 +128,8 @@ class NeighborEmbeddingBase(Estimator):
         check_choice(who, "algorithm", s.algorithm, ALGORITHMS)
         check_choice(who, "knn_backend", s.knn_backend, KNN_BACKENDS)
         s.parametric = check_flag(who, "parametric", s.parametric)
-        if s.callbacks is not None and not callable(s.callbacks):
-            if not all(callable(c) for c in s.callbacks):
-                raise fail(who, "callbacks", "be a callable or a list of callables", s.callbacks)
-        try:
-            device = torch.device(s.device)
-        except (RuntimeError, TypeError):
-            raise fail(who, "device", "name a torch device such as 'cpu' or 'cuda'", s.device) from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise fail(who, "device", "be available (torch.cuda.is_available() is False)", s.device)
+        s.callbacks = _check_callbacks(who, s.callbacks)
+        device = check_device(who, "device", s.device)
         seed = int(torch.randint(0, 2 ** 62, ()).item()) if s.random_state is None else s.random_state
         return device, torch.Generator().manual_seed(seed)
 
@@ -164,17 +185,23 @@ class NeighborEmbeddingBase(Estimator):
         return Threads(check_n_jobs(type(self).__name__, self.n_jobs))
 
     def fit(self, X: ArrayLike, y: Any = None) -> "NeighborEmbeddingBase":
-        """Fit the embedding of ``X`` (n_samples, n_features); ``y`` is ignored."""
+        """Fit the embedding of ``X`` (n_samples, n_features); ``y`` is ignored.
+
+        Transactional: the learned attributes are replaced only when the fit succeeds; a fit that
+        raises or is interrupted (Ctrl-C, ``KeyboardInterrupt`` from a callback) leaves the
+        estimator as it was (:meth:`~icontorch._estimator_base.Estimator._fit_transaction`).
+        """
         with self._threads():
-            return self._fit(X)
+            return self._fit_transaction(lambda work: work._fit(X))
 
     def _fit(self, X: ArrayLike) -> "NeighborEmbeddingBase":
         s = self._settings()
         self._device, self._generator = self._check_params(s)
         x = as_tensor(X, type(self).__name__, "X", self._device)
+        self._check_data_size(x.shape[0], s)
+        _check_informative(type(self).__name__, x, s.metric)
         if s.metric == "cosine":
             x = torch.nn.functional.normalize(x, dim=1)
-        self._check_data_size(x.shape[0], s)
         p, q = self._neighborhoods(s)
         kernel, joint = self._split_q(q)
         algorithm = self._resolve_algorithm(s, x.shape[0], kernel)
