@@ -137,7 +137,6 @@ def test_cuda_without_cuda_is_refused():
         _small(device="cuda").fit(x)
 
 
-@pytest.mark.xfail(strict=False, reason="complex rejected in _estimator_base.as_tensor by the embedding branch")
 def test_complex_input_is_refused():
     x, _ = _blobs()
     with pytest.raises(IConError, match="X"):
