@@ -83,7 +83,8 @@ class ICon(nn.Module):
     Errors: bad input raises :class:`IConError` before the loss is computed; an error of p or q
     names the argument as it was given to ICon (``z``, ``target``, ``candidates``,
     ``target_candidates``), not as the neighbourhood calls it (x, y). A NaN row of the divergence
-    raises too: the loss is never NaN (only ``reduction="none"`` marks dropped rows with NaN).
+    raises too: the loss is never NaN (only ``reduction="none"`` marks dropped rows with NaN). It
+    is +inf, the true value, where one side puts mass on a candidate the other excludes.
     """
 
     def __init__(self, p: NeighborhoodLike, q: NeighborhoodLike, divergence: Divergence = "kl",
@@ -143,7 +144,11 @@ class ICon(nn.Module):
             # infinite there (reverse_kl) cannot send NaN gradients (0 * inf) into the kept rows.
             log_p = log_p.masked_fill(empty[:, None], 0.0)
             log_q = log_q.masked_fill(empty[:, None], 0.0)
-        return self._divergence_fn()(log_p, log_q), empty
+        rows = self._divergence_fn()(log_p, log_q)
+        if not isinstance(rows, Tensor) or rows.shape != empty.shape:
+            raise fail("ICon", "divergence", f"return one value per anchor, a tensor of shape {tuple(empty.shape)}",
+                       rows)
+        return rows, empty
 
     def _dispatch(self, z: Tensor, target: Optional[Tensor], candidates: Optional[Tensor],
                   target_candidates: Optional[Tensor], self_offset: Optional[int],
@@ -190,13 +195,14 @@ class ICon(nn.Module):
             z, candidates = z.to(dtype), candidates.to(dtype)
         with full_precision(z.device.type):
             rows, empty = self._dispatch(z, target, candidates, target_candidates, self_offset, names)
-        has_empty, has_nan = torch.stack([empty.any(), (torch.isnan(rows) & ~empty).any()]).tolist()
+        nan = torch.isnan(rows) & ~empty
+        has_empty, has_nan = torch.stack([empty.any(), nan.any()]).tolist()
         if has_nan:
-            where = (torch.isnan(rows) & ~empty).nonzero().flatten().tolist()
-            raise IConError(f"ICon: the divergence must be a number for every anchor, but it is NaN for "
-                            f"anchors [{preview(where)}] ({len(where)} of {len(rows)}) with p = "
-                            f"{describe(self.p)} and q = {describe(self.q)}; got NaN from finite inputs (a custom "
-                            f"neighbourhood or divergence, or a bug to report).")
+            where = nan.nonzero().flatten().tolist()
+            raise IConError(f"ICon: the divergence must be a number for every anchor, but it is NaN for anchors "
+                            f"[{preview(where)}] ({len(where)} of {len(rows)}) with p = {describe(self.p)} and "
+                            f"q = {describe(self.q)}; got NaN from finite inputs (a custom neighbourhood or "
+                            f"divergence, or a bug to report).")
         if has_empty:
             if not self.skip_empty_rows and not self.gather:
                 where = empty.nonzero().flatten().tolist()

@@ -208,6 +208,19 @@ def test_a_nan_divergence_raises_instead_of_returning_nan():
         loss(_randn(8, 3, seed=8), LABELS)
 
 
+def test_disjoint_supports_give_an_infinite_kl_not_nan():
+    """p = SameLabel puts mass on neighbours that a hard kNN q excludes: KL = +inf, the true value."""
+    rows = ICon(SameLabel(), KNN(1), reduction="none")(_randn(8, 3, seed=8), LABELS)
+    assert not torch.isnan(rows).any() and torch.isinf(rows).any()
+
+
+def test_a_divergence_must_return_one_value_per_anchor():
+    loss = ICon(SameLabel(), Gaussian(sigma=1.0), divergence=lambda log_p, log_q: (log_p - log_q).sum())
+    with pytest.raises(IConError, match=r"^ICon: divergence must return one value per anchor, a tensor of "
+                                        r"shape \(8,\); got tensor of shape \(\)"):
+        loss(_randn(8, 3, seed=8), LABELS)
+
+
 def test_float32_z_with_float64_candidates_computes_in_float64():
     z, w = _randn(6, 4, seed=9), _randn(3, 4, seed=10)
     labels = torch.tensor([0, 1, 2, 0, 1, 2])

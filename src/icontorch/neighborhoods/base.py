@@ -83,7 +83,7 @@ def check_magnitude(who: str, name: str, x: Tensor, factor: float = 1.0) -> None
     """``4 factor max_i ||x_i||^2`` must be finite in x's dtype: then the squared distances and dot
     products of x (those of the expansion ``|x|^2 + |y|^2 - 2 x.y`` too), times ``factor``, are."""
     limit = torch.finfo(x.dtype).max
-    top = float(x.detach().pow(2).sum(-1).max())
+    top = float(torch.linalg.vector_norm(x.detach(), dim=-1).max()) ** 2  # inf once a norm overflows
     if not 4.0 * top * factor < limit:
         biggest = float(x.detach().abs().max())
         scaled = "" if factor <= 1.0 else f" (times the kernel's scale {factor:.3g})"
