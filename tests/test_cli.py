@@ -55,7 +55,7 @@ def test_demo_outcome(tmp_path, capsys):
 
 def test_demo_reports_bad_input(tmp_path, capsys):
     assert main(["demo", "--n-iter", "-1", "-o", str(tmp_path / "demo.png")]) == 2
-    assert "TSNE: n_iter must be an integer >= 0; got -1." in capsys.readouterr().err
+    assert capsys.readouterr().err == "icontorch demo: error: --n-iter must be an integer >= 0; got -1.\n"
     with pytest.raises(SystemExit):
         main(["demo", "--seed", "1"])                      # renamed --random-state
 

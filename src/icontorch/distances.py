@@ -13,13 +13,43 @@ everywhere in the package (larger is closer):
 
 from __future__ import annotations
 
-from typing import Callable, Dict
+import math
+from typing import Callable, Dict, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["squared_euclidean", "cosine_similarity", "dot_product", "SIMILARITIES"]
+__all__ = ["squared_euclidean", "cosine_similarity", "dot_product", "unit", "SIMILARITIES",
+           "exponent_of", "times_power_of_two"]
+
+
+def exponent_of(*tensors: Tensor) -> int:
+    """The e with the largest ``|entry|`` of ``tensors`` in ``[2^(e-1), 2^e)``; 0 when all are zero."""
+    tops = [float(t.detach().abs().max()) for t in tensors if t.numel()]
+    top = max(tops, default=0.0)
+    return math.frexp(top)[1] if 0.0 < top < math.inf else 0
+
+
+def times_power_of_two(x: Tensor, e: Union[int, Tensor]) -> Tensor:
+    """``x 2^e``, exact, in two factors ``2^(e // 2)`` and ``2^(e - e // 2)`` that stay normal
+    numbers of x's dtype where ``x 2^e`` is (a single ``2^-128`` is not a normal float32)."""
+    if isinstance(e, Tensor):
+        half = torch.div(e, 2, rounding_mode="floor")
+        return x * torch.exp2(half.to(x.dtype)) * torch.exp2((e - half).to(x.dtype))
+    return x * 2.0 ** (e // 2) * 2.0 ** (e - e // 2)
+
+
+def unit(x: Tensor) -> Tensor:
+    """``x_i / ||x_i||`` along the last dimension, at any magnitude; a zero row stays zero.
+
+    Each row is first multiplied by the power of two ``2^-e`` that brings its largest entry into
+    [0.5, 1) (exact, and without gradient: the result does not depend on it), so that its norm
+    neither overflows (``|x| ~ 1e20`` in float32) nor falls below ``F.normalize``'s ``eps`` (``|x| <
+    1e-12``). In between, the result is ``F.normalize(x)`` bit for bit.
+    """
+    exponent = torch.frexp(x.detach().abs().amax(-1, keepdim=True))[1]
+    return F.normalize(times_power_of_two(x, -exponent), dim=-1)
 
 
 def squared_euclidean(x: Tensor, y: Tensor) -> Tensor:
@@ -40,7 +70,7 @@ def dot_product(x: Tensor, y: Tensor) -> Tensor:
 
 def cosine_similarity(x: Tensor, y: Tensor) -> Tensor:
     """``s_ij = x_i . y_j / (||x_i|| ||y_j||)``."""
-    return dot_product(F.normalize(x, dim=-1), F.normalize(y, dim=-1))
+    return dot_product(unit(x), unit(y))
 
 
 def negative_squared_euclidean(x: Tensor, y: Tensor) -> Tensor:

@@ -9,11 +9,10 @@ from __future__ import annotations
 from typing import Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ._validation import check_choice, check_features, check_int, fail
-from .distances import SIMILARITIES, dot_product
+from .distances import SIMILARITIES, dot_product, exponent_of, times_power_of_two, unit
 
 __all__ = ["exact_knn", "most_similar"]
 
@@ -39,15 +38,21 @@ def most_similar(x: Tensor, y: Tensor, n_neighbors: int, metric: str,
 
     Returns:
         ``(indices, similarities)``, both (n, k).
+
+    The ranking is computed on x and y scaled by one power of two (exact), which leaves it
+    unchanged but keeps squared distances and dot products of tiny (1e-30) or huge (1e20) points
+    from under- or overflowing; the similarities are scaled back.
     """
     m = y.shape[-2] if y.dim() == 3 else y.shape[0]
+    exponent = 0 if metric == "cosine" else exponent_of(x, y)
+    x, y = times_power_of_two(x, -exponent), times_power_of_two(y, -exponent)
     chunk = max(1, min(chunk_size, BLOCK_ENTRIES // max(1, m)))
     indices = torch.empty(x.shape[0], n_neighbors, dtype=torch.long, device=x.device)
     values = torch.empty(x.shape[0], n_neighbors, dtype=x.dtype, device=x.device)
     with torch.no_grad():
         similarity = SIMILARITIES[metric]
         if metric == "cosine":  # normalise once, not once per block (the same numbers)
-            x, y, similarity = F.normalize(x, dim=-1), F.normalize(y, dim=-1), dot_product
+            x, y, similarity = unit(x), unit(y), dot_product
         for start in range(0, x.shape[0], chunk):
             stop = min(x.shape[0], start + chunk)
             s = similarity(x[start:stop], y[start:stop] if y.dim() == 3 else y)
@@ -56,7 +61,7 @@ def most_similar(x: Tensor, y: Tensor, n_neighbors: int, metric: str,
                 s[i - start, i + self_offset] = float("-inf")
             values[start:stop], indices[start:stop] = s.topk(n_neighbors, dim=1)
             del s  # before the next block is made, so that two blocks never coexist
-    return indices, values
+    return indices, (values if exponent == 0 else times_power_of_two(values, 2 * exponent))
 
 
 def exact_knn(x: Tensor, n_neighbors: int, y: Optional[Tensor] = None, metric: str = "cosine",

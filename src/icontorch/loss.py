@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Tuple, Union
+from typing import Callable, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -10,13 +10,22 @@ from torch import Tensor, nn
 from ._validation import IConError, check_choice, check_flag, fail, is_integer, preview
 from .divergences import DIVERGENCES
 from .engine import distributed
-from .engine.structured import Structured, choose_tile, shape_error, structured_form
+from .engine.structured import Structured, choose_tile, describe, shape_error, structured_form
 from .engine.tiled import at_least_float32, full_precision
-from .neighborhoods.base import NeighborhoodLike, as_neighborhood
+from .neighborhoods.base import (
+    FusedTargets,
+    NeighborhoodLike,
+    as_neighborhood,
+    called_as,
+)
 
 __all__ = ["ICon"]
 
 Divergence = Union[str, Callable[[Tensor, Tensor], Tensor]]
+
+NAMES = ("z", "target", "candidates", "target_candidates")
+"""What ICon calls the arguments of q (``z``, ``candidates``) and of p (``target``,
+``target_candidates``): an error of p or q names them so, not by the neighbourhood's x and y."""
 
 
 class ICon(nn.Module):
@@ -66,7 +75,15 @@ class ICon(nn.Module):
     Shape:
         ``forward(z, target, candidates=None, target_candidates=None)``: ``z`` (n, ...) and
         ``target`` (n, ...) describe the anchors; ``candidates`` (m, ...) and
-        ``target_candidates`` the candidates, defaulting to the anchors themselves.
+        ``target_candidates`` the candidates, defaulting to the anchors themselves. Both sides
+        must describe the same candidates: give ``candidates`` and ``target_candidates`` together,
+        except for a side whose candidates are not anchors (``y_defaults_to_x`` false: the classes
+        of :class:`DataToClass`, which then needs the class prototypes as ``candidates``).
+
+    Errors: bad input raises :class:`IConError` before the loss is computed; an error of p or q
+    names the argument as it was given to ICon (``z``, ``target``, ``candidates``,
+    ``target_candidates``), not as the neighbourhood calls it (x, y). A NaN row of the divergence
+    raises too: the loss is never NaN (only ``reduction="none"`` marks dropped rows with NaN).
     """
 
     def __init__(self, p: NeighborhoodLike, q: NeighborhoodLike, divergence: Divergence = "kl",
@@ -93,25 +110,30 @@ class ICon(nn.Module):
     def _divergence_fn(self) -> Callable[[Tensor, Tensor], Tensor]:
         return DIVERGENCES[self.divergence] if isinstance(self.divergence, str) else self.divergence
 
-    def log_p(self, target: Optional[Tensor], target_candidates: Optional[Tensor] = None) -> Tensor:
-        """The (n, m) supervisory log-probabilities ``log p(j|i)``."""
-        return self.p(target, target_candidates)
+    def log_p(self, target: Optional[Tensor], target_candidates: Optional[Tensor] = None,
+              names: Sequence[str] = NAMES) -> Tensor:
+        """The (n, m) supervisory log-probabilities ``log p(j|i)``; p's errors name its arguments
+        ``names[1]`` and ``names[3]`` (``target``, ``target_candidates``), not x and y."""
+        with called_as(names[1], names[3]):
+            return self.p(target, target_candidates)
 
-    def log_q(self, z: Tensor, candidates: Optional[Tensor] = None) -> Tensor:
-        """The (n, m) learned log-probabilities ``log q(j|i)``."""
-        _check_learned("z", z)
+    def log_q(self, z: Tensor, candidates: Optional[Tensor] = None, names: Sequence[str] = NAMES) -> Tensor:
+        """The (n, m) learned log-probabilities ``log q(j|i)``; q's errors name its arguments
+        ``names[0]`` and ``names[2]`` (``z``, ``candidates``), not x and y."""
+        _check_learned(names[0], z)
         if candidates is not None:
-            _check_learned("candidates", candidates)
-        return self.q(z, candidates)
+            _check_learned(names[2], candidates)
+        with called_as(names[0], names[2]):
+            return self.q(z, candidates)
 
     def structured_form(self) -> Tuple[Optional["Structured"], str]:
         """The fused engine's view of (p, q, divergence), or None and the reason it has none."""
         return structured_form(self.p, self.q, self.divergence)
 
     def _composed_rows(self, z: Tensor, target: Optional[Tensor], candidates: Optional[Tensor],
-                       target_candidates: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
-        log_q = self.log_q(z, candidates)
-        log_p = self.log_p(target, target_candidates)
+                       target_candidates: Optional[Tensor], names: Sequence[str]) -> Tuple[Tensor, Tensor]:
+        log_q = self.log_q(z, candidates, names)
+        log_p = self.log_p(target, target_candidates, names)
         if log_p.shape != log_q.shape:
             raise shape_error(tuple(log_p.shape), tuple(log_q.shape))
         log_p = log_p.to(dtype=log_q.dtype, device=log_q.device)
@@ -124,7 +146,8 @@ class ICon(nn.Module):
         return self._divergence_fn()(log_p, log_q), empty
 
     def _dispatch(self, z: Tensor, target: Optional[Tensor], candidates: Optional[Tensor],
-                  target_candidates: Optional[Tensor], self_offset: Optional[int]) -> Tuple[Tensor, Tensor]:
+                  target_candidates: Optional[Tensor], self_offset: Optional[int],
+                  names: Sequence[str]) -> Tuple[Tensor, Tensor]:
         """The fused / tiled engine when (p, q, divergence, inputs) allow it, else the composed path."""
         form, reason = self.structured_form()
         if form is not None:
@@ -135,19 +158,19 @@ class ICon(nn.Module):
                         else "gather=True without candidates")
                 raise IConError(f"ICon: {what} needs a structured p, a kernel-softmax q and the kl or "
                                 f"cross_entropy divergence; here {reason}.")
-            rows, empty = self._composed_rows(z, target, candidates, target_candidates)
+            rows, empty = self._composed_rows(z, target, candidates, target_candidates, names)
         else:
             m = (z if candidates is None else candidates).shape[0]
             tile, keep = choose_tile(self.tile_size, z.shape[0], m)
-            rows, empty = form.rows(z, target, candidates, target_candidates, self_offset, tile, keep)
+            rows, empty = form.rows(z, target, candidates, target_candidates, self_offset, tile, keep, names)
         return rows, empty
 
     def _rows(self, z: Tensor, target: Optional[Tensor], candidates: Optional[Tensor],
-              target_candidates: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
+              target_candidates: Optional[Tensor], names: Sequence[str] = NAMES) -> Tuple[Tensor, Tensor]:
         """Per-anchor divergences (NaN where dropped) and the mask of anchors with an empty p row."""
-        _check_learned("z", z)
+        _check_learned(names[0], z)
         if candidates is not None:
-            _check_learned("candidates", candidates)
+            _check_learned(names[2], candidates)
         self_offset = None
         if self.gather:
             if candidates is None:
@@ -162,9 +185,19 @@ class ICon(nn.Module):
         # The loss itself runs in float32 (float64 for float64 input) with autocast off, so that
         # the log-sum-exp stays finite and accurate at small temperatures under bf16 / fp16.
         z, candidates = at_least_float32(z), at_least_float32(candidates)
+        if candidates is not None and candidates.dtype != z.dtype:  # float32 with float64: both float64
+            dtype = torch.promote_types(z.dtype, candidates.dtype)
+            z, candidates = z.to(dtype), candidates.to(dtype)
         with full_precision(z.device.type):
-            rows, empty = self._dispatch(z, target, candidates, target_candidates, self_offset)
-        if bool(empty.any()):
+            rows, empty = self._dispatch(z, target, candidates, target_candidates, self_offset, names)
+        has_empty, has_nan = torch.stack([empty.any(), (torch.isnan(rows) & ~empty).any()]).tolist()
+        if has_nan:
+            where = (torch.isnan(rows) & ~empty).nonzero().flatten().tolist()
+            raise IConError(f"ICon: the divergence must be a number for every anchor, but it is NaN for "
+                            f"anchors [{preview(where)}] ({len(where)} of {len(rows)}) with p = "
+                            f"{describe(self.p)} and q = {describe(self.q)}; got NaN from finite inputs (a custom "
+                            f"neighbourhood or divergence, or a bug to report).")
+        if has_empty:
             if not self.skip_empty_rows and not self.gather:
                 where = empty.nonzero().flatten().tolist()
                 raise IConError(f"ICon: every row of p must carry mass, but anchors [{preview(where)}] "
@@ -178,11 +211,13 @@ class ICon(nn.Module):
         if self.symmetric and candidates is None:
             raise fail("ICon", "candidates", "be given when symmetric=True (the other modality)",
                        candidates)
+        self._check_sides(candidates, target_candidates)
         if self.gather:
             distributed.check_initialized("ICon", "gather")
         rows, empty = self._rows(z, target, candidates, target_candidates)
         if self.symmetric:
-            rows_back, empty_back = self._rows(candidates, target_candidates, z, target)
+            back = (NAMES[2], NAMES[3], NAMES[0], NAMES[1])
+            rows_back, empty_back = self._rows(candidates, target_candidates, z, target, back)
             rows, empty = torch.cat([rows, rows_back]), torch.cat([empty, empty_back])
         if self.gather:
             return distributed.reduce_rows(rows, empty, self.reduction, self.skip_empty_rows)
@@ -193,6 +228,22 @@ class ICon(nn.Module):
             raise IConError("ICon: no anchor has a neighbour under p, so the loss is undefined; "
                             f"got {rows.numel()} anchors, all with empty rows.")
         return kept.mean() if self.reduction == "mean" else kept.sum()
+
+    def _check_sides(self, candidates: Optional[Tensor], target_candidates: Optional[Tensor]) -> None:
+        """p and q must describe the same candidates: a side whose candidates default to its anchors
+        (``y_defaults_to_x``) needs its candidates whenever the other side gets some."""
+        if candidates is None:
+            targets = self.p.fused_form()
+            if isinstance(targets, FusedTargets) and targets.needs_candidates and self.q.y_defaults_to_x:
+                raise fail("ICon", "candidates", f"be given when p's candidates are classes (p is "
+                           f"{describe(self.p)}): pass the class prototypes as candidates, "
+                           f"loss(z, target=labels, candidates=prototypes)", None)
+            if target_candidates is not None and self.q.y_defaults_to_x:
+                raise fail("ICon", "candidates", f"be given with target_candidates (q = {describe(self.q)} "
+                           f"compares z with candidates, with the anchors themselves when they are None)", None)
+        elif target_candidates is None and self.p.y_defaults_to_x:
+            raise fail("ICon", "target_candidates", f"be given with candidates (p = {describe(self.p)} compares "
+                       f"target with target_candidates, with the anchors themselves when they are None)", None)
 
     def extra_repr(self) -> str:
         div = self.divergence if isinstance(self.divergence, str) else repr(self.divergence)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Union
+import math
+from typing import Any, Dict, Tuple, Union
 
 import numpy as np
 import torch
 
-from ._validation import IConError, check_int
+from ._validation import IConError, check_int, fail
 
 __all__ = ["knn_accuracy", "clustering_scores"]
 
@@ -18,6 +19,47 @@ def _to_numpy(a: ArrayLike) -> np.ndarray:
     return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
 
 
+def _features(who: str, name: str, a: ArrayLike) -> np.ndarray:
+    """``a`` as a non-empty, finite, real (n, d) array, multiplied by a power of two (exact) when its
+    magnitude is so large or small that squared distances would overflow or vanish."""
+    x = _to_numpy(a)
+    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+        raise fail(who, name, "be a non-empty 2-D array (n, d)", f"shape {x.shape}")
+    if x.dtype.kind not in "biuf":
+        raise fail(who, name, "hold real numbers", f"dtype {x.dtype}")
+    if not np.isfinite(x).all():
+        raise fail(who, name, "be finite (no NaN or Inf)", f"{int((~np.isfinite(x)).sum())} such values")
+    factor = _magnitude_factor(x)
+    return x if factor == 1.0 else x * factor          # kNN ranks and z-scores do not change
+
+
+def _magnitude_factor(*arrays: np.ndarray) -> float:
+    """``2^-e`` with ``2^(e-1) <= max |a| < 2^e`` over the arrays when that maximum lies outside
+    ``[2^-30, 2^30]``, else 1 (numpy's twin of :func:`icontorch.clustering.graph.power_of_two_scale`)."""
+    peak = max(float(np.abs(a).max()) for a in arrays)
+    if peak == 0.0 or 2.0 ** -30 <= peak <= 2.0 ** 30:
+        return 1.0
+    return 2.0 ** -math.frexp(peak)[1]
+
+
+def _label_ids(who: str, name: str, a: ArrayLike) -> Tuple[np.ndarray, np.ndarray]:
+    """The sorted distinct labels of a non-empty 1-D array and the (n,) index of each into them."""
+    values = _to_numpy(a)
+    if values.ndim != 1 or values.shape[0] == 0:
+        raise IConError(f"{who}: {name} must be a non-empty 1-D array of labels; got shape {values.shape}.")
+    if values.dtype.kind == "c":
+        raise fail(who, name, "hold real or string labels", f"dtype {values.dtype}")
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        raise IConError(f"{who}: {name} must not contain NaN or Inf; got {int((~np.isfinite(values)).sum())} "
+                        f"such values.")
+    try:
+        labels, ids = np.unique(values, return_inverse=True)
+    except TypeError:                         # None, or numbers mixed with strings: no order
+        raise fail(who, name, "hold labels that can be sorted (all numbers or all strings)",
+                   sorted({type(v).__name__ for v in values.tolist()})) from None
+    return labels, ids.ravel()
+
+
 def knn_accuracy(embedding: ArrayLike, labels: ArrayLike, n_neighbors: int = 10) -> float:
     """``(1/n) sum_i 1[vote_i = y_i]``: leave-one-out k-nearest-neighbour accuracy of ``labels``.
 
@@ -26,7 +68,7 @@ def knn_accuracy(embedding: ArrayLike, labels: ArrayLike, n_neighbors: int = 10)
 
     Args:
         embedding: (n, d) coordinates.
-        labels: (n,) integer class labels.
+        labels: (n,) class labels (any values numpy can sort).
         n_neighbors: neighbours per vote, 1 <= n_neighbors < n.
 
     Returns:
@@ -34,33 +76,20 @@ def knn_accuracy(embedding: ArrayLike, labels: ArrayLike, n_neighbors: int = 10)
     """
     from sklearn.neighbors import NearestNeighbors
 
-    x = _to_numpy(embedding)
-    y = _to_numpy(labels)
-    if x.ndim != 2 or y.ndim != 1 or x.shape[0] != y.shape[0]:
+    who = "knn_accuracy"
+    x = _features(who, "embedding", embedding)
+    _, classes = _label_ids(who, "labels", labels)
+    if x.shape[0] != classes.shape[0]:
         raise IConError(f"knn_accuracy: embedding must be (n, d) and labels (n,); got "
-                        f"{x.shape} and {y.shape}.")
-    if not np.isfinite(x).all():
-        raise IConError("knn_accuracy: embedding must be finite; got NaN or Inf.")
-    k = int(check_int("knn_accuracy", "n_neighbors", n_neighbors, 1))
+                        f"{x.shape} and {classes.shape}.")
+    k = int(check_int(who, "n_neighbors", n_neighbors, 1))
     if k >= x.shape[0]:
         raise IConError(f"knn_accuracy: n_neighbors must be smaller than the number of points "
                         f"({x.shape[0]}); got {k}.")
-    _, classes = np.unique(y, return_inverse=True)
     neighbours = NearestNeighbors(n_neighbors=k).fit(x).kneighbors(return_distance=False)
     votes = np.zeros((x.shape[0], classes.max() + 1), dtype=np.int64)
     np.add.at(votes, (np.repeat(np.arange(x.shape[0]), k), classes[neighbours].ravel()), 1)
     return float((votes.argmax(1) == classes).mean())
-
-
-def _labels(name: str, a: ArrayLike) -> np.ndarray:
-    values = _to_numpy(a)
-    if values.ndim != 1 or values.shape[0] == 0:
-        raise IConError(f"clustering_scores: {name} must be a non-empty 1-D array of labels; got "
-                        f"shape {values.shape}.")
-    if values.dtype.kind == "f" and not np.isfinite(values).all():
-        raise IConError(f"clustering_scores: {name} must not contain NaN or Inf; got "
-                        f"{int((~np.isfinite(values)).sum())} such values.")
-    return values
 
 
 def _python(value: Any) -> Any:
@@ -90,23 +119,23 @@ def clustering_scores(y_true: ArrayLike, y_pred: ArrayLike) -> Dict[str, Any]:
     from scipy.optimize import linear_sum_assignment
     from sklearn.metrics import adjusted_mutual_info_score, adjusted_rand_score, normalized_mutual_info_score
 
-    truth, pred = _labels("y_true", y_true), _labels("y_pred", y_pred)
-    if truth.shape[0] != pred.shape[0]:
+    classes, truth_ids = _label_ids("clustering_scores", "y_true", y_true)
+    clusters, pred_ids = _label_ids("clustering_scores", "y_pred", y_pred)
+    if truth_ids.shape[0] != pred_ids.shape[0]:
         raise IConError(f"clustering_scores: y_true and y_pred must have the same length; got "
-                        f"{truth.shape[0]} and {pred.shape[0]}.")
-    classes, truth_ids = np.unique(truth, return_inverse=True)
-    clusters, pred_ids = np.unique(pred, return_inverse=True)
+                        f"{truth_ids.shape[0]} and {pred_ids.shape[0]}.")
     contingency = np.zeros((clusters.shape[0], classes.shape[0]), dtype=np.int64)
     np.add.at(contingency, (pred_ids, truth_ids), 1)
     rows, cols = linear_sum_assignment(contingency, maximize=True)
-    n = truth.shape[0]
+    n = truth_ids.shape[0]
     majority = contingency.argmax(1)
     return {
         "accuracy": float(contingency[rows, cols].sum() / n),
         "many_to_one_accuracy": float(contingency.max(1).sum() / n),
-        "nmi": float(normalized_mutual_info_score(truth, pred)),
-        "ami": float(adjusted_mutual_info_score(truth, pred)),
-        "ari": float(adjusted_rand_score(truth, pred)),
+        # the scores depend on the partitions only: label ids avoid scikit-learn's guesses about float labels
+        "nmi": float(normalized_mutual_info_score(truth_ids, pred_ids)),
+        "ami": float(adjusted_mutual_info_score(truth_ids, pred_ids)),
+        "ari": float(adjusted_rand_score(truth_ids, pred_ids)),
         "mapping": {_python(clusters[r]): _python(classes[c]) for r, c in zip(rows, cols)},
         "many_to_one_mapping": {_python(k): _python(classes[c]) for k, c in zip(clusters, majority)},
         "contingency": contingency,

@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import TYPE_CHECKING, Optional, Union
 
 import numpy as np
 import torch
 
 from ._validation import IConError
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 __all__ = ["plot_embedding", "plot_clusters"]
+
+
+def _save(fig: "Figure", path: str) -> str:
+    """Lay out ``fig``, write it to ``path`` atomically (the old file stays on failure) and close it."""
+    import matplotlib.pyplot as plt
+
+    from .commands._io import write_atomic
+
+    try:
+        fig.tight_layout()
+        return write_atomic(path, fig.savefig)
+    finally:
+        plt.close(fig)
 
 
 def plot_embedding(embedding: Union[np.ndarray, torch.Tensor], labels: Optional[np.ndarray],
@@ -22,7 +38,7 @@ def plot_embedding(embedding: Union[np.ndarray, torch.Tensor], labels: Optional[
     Args:
         embedding: (n, 2) coordinates (extra columns are ignored; (n, 1) is spread on a line).
         labels: (n,) labels or cluster ids, or None for one colour.
-        path: the image file to write.
+        path: the image file to write, atomically (an existing file stays as it was if writing fails).
         title: a title above the map.
 
     Returns:
@@ -61,14 +77,12 @@ def plot_embedding(embedding: Union[np.ndarray, torch.Tensor], labels: Optional[
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_clusters(x: np.ndarray, labels: np.ndarray, path: str, title: str = "") -> str:
-    """Cluster sizes (bars) beside a 2-D PCA map of ``x`` coloured by cluster; saved to ``path``."""
+    """Cluster sizes (bars) beside a 2-D PCA map of ``x`` coloured by cluster; saved to ``path``
+    atomically (an existing file stays as it was if writing fails)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -92,7 +106,4 @@ def plot_clusters(x: np.ndarray, labels: np.ndarray, path: str, title: str = "")
     scatter.set_title("first two principal components, coloured by cluster", fontsize=10)
     scatter.legend(markerscale=4, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)

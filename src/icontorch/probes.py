@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ._validation import IConError, check_choice, check_int, check_positive, fail
+from ._validation import IConError, check_choice, check_device, check_int, check_positive, fail
+from .metrics import _features, _label_ids, _magnitude_factor, _to_numpy
 
 __all__ = ["encode", "linear_probe_accuracy", "knn_probe_accuracy"]
 
@@ -36,12 +37,21 @@ def encode(model: nn.Module, images: Tensor, batch_size: int = 1024,
     Returns:
         (N, d) features on the CPU; the model's train/eval mode is restored afterwards.
     """
+    who = "encode"
+    if not isinstance(model, nn.Module):
+        raise fail(who, "model", "be a torch.nn.Module", model)
     if not isinstance(images, Tensor) or images.dim() != 4 or not images.is_floating_point():
-        raise fail("encode", "images", "be a floating tensor of shape (N, C, H, W)", images)
-    batch_size = check_int("encode", "batch_size", batch_size, 1)
+        raise fail(who, "images", "be a floating tensor of shape (N, C, H, W)", images)
+    if images.shape[0] == 0:
+        raise fail(who, "images", "hold at least one image", images)
+    if not bool(torch.isfinite(images).all()):
+        raise fail(who, "images", "be finite (no NaN or Inf)", images)
+    batch_size = check_int(who, "batch_size", batch_size, 1)
     if device is None:
         first = next(model.parameters(), None)
         device = first.device if first is not None else torch.device("cpu")
+    else:
+        device = check_device(who, "device", device)
     embed = getattr(model, "features", model)
     was_training = model.training
     model.eval()
@@ -50,20 +60,27 @@ def encode(model: nn.Module, images: Tensor, batch_size: int = 1024,
                  for s in range(0, images.shape[0], batch_size)]
     finally:
         model.train(was_training)
+    if not all(bool(torch.isfinite(part).all()) for part in parts):
+        raise IConError(f"{who}: the model's features of the images are not finite (NaN or Inf); got features "
+                        f"of shape {(images.shape[0],) + tuple(parts[0].shape[1:])}.")
     return torch.cat(parts)
 
 
 def _split(who: str, train: ArrayLike, y_train: ArrayLike, test: ArrayLike, y_test: ArrayLike):
-    arrays = []
-    for name, a, ndim in (("train_features", train, 2), ("train_labels", y_train, 1),
-                          ("test_features", test, 2), ("test_labels", y_test, 1)):
-        a = a.detach().cpu().numpy() if isinstance(a, Tensor) else np.asarray(a)
-        if a.ndim != ndim:
-            raise fail(who, name, f"be {ndim}-D", a.shape)
-        if ndim == 2 and not np.isfinite(a).all():
-            raise fail(who, name, "be finite (no NaN or Inf)", "an array with NaN or Inf")
-        arrays.append(a)
-    x_train, y_train, x_test, y_test = arrays
+    """Real, finite, non-empty features (one common power-of-two factor when their magnitude is
+    extreme: exact, and neither probe's answer changes) and sortable, finite labels."""
+    x_train = _to_numpy(train)
+    x_test = _to_numpy(test)
+    for name, a in (("train_features", x_train), ("test_features", x_test)):
+        if a.ndim != 2:
+            raise fail(who, name, "be 2-D", a.shape)
+        _features(who, name, a)
+    y_train = _to_numpy(y_train)
+    y_test = _to_numpy(y_test)
+    for name, a in (("train_labels", y_train), ("test_labels", y_test)):
+        if a.ndim != 1:
+            raise fail(who, name, "be 1-D", a.shape)
+        _label_ids(who, name, a)
     if x_train.shape[0] != y_train.shape[0] or x_test.shape[0] != y_test.shape[0]:
         raise IConError(f"{who}: features and labels must have the same number of rows; got "
                         f"{x_train.shape[0]} / {y_train.shape[0]} (train) and {x_test.shape[0]} / "
@@ -73,6 +90,9 @@ def _split(who: str, train: ArrayLike, y_train: ArrayLike, test: ArrayLike, y_te
                         f"{x_train.shape[1]} and {x_test.shape[1]}.")
     if np.unique(y_train).size < 2:
         raise fail(who, "train_labels", "hold at least 2 classes", np.unique(y_train).tolist())
+    factor = _magnitude_factor(x_train, x_test)
+    if factor != 1.0:
+        x_train, x_test = x_train * factor, x_test * factor
     return x_train, y_train, x_test, y_test
 
 

@@ -76,7 +76,7 @@ class MixUniform(Neighborhood):
         super().__init__()
         self.base = as_neighborhood(base, "MixUniform", "base")
         self.alpha = check_probability("MixUniform", "alpha", alpha)
-        self.include_self = self.base.include_self
+        self.include_self, self.y_defaults_to_x = self.base.include_self, self.base.y_defaults_to_x
 
     def forward(self, x: Optional[Tensor], y: Optional[Tensor] = None) -> Tensor:
         log_p = self.base(x, y)
@@ -128,7 +128,7 @@ class Symmetrize(Neighborhood):
     def __init__(self, base: NeighborhoodLike) -> None:
         super().__init__()
         self.base = as_neighborhood(base, "Symmetrize", "base")
-        self.include_self = self.base.include_self
+        self.include_self, self.y_defaults_to_x = self.base.include_self, self.base.y_defaults_to_x
 
     def forward(self, x: Optional[Tensor], y: Optional[Tensor] = None) -> Tensor:
         log_p = _square("Symmetrize", self.base, x, y, "a joint distribution pairs the anchors")
@@ -155,7 +155,7 @@ class Joint(Neighborhood):
         if not isinstance(base, KernelNeighborhood):
             raise fail("Joint", "base", "be a kernel neighbourhood with logits(x, y)", base)
         self.base = base
-        self.include_self = base.include_self
+        self.include_self, self.y_defaults_to_x = base.include_self, base.y_defaults_to_x
 
     def forward(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
         self.base._check(x, y)
@@ -188,7 +188,7 @@ class Propagate(Neighborhood):
         self.base = as_neighborhood(base, "Propagate", "base")
         self.steps = check_int("Propagate", "steps", steps, 1)
         self.mode = check_choice("Propagate", "mode", mode, ("sum", "reach"))
-        self.include_self = self.base.include_self
+        self.include_self, self.y_defaults_to_x = self.base.include_self, self.base.y_defaults_to_x
 
     def forward(self, x: Optional[Tensor], y: Optional[Tensor] = None) -> Tensor:
         transition = _square("Propagate", self.base, x, y, "walks run on the anchors' own graph").exp()

@@ -18,6 +18,7 @@ out, ``generator`` a ``torch.Generator`` or None (every :mod:`icontorch.augment`
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -28,17 +29,42 @@ from torch.utils.data import Dataset
 from ._validation import check_index, check_int, fail, is_integer
 from .augment import check_images
 
-__all__ = ["multiview_batch", "MultiViewDataset", "collate_views", "Augment"]
+__all__ = ["multiview_batch", "MultiViewDataset", "collate_views", "Augment", "check_augment"]
 
 #: ``augment(x, generator) -> x'``: a batch in, the same shape out; ``generator`` may be None.
 Augment = Callable[[Tensor, Optional[torch.Generator]], Tensor]
 
 
-def _apply(augment: Augment, x: Tensor, generator: Optional[torch.Generator], who: str) -> Tensor:
-    """``augment(x, generator)``, shape-checked."""
+def check_augment(who: str, name: str, augment: Any) -> Augment:
+    """``augment``: a callable that takes ``(x, generator)`` (checked on its signature when it has one)."""
+    rule = "be a callable augment(x, generator) -> x"
+    if not callable(augment):
+        raise fail(who, name, rule, augment)
+    try:
+        signature = inspect.signature(augment)
+    except (TypeError, ValueError):          # no signature to read (some builtins): called as it is
+        return augment
+    try:
+        signature.bind(None, None)
+    except TypeError:
+        raise fail(who, name, rule + " (it must accept two arguments)", augment) from None
+    return augment
+
+
+def _apply(augment: Augment, x: Tensor, generator: Optional[torch.Generator], who: str, name: str,
+           source: Optional[Tensor] = None) -> Tensor:
+    """``augment(x, generator)``, checked: a finite tensor of x's shape, dtype and device. A non-finite
+    ``x`` is reported as the caller's argument ``name`` (``source``: the tensor it passed, if not x)."""
     out = augment(x, generator)
     if not isinstance(out, Tensor) or out.shape != x.shape:
-        raise fail(who, "augment(x)", f"return a tensor of the input's shape {tuple(x.shape)}", out)
+        raise fail(who, "augment(x)", f"return a tensor of the input's shape {tuple(x.shape)}",
+                   out if isinstance(out, Tensor) else type(out).__name__)
+    if out.dtype != x.dtype or out.device != x.device:
+        raise fail(who, "augment(x)", f"return a tensor of the input's dtype {x.dtype} on {x.device}", out)
+    if not bool(torch.isfinite(out).all()):
+        if not bool(torch.isfinite(x).all()):
+            raise fail(who, name, "be finite (no NaN or Inf)", x if source is None else source)
+        raise fail(who, "augment(x)", "return finite values (no NaN or Inf)", out)
     return out
 
 
@@ -66,10 +92,16 @@ def multiview_batch(x: Tensor, index: Tensor, augment: Augment, n_views: int = 2
     check_index(who, "index", index)
     if index.shape[0] != x.shape[0]:
         raise fail(who, "index", f"hold one id per image (length B = {x.shape[0]})", index)
-    if not callable(augment):
-        raise fail(who, "augment", "be a callable augment(x, generator) -> x", augment)
+    check_augment(who, "augment", augment)
     check_int(who, "n_views", n_views, 2)
-    views = _apply(augment, x.repeat(n_views, 1, 1, 1), generator, who)
+    return stack_views(x, index, augment, n_views, generator, who, "x")
+
+
+def stack_views(x: Tensor, index: Tensor, augment: Augment, n_views: int, generator: Optional[torch.Generator],
+                who: str, name: str) -> Tuple[Tensor, Tensor]:
+    """:func:`multiview_batch` without its argument checks, for callers that made them (errors name
+    ``who`` and, for non-finite images, ``name``)."""
+    views = _apply(augment, x.repeat(n_views, 1, 1, 1), generator, who, name, source=x)
     return views, index.repeat(n_views)
 
 
@@ -91,8 +123,7 @@ class MultiViewDataset(Dataset):
     def __init__(self, images: Tensor, augment: Augment, n_views: int = 2, random_state: int = 0) -> None:
         who = "MultiViewDataset"
         check_images(who, "images", images)
-        if not callable(augment):
-            raise fail(who, "augment", "be a callable augment(x, generator) -> x", augment)
+        check_augment(who, "augment", augment)
         self.images = images
         self.augment = augment
         self.n_views = int(check_int(who, "n_views", n_views, 2))
@@ -116,7 +147,7 @@ class MultiViewDataset(Dataset):
         state = np.random.SeedSequence([self.random_state, self.epoch, i]).generate_state(2, dtype=np.uint32)
         generator = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
         x = self.images[i:i + 1].repeat(self.n_views, 1, 1, 1)
-        return _apply(self.augment, x, generator, "MultiViewDataset"), i
+        return _apply(self.augment, x, generator, "MultiViewDataset", "images"), i
 
     def __repr__(self) -> str:
         return (f"MultiViewDataset(images=<{tuple(self.images.shape)}>, augment={self.augment!r}, "
@@ -138,6 +169,10 @@ def collate_views(batch: Sequence[Tuple[Tensor, Any]]) -> Tuple[Tensor, Tensor]:
         if not isinstance(item, (list, tuple)) or len(item) != 2 or not isinstance(item[0], Tensor):
             raise fail(who, "batch", "hold (views, index) pairs with views of shape (V, C, H, W)", item)
         views, i = item
+        if isinstance(i, Tensor) and i.numel() == 1:
+            i = i.item()
+        if not is_integer(i):
+            raise fail(who, "batch", "hold (views, index) pairs with an integer index", i)
         if views.dim() != 4 or (stacks and views.shape != stacks[0].shape):
             raise fail(who, "views", "have one common shape (V, C, H, W) across the batch", views)
         stacks.append(views)

@@ -273,7 +273,7 @@ def test_command_line(tmp_path, capsys):
     assert main(["cluster", str(tmp_path / "missing.npy")]) == 2
     assert "must be an existing file" in capsys.readouterr().err
     assert main(["cluster", str(tmp_path / "x.npy"), "-k", "1", "-o", str(out)]) == 2
-    assert "n_clusters" in capsys.readouterr().err
+    assert "--n-clusters must be" in capsys.readouterr().err
     # the flags reach the estimator: the same fit as in Python
     expected = Clustering(3, n_neighbors=5, epochs=8, n_heads=2, random_state=1, alpha_p=0.5, alpha_q=0.3).fit(x)
     np.testing.assert_array_equal(labels, expected.labels_)
@@ -286,9 +286,9 @@ def test_command_line(tmp_path, capsys):
                  "--hidden-layer-sizes", ""]) == 0                  # empty: a linear head
     capsys.readouterr()
     assert main(["cluster", str(tmp_path / "x.npy"), "-o", str(out), "--hidden-layer-sizes", "16,0"]) == 2
-    assert "hidden_layer_sizes must be a tuple of integers >= 1" in capsys.readouterr().err
+    assert "--hidden-layer-sizes must be a tuple of integers >= 1" in capsys.readouterr().err
     assert main(["cluster", str(tmp_path / "x.npy"), "-o", str(out), "--alpha-q", "2"]) == 2
-    assert "alpha_q must lie in [0, 1]; got 2.0." in capsys.readouterr().err
+    assert "--alpha-q must lie in [0, 1]; got 2.0." in capsys.readouterr().err
     for bad in (["--hidden-layer-sizes", "wide"], ["--seed", "0"], ["--alpha", "0.5"], ["--head", "mlp"]):
         with pytest.raises(SystemExit) as exit_info:
             main(["cluster", str(tmp_path / "x.npy"), *bad])

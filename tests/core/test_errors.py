@@ -26,6 +26,7 @@ from icontorch import (
     SameLabel,
     StudentT,
     joint,
+    methods,
     mix_uniform,
     propagate,
     symmetrize,
@@ -68,9 +69,10 @@ CASES = [
      r"^ICon: z must be free of NaN and \+inf; got a tensor of shape \(6, 3\) containing NaN\.$"),
     ("icon-z-inf", lambda: LOSS(with_value(Z, 2, 0, float("inf")), Y),
      r"^ICon: z must be free of NaN and \+inf; got a tensor of shape \(6, 3\) containing \+inf\.$"),
-    # -inf is a valid log soft assignment, so ICon lets it through to q, which rejects it
+    # -inf is a valid log soft assignment, so ICon lets it through to q, which rejects it, naming
+    # the argument as ICon's caller passed it (z), not as q calls it (x)
     ("icon-z-neg-inf", lambda: LOSS(with_value(Z, 2, 0, float("-inf")), Y),
-     r"^Gaussian: x must be finite; got a tensor of shape \(6, 3\) containing Inf\.$"),
+     r"^Gaussian: z must be finite; got a tensor of shape \(6, 3\) containing Inf\.$"),
     ("icon-candidates-nan", lambda: LOSS(Z, Y, with_value(Z, 0, 0, float("nan")), Y),
      r"^ICon: candidates must be free of NaN and \+inf; got a tensor of shape \(6, 3\) containing NaN"),
     ("gaussian-nan", lambda: Gaussian(sigma=1.0)(with_value(Z, 0, 0, float("nan"))),
@@ -78,7 +80,7 @@ CASES = [
     ("gaussian-y-inf", lambda: Gaussian(sigma=1.0)(Z, with_value(Z, 0, 0, float("inf"))),
      r"Gaussian: y must be finite; got a tensor of shape \(6, 3\) containing Inf"),
     ("target-features-nan", lambda: ICon(Gaussian(sigma=1.0), StudentT())(Z, with_value(Z, 3, 2, float("nan"))),
-     r"Gaussian: x must be finite; got a tensor of shape \(6, 3\) containing NaN"),
+     r"^Gaussian: target must be finite; got a tensor of shape \(6, 3\) containing NaN"),
     # shapes
     ("gaussian-1d", lambda: Gaussian(sigma=1.0)(torch.randn(5, dtype=F64)),
      r"Gaussian: x must have 2 dimensions; got tensor of shape \(5,\) and dtype torch\.float64"),
@@ -97,6 +99,23 @@ CASES = [
      r"ICon: p and q must give matrices of the same shape; got p \(5, 5\) from target and q \(6, 6\) from z"),
     ("icon-p-q-shapes-candidates", lambda: LOSS(Z, Y, feats(4, seed=1), torch.tensor([0, 1, 2])),
      r"ICon: p and q must give matrices of the same shape; got p \(6, 3\) from target and q \(6, 4\) from z"),
+    # an error of p or q called by ICon names ICon's argument (z, target, candidates, target_candidates)
+    ("icon-candidates-dim", lambda: LOSS(Z, Y, feats(4, d=2), Y[:4]),
+     r"^Gaussian: candidates must have the feature dimension of z \(3\); got tensor of shape \(4, 2\)"),
+    ("icon-target-float", lambda: LOSS(Z, Y.double()), r"^SameLabel: target must be an integer tensor of ids"),
+    ("icon-target-candidates-float", lambda: ICon(FromCallable(SameLabel()), Gaussian(sigma=1.0))(
+        Z, Y, feats(4), Y[:4].double()), r"^SameLabel: target_candidates must be an integer tensor of ids"),
+    ("icon-target-candidates-list", lambda: methods.clip()(Z[:3], torch.arange(3), Z[3:], [0, 1, 2]),
+     r"^CrossModal: target_candidates must be a torch\.Tensor of integer ids; got 'list'\.$"),
+    ("icon-cross-entropy-no-candidates", lambda: methods.cross_entropy(3, label_smoothing=0.1)(Z, Y),
+     r"^ICon: candidates must be given when p's candidates are classes \(p is MixUniform\(DataToClass\)\): "
+     r"pass the class prototypes as candidates, loss\(z, target=labels, candidates=prototypes\); got None\.$"),
+    ("icon-target-candidates-alone", lambda: LOSS(Z, Y, target_candidates=Y),
+     r"^ICon: candidates must be given with target_candidates \(q = Gaussian compares z with candidates, "
+     r"with the anchors themselves when they are None\); got None\.$"),
+    ("icon-candidates-alone", lambda: LOSS(Z, Y, feats(6, seed=1)),
+     r"^ICon: target_candidates must be given with candidates \(p = SameLabel compares target with "
+     r"target_candidates, with the anchors themselves when they are None\); got None\.$"),
     ("icon-scalar-z", lambda: LOSS(torch.tensor(1.0, dtype=F64), Y),
      r"ICon: z must be a non-empty batch; got tensor of shape \(\)"),
     ("icon-list-z", lambda: LOSS(Z.tolist(), Y), r"ICon: z must be a torch\.Tensor; got 'list'"),
@@ -207,7 +226,7 @@ CASES = [
     ("cluster-nan", lambda: Cluster()(with_value(LOG_PHI, 0, 0, float("nan"))),
      r"Cluster: x must contain no NaN or \+inf; got tensor of shape \(5, 3\)"),
     ("icon-cluster-raw-logits", lambda: ICon(SameLabel(), Cluster())(feats(6, d=4), Y),
-     r"Cluster: x must hold log soft assignments"),
+     r"^Cluster: z must hold log soft assignments"),
     ("degree-not-positive", lambda: DegreeWeightedCluster(torch.tensor([1.0, 0.0])),
      r"DegreeWeightedCluster: degree must be positive and finite; got tensor of shape \(2,\)"),
     ("degree-integer", lambda: DegreeWeightedCluster(torch.tensor([1, 2])),
@@ -223,7 +242,7 @@ CASES = [
     ("cross-modal-no-y", lambda: CrossModal()(torch.arange(3)),
      r"CrossModal: y must hold the item ids of the other modality \(candidates\); got None\."),
     ("icon-cross-modal-no-candidates", lambda: ICon(CrossModal(), Gaussian(temperature=0.1))(Z, torch.arange(6)),
-     r"CrossModal: y must hold the item ids of the other modality \(candidates\); got None\."),
+     r"^CrossModal: target_candidates must hold the item ids of the other modality \(candidates\); got None\."),
     ("symmetric-no-candidates",
      lambda: ICon(CrossModal(), Gaussian(temperature=0.1), symmetric=True)(Z, torch.arange(6)),
      r"ICon: candidates must be given when symmetric=True \(the other modality\); got None\."),
@@ -259,7 +278,7 @@ CASES = [
      r"FromCallable: fn\(x, y\) must return a 2-D floating tensor of log-probabilities; got tensor of shape \(3,\)"),
     ("precomputed-anchor-count",
      lambda: ICon(Precomputed(torch.log_softmax(feats(4, d=4), 1)), Gaussian(sigma=1.0))(Z, Z),
-     r"Precomputed: x must hold the 4 anchors of log_p; got tensor of shape \(6, 3\)"),
+     r"^Precomputed: target must hold the 4 anchors of log_p; got tensor of shape \(6, 3\)"),
 ]
 
 

@@ -368,8 +368,12 @@ def test_bad_input_names_the_parameter():
          "target must hold every id exactly twice"),
         (lambda: methods.iic()(torch.zeros(4, 2), torch.zeros(4, 3)), "log_phi2 must have the shape"),
         (lambda: methods.iic()(torch.full((4, 2), math.nan), torch.zeros(4, 2)), "log_phi1 must contain no NaN"),
-        (lambda: methods.temi_pmi()(torch.zeros(4, 2), torch.zeros(4, 2), torch.tensor([1.0, -1.0])),
-         "prior must be"),
+        (lambda: methods.iic()(torch.zeros(4, 2), torch.zeros(4, 2)),
+         "log_phi1 must hold log soft assignments whose rows log-sum-exp to 0"),
+        (lambda: methods.temi_pmi()(torch.full((4, 2), -math.log(2)), torch.full((4, 2), -math.log(2)),
+                                    torch.tensor([1.0, -1.0])), "prior must be"),
+        (lambda: methods.temi_pmi()(torch.zeros(4, 2), torch.full((4, 2), -math.log(2))),
+         "log_phi_teacher must hold log soft assignments"),
     ]
     for build, message in cases:
         with pytest.raises(IConError, match=message.replace("(", r"\(")):

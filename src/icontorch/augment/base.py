@@ -18,6 +18,13 @@ from .._validation import check_images, fail, is_real
 __all__ = ["Augmentation", "check_images"]
 
 
+def _check_call(who: str, x: Any, generator: Any) -> None:
+    """The arguments of a transform's call: a (B, C, H, W) floating batch and a generator or None."""
+    check_images(who, "x", x)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise fail(who, "generator", "be a torch.Generator or None", generator)
+
+
 def _check_range(who: str, name: str, value: Any, low: float, high: float, low_open: bool = True
                  ) -> Tuple[float, float]:
     """A pair ``(a, b)`` with ``low < a <= b <= high`` (``low <= a`` when ``low_open`` is False)."""

@@ -7,8 +7,8 @@ from typing import Callable, List, Optional, Sequence
 import torch
 from torch import Tensor
 
-from .._validation import check_images, check_int, fail
-from .base import Augmentation
+from .._validation import check_int, fail
+from .base import Augmentation, _check_call
 from .geometric import RandomAffine, RandomHorizontalFlip, RandomResizedCrop
 from .photometric import ColorJitter, GaussianBlur, GaussianNoise
 
@@ -33,9 +33,13 @@ class Compose(Augmentation):
         self.transforms = transforms
 
     def __call__(self, x: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
-        check_images("Compose", "x", x)
+        _check_call("Compose", x, generator)
         for t in self.transforms:
-            x = t(x, generator)
+            out = t(x, generator)
+            if not isinstance(out, Tensor) or out.shape != x.shape:
+                raise fail("Compose", "transforms", f"return tensors of their input's shape {tuple(x.shape)} "
+                           f"({t!r} did not)", out if isinstance(out, Tensor) else type(out).__name__)
+            x = out
         return x
 
 

@@ -19,8 +19,8 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from .._validation import check_choice, check_images, check_nonnegative, check_probability
-from .base import Augmentation, _bernoulli, _check_range, _resample, _uniform
+from .._validation import check_choice, check_nonnegative, check_probability
+from .base import Augmentation, _bernoulli, _check_call, _check_range, _resample, _uniform
 
 __all__ = ["RandomResizedCrop", "RandomAffine", "RandomHorizontalFlip"]
 
@@ -52,7 +52,7 @@ class RandomResizedCrop(Augmentation):
         self.padding_mode = padding_mode
 
     def __call__(self, x: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
-        check_images("RandomResizedCrop", "x", x)
+        _check_call("RandomResizedCrop", x, generator)
         b, _, h, w = x.shape
         tries = 10
         s = _uniform((b, tries), self.scale[0], self.scale[1], generator, x)
@@ -105,7 +105,7 @@ class RandomAffine(Augmentation):
         self.padding_mode = padding_mode
 
     def __call__(self, x: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
-        check_images("RandomAffine", "x", x)
+        _check_call("RandomAffine", x, generator)
         b, _, h, w = x.shape
         angle = _uniform((b,), -self.degrees, self.degrees, generator, x) * (math.pi / 180)
         shift = _uniform((b, 2), -self.translate, self.translate, generator, x) * 2  # image side = 2 units
@@ -133,6 +133,6 @@ class RandomHorizontalFlip(Augmentation):
         self.p = check_probability("RandomHorizontalFlip", "p", p)
 
     def __call__(self, x: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
-        check_images("RandomHorizontalFlip", "x", x)
+        _check_call("RandomHorizontalFlip", x, generator)
         flip = _bernoulli(x.shape[0], self.p, generator, x).view(-1, 1, 1, 1)
         return torch.where(flip, x.flip(-1), x)

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._validation import check_images, check_int, check_nonnegative, check_probability, check_real, fail
-from .base import Augmentation, _bernoulli, _check_range, _uniform
+from .._validation import check_int, check_nonnegative, check_probability, check_real, fail
+from .base import Augmentation, _bernoulli, _check_call, _check_range, _uniform
 
 __all__ = ["GaussianNoise", "gaussian_kernel1d", "GaussianBlur", "ColorJitter", "RandomErasing"]
 
@@ -28,7 +28,10 @@ class GaussianNoise(Augmentation):
         self.std = check_nonnegative("GaussianNoise", "std", std)
 
     def __call__(self, x: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
-        check_images("GaussianNoise", "x", x)
+        _check_call("GaussianNoise", x, generator)
+        if self.std > torch.finfo(x.dtype).max / 10:           # std * eps (|eps| < 10) would overflow x's dtype
+            raise fail("GaussianNoise", "std", f"be far below the largest {x.dtype} "
+                       f"({torch.finfo(x.dtype).max:.3g}) for this x", self.std)
         device = generator.device if generator is not None else x.device
         eps = torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
         return x + self.std * eps
@@ -38,7 +41,9 @@ def gaussian_kernel1d(sigma: Tensor, kernel_size: int) -> Tensor:
     """Rows ``g_b(t) = exp(-t^2 / (2 sigma_b^2)) / sum_t exp(...)`` for ``t = -r..r``: (B, kernel_size)."""
     r = kernel_size // 2
     t = torch.arange(-r, r + 1, dtype=sigma.dtype, device=sigma.device)
-    return torch.softmax(-t.square() / (2 * sigma.square().unsqueeze(1)), dim=1)
+    # a sigma whose square underflows gives the identity kernel (1 at t = 0), not 0 / 0
+    variance = sigma.square().clamp_min(torch.finfo(sigma.dtype).tiny)
+    return torch.softmax(-t.square() / (2 * variance.unsqueeze(1)), dim=1)
 
 
 class GaussianBlur(Augmentation):
@@ -72,7 +77,7 @@ class GaussianBlur(Augmentation):
         return self.kernel_size if self.kernel_size is not None else 2 * math.ceil(3 * self.sigma[1]) + 1
 
     def __call__(self, x: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
-        check_images("GaussianBlur", "x", x)
+        _check_call("GaussianBlur", x, generator)
         b, c, h, w = x.shape
         size = self._size()
         if size // 2 >= min(h, w):
@@ -117,7 +122,7 @@ class ColorJitter(Augmentation):
         self.p = check_probability(who, "p", p)
 
     def __call__(self, x: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
-        check_images("ColorJitter", "x", x)
+        _check_call("ColorJitter", x, generator)
         b, c = x.shape[:2]
         apply = _bernoulli(b, self.p, generator, x).view(-1, 1, 1, 1)
         f = _uniform((b, 3), -1.0, 1.0, generator, x)
@@ -161,7 +166,7 @@ class RandomErasing(Augmentation):
         self.ratio = ratio
 
     def __call__(self, x: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
-        check_images("RandomErasing", "x", x)
+        _check_call("RandomErasing", x, generator)
         b, _, h, w = x.shape
         apply = _bernoulli(b, self.p, generator, x)
         s = _uniform((b,), self.scale[0], self.scale[1], generator, x)

@@ -20,6 +20,7 @@ from .._estimator_base import Estimator, Threads, as_tensor, check_n_jobs, like_
 from .._validation import (
     IConError,
     check_choice,
+    check_device,
     check_flag,
     check_int,
     check_layer_sizes,
@@ -28,6 +29,7 @@ from .._validation import (
     check_probability,
     fail,
 )
+from .graph import power_of_two_scale
 from .objectives import ObjectiveSetup
 from .specs import METHOD_SPECS, METHODS, GraphSettings, MethodSpec
 from .train import LEARNING_RATE_SCHEDULES, Augment, TrainSettings, train_heads
@@ -113,7 +115,7 @@ class Clustering(Estimator):
         best_head_: index of the kept head.
         head_: the kept head (a :class:`~icontorch.clustering.heads.ClusterHeads` with H = 1).
         graph_: the :class:`~icontorch.clustering.graph.NeighborGraph` of p (or None).
-        mean_, scale_: the standardisation of the head inputs.
+        mean_, scale_: the heads' inputs are ``(x - mean_) / scale_`` (0 and 1 without ``standardize``).
         n_features_in_, n_iter_ (optimiser steps), fit_seconds_.
     """
 
@@ -222,21 +224,19 @@ class Clustering(Estimator):
         except TypeError:
             raise fail(_WHO, "augment", rule + " (it must accept two arguments)", self.augment) from None
 
-    def _device(self) -> torch.device:
-        try:
-            return torch.device(self.device)
-        except (RuntimeError, TypeError):
-            raise fail(_WHO, "device", "be a torch device such as 'cpu' or 'cuda'", self.device) from None
-
     # ------------------------------------------------------------------ fit
     def fit(self, X: Any, y: Any = None) -> "Clustering":
         """Mine the kNN graph of ``X``, train ``n_heads`` heads and keep the one of lowest loss.
+
+        The fit is transactional: the learned attributes (those ending in ``_``) are computed
+        aside and replace the previous fit's together once it has succeeded, so a fit that fails
+        or is interrupted (Ctrl-C) leaves the estimator exactly as it was.
 
         Args:
             X: (n, d) features (numpy array, tensor or nested sequence), finite.
             y: (n,) labels, used by ``method="supervised"`` only (ignored otherwise).
         """
-        device = self._device()
+        device = check_device(_WHO, "device", self.device)
         x = as_tensor(X, _WHO, "X", device)
         n = x.shape[0]
         spec = self._spec()
@@ -244,26 +244,27 @@ class Clustering(Estimator):
         alpha_p, alpha_q = self._alphas(spec)
         settings = self._train_settings(n, spec)
         self._check_augment()
+        standardize = check_flag(_WHO, "standardize", self.standardize)
         n_jobs = self._n_jobs()
         labels = self._check_labels(y, n, device) if spec.uses_labels else None
         start = time.perf_counter()
-        self.n_features_in_ = x.shape[1]
-        self.mean_ = x.mean(0)
-        scale = x.std(0) if n > 1 else torch.ones_like(x[0])
-        self.scale_ = torch.where(scale > 0, scale, torch.ones_like(scale))
+        mean, scale = _standardization(x, standardize)
         with Threads(n_jobs):
-            self.graph_ = None if spec.graph is None else spec.graph(x, graph_settings)
-        objective = spec.objective(ObjectiveSetup(self.graph_, labels, alpha_p, alpha_q, settings.n_heads,
+            graph = None if spec.graph is None else spec.graph(x, graph_settings)
+        objective = spec.objective(ObjectiveSetup(graph, labels, alpha_p, alpha_q, settings.n_heads,
                                                   settings.n_clusters, x.dtype, x.device))
         devices = [device] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices), Threads(n_jobs):
             torch.manual_seed(settings.random_state)
-            mean, scale = (self.mean_, self.scale_) if self.standardize else (None, None)
-            trained = train_heads(x, self.graph_, objective, settings, self.augment, mean, scale)
-        self.head_, self.best_head_, self.n_iter_ = trained.head, trained.best_head, trained.n_iter
-        self.loss_history_, self.head_losses_ = trained.loss_history, trained.head_losses
-        self.fit_seconds_ = time.perf_counter() - start
-        self.labels_ = self.predict(x).cpu().numpy()
+            trained = train_heads(x, graph, objective, settings, self.augment,
+                                  *((mean, scale) if standardize else (None, None)))
+        fit_seconds = time.perf_counter() - start
+        with torch.no_grad(), Threads(n_jobs):
+            assigned = _logits(trained.head, x, mean, scale, spec.temperature).argmax(1)
+        learned = dict(n_features_in_=x.shape[1], mean_=mean, scale_=scale, graph_=graph, head_=trained.head,
+                       best_head_=trained.best_head, n_iter_=trained.n_iter, loss_history_=trained.loss_history,
+                       head_losses_=trained.head_losses, fit_seconds_=fit_seconds, labels_=assigned.cpu().numpy())
+        vars(self).update(learned)          # one step: no half-replaced fit
         return self
 
     def _check_labels(self, y: Any, n: int, device: torch.device) -> Tensor:
@@ -272,9 +273,14 @@ class Clustering(Estimator):
         values = np.asarray(y.detach().cpu() if isinstance(y, Tensor) else y)
         if values.ndim != 1 or values.shape[0] != n:
             raise fail(_WHO, "y", f"hold one label per point, shape ({n},)", f"shape {values.shape}")
-        if values.dtype.kind == "f" and not np.isfinite(values).all():
+        if values.dtype.kind in "fc" and not np.isfinite(values).all():
             raise fail(_WHO, "y", "hold finite labels", "NaN or Inf")
-        return torch.as_tensor(np.unique(values, return_inverse=True)[1].ravel(), device=device)
+        try:
+            ids = np.unique(values, return_inverse=True)[1]
+        except TypeError:                     # labels that do not sort: None, or numbers mixed with strings
+            raise fail(_WHO, "y", "hold labels that can be sorted (all numbers or all strings)",
+                       sorted({type(v).__name__ for v in values.tolist()})) from None
+        return torch.as_tensor(ids.ravel(), device=device)
 
     # ------------------------------------------------------------------ predict
     def _logits(self, X: Any) -> Tensor:
@@ -283,10 +289,14 @@ class Clustering(Estimator):
         x = as_tensor(X, _WHO, "X", self.mean_.device)
         if x.shape[1] != self.n_features_in_:
             raise fail(_WHO, "X", f"have {self.n_features_in_} features, as in fit", x)
-        x = x.to(self.mean_.dtype)
+        if x.dtype != self.mean_.dtype:
+            cast = x.to(self.mean_.dtype)
+            if not bool(torch.isfinite(cast).all()):
+                raise fail(_WHO, "X", f"fit in {self.mean_.dtype}, the dtype of the fit (its values overflow it)",
+                           f"values up to {float(x.abs().max()):.3g}")
+            x = cast
         with torch.no_grad(), Threads(self._n_jobs()):
-            logits = self.head_((x - self.mean_) / self.scale_ if self.standardize else x)[0]
-        return logits / self._spec().temperature
+            return _logits(self.head_, x, self.mean_, self.scale_, self._spec().temperature)
 
     def predict_proba(self, X: Any) -> Union[np.ndarray, Tensor]:
         """(n, n_clusters) soft assignments ``phi`` of the kept head (a tensor for tensor input)."""
@@ -299,3 +309,30 @@ class Clustering(Estimator):
     def fit_predict(self, X: Any, y: Any = None) -> Union[np.ndarray, Tensor]:
         """``fit(X, y)`` then the clusters of the training points, ``labels_`` (a tensor for tensor input)."""
         return like_input(torch.from_numpy(self.fit(X, y).labels_), X)
+
+
+def _standardization(x: Tensor, standardize: bool) -> Tuple[Tensor, Tensor]:
+    """(d,) ``mean`` and ``scale`` of the heads' inputs ``(x - mean) / scale``: the features' mean and
+    standard deviation (1 where it is 0 or n = 1), or 0 and 1 without ``standardize``.
+
+    Features of very large or small magnitude are scaled by a power of two first (exact), so that
+    their sum and squares neither overflow nor vanish in float32."""
+    if not standardize:
+        return torch.zeros_like(x[0]), torch.ones_like(x[0])
+    factor = power_of_two_scale(x)
+    scaled = x if factor == 1.0 else x * factor
+    mean = scaled.mean(0)
+    scale = scaled.std(0) if x.shape[0] > 1 else torch.ones_like(x[0])
+    if factor != 1.0:
+        mean, scale = mean / factor, scale / factor
+    return mean, torch.where(scale > 0, scale, torch.ones_like(scale))
+
+
+def _logits(head: torch.nn.Module, x: Tensor, mean: Tensor, scale: Tensor, temperature: float) -> Tensor:
+    """(n, C) logits of the kept head on the standardised features, divided by the temperature."""
+    logits = head((x - mean) / scale)[0] / temperature
+    if not bool(torch.isfinite(logits).all()):
+        peak = float(((x - mean) / scale).abs().max())
+        raise fail(_WHO, "X", f"lie where the heads can score it: its standardised values reach {peak:.3g} "
+                   "and the cluster logits overflow", x)
+    return logits

@@ -24,6 +24,7 @@ Choices the paper leaves open, made here:
 
 from __future__ import annotations
 
+import math
 from typing import Optional, Tuple
 
 import torch
@@ -32,13 +33,30 @@ from torch import Tensor
 from .._validation import check_choice, check_features, check_int, fail
 from ..knn import exact_knn
 
-__all__ = ["NeighborGraph", "knn_indices", "mutual_knn", "walk_graph", "compose_batch"]
+__all__ = ["NeighborGraph", "knn_indices", "mutual_knn", "walk_graph", "compose_batch", "power_of_two_scale"]
 
 _METRICS = ("cosine", "squared_euclidean")
+_SAFE = 2.0 ** 30           # |x| in [1 / _SAFE, _SAFE]: squares and their sums neither overflow nor underflow
+
+
+def power_of_two_scale(x: Tensor) -> float:
+    """``2^-e`` with ``2^(e-1) <= max |x| < 2^e`` when ``max |x|`` lies outside ``[2^-30, 2^30]``, else 1.
+
+    Multiplying by a power of two is exact (short of overflow and underflow), so ``x * scale`` has
+    the same neighbours and the same standardisation up to that factor, with values near 1 whose
+    squares fit in float32 (from about 1e19 on they overflow, below about 1e-19 they vanish).
+    """
+    peak = float(x.abs().max())
+    if peak == 0.0 or 1.0 / _SAFE <= peak <= _SAFE:
+        return 1.0
+    return 2.0 ** -math.frexp(peak)[1]
 
 
 def knn_indices(x: Tensor, n_neighbors: int, metric: str = "cosine", chunk_size: int = 2048) -> Tensor:
     """The (N, k) exact nearest neighbours of every row of ``x`` (self excluded), nearest first.
+
+    Both metrics rank neighbours the same for ``x`` and ``c x`` (c > 0): features of very large or
+    very small magnitude are first brought near 1 by a power of two (:func:`power_of_two_scale`).
 
     Args:
         x: (N, d) features.
@@ -53,6 +71,9 @@ def knn_indices(x: Tensor, n_neighbors: int, metric: str = "cosine", chunk_size:
     n_neighbors = check_int(who, "n_neighbors", n_neighbors, 1)
     if n_neighbors >= x.shape[0]:
         raise fail(who, "n_neighbors", f"be smaller than the number of points ({x.shape[0]})", n_neighbors)
+    scale = power_of_two_scale(x)
+    if scale != 1.0:
+        x = x * scale
     return exact_knn(x, n_neighbors, metric=metric, chunk_size=chunk_size)[0]
 
 

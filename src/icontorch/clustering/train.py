@@ -98,11 +98,21 @@ class _Batches:
         src = compose_batch(anchors, self.graph, self.n_views, self.n_sampled_neighbors, generator)
         batch = self.x[src]
         if self.augment is not None:
-            batch = self.augment(batch, self.augment_generator)
-            shape = (src.shape[0], self.x.shape[1])
-            if not isinstance(batch, Tensor) or batch.shape != shape:
-                raise fail("Clustering", "augment(x, generator)", f"return a tensor of shape {shape}", batch)
+            batch = self._augmented(batch)
         return src, batch if self.mean is None else (batch - self.mean) / self.scale
+
+    def _augmented(self, batch: Tensor) -> Tensor:
+        """``augment(batch, generator)``, checked: a finite tensor of the batch's shape, dtype and device."""
+        out = self.augment(batch, self.augment_generator)
+        who, name = "Clustering", "augment(x, generator)"
+        if not isinstance(out, Tensor) or out.shape != batch.shape:
+            raise fail(who, name, f"return a tensor of shape {tuple(batch.shape)}",
+                       out if isinstance(out, Tensor) else type(out).__name__)
+        if out.dtype != batch.dtype or out.device != batch.device:
+            raise fail(who, name, f"return a tensor of the input's dtype {batch.dtype} on {batch.device}", out)
+        if not bool(torch.isfinite(out).all()):
+            raise fail(who, name, "return finite values", "a tensor containing NaN or Inf")
+        return out
 
 
 def _anchor_batches(n: int, batch_size: int, generator: torch.Generator, device: torch.device) -> List[Tensor]:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
-from .._validation import IConError
+from ._args import integer
+from ._io import FIGURE_SUFFIXES, check_output
 
 __all__ = ["add_parser", "run"]
 
@@ -20,16 +20,17 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
     parser.add_argument("-o", "--output", default="icontorch_demo.png",
                         help="PNG (or SVG) to write (default: %(default)s)")
     parser.add_argument("--perplexity", type=float, default=30.0, help="default: %(default)s")
-    parser.add_argument("--n-iter", type=int, default=500,
+    parser.add_argument("--n-iter", type=integer, default=500,
                         help="gradient steps after early exaggeration (default: %(default)s)")
-    parser.add_argument("--early-exaggeration-iter", type=int, default=250,
+    parser.add_argument("--early-exaggeration-iter", type=integer, default=250,
                         help="gradient steps of early exaggeration (default: %(default)s)")
-    parser.add_argument("--random-state", type=int, default=0, help="seed (default: %(default)s)")
+    parser.add_argument("--random-state", type=integer, default=0, help="seed (default: %(default)s)")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Fit, score and draw."""
+    """Check the output, fit, score and draw (errors raise IConError)."""
+    check_output(args.output, "-o", FIGURE_SUFFIXES, "icontorch demo")
     from sklearn.datasets import load_digits
 
     from ..embedding import TSNE
@@ -42,11 +43,7 @@ def run(args: argparse.Namespace) -> int:
     estimator = TSNE(perplexity=args.perplexity, early_exaggeration_iter=args.early_exaggeration_iter,
                      n_iter=args.n_iter, random_state=args.random_state)
     start = time.perf_counter()
-    try:
-        embedding = estimator.fit_transform(x)
-    except IConError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    embedding = estimator.fit_transform(x)
     seconds = time.perf_counter() - start
     accuracy = knn_accuracy(embedding, y, 10)
     print(f"fitted in {seconds:.1f} s ({estimator.n_iter_} iterations, algorithm {estimator.algorithm_!r}); "

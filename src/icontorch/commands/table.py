@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Dict, List
 
 from .. import methods
+from .._validation import IConError
 from ..table import format_table, plot_table
+from ._io import FIGURE_SUFFIXES, check_output, write_atomic
 
 __all__ = ["add_parser", "run"]
 
@@ -67,19 +69,17 @@ def _run_tests(names: List[str]) -> Dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the table (and draw it); exit status 1 if a requested test run failed."""
+    """Print the table (and draw it); exit status 1 if a requested test run failed (errors raise IConError)."""
     names = args.names or methods.available()
     unknown = [n for n in names if n not in methods.available()]
     if unknown:
-        print(f"icontorch table: unknown method(s) {unknown}; see `icontorch table`.", file=sys.stderr)
-        return 2
-    if args.plot and not args.plot.lower().endswith((".png", ".svg")):
-        print(f"icontorch table: --plot must end in .png or .svg; got {args.plot!r}.", file=sys.stderr)
-        return 2
+        raise IConError(f"icontorch table: NAME must name a method of icontorch.methods; got unknown "
+                        f"method(s) {unknown} (`icontorch table` lists them).")
+    check_output(args.plot, "--plot", FIGURE_SUFFIXES, "icontorch table")
     status = _run_tests(names) if args.run_tests else None
     print(format_table(names, status, formulas=args.verbose))
     if args.plot:
-        plot_table(args.plot)
+        write_atomic(args.plot, plot_table)
         print(f"wrote {args.plot}")
     if status is not None and any(s not in ("passed", "skipped") for s in status.values()):
         return 1

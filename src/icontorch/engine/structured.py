@@ -10,19 +10,20 @@ forming p. This module never looks at concrete neighbourhood classes.
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Tuple, Union
+from typing import Callable, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
 
 from .. import divergences
 from .._validation import IConError
-from ..neighborhoods.base import FusedKernel, FusedTargets, Neighborhood
+from ..neighborhoods.base import FusedKernel, FusedTargets, Neighborhood, called_as
 from ..neighborhoods.kernels import KernelProfile
 from .targets import Targets, match_lists
 from .tiled import Engine, Kernel, cross_entropy_rows
 
-__all__ = ["Structured", "structured_form", "choose_tile", "shape_error", "AUTO_TILE_SIZE", "AUTO_TILE_ENTRIES"]
+__all__ = ["Structured", "structured_form", "choose_tile", "shape_error", "describe", "AUTO_TILE_SIZE",
+           "AUTO_TILE_ENTRIES"]
 
 Divergence = Union[str, Callable[[Tensor, Tensor], Tensor]]
 
@@ -47,10 +48,10 @@ def shape_error(p_shape: tuple, q_shape: tuple) -> IConError:
                      f"target and q {q_shape} from z.")
 
 
-def _name(neighborhood: Neighborhood) -> str:
+def describe(neighborhood: Neighborhood) -> str:
     """``MixUniform(PerplexityGaussian)``: the class, with the class of a wrapped ``base``."""
     base = getattr(neighborhood, "base", None)
-    inner = f"({_name(base)})" if isinstance(base, Neighborhood) else ""
+    inner = f"({describe(base)})" if isinstance(base, Neighborhood) else ""
     return type(neighborhood).__name__ + inner
 
 
@@ -65,10 +66,10 @@ def structured_form(p: Neighborhood, q: Neighborhood,
         return None, f"the divergence is {divergence!r}"
     kernel = q.fused_form()
     if not isinstance(kernel, FusedKernel):
-        return None, f"q is {_name(q)}, not Gaussian or StudentT (optionally mix_uniform-ed)"
+        return None, f"q is {describe(q)}, not Gaussian or StudentT (optionally mix_uniform-ed)"
     targets = p.fused_form()
     if not isinstance(targets, FusedTargets):
-        return None, f"p is {_name(p)}, not one of {_P_FUSED} (optionally mix_uniform-ed)"
+        return None, f"p is {describe(p)}, not one of {_P_FUSED} (optionally mix_uniform-ed)"
     if targets.include_self and not kernel.include_self:
         return None, "p includes self as a neighbour but q excludes it"
     return Structured(targets, kernel, kl), ""
@@ -108,13 +109,18 @@ class Structured:
 
     def rows(self, z: Tensor, target: Tensor, candidates: Optional[Tensor],
              target_candidates: Optional[Tensor], self_offset: Optional[int], tile: int,
-             keep: bool) -> Tuple[Tensor, Tensor]:
-        """Per-anchor ``H(p_i, q_i)`` (minus ``H(p_i)`` for the kl) and the mask of empty rows."""
+             keep: bool, names: Sequence[str] = ("z", "target", "candidates", "target_candidates"),
+             ) -> Tuple[Tensor, Tensor]:
+        """Per-anchor ``H(p_i, q_i)`` (minus ``H(p_i)`` for the kl) and the mask of empty rows;
+        ``names``: what the caller calls z, target, candidates and target_candidates (the errors)."""
         kernel = self.kernel
         y = z if candidates is None else candidates
-        kernel.check(z, candidates)  # the checks and messages of q(z, candidates)
+        with called_as(names[0], names[2]):
+            kernel.check(z, candidates)  # the checks and messages of q(z, candidates)
         dtype = torch.float64 if z.dtype == torch.float64 else torch.float32
-        targets = self._targets(target, target_candidates, self_offset, dtype, tile, (z.shape[0], y.shape[0]))
+        with called_as(names[1], names[3]):
+            targets = self._targets(target, target_candidates, self_offset, dtype, tile,
+                                    (z.shape[0], y.shape[0]))
         q_self = self_offset if self_offset is not None and not kernel.include_self else None
         profile, scale = kernel.profile, None
         if isinstance(profile.param, Tensor):  # a learned scale: the engine gives its gradient

@@ -30,10 +30,10 @@ import math
 from typing import ContextManager, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from .._validation import IConError
+from ..distances import unit
 from ..neighborhoods.kernels import KernelProfile
 from .targets import Targets, self_cells
 
@@ -263,6 +263,6 @@ def cross_entropy_rows(z: Tensor, candidates: Tensor, metric: str, engine: Engin
         x = z.to(dtype)
         y = x if candidates is z else candidates.to(dtype)
         if metric == "cosine":
-            x_hat = F.normalize(x, dim=-1)
-            x, y = x_hat, (x_hat if y is x else F.normalize(y, dim=-1))
+            x_hat = unit(x)
+            x, y = x_hat, (x_hat if y is x else unit(y))
         return _CrossEntropy.apply(x, y, scale, engine)

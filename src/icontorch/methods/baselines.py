@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import math
 import sys
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._validation import (
-    IConError,
     check_choice,
     check_features,
     check_index,
@@ -33,8 +31,9 @@ from .._validation import (
     fail,
     is_real,
 )
+from ..distances import unit
 from ..neighborhoods import StudentT
-from ..neighborhoods.base import show_number
+from ..neighborhoods.base import _tolerance, show_number
 from ._registry import register
 
 __all__ = ["DebiasedContrastiveLoss", "DecoupledContrastiveLoss", "IICLoss", "TEMIPMILoss",
@@ -109,10 +108,11 @@ class DebiasedContrastiveLoss(nn.Module):
 
     def forward(self, z: Tensor, target: Tensor) -> Tensor:
         partner = _pairs_of_views("DebiasedContrastiveLoss", z, target)
+        check_positive_parameter("DebiasedContrastiveLoss", "temperature", self.temperature)  # as it is now
         if self.q is not None:
             return self._kernel_forward(z, partner)
         t = self.temperature
-        zn = F.normalize(z, dim=1)
+        zn = unit(z)
         # Every weight carries the factor e^(-1/t) (cos <= 1), which cancels in the ratio and
         # keeps exp() in range for small temperatures.
         w = torch.exp((zn @ zn.T - 1.0) / t)
@@ -155,7 +155,8 @@ class DecoupledContrastiveLoss(nn.Module):
 
     def forward(self, z: Tensor, target: Tensor) -> Tensor:
         partner = _pairs_of_views("DecoupledContrastiveLoss", z, target)
-        zn = F.normalize(z, dim=1)
+        check_positive_parameter("DecoupledContrastiveLoss", "temperature", self.temperature)  # as it is now
+        zn = unit(z)
         logits = zn @ zn.T / self.temperature
         rows = torch.arange(z.shape[0], device=z.device)
         negative, _ = _negatives(logits, partner)
@@ -166,15 +167,24 @@ class DecoupledContrastiveLoss(nn.Module):
         return f"temperature={show_number(self.temperature)}, reduction={self.reduction!r}"
 
 
-def _check_pair(who: str, log_phi1: Tensor, log_phi2: Tensor) -> None:
-    for name, x in (("log_phi1", log_phi1), ("log_phi2", log_phi2)):
-        # log soft assignments: -inf (a zero probability) is allowed, NaN and +inf are not
+def _check_pair(who: str, log_phi1: Tensor, log_phi2: Tensor, names: Tuple[str, str] = ("log_phi1", "log_phi2"),
+                ) -> Tuple[Tensor, Tensor]:
+    """Two (n, C) tensors of log soft assignments (rows log-sum-exp to 0; -inf is a zero
+    probability), returned in their common dtype (at least float32)."""
+    for name, x in zip(names, (log_phi1, log_phi2)):
         if not isinstance(x, Tensor) or x.dim() != 2 or x.shape[0] == 0 or not x.is_floating_point():
             raise fail(who, name, "be a non-empty 2-D floating tensor of log soft assignments (n, C)", x)
         if bool(torch.isnan(x).any()) or bool((x == float("inf")).any()):
             raise fail(who, name, "contain no NaN or +inf", x)
     if log_phi1.shape != log_phi2.shape:
-        raise fail(who, "log_phi2", f"have the shape of log_phi1 {tuple(log_phi1.shape)}", log_phi2)
+        raise fail(who, names[1], f"have the shape of {names[0]} {tuple(log_phi1.shape)}", log_phi2)
+    for name, x in zip(names, (log_phi1, log_phi2)):
+        deviation = float(torch.logsumexp(x.detach().float(), dim=1).abs().max())
+        if deviation > _tolerance(x.dtype):
+            raise fail(who, name, "hold log soft assignments whose rows log-sum-exp to 0 (apply "
+                       "log_softmax to the cluster logits)", f"a row off by {deviation:.3g}")
+    dtype = torch.promote_types(torch.promote_types(log_phi1.dtype, log_phi2.dtype), torch.float32)
+    return log_phi1.to(dtype), log_phi2.to(dtype)
 
 
 class IICLoss(nn.Module):
@@ -193,7 +203,7 @@ class IICLoss(nn.Module):
         self.lamb = check_positive("IICLoss", "lamb", lamb)
 
     def forward(self, log_phi1: Tensor, log_phi2: Tensor) -> Tensor:
-        _check_pair("IICLoss", log_phi1, log_phi2)
+        log_phi1, log_phi2 = _check_pair("IICLoss", log_phi1, log_phi2)
         joint = log_phi1.exp().T @ log_phi2.exp()
         joint = (joint + joint.T) / 2.0
         joint = joint / joint.sum()
@@ -226,14 +236,16 @@ class TEMIPMILoss(nn.Module):
 
     def forward(self, log_phi_teacher: Tensor, log_phi_student: Tensor,
                 prior: Optional[Tensor] = None) -> Tensor:
-        _check_pair("TEMIPMILoss", log_phi_teacher, log_phi_student)
+        log_phi_teacher, log_phi_student = _check_pair("TEMIPMILoss", log_phi_teacher, log_phi_student,
+                                                       ("log_phi_teacher", "log_phi_student"))
         log_t = log_phi_teacher.detach()
         if prior is None:
             log_prior = torch.logsumexp(log_t, dim=0) - math.log(log_t.shape[0])
         else:
-            if prior.shape != (log_t.shape[1],) or bool((prior <= 0).any()):
-                raise IConError(f"TEMIPMILoss: prior must be ({log_t.shape[1]},) positive cluster "
-                                f"probabilities; got {tuple(prior.shape)}.")
+            if not isinstance(prior, Tensor) or prior.shape != (log_t.shape[1],) or not prior.is_floating_point() \
+                    or not bool(torch.isfinite(prior).all()) or bool((prior <= 0).any()):
+                raise fail("TEMIPMILoss", "prior", f"be ({log_t.shape[1]},) positive finite cluster "
+                           f"probabilities (a floating tensor)", prior)
             log_prior = prior.to(log_t.dtype).log()
         rows = -torch.logsumexp(self.beta * (log_t + log_phi_student) - log_prior, dim=1)
         return _reduce(rows, self.reduction)

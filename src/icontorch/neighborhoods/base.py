@@ -8,6 +8,11 @@ log-probabilities:
   candidates per anchor (shape ``(n, m, ...)``).
 * With ``y=None`` the candidates are the anchors themselves and ``j = i`` is excluded, unless
   ``include_self`` is true (the cluster kernel, Def. 2 of the paper, includes it by default).
+  A neighbourhood whose candidates are something else when ``y`` is None (classes, the columns
+  of x, a fixed matrix) says so with ``y_defaults_to_x = False``; :class:`~icontorch.ICon` then
+  lets its caller leave out the candidates of that side.
+* An :class:`~icontorch.IConError` names ``x`` and ``y``; inside :func:`called_as` (ICon calls
+  p and q so) it names them as the caller does.
 * Every row log-sum-exps to 0, except that a discrete neighbourhood may return a row that is
   entirely ``-inf`` when an anchor has no neighbour at all (a SupCon anchor whose label occurs
   once). :class:`~icontorch.ICon` decides what happens to such rows.
@@ -24,8 +29,10 @@ log-probabilities:
 
 from __future__ import annotations
 
+import contextlib
+import re
 from dataclasses import dataclass
-from typing import Callable, Optional, Union
+from typing import Callable, Iterator, Optional, Union
 
 import torch
 from torch import Tensor, nn
@@ -34,7 +41,8 @@ from .._validation import IConError, check_candidates, check_features, fail
 from .kernels import KernelProfile
 
 __all__ = ["Neighborhood", "KernelNeighborhood", "Precomputed", "FromCallable",
-           "as_neighborhood", "log_normalize", "mask_diagonal", "Support", "FusedTargets", "FusedKernel"]
+           "as_neighborhood", "log_normalize", "mask_diagonal", "Support", "FusedTargets", "FusedKernel",
+           "called_as", "check_magnitude"]
 
 
 Number = Union[float, Tensor]
@@ -44,6 +52,43 @@ Number = Union[float, Tensor]
 def show_number(value: Optional[Number]) -> str:
     """A parameter for ``extra_repr``: the float, or ``tensor(v)`` for a (learnable) tensor."""
     return f"tensor({float(value.detach()):.6g})" if isinstance(value, Tensor) else repr(value)
+
+
+_NAME_SLOT = re.compile(r"^(?P<who>[^:]+): (?P<name>x|y) (?P<rule>must .*?)(?P<got>; got .*)?$", re.S)
+
+
+def _renamed(message: str, names: dict) -> str:
+    """``"Gaussian: x must ... of x; got v."`` with x and y replaced by ``names`` in the name and the rule."""
+    match = _NAME_SLOT.match(message)
+    if match is None:
+        return message
+    rule = re.sub(r"\b[xy]\b", lambda word: names[word.group(0)], match.group("rule"))
+    return f"{match.group('who')}: {names[match.group('name')]} {rule}{match.group('got') or ''}"
+
+
+@contextlib.contextmanager
+def called_as(x: str, y: str) -> Iterator[None]:
+    """Within this block, an :class:`IConError` of a neighbourhood that names its argument ``x`` or
+    ``y`` names ``x`` and ``y`` as the caller calls them instead (``ICon`` calls q's x ``z`` and
+    p's x ``target``). The message is rewritten in place: the error keeps its traceback."""
+    try:
+        yield
+    except IConError as error:
+        if error.args and isinstance(error.args[0], str):
+            error.args = (_renamed(error.args[0], {"x": x, "y": y}),) + error.args[1:]
+        raise
+
+
+def check_magnitude(who: str, name: str, x: Tensor, factor: float = 1.0) -> None:
+    """``4 factor max_i ||x_i||^2`` must be finite in x's dtype: then the squared distances and dot
+    products of x (those of the expansion ``|x|^2 + |y|^2 - 2 x.y`` too), times ``factor``, are."""
+    limit = torch.finfo(x.dtype).max
+    top = float(x.detach().pow(2).sum(-1).max())
+    if not 4.0 * top * factor < limit:
+        biggest = float(x.detach().abs().max())
+        scaled = "" if factor <= 1.0 else f" (times the kernel's scale {factor:.3g})"
+        raise IConError(f"{who}: {name} must have squared distances{scaled} representable in {x.dtype} "
+                        f"(below {limit:.3g}); got values up to {biggest:.3g}.")
 
 
 def log_normalize(logits: Tensor) -> Tensor:
@@ -113,7 +158,7 @@ class FusedTargets:
             return self.needs_candidates if own else ""
         if not own and target_candidates is None:
             return "candidates come without target_candidates"
-        if self.ids and target_candidates is not None and target_candidates.dim() != 1:
+        if self.ids and isinstance(target_candidates, Tensor) and target_candidates.dim() != 1:
             return "target_candidates are per-anchor id sets (2-D)"
         return ""
 
@@ -142,6 +187,7 @@ class Neighborhood(nn.Module):
     """Base class of every neighbourhood distribution ``p(j|i)``; see the module docstring."""
 
     include_self: bool = False
+    y_defaults_to_x: bool = True
 
     def forward(self, x: Optional[Tensor], y: Optional[Tensor] = None) -> Tensor:
         raise NotImplementedError(f"{type(self).__name__} must implement forward(x, y=None).")
@@ -172,6 +218,20 @@ class KernelNeighborhood(Neighborhood):
         if y is not None:
             check_features(who, "y", y, ndim=(2, 3))
         check_candidates(who, x, y)
+        self._check_parameters(x.dtype)
+        factor = self._magnitude_factor()
+        if factor is not None:
+            check_magnitude(who, "x", x, factor)
+            if y is not None:
+                check_magnitude(who, "y", y, factor)
+
+    def _check_parameters(self, dtype: torch.dtype) -> None:
+        """Validate the parameters as they are now (a learned one may have left its range); no-op here."""
+
+    def _magnitude_factor(self) -> Optional[float]:
+        """The factor ``c`` of :func:`check_magnitude` for kernels whose log-weights are up to ``c``
+        times the squared distances or dot products of the inputs (None: no check, the default)."""
+        return None
 
     def forward(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
         self._check(x, y)
@@ -211,6 +271,7 @@ class Precomputed(Neighborhood):
             raise fail(who, "include_self", "be true for a non-square log_p", include_self)
         self.register_buffer("log_p", log_p)
         self.include_self = include_self
+        self.y_defaults_to_x = False  # the candidates are the columns of log_p
 
     def forward(self, x: Optional[Tensor] = None, y: Optional[Tensor] = None) -> Tensor:
         if x is not None and x.shape[0] != self.log_p.shape[0]:
@@ -235,6 +296,7 @@ class FromCallable(Neighborhood):
             raise fail("FromCallable", "fn", "be callable", fn)
         self.fn = fn
         self.include_self = bool(include_self)
+        self.y_defaults_to_x = False  # unknown: fn decides
 
     def forward(self, x: Optional[Tensor], y: Optional[Tensor] = None) -> Tensor:
         out = self.fn(x, y)

@@ -133,6 +133,7 @@ class Logits(Neighborhood):
     """
 
     include_self = True  # the candidates are columns, never the anchor itself
+    y_defaults_to_x = False
 
     def __init__(self, temperature: Number = 1.0) -> None:
         super().__init__()
@@ -142,6 +143,7 @@ class Logits(Neighborhood):
         check_features("Logits", "x", x)
         if y is not None:
             raise fail("Logits", "y", "be None (the columns of x are the candidates)", y)
+        check_positive_parameter("Logits", "temperature", self.temperature)  # a learned one, as it is now
         return torch.log_softmax(x / self.temperature, dim=1)
 
     def extra_repr(self) -> str:
@@ -162,6 +164,7 @@ class SinkhornCodes(Neighborhood):
     """
 
     include_self = True
+    y_defaults_to_x = False  # the candidates are the prototypes (columns of x)
 
     def __init__(self, epsilon: float = 0.05, n_iter: int = 3) -> None:
         super().__init__()

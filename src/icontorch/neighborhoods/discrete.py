@@ -133,6 +133,7 @@ class DataToClass(Neighborhood):
     """
 
     include_self = True  # the candidates are classes, so no column is the anchor itself
+    y_defaults_to_x = False
 
     def __init__(self, n_classes: int, dtype: Optional[torch.dtype] = None) -> None:
         super().__init__()

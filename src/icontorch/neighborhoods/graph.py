@@ -156,6 +156,7 @@ class SpectralGaussian(Neighborhood):
 
     def forward(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
         _check_nodes("SpectralGaussian", x, y, self.embedding.shape[0])
+        check_positive_parameter("SpectralGaussian", "sigma", self.sigma)  # a learned one, as it is now
         u = self.embedding.to(torch.get_default_dtype())
         d = squared_euclidean(u[x], u[x if y is None else y])
         return log_normalize(-d / (2.0 * self.sigma ** 2))

@@ -22,10 +22,10 @@ from typing import Optional, Union
 import torch
 from torch import Tensor
 
-__all__ = ["KernelProfile"]
+__all__ = ["KernelProfile", "number"]
 
 
-def _number(value: Union[float, Tensor]) -> float:
+def number(value: Union[float, Tensor]) -> float:
     """A float, or a one-element tensor (a learned parameter) read without its gradient."""
     return value.detach().item() if isinstance(value, Tensor) else float(value)
 
@@ -61,7 +61,7 @@ class KernelProfile:
         if self.kind == "gaussian":
             if d is None:
                 return -p
-            return d.fill_(-p) if inplace else torch.full_like(d, -_number(p))
+            return d.fill_(-p) if inplace else torch.full_like(d, -number(p))
         if inplace:
             return d.add_(p).reciprocal_().mul_(-0.5 * (p + 1.0))
         return -0.5 * (p + 1.0) / (p + d)
@@ -79,11 +79,11 @@ class KernelProfile:
 
     def detach(self) -> "KernelProfile":
         """The same profile with its parameter as a Python float (a learned one read as it is now)."""
-        return KernelProfile(self.kind, _number(self.param))
+        return KernelProfile(self.kind, number(self.param))
 
     def half_width(self) -> float:
         """The distance r at which ``w(r) = w(0) / 2``: the length scale of the kernel."""
-        p = _number(self.param)
+        p = number(self.param)
         if self.kind == "student_t":
             return math.sqrt(p * (2.0 ** (2.0 / (p + 1.0)) - 1.0))
         return math.sqrt(math.log(2.0) / p)

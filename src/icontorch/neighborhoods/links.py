@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .._validation import (
+    check_candidates,
     check_choice,
     check_features,
     check_ids_below,
@@ -31,8 +32,9 @@ from .._validation import (
     fail,
     is_real,
 )
-from ..distances import SIMILARITIES
-from .base import Neighborhood, Number, show_number
+from ..distances import SIMILARITIES, exponent_of, times_power_of_two
+from .base import Neighborhood, Number, check_magnitude, show_number
+from .kernels import number
 
 __all__ = ["SigmoidLinks", "UMAPLinks", "SameIdLinks", "GraphLinks", "umap_ab"]
 
@@ -46,10 +48,22 @@ def _pairs(values: Tensor, y: Optional[Tensor]) -> Tensor:
     return values.reshape(-1)
 
 
-def _check_points(who: str, x: Tensor, y: Optional[Tensor]) -> None:
+def _check_points(who: str, x: Tensor, y: Optional[Tensor], factor: Optional[float] = 1.0) -> None:
+    """Finite 2-D points of one feature dimension, whose squared distances and dot products times
+    ``factor`` are finite (None: no magnitude check, for the cosine)."""
     check_features(who, "x", x)
     if y is not None:
         check_features(who, "y", y)
+    check_candidates(who, x, y)
+    if factor is not None:
+        for name, points in (("x", x), ("y", y)):
+            if points is not None:
+                check_magnitude(who, name, points, factor)
+
+
+def _check_pair_anchors(who: str, x: Tensor, y: Optional[Tensor]) -> None:
+    if y is None and x.shape[0] < 2:
+        raise fail(who, "x", "hold at least 2 ids when the anchors are their own candidates (a pair i != j)", x)
 
 
 def _from_logit(logit: Tensor) -> Tensor:
@@ -84,7 +98,9 @@ class SigmoidLinks(Neighborhood):
         self.metric = check_choice("SigmoidLinks", "metric", metric, tuple(SIMILARITIES))
 
     def forward(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
-        _check_points("SigmoidLinks", x, y)
+        check_positive_parameter("SigmoidLinks", "scale", self.scale)  # learned ones, as they are now
+        check_real_parameter("SigmoidLinks", "bias", self.bias)
+        _check_points("SigmoidLinks", x, y, None if self.metric == "cosine" else max(1.0, number(self.scale)))
         s = SIMILARITIES[self.metric](x, x if y is None else y)
         return _from_logit(_pairs(self.scale * s + self.bias, y))
 
@@ -127,11 +143,16 @@ class UMAPLinks(Neighborhood):
         self.b = check_positive("UMAPLinks", "b", b)
 
     def forward(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
-        _check_points("UMAPLinks", x, y)
-        d = torch.cdist(x, x if y is None else y).pow(2)
+        _check_points("UMAPLinks", x, y, factor=None)
+        dtype = x.dtype
+        if dtype in (torch.float16, torch.bfloat16):  # cdist has no half-precision kernel
+            x, y = x.float(), None if y is None else y.float()
+        # On points scaled by 2^-e (exact), log d^2 = log d_scaled^2 + 2 e log 2 at any magnitude.
+        e = exponent_of(x, x if y is None else y)
+        d = torch.cdist(times_power_of_two(x, -e), times_power_of_two(x if y is None else y, -e)).pow(2)
         # d = 0 only on the excluded diagonal (or for duplicates); keep its log finite.
-        log_d = d.clamp_min(torch.finfo(d.dtype).tiny).log()
-        return _from_logit(_pairs(-(math.log(self.a) + self.b * log_d), y))
+        log_d = d.clamp_min(torch.finfo(d.dtype).tiny).log() + 2.0 * e * math.log(2.0)
+        return _from_logit(_pairs(-(math.log(self.a) + self.b * log_d), y)).to(dtype)
 
     def extra_repr(self) -> str:
         return f"a={self.a}, b={self.b}"
@@ -144,6 +165,7 @@ class SameIdLinks(Neighborhood):
         check_index("SameIdLinks", "x", x)
         if y is not None:
             check_index("SameIdLinks", "y", y)
+        _check_pair_anchors("SameIdLinks", x, y)
         match = x[:, None] == (x if y is None else y)[None, :]
         return _from_probability(_pairs(match, y).to(torch.float64))
 
@@ -174,6 +196,7 @@ class GraphLinks(Neighborhood):
         check_ids_below("GraphLinks", "x", x, n_nodes)
         if y is not None:
             check_ids_below("GraphLinks", "y", y, n_nodes)
+        _check_pair_anchors("GraphLinks", x, y)
         v = self.memberships[x][:, x if y is None else y]
         return _from_probability(_pairs(v, y))
 

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from .._validation import check_choice, check_int, check_nonnegative, check_positive, check_positive_parameter, fail
-from ..distances import SIMILARITIES, squared_euclidean
+from ..distances import SIMILARITIES, exponent_of, squared_euclidean, times_power_of_two
 from ..knn import most_similar
 from .base import (
     FusedKernel,
@@ -33,7 +33,7 @@ from .base import (
     mask_diagonal,
     show_number,
 )
-from .kernels import KernelProfile
+from .kernels import KernelProfile, number
 
 __all__ = ["Gaussian", "PerplexityGaussian", "StudentT", "KNN", "PowerExponential", "Harmonic",
            "perplexity_precision"]
@@ -85,6 +85,17 @@ class Gaussian(KernelNeighborhood):
     def logits(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
         return _similarity(self.metric, x, y) * self.scale
 
+    def _check_parameters(self, dtype: torch.dtype) -> None:
+        name, value = ("sigma", self.sigma) if self.sigma is not None else ("temperature", self.temperature)
+        check_positive_parameter("Gaussian", name, value)  # a learned one, as it is now
+        scale = abs(number(self.scale))
+        if not scale < torch.finfo(dtype).max:
+            raise fail("Gaussian", name, f"give a scale 1 / (2 sigma^2) or 1 / temperature representable in "
+                       f"{dtype} (it is {scale:.3g})", number(value))
+
+    def _magnitude_factor(self) -> Optional[float]:
+        return None if self.metric == "cosine" else max(1.0, abs(number(self.scale)))
+
     def fused_form(self) -> Optional[FusedKernel]:
         if not self._keeps(Gaussian, "logits", "forward", "_check"):
             return None
@@ -102,7 +113,10 @@ def perplexity_precision(sq_dist: Tensor, perplexity: float, tol: float = 1e-10,
 
     A vectorised bisection on all rows at once (the search of SNE, Hinton & Roweis 2002): beta
     doubles until the entropy falls below the target, then halves the bracket. Entries of
-    ``sq_dist`` equal to ``+inf`` are not candidates. Runs in float64 without gradient.
+    ``sq_dist`` equal to ``+inf`` are not candidates. Runs in float64 without gradient. A row
+    whose k nearest candidates tie (duplicates), with k > perplexity, cannot reach the target:
+    its beta stops once ``beta (d - d_min) > 800`` for every other candidate, whose weight is then
+    0 in float64: the limit, uniform over the ties.
 
     Args:
         sq_dist: (n, m) squared distances.
@@ -113,19 +127,26 @@ def perplexity_precision(sq_dist: Tensor, perplexity: float, tol: float = 1e-10,
     Returns:
         (n,) float64 tensor of ``beta_i = 1 / (2 sigma_i^2)``.
     """
+    who = "perplexity_precision"
+    target = math.log(check_positive(who, "perplexity", perplexity))
+    if not isinstance(sq_dist, Tensor) or sq_dist.dim() != 2 or not sq_dist.is_floating_point() \
+            or bool(torch.isnan(sq_dist).any()) or bool((sq_dist < 0).any()):
+        raise fail(who, "sq_dist", "be a 2-D floating tensor of squared distances >= 0 (+inf: not a candidate)",
+                   sq_dist)
     with torch.no_grad():
         d = sq_dist.detach().to(torch.float64)
-        target = math.log(perplexity)
         n = d.shape[0]
         beta = torch.ones(n, dtype=torch.float64, device=d.device)
         lo = torch.zeros_like(beta)
         hi = torch.full_like(beta, float("inf"))
+        nearest = d.amin(1, keepdim=True)
+        gap = torch.where(torch.isfinite(d) & (d > nearest), d - nearest, math.inf).amin(1)
         for _ in range(max_iter):
             log_p = torch.log_softmax(-beta[:, None] * d, dim=1)
             p = log_p.exp()
             entropy = -torch.where(p > 0, p * log_p, torch.zeros_like(p)).sum(1)
             diff = entropy - target
-            if bool((diff.abs() < tol).all()):
+            if bool(((diff.abs() < tol) | (diff > 0) & (beta * gap > 800.0)).all()):
                 break
             too_wide = diff > 0  # entropy too high: sharpen (raise beta)
             lo = torch.where(too_wide, beta, lo)
@@ -134,6 +155,15 @@ def perplexity_precision(sq_dist: Tensor, perplexity: float, tol: float = 1e-10,
                                torch.where(torch.isinf(hi), beta * 2.0, (beta + hi) / 2.0),
                                (beta + lo) / 2.0)
         return beta
+
+
+def _scaled_sq_dist(x: Tensor, y: Optional[Tensor]) -> Tensor:
+    """``||x_i - y_j||^2 / 4^e`` with ``2^e`` just above ``max |x|, |y|`` (exact), so that no magnitude
+    overflows or underflows: for scale-free kernels (the perplexity calibration, Harmonic at
+    sigma = 0). Identical rows give identical distances, so duplicates stay tied."""
+    y_ = x if y is None else y
+    e = exponent_of(x, y_)
+    return squared_euclidean(times_power_of_two(x, -e), times_power_of_two(y_, -e))
 
 
 class PerplexityGaussian(KernelNeighborhood):
@@ -154,10 +184,15 @@ class PerplexityGaussian(KernelNeighborhood):
         self.include_self = bool(include_self)
 
     def logits(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
-        d = squared_euclidean(x, x if y is None else y)
+        """``-beta_i (d_ij - min_k d_ik)``, computed in float64 on scaled points (any magnitude) and
+        returned in x's dtype. Ties at the nearest distance can keep the entropy above its target and
+        drive beta to ~1e60: the row shift keeps the nearest candidates at 0 (the others become
+        ``-inf`` in float32, never ``inf * 0``), and the gradient, also float64, stays finite."""
+        d = _scaled_sq_dist(x.to(torch.float64), None if y is None else y.to(torch.float64))
         masked = mask_diagonal(d.neg()).neg() if y is None and not self.include_self else d
-        beta = perplexity_precision(masked, self.perplexity).to(d.dtype)
-        return -beta[:, None] * d
+        beta = perplexity_precision(masked, self.perplexity)
+        nearest = masked.detach().amin(1, keepdim=True)
+        return (-beta[:, None] * (d - nearest).clamp_min(0.0)).to(x.dtype)
 
     def forward(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
         self._check(x, y)
@@ -189,6 +224,9 @@ class StudentT(KernelNeighborhood):
 
     def logits(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
         return KernelProfile("student_t", self.dof).log_w(squared_euclidean(x, x if y is None else y))
+
+    def _magnitude_factor(self) -> Optional[float]:
+        return max(1.0, 1.0 / self.dof)
 
     def fused_form(self) -> Optional[FusedKernel]:
         if not self._keeps(StudentT, "logits", "forward", "_check"):
@@ -283,6 +321,12 @@ class PowerExponential(KernelNeighborhood):
     def logits(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
         return -_safe_sq_dist(x, y).pow(self.gamma / 2.0) / self.temperature
 
+    def _check_parameters(self, dtype: torch.dtype) -> None:
+        check_positive_parameter("PowerExponential", "temperature", self.temperature)
+
+    def _magnitude_factor(self) -> Optional[float]:
+        return max(1.0, 1.0 / number(self.temperature))
+
     def extra_repr(self) -> str:
         return (f"gamma={self.gamma}, temperature={show_number(self.temperature)}, "
                 f"include_self={self.include_self}")
@@ -313,8 +357,14 @@ class Harmonic(KernelNeighborhood):
         self.include_self = bool(include_self)
 
     def logits(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
+        if self.sigma == 0.0:  # d^(-n), scale-free: computed on scaled points at any magnitude
+            d = _scaled_sq_dist(x, y)
+            return -0.5 * self.exponent * torch.log(d.clamp_min(torch.finfo(d.dtype).tiny))
         offset = (self.exponent - 1.0) * self.sigma ** 2
         return -0.5 * self.exponent * torch.log(_safe_sq_dist(x, y) + offset)
+
+    def _magnitude_factor(self) -> Optional[float]:
+        return None if self.sigma == 0.0 else 1.0
 
     def extra_repr(self) -> str:
         return f"exponent={self.exponent}, sigma={self.sigma}, include_self={self.include_self}"

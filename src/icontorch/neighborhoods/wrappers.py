@@ -29,7 +29,7 @@ class StopGradient(Neighborhood):
     def __init__(self, base: NeighborhoodLike) -> None:
         super().__init__()
         self.base = as_neighborhood(base, "StopGradient", "base")
-        self.include_self = self.base.include_self
+        self.include_self, self.y_defaults_to_x = self.base.include_self, self.base.y_defaults_to_x
 
     def forward(self, x: Optional[Tensor], y: Optional[Tensor] = None) -> Tensor:
         return self.base(x, y).detach()
@@ -76,7 +76,7 @@ class DisjointUnion(Neighborhood):
             if len(blocks) != len(parts) or any(not (0 <= a and (b is None or a < b)) for a, b in blocks):
                 raise fail(who, "blocks", rule, blocks)
         self.blocks = blocks
-        self.include_self = self.parts[0].include_self
+        self.include_self, self.y_defaults_to_x = self.parts[0].include_self, self.parts[0].y_defaults_to_x
 
     def forward(self, x: Optional[Tensor], y: Optional[Tensor] = None) -> Tensor:
         out = []
