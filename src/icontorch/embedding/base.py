@@ -6,6 +6,7 @@ Validation, the non-parametric and parametric fits, and ``transform``; the publi
 
 from __future__ import annotations
 
+import copy
 from types import SimpleNamespace
 from typing import Any, Dict, List, Sequence, Tuple, Union
 
@@ -50,6 +51,11 @@ METRICS = ("squared_euclidean", "cosine")
 _EXACT_MAX_N = 500         # "auto" uses the dense exact objective up to this many points
 
 Settings = SimpleNamespace
+
+
+def _on(module: torch.nn.Module, device: torch.device) -> bool:
+    """Whether ``module``'s tensors live on ``device`` (transform never moves the fitted mapper)."""
+    return next(module.buffers()).device == device
 
 
 def _check_callbacks(who: str, callbacks: Any) -> List[Callback]:
@@ -245,6 +251,7 @@ class NeighborEmbeddingBase(Estimator):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(torch.randint(0, 2 ** 62, (), generator=self._generator)))
             mapper = MLP(x.shape[1], s.n_components, s.hidden_layer_sizes)
+        mapper = mapper.to(dtype=x.dtype)          # a float64 tensor X trains a float64 network
         mapper.set_input_scaling(x.cpu())
         mapper = mapper.to(x.device)
         learning_rate = 3e-3 if s.learning_rate == "auto" else float(s.learning_rate)
@@ -288,11 +295,13 @@ class NeighborEmbeddingBase(Estimator):
         who, s = type(self).__name__, self._fit_settings
         x = as_tensor(X, who, "X", self._device)
         if x.shape[1] != self.n_features_in_:
-            raise fail(who, "X", f"have {self.n_features_in_} features, as in fit", x)
+            raise IConError(f"{who}: X must have {self.n_features_in_} features, as in fit; got {x.shape[1]}.")
+        x = x.to(torch.from_numpy(self.embedding_[:0]).dtype)      # the precision of the fit
         if s.metric == "cosine":
             x = torch.nn.functional.normalize(x, dim=1)
         if isinstance(self.mapper_, MLP):
-            return like_input(embed(self.mapper_.to(x.device), x).cpu(), X)
+            mapper = self.mapper_ if _on(self.mapper_, x.device) else copy.deepcopy(self.mapper_).to(x.device)
+            return like_input(embed(mapper, x).cpu(), X)
         reference = torch.from_numpy(self.embedding_).to(x.device)
         n_fit = self._fit_x.shape[0]
         n_neighbors = (default_n_neighbors(self._transform_p, n_fit + 1) if s.n_neighbors == "auto"
