@@ -28,8 +28,6 @@ KNOWN_METHODS = {
             "kernel_infonce-weight=nan", "kernel_infonce-weight=string", "kernel_infonce-weight=bool",
             "kernel_infonce-temperature2=nan", "kernel_infonce-temperature2=-1",
             "kernel_infonce-temperature2=string", "kernel_infonce-split=string", "kernel_infonce-split=nan"),
-    **_same("a string is taken as True by bool(); new",
-            "ICon-symmetric=string", "ICon-skip_empty_rows=string"),
 }
 
 KNOWN_ESTIMATORS = {}

@@ -99,8 +99,8 @@ class ICon(nn.Module):
             raise fail("ICon", "divergence", f"be one of {tuple(DIVERGENCES)} or a callable", divergence)
         self.divergence = divergence
         self.reduction = check_choice("ICon", "reduction", reduction, ("mean", "sum", "none"))
-        self.symmetric = bool(symmetric)
-        self.skip_empty_rows = bool(skip_empty_rows)
+        self.symmetric = check_flag("ICon", "symmetric", symmetric)
+        self.skip_empty_rows = check_flag("ICon", "skip_empty_rows", skip_empty_rows)
         if is_integer(tile_size) and tile_size >= 1:
             tile_size = int(tile_size)
         elif not (tile_size is None or isinstance(tile_size, str) and tile_size == "auto"):
