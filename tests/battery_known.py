@@ -32,12 +32,7 @@ KNOWN_METHODS = {
             "ICon-symmetric=string", "ICon-skip_empty_rows=string"),
 }
 
-KNOWN_ESTIMATORS = {
-    # ---- owner: TSNE / SNE
-    **_same("RuntimeError from torch: a float64 tensor meets the float32 map / MLP; new",
-            "TSNE-parametric-fit_transform-tensor-float64", "TSNE-transform-tensor-float64",
-            "TSNE-parametric-transform-tensor-float64", "NeighborEmbedding-knn-transform-tensor-float64"),
-}
+KNOWN_ESTIMATORS = {}
 
 KNOWN_TRAINING = {}
 
