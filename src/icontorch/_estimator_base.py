@@ -74,6 +74,15 @@ class Estimator:
         self.__dict__ = {**kept, **{k: v for k, v in vars(work).items() if is_fit_state(k)}}
         return self
 
+    def __sklearn_tags__(self) -> Any:
+        """scikit-learn's tags (>= 1.6), so that its utilities (``check_is_fitted``, ``clone``) accept
+        these estimators; scikit-learn is imported only when it asks."""
+        from sklearn.utils import InputTags, Tags, TargetTags, TransformerTags
+
+        return Tags(estimator_type=None, target_tags=TargetTags(required=False),
+                    transformer_tags=TransformerTags() if hasattr(self, "transform") else None,
+                    input_tags=InputTags(allow_nan=False))
+
     def __repr__(self) -> str:
         defaults = inspect.signature(type(self).__init__).parameters
         shown = []
@@ -124,6 +133,8 @@ def _as_real_array(x: Any, who: str, name: str) -> np.ndarray:
         raise _bad(who, name, numeric, f"an array of dtype {a.dtype}")
     if a.dtype not in (np.float16, np.float32, np.float64):    # bool, integers, long double
         a = a.astype(np.float32)
+    if not (a.flags.c_contiguous and a.flags.writeable):     # a pandas frame's column-major view
+        a = np.array(a, order="C")
     return a
 
 
@@ -149,7 +160,7 @@ def as_tensor(x: Any, who: str, name: str, device: torch.device) -> Tensor:
         raise _bad(who, name, "be finite", f"an array of shape {tuple(t.shape)} containing {bad}")
     # tensors keep a float64 dtype (tensors in, tensors out); everything else runs in float32
     dtype = torch.float64 if isinstance(x, Tensor) and t.dtype == torch.float64 else torch.float32
-    converted = t.to(device=device, dtype=dtype)
+    converted = t.to(device=device, dtype=dtype).contiguous()    # a layout never changes a result
     if not bool(torch.isfinite(converted).all()):
         raise _bad(who, name, f"have magnitudes below {torch.finfo(dtype).max:.3g}, the largest float32 "
                    f"(rescale it, or pass a float64 tensor)", f"values up to {float(t.abs().max()):.3g}")

@@ -4,6 +4,7 @@
   :mod:`.base`, their shared fit / transform machinery;
 - :mod:`.affinity`: the input-side p (perplexity-calibrated kNN or dense affinities, symmetrised);
 - :mod:`.optim`: the non-parametric objectives and t-SNE's momentum-and-gains gradient descent;
+- :mod:`.reference`: the objective of ``transform``, new points against the fitted map;
 - :mod:`.repulsion`: q's normaliser, exactly or by FFT-accelerated interpolation on a grid;
 - :mod:`.parametric`, :mod:`.mappers`: the parametric mapper ``y = f(x)`` and its training;
 - :mod:`.functional`: ``tsne_embedding``, the one-call exact t-SNE.

@@ -7,6 +7,7 @@ Validation, the non-parametric and parametric fits, and ``transform``; the publi
 from __future__ import annotations
 
 import copy
+import math
 from types import SimpleNamespace
 from typing import Any, Dict, List, Sequence, Tuple, Union
 
@@ -79,7 +80,8 @@ def _check_informative(who: str, x: Tensor, metric: str) -> None:
             raise IConError(f"{who}: X must have no all-zero rows when metric='cosine' (their direction is "
                             f"undefined); got {int(zero.sum())} of {x.shape[0]}.")
         x = torch.nn.functional.normalize(x, dim=1)
-    if bool((x == x[0]).all()):
+    # identical up to rounding (what normalising parallel rows leaves): constant as well
+    if float((x - x[0]).abs().max()) <= 8 * torch.finfo(x.dtype).eps * float(x.abs().max()):
         what = "directions (metric='cosine')" if metric == "cosine" else "rows"
         raise IConError(f"{who}: X must hold at least two distinct {what}: the embedding of constant "
                         f"data is meaningless; got {x.shape[0]} identical {what.split()[0]}.")
@@ -99,7 +101,7 @@ class NeighborEmbeddingBase(Estimator):
     def _check_data_size(self, n: int, s: Settings) -> None:
         """Hook for parameters whose valid range depends on the number of samples."""
         if n < 3:
-            raise fail(type(self).__name__, "X", "hold at least 3 samples", f"{n} samples")
+            raise IConError(f"{type(self).__name__}: X must hold at least 3 samples; got {n}.")
 
     # -- validation ----------------------------------------------------------------------------
     def _settings(self) -> Settings:
@@ -136,6 +138,8 @@ class NeighborEmbeddingBase(Estimator):
         s.parametric = check_flag(who, "parametric", s.parametric)
         s.callbacks = _check_callbacks(who, s.callbacks)
         device = check_device(who, "device", s.device)
+        if device.type == "meta":
+            raise fail(who, "device", "hold data ('meta' tensors have no values)", s.device)
         seed = int(torch.randint(0, 2 ** 62, ()).item()) if s.random_state is None else s.random_state
         return device, torch.Generator().manual_seed(seed)
 
@@ -173,6 +177,10 @@ class NeighborEmbeddingBase(Estimator):
             raise fail(who, "p", "be symmetrize(...) when q is joint(...), and conditional otherwise", p)
         n_neighbors = (default_n_neighbors(p, n) if s.n_neighbors == "auto"
                        else check_n_neighbors(who, s.n_neighbors, n))
+        base = split_joint(p)[0]
+        if s.n_neighbors != "auto" and isinstance(base, PerplexityGaussian) and n_neighbors <= base.perplexity:
+            raise fail(who, "n_neighbors", f"be larger than the perplexity ({base.perplexity:g}), since each "
+                       f"point's p is calibrated over its n_neighbors nearest candidates", n_neighbors)
         return knn_affinity(p, x, n_neighbors, who, s.knn_backend)
 
     def _initial_embedding(self, s: Settings, x: Tensor) -> Tensor:
@@ -185,6 +193,12 @@ class NeighborEmbeddingBase(Estimator):
         y0 = as_tensor(s.init, who, "init", x.device).to(x.dtype)
         if tuple(y0.shape) != (n, s.n_components):
             raise fail(who, "init", f"have shape (n_samples, n_components) = ({n}, {s.n_components})", y0)
+        # the squared distances between its points must fit the dtype (t-SNE's maps span ~1e2)
+        limit = 0.25 * math.sqrt(torch.finfo(x.dtype).max / (16 * s.n_components))
+        top = float(y0.abs().max())
+        if top > limit:
+            raise IConError(f"{who}: init must have coordinates of magnitude at most {limit:.3g} (its squared "
+                            f"distances must fit {x.dtype}); got values up to {top:.3g}.")
         return y0
 
     def _threads(self) -> "Threads":
@@ -202,15 +216,17 @@ class NeighborEmbeddingBase(Estimator):
 
     def _fit(self, X: ArrayLike) -> "NeighborEmbeddingBase":
         s = self._settings()
+        who = type(self).__name__
         self._device, self._generator = self._check_params(s)
-        x = as_tensor(X, type(self).__name__, "X", self._device)
+        x = as_tensor(X, who, "X", self._device)
         self._check_data_size(x.shape[0], s)
-        _check_informative(type(self).__name__, x, s.metric)
+        _check_informative(who, x, s.metric)
         if s.metric == "cosine":
             x = torch.nn.functional.normalize(x, dim=1)
         p, q = self._neighborhoods(s)
         kernel, joint = self._split_q(q)
         algorithm = self._resolve_algorithm(s, x.shape[0], kernel)
+        y0 = None if s.parametric else self._initial_embedding(s, x)
         phases = [(s.early_exaggeration_iter, float(s.early_exaggeration)), (s.n_iter, 1.0)]
         base = split_joint(p)[0]
         # new points are placed by their closest neighbours: perplexity at most 5 (openTSNE's rule)
@@ -219,18 +235,20 @@ class NeighborEmbeddingBase(Estimator):
         self._kernel, self._fit_settings = kernel, s
         self.n_features_in_ = x.shape[1]
         self.algorithm_ = algorithm
-        if s.parametric:
+        if y0 is None:
             self._fit_parametric(s, x, p, kernel, joint, algorithm, phases)
         else:
-            self._fit_table(s, x, p, kernel, joint, algorithm, phases)
+            self._fit_table(s, x, y0, p, kernel, joint, algorithm, phases)
         if not np.isfinite(self.embedding_).all() or not np.isfinite(self.kl_divergence_):
-            raise IConError(f"{type(self).__name__}: the optimisation diverged (non-finite embedding); "
-                            f"learning_rate must be smaller; got {self.learning_rate!r}.")
+            raise IConError(f"{who}: the optimisation diverged (non-finite embedding after {self.n_iter_} "
+                            f"iterations); learning_rate={s.learning_rate!r} or early_exaggeration="
+                            f"{s.early_exaggeration!r} is too large for these data.")
+        # the exact KL is >= 0; float rounding of a near-perfect fit may leave it a hair below
+        self.kl_divergence_ = max(0.0, self.kl_divergence_)
         return self
 
-    def _fit_table(self, s: Settings, x: Tensor, p: Neighborhood, kernel: KernelNeighborhood,
+    def _fit_table(self, s: Settings, x: Tensor, y0: Tensor, p: Neighborhood, kernel: KernelNeighborhood,
                    joint: bool, algorithm: str, phases: list) -> None:
-        y0 = self._initial_embedding(s, x)
         if algorithm == "exact":
             objective: Any = DenseObjective(dense_affinity(p, x, joint, type(self).__name__), kernel, joint)
         else:
@@ -279,7 +297,8 @@ class NeighborEmbeddingBase(Estimator):
 
         Non-parametric: each new point i gets ``p(j|i)`` over its nearest training points, starts
         at their p-weighted mean and minimises ``KL(p(.|i) || q(.|i))`` with ``q(.|i)`` over all
-        training points held fixed (100 steps of the same optimiser, step size 1, no exaggeration).
+        training points held fixed (100 steps of the same optimiser, step size 1, each point's step
+        at most 5 long, no exaggeration).
         A perplexity-calibrated p uses perplexity ``min(5, perplexity)`` over ``3 *`` that many
         neighbours here, as openTSNE's ``transform``: a new point is placed by its closest
         neighbours, not by the wide neighbourhood that shaped the map. Returns a tensor if ``X``
@@ -310,7 +329,9 @@ class NeighborEmbeddingBase(Estimator):
                                            s.knn_backend)
         y0 = (log_p.exp().unsqueeze(2) * reference[idx]).sum(1)
         objective = ReferenceObjective(idx, log_p, reference, self._kernel)
-        y, _, _ = gradient_descent(y0, objective, [(100, 1.0)], 1.0, max_step_norm=None,
+        # steps capped as in fit: a Gaussian q's force grows with the distance, and a point that
+        # starts between clusters would otherwise overshoot the map by hundreds of units
+        y, _, _ = gradient_descent(y0, objective, [(100, 1.0)], 1.0, max_step_norm=5.0,
                                    max_grad_norm=None, recenter=False, verbose=s.verbose,
                                    desc="transform")
         return like_input(y.cpu(), X)

@@ -71,9 +71,27 @@ class NeighborEmbedding(NeighborEmbeddingBase):
         n_jobs: CPU threads for torch during ``fit`` and ``transform`` (restored afterwards);
             -1 for all cores, None to leave torch's setting.
         verbose: show a progress bar with the loss.
-        callbacks: ``f(iteration, loss, embedding)`` or a list of them, called every
-            ``callbacks_every_iters`` iterations; a true return value stops the fit.
+        callbacks: ``f(iteration, loss, embedding)`` or a list (tuple, set) of them, called every
+            ``callbacks_every_iters`` iterations; a true return value stops the fit (the result
+            so far is kept); an exception aborts it (nothing is kept).
         callbacks_every_iters: period of the callbacks.
+
+    Attributes:
+        embedding_: (n_samples, n_components) numpy array, the map (float64 for a float64 tensor X,
+            else float32).
+        kl_divergence_: the exact ``KL(p || q)`` at ``embedding_``, whatever ``algorithm``: p as
+            fitted (dense, or its sparse kNN edges) and q's normaliser summed over all pairs in
+            float64 (O(n^2) time, O(n) memory); never negative (rounding of a near-perfect fit is
+            reported as 0).
+        n_iter_: iterations (or mini-batch steps) run; fewer when a callback stopped the fit.
+        algorithm_: the algorithm used (``"auto"`` resolved).
+        mapper_: the fitted map: an ``EmbeddingTable`` (non-parametric) or the ``MLP``.
+        n_features_in_: features of X.
+
+    Bad input raises :class:`~icontorch.IConError` before any work: complex, string or object
+    data, NaN or Inf, fewer than 3 samples, constant X (or, with ``metric="cosine"``, one
+    direction or an all-zero row). Fits are transactional: a fit that fails or is interrupted
+    (Ctrl-C, ``KeyboardInterrupt`` from a callback) leaves every learned attribute as it was.
     """
 
     def __init__(self, p: Optional[Neighborhood] = None, *, q: Optional[Neighborhood] = None,

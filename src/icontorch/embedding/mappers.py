@@ -82,8 +82,14 @@ class MLP(nn.Module):
         """Centre on the mean of ``x`` and divide by its overall standard deviation."""
         check_features("MLP", "x", x)
         with torch.no_grad():
-            self.shift.copy_(x.mean(0))
-            self.scale.copy_((x - self.shift).square().mean().sqrt().clamp_min(1e-12))
+            shift = x.mean(0)
+            scale = (x - shift).square().mean().sqrt()
+            if not bool(torch.isfinite(scale)):       # |x| beyond ~1e19 overflows float32 squares
+                x64 = x.double()
+                shift = x64.mean(0)
+                scale = (x64 - shift).abs().max() * ((x64 - shift) / (x64 - shift).abs().max()).square().mean().sqrt()
+            self.shift.copy_(shift)
+            self.scale.copy_(scale.clamp_min(1e-12))
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 2 or x.shape[1] != self.in_features:

@@ -260,7 +260,9 @@ class GridInterpolator:
         """The sums over fixed reference points as a function of any query points.
 
         The grid covers the references' square widened by ``margin`` on each side; queries
-        outside it are evaluated at its border (where the kernel sums are small). Returns
+        outside it are evaluated at its border (where the kernel sums are small, but the forces
+        are not those of the query: callers use ``evaluate.bounds``, the ``(low, high)`` corners of
+        the covered square, to treat such points otherwise). Returns
         ``evaluate(y) -> (S (n, C), G (n, C, dim))`` with no self term to exclude.
         """
         y_ref = y_ref.detach()
@@ -284,6 +286,7 @@ class GridInterpolator:
             return ((value[:, i] * w).sum(-1).T,
                     self._forces(y, (force[:, i] * w).sum(-1), n_charges))
 
+        evaluate.bounds = (lo, lo + n_boxes * box)     # type: ignore[attr-defined]
         return evaluate
 
 
