@@ -80,8 +80,9 @@ def _check_informative(who: str, x: Tensor, metric: str) -> None:
             raise IConError(f"{who}: X must have no all-zero rows when metric='cosine' (their direction is "
                             f"undefined); got {int(zero.sum())} of {x.shape[0]}.")
         x = torch.nn.functional.normalize(x, dim=1)
-    # identical up to rounding (what normalising parallel rows leaves): constant as well
-    if float((x - x[0]).abs().max()) <= 8 * torch.finfo(x.dtype).eps * float(x.abs().max()):
+    # normalised parallel rows differ by rounding only: identical up to a few ulps of 1
+    tolerance = 8 * torch.finfo(x.dtype).eps if metric == "cosine" else 0.0
+    if float((x - x[0]).abs().max()) <= tolerance:
         what = "directions (metric='cosine')" if metric == "cosine" else "rows"
         raise IConError(f"{who}: X must hold at least two distinct {what}: the embedding of constant "
                         f"data is meaningless; got {x.shape[0]} identical {what.split()[0]}.")
