@@ -188,6 +188,26 @@ def test_cluster_hard_assignments_are_uniform_over_the_cluster():
         torch.testing.assert_close(Cluster()(log_phi).exp(), expected)
 
 
+@pytest.mark.parametrize("scale", [60.0, 400.0, 1e20])
+def test_cluster_kernel_saturated_assignments_keep_exact_values_and_finite_gradients(scale):
+    """Saturated log-assignments (float32, products below the smallest normal number) take the exact
+    ``logsumexp_c(a_ic + b_jc)`` branch: the same values and gradients as a float64 brute force."""
+    logits = torch.randn(7, 4, generator=torch.Generator().manual_seed(0)) * scale
+    lx = torch.log_softmax(logits, dim=1).requires_grad_(True)
+    weights = torch.rand(7, 7, generator=torch.Generator().manual_seed(1))
+    (Cluster()(lx) * weights).nan_to_num(neginf=0.0).sum().backward()
+    ref = torch.log_softmax(logits.double(), dim=1).requires_grad_(True)
+    log_size = torch.logsumexp(ref, dim=0, keepdim=True)
+    brute = torch.logsumexp(ref[:, None, :] + (ref - log_size)[None, :, :], dim=2)
+    brute = brute - torch.logsumexp(brute, dim=1, keepdim=True)
+    (brute * weights.double()).nan_to_num(neginf=0.0).sum().backward()
+    assert torch.isfinite(lx.grad).all()
+    finite = torch.isfinite(brute)
+    torch.testing.assert_close(Cluster()(lx.detach()).double()[finite], brute.detach()[finite],
+                               rtol=1e-5, atol=1e-4 * max(1.0, float(brute.detach()[finite].abs().max())))
+    torch.testing.assert_close(lx.grad.double(), ref.grad, rtol=1e-4, atol=1e-4)
+
+
 def test_degree_weighted_cluster_formula():
     lx = log_assign(M, seed=3)
     px = lx.exp().numpy()

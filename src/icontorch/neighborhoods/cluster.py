@@ -28,10 +28,32 @@ __all__ = ["Cluster", "DegreeWeightedCluster", "Logits", "SinkhornCodes"]
 
 
 def _log_matmul_exp(a: Tensor, b: Tensor) -> Tensor:
-    """``log(exp(a) @ exp(b).T)`` for a (n, C), b (m, C), stable by shifting rows of each."""
+    """``log(exp(a) @ exp(b).T)`` for a (n, C), b (m, C), stable by shifting rows of each.
+
+    The shifted product underflows where rows i and j share no cluster within the floating
+    range (saturated, nearly one-hot assignments): there, and only there, the entry is
+    recomputed exactly as ``logsumexp_c(a_ic + b_jc)``, in chunks of the underflowed entries, so
+    values and gradients stay finite (no ``log 0`` whose gradient is ``0 / 0``).
+    """
     a_max = a.max(dim=1, keepdim=True).values.detach()
     b_max = b.max(dim=1, keepdim=True).values.detach()
-    return torch.log((a - a_max).exp() @ (b - b_max).exp().T) + a_max + b_max.T
+    product = (a - a_max).exp() @ (b - b_max).exp().T
+    underflow = product < torch.finfo(product.dtype).tiny
+    if not bool(underflow.any()):
+        return torch.log(product) + a_max + b_max.T
+    log_q = torch.log(torch.where(underflow, torch.ones_like(product), product)) + a_max + b_max.T
+    rows, cols = underflow.nonzero(as_tuple=True)
+    chunk = max(1, 2 ** 22 // a.shape[1])
+    exact = torch.cat([_log_sum_exp_pairs(a[rows[k:k + chunk]] + b[cols[k:k + chunk]])
+                       for k in range(0, rows.numel(), chunk)])
+    return log_q.index_put((rows, cols), exact)
+
+
+def _log_sum_exp_pairs(s: Tensor) -> Tensor:
+    """``logsumexp`` of each row, ``-inf`` (with a zero gradient) for rows that are all ``-inf``."""
+    finite = torch.isfinite(s.max(dim=1).values)
+    safe = torch.where(finite[:, None], s, torch.zeros_like(s))
+    return torch.where(finite, torch.logsumexp(safe, dim=1), torch.full_like(finite, -math.inf, dtype=s.dtype))
 
 
 def _subtract_log_size(log_w: Tensor) -> Tensor:
