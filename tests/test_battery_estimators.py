@@ -178,9 +178,11 @@ def _one_arg(x, generator):
 
 _SPECIAL = {
     "device": (("bogus", "bogus", RAISES), ("cuda", "cuda", RAISES if not torch.cuda.is_available() else SAFE),
-               ("cuda-99", "cuda:99", RAISES), ("int", 5, RAISES)),
-    "n_jobs": (("0", 0, RAISES), ("-2", -2, RAISES), ("string", "x", RAISES), ("nan", math.nan, RAISES)),
-    "random_state": (("-1", -1, RAISES), ("nan", math.nan, RAISES), ("1.5", 1.5, RAISES), ("string", "x", RAISES)),
+               ("cuda-99", "cuda:99", RAISES), ("int", 5, RAISES), ("meta", "meta", RAISES)),
+    "n_jobs": (("0", 0, RAISES), ("-2", -2, RAISES), ("string", "x", RAISES), ("nan", math.nan, RAISES),
+               ("1e9", 10 ** 9, RAISES)),
+    "random_state": (("-1", -1, RAISES), ("nan", math.nan, RAISES), ("1.5", 1.5, RAISES), ("string", "x", RAISES),
+                     ("2**32", 2 ** 32, RAISES), ("2**64", 2 ** 64, RAISES)),
     "callbacks": (("int", 5, RAISES), ("list-of-int", [5], RAISES), ("string", "x", RAISES)),
     "init": (("bogus", "bogus", RAISES), ("wrong-shape", np.zeros((3, 2)), RAISES),
              ("nan-array", np.full((N, 2), np.nan), RAISES), ("constant-array", np.zeros((N, 2)), SAFE)),

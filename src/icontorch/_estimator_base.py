@@ -184,12 +184,15 @@ def pca_init(x: Tensor, n_components: int) -> Tensor:
     return (y / y[:, 0].std().clamp_min(1e-12) * 1e-4).to(x.dtype)
 
 
+MAX_N_JOBS = 1024  # more threads than that only thrash; torch would try to start them all
+
+
 def check_n_jobs(who: str, n_jobs: Any) -> Optional[int]:
     """``n_jobs``: None (torch's setting), -1 (all cores) or an integer >= 1, as a Python int."""
     if n_jobs is None:
         return None
-    if not is_integer(n_jobs) or not (n_jobs >= 1 or n_jobs == -1):
-        raise fail(who, "n_jobs", "be None, -1 or an integer >= 1", n_jobs)
+    if not is_integer(n_jobs) or not (1 <= n_jobs <= MAX_N_JOBS or n_jobs == -1):
+        raise fail(who, "n_jobs", f"be None, -1 or an integer between 1 and {MAX_N_JOBS}", n_jobs)
     return int(n_jobs)
 
 

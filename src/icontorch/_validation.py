@@ -86,11 +86,21 @@ def check_probability(who: str, name: str, value: Any) -> float:
     return float(value)
 
 
-def check_int(who: str, name: str, value: Any, minimum: int) -> int:
-    """An integer >= ``minimum``."""
-    if not is_integer(value) or value < minimum:
+def check_int(who: str, name: str, value: Any, minimum: int, maximum: Optional[int] = None) -> int:
+    """An integer >= ``minimum`` (and <= ``maximum`` when given)."""
+    if maximum is None and (not is_integer(value) or value < minimum):
         raise fail(who, name, f"be an integer >= {minimum}", value)
+    if maximum is not None and (not is_integer(value) or not minimum <= value <= maximum):
+        raise fail(who, name, f"be an integer between {minimum} and {maximum}", value)
     return int(value)
+
+
+MAX_RANDOM_STATE = 2 ** 32 - 1  # what numpy and scikit-learn accept as a seed
+
+
+def check_random_state(who: str, value: Any) -> int:
+    """A seed: an integer in [0, 2**32 - 1], the range numpy and scikit-learn accept."""
+    return check_int(who, "random_state", value, 0, MAX_RANDOM_STATE)
 
 
 def check_flag(who: str, name: str, value: Any) -> bool:
@@ -204,6 +214,8 @@ def check_device(who: str, name: str, value: Any) -> "torch.device":
         device = torch.device(value)
     except (RuntimeError, TypeError):
         raise fail(who, name, "name a torch device such as 'cpu' or 'cuda'", value) from None
+    if device.type == "meta":
+        raise fail(who, name, "be a device that holds data ('meta' tensors have no values)", value)
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise fail(who, name, "be available (torch.cuda.is_available() is False)", value)

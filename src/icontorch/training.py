@@ -32,6 +32,7 @@ from ._validation import (
     check_int,
     check_nonnegative,
     check_positive,
+    check_random_state,
     fail,
 )
 from .views import Augment, check_augment, stack_views
@@ -130,7 +131,7 @@ def _check_settings(n_items: int, epochs: int, batch_size: int, n_views: int, le
     learning_rate = check_positive(_WHO, "learning_rate", learning_rate)
     weight_decay = check_nonnegative(_WHO, "weight_decay", weight_decay)
     check_choice(_WHO, "learning_rate_schedule", learning_rate_schedule, _SCHEDULES)
-    random_state = check_int(_WHO, "random_state", random_state, 0)
+    random_state = check_random_state(_WHO, random_state)
     return _Settings(int(epochs), min(int(batch_size), n_items), int(n_views), float(learning_rate),
                      float(weight_decay), learning_rate_schedule, int(random_state))
 

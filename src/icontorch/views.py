@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ._validation import check_index, check_int, fail, is_integer
+from ._validation import check_index, check_int, check_random_state, fail, is_integer
 from .augment import check_images
 
 __all__ = ["multiview_batch", "MultiViewDataset", "collate_views", "Augment", "check_augment"]
@@ -127,7 +127,7 @@ class MultiViewDataset(Dataset):
         self.images = images
         self.augment = augment
         self.n_views = int(check_int(who, "n_views", n_views, 2))
-        self.random_state = int(check_int(who, "random_state", random_state, 0))
+        self.random_state = check_random_state(who, random_state)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:

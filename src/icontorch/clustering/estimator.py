@@ -27,6 +27,7 @@ from .._validation import (
     check_nonnegative,
     check_positive,
     check_probability,
+    check_random_state,
     fail,
 )
 from .graph import power_of_two_scale
@@ -204,7 +205,7 @@ class Clustering(Estimator):
     def _seed(self) -> int:
         if self.random_state is None:
             return int(np.random.randint(0, 2 ** 31 - 1))
-        return check_int(_WHO, "random_state", self.random_state, 0)
+        return check_random_state(_WHO, self.random_state)
 
     def _n_jobs(self) -> Optional[int]:
         return check_n_jobs(_WHO, getattr(self, "n_jobs", None))

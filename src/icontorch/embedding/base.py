@@ -25,6 +25,7 @@ from .._validation import (
     check_layer_sizes,
     check_nonnegative,
     check_positive,
+    check_random_state,
     fail,
 )
 from ..neighborhoods.base import KernelNeighborhood, Neighborhood
@@ -125,7 +126,7 @@ class NeighborEmbeddingBase(Estimator):
         s.batch_size = check_int(who, "batch_size", s.batch_size, 2)
         s.input_noise = check_nonnegative(who, "input_noise", s.input_noise)
         if s.random_state is not None:
-            s.random_state = check_int(who, "random_state", s.random_state, 0)
+            s.random_state = check_random_state(who, s.random_state)
         s.callbacks_every_iters = check_int(who, "callbacks_every_iters", s.callbacks_every_iters, 1)
 
     def _check_params(self, s: Settings) -> Tuple[torch.device, torch.Generator]:
