@@ -111,6 +111,16 @@ def _check_loss(loss: Any, epoch: int, step: int) -> Tensor:
     return loss
 
 
+def _call_loss(loss_fn: Callable[[Tensor, Tensor], Tensor], z: Tensor, target: Tensor) -> Any:
+    """``loss_fn(z, target)``; a refusal names what train_contrastive passes as ``target``."""
+    try:
+        return loss_fn(z, target)
+    except IConError as error:
+        raise IConError(f"{_WHO}: loss_fn must accept, as target, the integer item id of each view (shape "
+                        f"{tuple(target.shape)}, views of one image share an id: a p such as PositivePairs or "
+                        f"SameLabel); it refused them: {error}") from None
+
+
 def _check_images(images: object) -> Tensor:
     if not isinstance(images, Tensor) or images.dim() != 4 or not images.is_floating_point():
         raise fail(_WHO, "images", "be a floating tensor of shape (N, C, H, W)", images)
@@ -265,7 +275,7 @@ def _run_epoch(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], im
     for step in steps:
         index = order[step * batch_size:(step + 1) * batch_size]
         views, target = stack_views(images[index], index, augment, settings.n_views, generator, _WHO, "images")
-        loss = _check_loss(loss_fn(_embed(model, views, epoch, step), target), epoch, step)
+        loss = _check_loss(_call_loss(loss_fn, _embed(model, views, epoch, step), target), epoch, step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -92,6 +92,13 @@ def test_model_that_gives_nan_is_named():
         _train(model=Broken())
 
 
+def test_a_loss_that_cannot_read_view_ids_is_named():
+    """t-SNE's p reads features, not ids: the message says what train_contrastive passes as target."""
+    with pytest.raises(ic.IConError, match=r"loss_fn must accept, as target, the integer item id of each view "
+                                           r".*PerplexityGaussian: target must have 2 dimensions"):
+        _train(loss_fn=methods.tsne())
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_without_cuda_is_refused_before_training():
     model, augment = _Tiny(), _Counting()
