@@ -28,6 +28,18 @@ def _save(fig: "Figure", path: str) -> str:
         plt.close(fig)
 
 
+def _check_plot(who: str, points: np.ndarray, labels: Optional[np.ndarray], path: str) -> None:
+    """Before drawing: finite points, one label per point, a .png / .svg path in a writable folder."""
+    from .commands._io import check_output
+
+    if not np.isfinite(points).all():
+        raise IConError(f"{who}: the points must be finite; got an array of shape {points.shape} containing "
+                        f"{int((~np.isfinite(points)).sum())} NaN or Inf values.")
+    if labels is not None and len(labels) != points.shape[0]:
+        raise IConError(f"{who}: labels must have one entry per point ({points.shape[0]}); got {len(labels)}.")
+    check_output(path, "path", (".png", ".svg"), who)
+
+
 def plot_embedding(embedding: Union[np.ndarray, torch.Tensor], labels: Optional[np.ndarray],
                    path: str, title: str = "") -> str:
     """Scatter a 2-D embedding coloured by label (or cluster) and save it to ``path`` (.png/.svg).
@@ -38,7 +50,8 @@ def plot_embedding(embedding: Union[np.ndarray, torch.Tensor], labels: Optional[
     Args:
         embedding: (n, 2) coordinates (extra columns are ignored; (n, 1) is spread on a line).
         labels: (n,) labels or cluster ids, or None for one colour.
-        path: the image file to write, atomically (an existing file stays as it was if writing fails).
+        path: the image file to write (.png or .svg, in an existing folder), atomically (an existing
+            file stays as it was if writing fails).
         title: a title above the map.
 
     Returns:
@@ -54,9 +67,7 @@ def plot_embedding(embedding: Union[np.ndarray, torch.Tensor], labels: Optional[
         raise IConError(f"plot_embedding: embedding must be a non-empty (n, d) array; got shape {e.shape}.")
     if e.shape[1] == 1:
         e = np.hstack([e, np.zeros_like(e)])
-    if labels is not None and len(labels) != e.shape[0]:
-        raise IConError(f"plot_embedding: labels must have one entry per point ({e.shape[0]}); "
-                        f"got {len(labels)}.")
+    _check_plot("plot_embedding", e, labels, path)
     fig, ax = plt.subplots(figsize=(7.2, 6.4), dpi=110)
     size = float(np.clip(6000.0 / e.shape[0], 0.5, 12.0))
     if labels is None:
@@ -88,6 +99,10 @@ def plot_clusters(x: np.ndarray, labels: np.ndarray, path: str, title: str = "")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    x, labels = np.asarray(x, dtype=float), np.asarray(labels)
+    if x.ndim != 2 or x.shape[0] == 0:
+        raise IConError(f"plot_clusters: x must be a non-empty (n, d) array; got shape {x.shape}.")
+    _check_plot("plot_clusters", x, labels, path)
     centred = x - x.mean(0)
     _, _, vt = np.linalg.svd(centred[: min(len(x), 20000)], full_matrices=False)
     xy = centred @ vt[:2].T if vt.shape[0] >= 2 else np.c_[centred[:, :1], np.zeros(len(x))]
