@@ -8,9 +8,9 @@ differs from the KL by the constant entropy of p and has the same gradient.
 ``available()`` lists the registered names in table order; ``info(name)`` gives the table cell,
 formulas, theorem and proving test of each. The modules follow the paper's colour families:
 ``dimensionality`` (DR), ``contrastive`` (unimodal SSL), ``crossmodal`` (multimodal SSL),
-``supervised``, ``clustering``, then ``related`` (Kernel-InfoNCE, SwAV, DINO) and ``baselines``
-(losses that are not I-Con losses, with their relation stated). Gap cells are marked
-``info(name).gap``.
+``supervised``, ``clustering``, then ``related`` (Kernel-InfoNCE, SwAV, DINO), ``baselines``
+(losses that are not I-Con losses, with their relation stated) and ``hard_negatives`` (HCL, a
+reweighted q). Gap cells are marked ``info(name).gap``.
 
 Every function that returns an ICon also takes ICon's engine options as keyword-only arguments and
 hands them to ICon unchanged: ``reduction``, ``skip_empty_rows``, ``tile_size``, ``gather`` and,
@@ -34,6 +34,7 @@ from .clustering import (dcd, infonce_clustering, kmeans, normalized_cuts, pmi_c
 from .related import dino, kernel_infonce, swav  # isort: skip
 from .baselines import (DebiasedContrastiveLoss, DecoupledContrastiveLoss, IICLoss,  # isort: skip
                         TEMIPMILoss, debiased_contrastive, decoupled_contrastive, iic, temi_pmi)
+from .hard_negatives import HardNegativeContrastiveLoss, hard_negative_contrastive  # isort: skip
 
 __all__ = [
     "available", "info", "MethodInfo", "COLUMNS", "ROWS", "AREAS", "EQUALITIES", "KINDS",
@@ -53,6 +54,6 @@ __all__ = [
     # related
     "kernel_infonce", "swav", "dino",
     # baselines (not I-Con losses)
-    "debiased_contrastive", "decoupled_contrastive", "iic", "temi_pmi",
-    "DebiasedContrastiveLoss", "DecoupledContrastiveLoss", "IICLoss", "TEMIPMILoss",
+    "debiased_contrastive", "decoupled_contrastive", "iic", "temi_pmi", "hard_negative_contrastive",
+    "DebiasedContrastiveLoss", "DecoupledContrastiveLoss", "IICLoss", "TEMIPMILoss", "HardNegativeContrastiveLoss",
 ]
