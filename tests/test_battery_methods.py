@@ -140,6 +140,10 @@ def _clustering_case(name: str, fn: Callable[..., Any]) -> MethodCase:
     if name == "dino":
         return MethodCase(fn, {"z": ("z", rand(N, C, seed=4)), "target": ("scores", rand(N, C, seed=9))},
                           _kw(("target",)), ("z", "target"))
+    if name == "contrastive_clustering":
+        args = {"z1": ("z", rand(N, D, seed=1)), "z2": ("z", rand(N, D, seed=11)), "log_phi1": ("logp", _logp(4)),
+                "log_phi2": ("logp", _logp(8))}
+        return MethodCase(fn, args, lambda loss, a: loss(a["z1"], a["z2"], a["log_phi1"], a["log_phi2"]), tuple(args))
     raise AssertionError(f"no battery case for the method {name}: add one")
 
 

@@ -53,7 +53,7 @@ FIGURE = {
 }
 TABLE1 = {"masked_language_modeling", "spectral_clustering", "pmi_clustering"}
 RELATED = {"kernel_infonce", "iic", "debiased_contrastive", "decoupled_contrastive", "swav", "dino",
-           "temi_pmi", "siglip", "umap", "hard_negative_contrastive"}
+           "temi_pmi", "siglip", "umap", "hard_negative_contrastive", "contrastive_clustering"}
 
 
 def test_registry_reproduces_the_figure():
@@ -179,6 +179,11 @@ def _clustering_case(name, make):
         loss = make()
         other_logits = _randn(N, C, seed=8)
         return loss, [logits], lambda: loss(F.log_softmax(other_logits, 1), F.log_softmax(logits, 1))
+    if name == "contrastive_clustering":
+        loss = make()
+        z = _randn(N, D, seed=1).requires_grad_()
+        other = _randn(N, C, seed=8)
+        return loss, [logits, z], lambda: loss(z, 2 * z.detach(), F.log_softmax(logits, 1), F.log_softmax(other, 1))
     if name == "dino":
         loss = make()
         return loss, [logits], lambda: loss(logits, target=_randn(N, C, seed=9))

@@ -9,8 +9,8 @@ differs from the KL by the constant entropy of p and has the same gradient.
 formulas, theorem and proving test of each. The modules follow the paper's colour families:
 ``dimensionality`` (DR), ``contrastive`` (unimodal SSL), ``crossmodal`` (multimodal SSL),
 ``supervised``, ``clustering``, then ``related`` (Kernel-InfoNCE, SwAV, DINO), ``baselines``
-(losses that are not I-Con losses, with their relation stated) and ``hard_negatives`` (HCL, a
-reweighted q). Gap cells are marked ``info(name).gap``.
+(losses that are not I-Con losses, with their relation stated), ``hard_negatives`` (HCL, a
+reweighted q) and ``contrastive_clustering`` (Li et al. 2021). Gap cells are marked ``info(name).gap``.
 
 Every function that returns an ICon also takes ICon's engine options as keyword-only arguments and
 hands them to ICon unchanged: ``reduction``, ``skip_empty_rows``, ``tile_size``, ``gather`` and,
@@ -35,6 +35,7 @@ from .related import dino, kernel_infonce, swav  # isort: skip
 from .baselines import (DebiasedContrastiveLoss, DecoupledContrastiveLoss, IICLoss,  # isort: skip
                         TEMIPMILoss, debiased_contrastive, decoupled_contrastive, iic, temi_pmi)
 from .hard_negatives import HardNegativeContrastiveLoss, hard_negative_contrastive  # isort: skip
+from .contrastive_clustering import ContrastiveClusteringLoss, contrastive_clustering  # isort: skip
 
 __all__ = [
     "available", "info", "MethodInfo", "COLUMNS", "ROWS", "AREAS", "EQUALITIES", "KINDS",
@@ -55,5 +56,7 @@ __all__ = [
     "kernel_infonce", "swav", "dino",
     # baselines (not I-Con losses)
     "debiased_contrastive", "decoupled_contrastive", "iic", "temi_pmi", "hard_negative_contrastive",
+    "contrastive_clustering",
     "DebiasedContrastiveLoss", "DecoupledContrastiveLoss", "IICLoss", "TEMIPMILoss", "HardNegativeContrastiveLoss",
+    "ContrastiveClusteringLoss",
 ]
