@@ -10,7 +10,6 @@ and by Jensen that term is at most ``uniformity_loss(t=1/(2t))`` of the 2B stack
 from __future__ import annotations
 
 import math
-from typing import Union
 
 import torch
 from torch import Tensor, nn
@@ -105,7 +104,7 @@ class AlignmentUniformityLoss(nn.Module):
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         _check_pair("AlignmentUniformityLoss", x, y)
-        uniform: Union[Tensor, float] = (uniformity_loss(x, self.t) + uniformity_loss(y, self.t)) / 2.0
+        uniform = (uniformity_loss(x, self.t) + uniformity_loss(y, self.t)) / 2.0
         return alignment_loss(x, y, self.alpha) + self.weight * uniform
 
     def extra_repr(self) -> str:

@@ -35,10 +35,11 @@ class HardNegativeContrastiveLoss(nn.Module):
 
     Relation to I-Con: at ``tau_plus = 0`` the loss is ``-log q~(i+|i)`` with
     ``q~(j|i) ∝ exp(s_ij)`` for the positive and ``∝ N w_j exp(s_ij)`` for the negatives: SimCLR's
-    p against a *reweighted q*, negatives up-weighted by ``exp(beta s_ij)`` (exactly, while the
-    floor is inactive). For ``tau_plus > 0`` the normaliser gives the positive a negative weight,
-    as in Chuang's loss: no distribution q has it. ``beta = 0`` is Chuang's debiased loss,
-    ``beta = tau_plus = 0`` SimCLR. Computed in log space (no ``exp`` overflows or underflows).
+    p against a *reweighted q*, negatives up-weighted by ``exp(beta s_ij)``, exactly (the floor never
+    binds there: a weighted mean of ``exp(cos / t)`` is at least ``e^(-1/t)``). For ``tau_plus > 0``
+    the normaliser gives the positive a negative weight, as in Chuang's loss: no distribution q has
+    it. ``beta = 0`` is Chuang's debiased loss, ``beta = tau_plus = 0`` SimCLR. Computed in log
+    space (no ``exp`` overflows or underflows).
 
     Args:
         temperature: t.
