@@ -118,6 +118,21 @@ def test_kernel_sum_and_the_engines():
     assert torch.isfinite(grad) and float(grad.abs()) > 0
 
 
+def test_kernel_mixture_with_candidates():
+    """Shared (m, d) and per-anchor (n, m, d) candidates: the normalised mixture kernel over them."""
+    x, y = _randn(3, 4, seed=7), _randn(5, 4, seed=8)
+    q = KernelMixture([PowerExponential(0.5, 0.3), PowerExponential(2.0, 0.9)], [0.25, 0.75])
+
+    def direct(d):
+        k = 0.25 * torch.exp(-d ** 0.5 / 0.3) + 0.75 * torch.exp(-d ** 2 / 0.9)
+        return k / k.sum(-1, keepdim=True)
+
+    torch.testing.assert_close(q(x, y).exp(), direct(torch.cdist(x, y)), rtol=0, atol=1e-12)
+    per_anchor = torch.stack([y, y.flip(0), 2 * y])
+    torch.testing.assert_close(q(x, per_anchor).exp(), direct((x[:, None] - per_anchor).norm(dim=-1)),
+                               rtol=0, atol=1e-12)
+
+
 def test_kernel_mixture_validates():
     pe = PowerExponential(1.0, 0.5)
     cases = [
