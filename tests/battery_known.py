@@ -21,10 +21,6 @@ def _without_cuda(reason: str, *ids: str) -> Dict[str, str]:
 
 KNOWN_METHODS = {
     # ---- owner: ICon / methods
-    **_same("accepted without a check (the argument is unused unless mix is set); new",
-            "kernel_infonce-weight=nan", "kernel_infonce-weight=string", "kernel_infonce-weight=bool",
-            "kernel_infonce-temperature2=nan", "kernel_infonce-temperature2=-1",
-            "kernel_infonce-temperature2=string", "kernel_infonce-split=string", "kernel_infonce-split=nan"),
 }
 
 KNOWN_ESTIMATORS = {}

@@ -71,6 +71,7 @@ _EMBEDDING = {"sne": dict(perplexity=4.0), "tsne": dict(perplexity=4.0), "condit
 _GRAPH = {"sne_graph_embedding": (_graph(),), "tsne_graph_embedding": (_graph(),), "umap": (_graph().clamp(max=1.0),),
           "normalized_cuts": (_graph(),), "spectral_clustering": (_graph(), C)}
 _PAIRS = ("infonce", "simclr", "tsimcne", "tsimclr", "vicreg", "kernel_infonce")
+_VIEW_PAIRS = ("debiased_contrastive", "decoupled_contrastive", "hard_negative_contrastive")  # loss(z, target)
 _CROSS = ("mocov3", "clip", "cmc", "t_clip", "average_margin_clip", "triplet_clip", "siglip")
 _SUPCON = ("supcon", "t_supcon", "average_margin_supcon", "triplet_supcon")
 _CLASSES = ("cross_entropy", "harmonic_loss", "error_rate", "masked_language_modeling")
@@ -92,8 +93,8 @@ def method_case(name: str) -> MethodCase:
     if name in ("x_sample_cl", "lgsimclr"):
         return MethodCase(fn, {"z": ("z", rand(N, D, seed=5)), "target": ("feat", rand(N, 5, seed=2))},
                           _kw(("target",)), ("z", "target"))
-    if name in _PAIRS or name in ("debiased_contrastive", "decoupled_contrastive"):
-        call = (lambda loss, a: loss(a["z"], a["target"])) if name.startswith("de") else _kw(("target",))
+    if name in _PAIRS or name in _VIEW_PAIRS:
+        call = (lambda loss, a: loss(a["z"], a["target"])) if name in _VIEW_PAIRS else _kw(("target",))
         return MethodCase(fn, {"z": ("z", rand(2 * B, D, seed=1)), "target": ("ids", torch.arange(B).repeat(2))},
                           call, ("z", "target"))
     if name in _CROSS:
@@ -139,6 +140,10 @@ def _clustering_case(name: str, fn: Callable[..., Any]) -> MethodCase:
     if name == "dino":
         return MethodCase(fn, {"z": ("z", rand(N, C, seed=4)), "target": ("scores", rand(N, C, seed=9))},
                           _kw(("target",)), ("z", "target"))
+    if name == "contrastive_clustering":
+        args = {"z1": ("z", rand(N, D, seed=1)), "z2": ("z", rand(N, D, seed=11)), "log_phi1": ("logp", _logp(4)),
+                "log_phi2": ("logp", _logp(8))}
+        return MethodCase(fn, args, lambda loss, a: loss(a["z1"], a["z2"], a["log_phi1"], a["log_phi2"]), tuple(args))
     raise AssertionError(f"no battery case for the method {name}: add one")
 
 

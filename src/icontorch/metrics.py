@@ -1,4 +1,10 @@
-"""Evaluation metrics on numpy arrays or tensors (scikit-learn underneath, imported lazily)."""
+"""Evaluation metrics on numpy arrays or tensors (scikit-learn underneath, imported lazily).
+
+* :func:`knn_accuracy`, :func:`clustering_scores`: how well an embedding or a clustering recovers labels.
+* :func:`alignment`, :func:`uniformity`: Wang and Isola's two properties of contrastive features
+  (their differentiable losses are :func:`icontorch.methods.alignment_loss` and
+  :func:`~icontorch.methods.uniformity_loss`).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +14,9 @@ from typing import Any, Dict, Tuple, Union
 import numpy as np
 import torch
 
-from ._validation import IConError, check_int, fail
+from ._validation import IConError, check_features, check_int, fail
 
-__all__ = ["knn_accuracy", "clustering_scores"]
+__all__ = ["knn_accuracy", "clustering_scores", "alignment", "uniformity"]
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
 
@@ -142,3 +148,45 @@ def clustering_scores(y_true: ArrayLike, y_pred: ArrayLike) -> Dict[str, Any]:
         "clusters": clusters,
         "classes": classes,
     }
+
+
+def _float64(who: str, name: str, a: ArrayLike) -> torch.Tensor:
+    """``a`` as a float64 tensor (values as given: these metrics are not scale-free), checked real."""
+    x = _to_numpy(a) if not isinstance(a, torch.Tensor) else a.detach()
+    if isinstance(x, np.ndarray) and x.dtype.kind not in "biuf":
+        raise fail(who, name, "hold real numbers", f"dtype {x.dtype}")
+    if isinstance(x, torch.Tensor) and (x.is_complex() or x.dtype == torch.bool):
+        raise fail(who, name, "hold real numbers", f"dtype {x.dtype}")
+    return check_features(who, name, torch.as_tensor(x).to(torch.float64))
+
+
+def alignment(x: ArrayLike, y: ArrayLike, alpha: float = 2.0) -> float:
+    """``(1/n) sum_i ||x_i - y_i||^alpha``: Wang and Isola's alignment of positive pairs (ICML 2020).
+
+    Lower is better aligned. Computed in float64 by :func:`icontorch.methods.alignment_loss`; the
+    features are used as given (pass unit vectors, as Wang and Isola's encoders output).
+
+    Args:
+        x, y: (n, d) features of the two views; row i of y is the positive of row i of x.
+        alpha: the power, > 0 (2 by default).
+    """
+    from .methods.alignment import alignment_loss
+
+    with torch.no_grad():
+        return float(alignment_loss(_float64("alignment", "x", x), _float64("alignment", "y", y), alpha))
+
+
+def uniformity(x: ArrayLike, t: float = 2.0) -> float:
+    """``log (2 / (n (n - 1))) sum_{i<j} exp(-t ||x_i - x_j||^2)``: Wang and Isola's uniformity (ICML 2020).
+
+    Lower is more uniform. Computed in float64 by :func:`icontorch.methods.uniformity_loss` (a
+    log-sum-exp, memory O(n) per block of rows); the features are used as given (pass unit vectors).
+
+    Args:
+        x: (n, d) features, n >= 2.
+        t: the scale of the Gaussian potential, > 0 (2 by default).
+    """
+    from .methods.alignment import uniformity_loss
+
+    with torch.no_grad():
+        return float(uniformity_loss(_float64("uniformity", "x", x), t))

@@ -25,8 +25,8 @@ ENGINE = ("reduction", "skip_empty_rows", "tile_size", "gather")
 SYMMETRIC = {"clip": True, "t_clip": True, "average_margin_clip": True, "triplet_clip": True, "cmc": False,
              "siglip": False, "mocov3": False, "pmi_clustering": False}
 SKIP_EMPTY = {"supcon", "t_supcon", "average_margin_supcon", "triplet_supcon"}
-WITH_REDUCTION = {"debiased_contrastive", "decoupled_contrastive", "temi_pmi"}
-BASELINES = WITH_REDUCTION | {"iic"}
+WITH_REDUCTION = {"debiased_contrastive", "decoupled_contrastive", "temi_pmi", "hard_negative_contrastive"}
+BASELINES = WITH_REDUCTION | {"iic", "contrastive_clustering"}
 ICON_METHODS = [n for n in methods.available() if n not in BASELINES]
 # The positional arguments a method needs before it can be built.
 REQUIRED = {"normalized_cuts": lambda: (torch.ones(4, 4, dtype=F64) - torch.eye(4, dtype=F64),),

@@ -23,7 +23,8 @@ EXPECTED = {"sne", "tsne", "conditional_tsne", "simclr", "supcon", "clip", "cros
             "masked_language_modeling", "spectral_clustering", "pmi_clustering",
             # related losses and baselines
             "kernel_infonce", "swav", "dino", "siglip", "umap", "debiased_contrastive",
-            "decoupled_contrastive", "iic", "temi_pmi"}
+            "decoupled_contrastive", "iic", "temi_pmi", "hard_negative_contrastive",
+            "contrastive_clustering"}
 
 
 def _test_functions(path):

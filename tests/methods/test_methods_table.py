@@ -53,7 +53,7 @@ FIGURE = {
 }
 TABLE1 = {"masked_language_modeling", "spectral_clustering", "pmi_clustering"}
 RELATED = {"kernel_infonce", "iic", "debiased_contrastive", "decoupled_contrastive", "swav", "dino",
-           "temi_pmi", "siglip", "umap"}
+           "temi_pmi", "siglip", "umap", "hard_negative_contrastive", "contrastive_clustering"}
 
 
 def test_registry_reproduces_the_figure():
@@ -129,7 +129,7 @@ def _contrastive_case(name, make):
     if name in ("infonce", "simclr", "tsimcne", "tsimclr", "vicreg", "kernel_infonce"):
         loss = make()
         return loss, [z], lambda: loss(z, target=ids)
-    if name in ("debiased_contrastive", "decoupled_contrastive"):
+    if name in ("debiased_contrastive", "decoupled_contrastive", "hard_negative_contrastive"):
         loss = make()
         return loss, [z], lambda: loss(z, ids)
     if name in ("mocov3", "clip", "cmc", "t_clip", "average_margin_clip", "triplet_clip", "siglip"):
@@ -179,6 +179,11 @@ def _clustering_case(name, make):
         loss = make()
         other_logits = _randn(N, C, seed=8)
         return loss, [logits], lambda: loss(F.log_softmax(other_logits, 1), F.log_softmax(logits, 1))
+    if name == "contrastive_clustering":
+        loss = make()
+        z = _randn(N, D, seed=1).requires_grad_()
+        other = _randn(N, C, seed=8)
+        return loss, [logits, z], lambda: loss(z, 2 * z.detach(), F.log_softmax(logits, 1), F.log_softmax(other, 1))
     if name == "dino":
         loss = make()
         return loss, [logits], lambda: loss(logits, target=_randn(N, C, seed=9))
@@ -189,7 +194,7 @@ def _clustering_case(name, make):
 def test_every_method_runs_forward_and_backward(name):
     loss, leaves, call = _case(name)
     cell = methods.info(name)
-    if cell.equality != "none" and name not in ("iic", "temi_pmi"):
+    if cell.equality != "none" and name not in ("iic", "temi_pmi", "hard_negative_contrastive"):
         assert isinstance(loss, ICon)
     value = call()
     assert value.dim() == 0 and torch.isfinite(value)

@@ -1,16 +1,17 @@
 """The periodic table as functions: each returns an :class:`~icontorch.ICon` with the paper's p and q.
 
 Every function's docstring states p, q, the theorem and how the I-Con loss relates to the
-original (exact, limit, bound, argmin, loose). Methods whose original reports a cross-entropy
+original (exact, stated, limit, bound, argmin, loose). Methods whose original reports a cross-entropy
 use ``divergence="cross_entropy"`` so that values match the original; with a fixed p this
 differs from the KL by the constant entropy of p and has the same gradient.
 
 ``available()`` lists the registered names in table order; ``info(name)`` gives the table cell,
 formulas, theorem and proving test of each. The modules follow the paper's colour families:
 ``dimensionality`` (DR), ``contrastive`` (unimodal SSL), ``crossmodal`` (multimodal SSL),
-``supervised``, ``clustering``, then ``related`` (Kernel-InfoNCE, SwAV, DINO) and ``baselines``
-(losses that are not I-Con losses, with their relation stated). Gap cells are marked
-``info(name).gap``.
+``supervised``, ``clustering``, then ``related`` (Kernel-InfoNCE, SwAV, DINO), ``baselines``
+(losses that are not I-Con losses, with their relation stated), ``hard_negatives`` (HCL, a
+reweighted q) and ``contrastive_clustering`` (Li et al. 2021). ``alignment`` holds Wang and Isola's
+alignment and uniformity losses, which are not in the registry. Gap cells are marked ``info(name).gap``.
 
 Every function that returns an ICon also takes ICon's engine options as keyword-only arguments and
 hands them to ICon unchanged: ``reduction``, ``skip_empty_rows``, ``tile_size``, ``gather`` and,
@@ -34,6 +35,9 @@ from .clustering import (dcd, infonce_clustering, kmeans, normalized_cuts, pmi_c
 from .related import dino, kernel_infonce, swav  # isort: skip
 from .baselines import (DebiasedContrastiveLoss, DecoupledContrastiveLoss, IICLoss,  # isort: skip
                         TEMIPMILoss, debiased_contrastive, decoupled_contrastive, iic, temi_pmi)
+from .hard_negatives import HardNegativeContrastiveLoss, hard_negative_contrastive  # isort: skip
+from .contrastive_clustering import ContrastiveClusteringLoss, contrastive_clustering  # isort: skip
+from .alignment import AlignmentUniformityLoss, alignment_loss, uniformity_loss  # isort: skip
 
 __all__ = [
     "available", "info", "MethodInfo", "COLUMNS", "ROWS", "AREAS", "EQUALITIES", "KINDS",
@@ -53,6 +57,10 @@ __all__ = [
     # related
     "kernel_infonce", "swav", "dino",
     # baselines (not I-Con losses)
-    "debiased_contrastive", "decoupled_contrastive", "iic", "temi_pmi",
-    "DebiasedContrastiveLoss", "DecoupledContrastiveLoss", "IICLoss", "TEMIPMILoss",
+    "debiased_contrastive", "decoupled_contrastive", "iic", "temi_pmi", "hard_negative_contrastive",
+    "contrastive_clustering",
+    "DebiasedContrastiveLoss", "DecoupledContrastiveLoss", "IICLoss", "TEMIPMILoss", "HardNegativeContrastiveLoss",
+    "ContrastiveClusteringLoss",
+    # Wang and Isola's alignment and uniformity (not in the registry: not I-Con losses)
+    "alignment_loss", "uniformity_loss", "AlignmentUniformityLoss",
 ]
