@@ -160,20 +160,20 @@ def _float64(who: str, name: str, a: ArrayLike) -> torch.Tensor:
     return check_features(who, name, torch.as_tensor(x).to(torch.float64))
 
 
-def alignment(x: ArrayLike, y: ArrayLike, alpha: float = 2.0) -> float:
-    """``(1/n) sum_i ||x_i - y_i||^alpha``: Wang and Isola's alignment of positive pairs (ICML 2020).
+def alignment(x: ArrayLike, y: ArrayLike, exponent: float = 2.0) -> float:
+    """``(1/n) sum_i ||x_i - y_i||^exponent``: Wang and Isola's alignment of positive pairs (ICML 2020).
 
     Lower is better aligned. Computed in float64 by :func:`icontorch.methods.alignment_loss`; the
     features are used as given (pass unit vectors, as Wang and Isola's encoders output).
 
     Args:
         x, y: (n, d) features of the two views; row i of y is the positive of row i of x.
-        alpha: the power, > 0 (2 by default).
+        exponent: the power, > 0 (2 by default).
     """
     from .methods.alignment import alignment_loss
 
     with torch.no_grad():
-        return float(alignment_loss(_float64("alignment", "x", x), _float64("alignment", "y", y), alpha))
+        return float(alignment_loss(_float64("alignment", "x", x), _float64("alignment", "y", y), exponent))
 
 
 def uniformity(x: ArrayLike, t: float = 2.0) -> float:

@@ -22,8 +22,8 @@ def _unit(*shape, seed):
     return F.normalize(_randn(*shape, seed=seed), dim=1)
 
 
-def _alignment_direct(x, y, alpha):
-    return sum(float(np.linalg.norm(a - b)) ** alpha for a, b in zip(x.numpy(), y.numpy())) / len(x)
+def _alignment_direct(x, y, exponent):
+    return sum(float(np.linalg.norm(a - b)) ** exponent for a, b in zip(x.numpy(), y.numpy())) / len(x)
 
 
 def _uniformity_direct(x, t):
@@ -32,17 +32,17 @@ def _uniformity_direct(x, t):
     return math.log(sum(pairs) / len(pairs))
 
 
-@pytest.mark.parametrize("alpha", [1.0, 2.0, 3.0])
-def test_alignment_is_the_mean_distance_to_the_power_alpha(alpha):
+@pytest.mark.parametrize("exponent", [1.0, 2.0, 3.0])
+def test_alignment_is_the_mean_distance_to_the_power_alpha(exponent):
     x, y = _unit(9, 4, seed=0), _unit(9, 4, seed=1)
-    np.testing.assert_allclose(float(alignment_loss(x, y, alpha)), _alignment_direct(x, y, alpha), rtol=1e-13)
-    np.testing.assert_allclose(metrics.alignment(x.numpy(), y.numpy(), alpha), _alignment_direct(x, y, alpha),
+    np.testing.assert_allclose(float(alignment_loss(x, y, exponent)), _alignment_direct(x, y, exponent), rtol=1e-13)
+    np.testing.assert_allclose(metrics.alignment(x.numpy(), y.numpy(), exponent), _alignment_direct(x, y, exponent),
                                rtol=1e-13)
     # Wang and Isola's align_loss, and its gradient.
     leaf = x.clone().requires_grad_()
-    ours = torch.autograd.grad(alignment_loss(leaf, y, alpha), leaf)[0]
+    ours = torch.autograd.grad(alignment_loss(leaf, y, exponent), leaf)[0]
     leaf = x.clone().requires_grad_()
-    theirs = torch.autograd.grad((leaf - y).norm(p=2, dim=1).pow(alpha).mean(), leaf)[0]
+    theirs = torch.autograd.grad((leaf - y).norm(p=2, dim=1).pow(exponent).mean(), leaf)[0]
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-13)
 
 
@@ -89,7 +89,7 @@ def test_uniformity_of_evenly_spread_points_on_the_circle(n):
 
 
 def test_simclr_is_alignment_plus_a_per_anchor_uniformity():
-    """On unit vectors, SimCLR(tau) = L_align(alpha=2) / (2 tau) + mean_i log sum_{k != i} exp(-d_ik^2 / (2 tau))
+    """On unit vectors, SimCLR(tau) = L_align(exponent=2) / (2 tau) + mean_i log sum_{k != i} exp(-d_ik^2 / (2 tau))
     exactly, and the second term is at most L_unif(t = 1 / (2 tau)) of the 2B views + log(2B - 1) (Jensen)."""
     B, tau = 6, 0.3
     z1, z2 = _unit(B, 5, seed=4), _unit(B, 5, seed=5)
@@ -103,13 +103,13 @@ def test_simclr_is_alignment_plus_a_per_anchor_uniformity():
 
 def test_alignment_uniformity_loss_is_wang_and_isola_training_objective():
     x, y = _unit(8, 4, seed=6), _unit(8, 4, seed=7)
-    loss = AlignmentUniformityLoss(alpha=2.0, t=2.0, weight=0.5)
+    loss = AlignmentUniformityLoss(exponent=2.0, t=2.0, weight=0.5)
     expected = (x - y).norm(dim=1).pow(2).mean() + 0.5 * (
         torch.pdist(x).pow(2).mul(-2).exp().mean().log() + torch.pdist(y).pow(2).mul(-2).exp().mean().log()) / 2
     torch.testing.assert_close(loss(x, y), expected, rtol=0, atol=1e-12)
-    # Duplicated rows (a collapsed batch): finite value and gradients, also for alpha < 1.
+    # Duplicated rows (a collapsed batch): finite value and gradients, also for exponent < 1.
     leaf = x[:1].repeat(8, 1).requires_grad_()
-    value = AlignmentUniformityLoss(alpha=0.5)(leaf, leaf.detach().clone())
+    value = AlignmentUniformityLoss(exponent=0.5)(leaf, leaf.detach().clone())
     (grad,) = torch.autograd.grad(value, leaf)
     assert torch.isfinite(value) and torch.isfinite(grad).all()
 
@@ -118,8 +118,8 @@ def test_alignment_and_uniformity_validate():
     x = _unit(5, 3, seed=0)
     cases = [
         (lambda: alignment_loss(x, x[:4]), "alignment_loss: y must have the shape of x"),
-        (lambda: alignment_loss(x, x, alpha=0.0), "alignment_loss: alpha must be a positive"),
-        (lambda: alignment_loss(x, x, alpha=math.nan), "alignment_loss: alpha must be a positive"),
+        (lambda: alignment_loss(x, x, exponent=0.0), "alignment_loss: exponent must be a positive"),
+        (lambda: alignment_loss(x, x, exponent=math.nan), "alignment_loss: exponent must be a positive"),
         (lambda: uniformity_loss(x[:1]), "uniformity_loss: x must hold at least 2 rows"),
         (lambda: uniformity_loss(x, t=-1.0), "uniformity_loss: t must be a positive"),
         (lambda: uniformity_loss(x.clone().fill_(math.nan)), "uniformity_loss: x must be finite"),

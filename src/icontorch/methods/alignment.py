@@ -2,7 +2,7 @@
 
 ``icontorch.metrics.alignment`` / ``uniformity`` report the same quantities as numbers. Their
 relation to I-Con: on unit vectors SimCLR's loss at temperature t is exactly
-``alignment_loss(alpha=2) / (2 t)`` plus a per-anchor log-sum-exp uniformity at ``1 / (2 t)``,
+``alignment_loss(exponent=2) / (2 t)`` plus a per-anchor log-sum-exp uniformity at ``1 / (2 t)``,
 and by Jensen that term is at most ``uniformity_loss(t=1/(2t))`` of the 2B stacked views plus
 ``log(2B - 1)`` (both tested).
 """
@@ -29,26 +29,26 @@ def _check_pair(who: str, x: Tensor, y: Tensor) -> None:
         raise fail(who, "y", f"have the shape of x {tuple(x.shape)} (row i of y is the positive of row i of x)", y)
 
 
-def alignment_loss(x: Tensor, y: Tensor, alpha: float = 2.0) -> Tensor:
-    """``L_align = (1/n) sum_i ||x_i - y_i||^alpha``: the mean distance of positive pairs to the power alpha.
+def alignment_loss(x: Tensor, y: Tensor, exponent: float = 2.0) -> Tensor:
+    """``L_align = (1/n) sum_i ||x_i - y_i||^exponent``: the mean distance of positive pairs to the power exponent.
 
     Wang and Isola, "Understanding Contrastive Representation Learning through Alignment and
-    Uniformity on the Hypersphere", ICML 2020 (their ``align_loss``; alpha = 2 by default). The
+    Uniformity on the Hypersphere", ICML 2020 (their ``align_loss``; exponent = 2 by default). The
     features are used as given: pass unit vectors (their encoders normalise).
 
     Args:
         x, y: (n, d) features of the two views; row i of y is the positive of row i of x.
-        alpha: the power, > 0.
+        exponent: the power, > 0.
 
     Returns:
         A 0-d tensor with gradients.
     """
     who = "alignment_loss"
-    alpha = check_positive(who, "alpha", alpha)
+    exponent = check_positive(who, "exponent", exponent)
     _check_pair(who, x, y)
     d2 = (x - y).pow(2).sum(-1)
-    if alpha != 2.0:   # a power below 1 of d^2 has an infinite slope at 0: keep a duplicate pair finite
-        d2 = d2.clamp_min(torch.finfo(d2.dtype).tiny).pow(alpha / 2.0)
+    if exponent != 2.0:   # a power below 1 of d^2 has an infinite slope at 0: keep a duplicate pair finite
+        d2 = d2.clamp_min(torch.finfo(d2.dtype).tiny).pow(exponent / 2.0)
     return d2.mean()
 
 
@@ -84,28 +84,28 @@ def uniformity_loss(x: Tensor, t: float = 2.0) -> Tensor:
 
 
 class AlignmentUniformityLoss(nn.Module):
-    """``L = L_align(x, y; alpha) + weight * (L_unif(x; t) + L_unif(y; t)) / 2`` (Wang and Isola 2020).
+    """``L = L_align(x, y; exponent) + weight * (L_unif(x; t) + L_unif(y; t)) / 2`` (Wang and Isola 2020).
 
     Their training objective (``align_w = 1``, ``unif_w = weight``; uniformity of each view, averaged).
     The features are used as given: pass unit vectors.
 
     Args:
-        alpha: the power of :func:`alignment_loss`.
+        exponent: the power of :func:`alignment_loss`.
         t: the scale of :func:`uniformity_loss`.
         weight: the weight of the uniformity term, >= 0.
     """
 
-    def __init__(self, alpha: float = 2.0, t: float = 2.0, weight: float = 1.0) -> None:
+    def __init__(self, exponent: float = 2.0, t: float = 2.0, weight: float = 1.0) -> None:
         super().__init__()
         who = "AlignmentUniformityLoss"
-        self.alpha = check_positive(who, "alpha", alpha)
+        self.exponent = check_positive(who, "exponent", exponent)
         self.t = check_positive(who, "t", t)
         self.weight = check_positive(who, "weight", weight)
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         _check_pair("AlignmentUniformityLoss", x, y)
         uniform = (uniformity_loss(x, self.t) + uniformity_loss(y, self.t)) / 2.0
-        return alignment_loss(x, y, self.alpha) + self.weight * uniform
+        return alignment_loss(x, y, self.exponent) + self.weight * uniform
 
     def extra_repr(self) -> str:
-        return f"alpha={self.alpha}, t={self.t}, weight={self.weight}"
+        return f"exponent={self.exponent}, t={self.t}, weight={self.weight}"
