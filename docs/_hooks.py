@@ -1,9 +1,11 @@
-"""Build hook: write the interactive periodic table into the site (icontorch table --html)."""
+"""Build hook: the interactive periodic table (``icontorch table --html``), generated from the
+method registry into the site as ``periodic-table.html`` at every build."""
 
-import os
+from mkdocs.structure.files import File
 
-from icontorch.table_html import write_html
+from icontorch.table_html import html_page
 
 
-def on_post_build(config, **kwargs):
-    write_html(os.path.join(config["site_dir"], "periodic-table.html"))
+def on_files(files, config, **kwargs):
+    files.append(File.generated(config, "periodic-table.html", content=html_page()))
+    return files
