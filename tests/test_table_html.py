@@ -18,6 +18,8 @@ from icontorch.table import COLORS
 from icontorch.table_html import LABEL_COLUMNS, html_page, method_records, write_html
 
 CHROMIUM = os.environ.get("ICONTORCH_CHROMIUM", "/usr/bin/chromium")
+# CI sets this: there a missing browser is a failure, not a skip
+REQUIRE_BROWSER = os.environ.get("ICONTORCH_REQUIRE_BROWSER") == "1"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -120,12 +122,13 @@ def test_write_html_checks_its_path(tmp_path):
 
 
 def _browser():
+    missing = (pytest.fail if REQUIRE_BROWSER else pytest.skip)
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        pytest.skip("the playwright package is not installed (pip install playwright)")
+        missing("the playwright package is not installed (pip install playwright, or the docs extra)")
     if not shutil.which(CHROMIUM):
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+        missing(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
     return sync_playwright
 
 
