@@ -101,8 +101,10 @@ def linear_probe_accuracy(train_features: ArrayLike, train_labels: ArrayLike, te
     """Test accuracy of ``LogisticRegression(C)`` fitted on standardised training features.
 
     Args:
-        train_features, train_labels: (n, d) features and (n,) labels to fit the probe on.
-        test_features, test_labels: (m, d) and (m,) held-out data to score it on.
+        train_features: (n, d) features to fit the probe on.
+        train_labels: (n,) their labels.
+        test_features: (m, d) held-out features to score it on.
+        test_labels: (m,) their labels.
         C: inverse L2 strength of scikit-learn's logistic regression.
         max_iter: L-BFGS iterations.
 
@@ -130,8 +132,10 @@ def knn_probe_accuracy(train_features: ArrayLike, train_labels: ArrayLike, test_
     (scikit-learn's ``KNeighborsClassifier``; ties go to the smallest label).
 
     Args:
-        train_features, train_labels: (n, d) features and (n,) labels to vote with.
-        test_features, test_labels: (m, d) and (m,) held-out data to classify.
+        train_features: (n, d) features to vote with.
+        train_labels: (n,) their labels.
+        test_features: (m, d) held-out features to classify.
+        test_labels: (m,) their labels.
         n_neighbors: neighbours per vote (the paper uses 3 on CIFAR and 10 on STL-10), in [1, n].
         metric: ``"cosine"`` (default, usual for contrastive features) or ``"squared_euclidean"``.
 

@@ -107,7 +107,9 @@ class ColorJitter(Augmentation):
     luma for 3 channels and the channel mean otherwise, so one-channel images only see b and c.
 
     Args:
-        brightness, contrast, saturation: strengths in [0, 1] (0 switches a factor off).
+        brightness: strength in [0, 1] (0 switches the factor off).
+        contrast: strength in [0, 1] (0 switches the factor off).
+        saturation: strength in [0, 1] (0 switches the factor off).
         p: probability that a sample is jittered, in [0, 1].
     """
 

@@ -81,8 +81,9 @@ class Clustering(Estimator):
             share of walk-graph edges joining two images of the same digit is 0.96 with pruning
             and 0.75 without on digits (0.86 and 0.55 on MNIST-5k).
         metric: kNN metric on the features as given, ``"cosine"`` or ``"squared_euclidean"``.
-        alpha_p, alpha_q: debiasing weights in [0, 1]; None: 0.6 for ``"debiased_infonce"``,
-            0 for the other methods.
+        alpha_p: debiasing weight of p in [0, 1]; None: 0.6 for ``"debiased_infonce"``, 0 for the
+            other methods.
+        alpha_q: debiasing weight of q in [0, 1]; None: the same defaults as ``alpha_p``.
         hidden_layer_sizes: widths of the heads' hidden ReLU layers; ``()`` (default) is a linear
             head, ``(256,)`` an MLP with one hidden layer of 256 units.
         n_heads: heads trained together; the one with the lowest final loss on fixed batches is
@@ -116,8 +117,11 @@ class Clustering(Estimator):
         best_head_: index of the kept head.
         head_: the kept head (a :class:`~icontorch.clustering.heads.ClusterHeads` with H = 1).
         graph_: the :class:`~icontorch.clustering.graph.NeighborGraph` of p (or None).
-        mean_, scale_: the heads' inputs are ``(x - mean_) / scale_`` (0 and 1 without ``standardize``).
-        n_features_in_, n_iter_ (optimiser steps), fit_seconds_.
+        mean_: the heads' inputs are ``(x - mean_) / scale_`` (0 without ``standardize``).
+        scale_: see ``mean_`` (1 without ``standardize``).
+        n_features_in_: features seen in fit.
+        n_iter_: optimiser steps.
+        fit_seconds_: duration of the fit.
     """
 
     def __init__(self, n_clusters: int = 10, *, method: str = "debiased_infonce", n_neighbors: int = 6,

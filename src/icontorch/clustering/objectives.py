@@ -163,9 +163,12 @@ class ObjectiveSetup:
     Args:
         graph: p's neighbour graph on the data set (None for methods without one).
         labels: (N,) class ids of the data set (supervised clustering only).
-        alpha_p, alpha_q: debiasing weights of p and q.
-        n_heads, n_clusters: H and C.
-        dtype, device: of the heads' outputs.
+        alpha_p: debiasing weight of p.
+        alpha_q: debiasing weight of q.
+        n_heads: H.
+        n_clusters: C.
+        dtype: of the heads' outputs.
+        device: of the heads' outputs.
     """
 
     graph: Optional[NeighborGraph]

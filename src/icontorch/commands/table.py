@@ -1,4 +1,4 @@
-"""``icontorch table``: the periodic table in the terminal, its proofs, and the figure."""
+"""``icontorch table``: the periodic table in the terminal, its proofs, the figure and the HTML page."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from .._validation import IConError
 from ..table import format_table, plot_table
 from ._io import FIGURE_SUFFIXES, check_output, write_atomic
 
+HTML_SUFFIXES = (".html", ".htm")
+
 __all__ = ["add_parser", "run"]
 
 
@@ -26,9 +28,12 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
         description="List every method in icontorch.methods (or those named), one line each: area, "
                     "p (column), q (row), theorem, equality type, test status and proving test "
                     "(-v adds the p and q formulas). Gap cells (new methods) are marked '*'. "
-                    "--plot draws the periodic-table figure.")
+                    "--plot draws the periodic-table figure, --html writes it as an interactive page.")
     parser.add_argument("names", nargs="*", metavar="NAME", help="methods to show (default: all)")
     parser.add_argument("--plot", metavar="OUT", help="also draw the figure to OUT (.png or .svg)")
+    parser.add_argument("--html", metavar="OUT",
+                        help="also write the table as one self-contained interactive page to OUT (.html): "
+                             "click a method for its p, q, theorem, code and test; filter by family")
     parser.add_argument("--run-tests", action="store_true",
                         help="run each shown method's proving test with pytest (needs a source "
                              "checkout with tests/) and print its status")
@@ -76,11 +81,17 @@ def run(args: argparse.Namespace) -> int:
         raise IConError(f"icontorch table: NAME must name a method of icontorch.methods; got unknown "
                         f"method(s) {unknown} (`icontorch table` lists them).")
     check_output(args.plot, "--plot", FIGURE_SUFFIXES, "icontorch table")
+    check_output(args.html, "--html", HTML_SUFFIXES, "icontorch table")
     status = _run_tests(names) if args.run_tests else None
     print(format_table(names, status, formulas=args.verbose))
     if args.plot:
         write_atomic(args.plot, plot_table)
         print(f"wrote {args.plot}")
+    if args.html:
+        from ..table_html import write_html
+
+        write_atomic(args.html, write_html)
+        print(f"wrote {args.html}")
     if status is not None and any(s not in ("passed", "skipped") for s in status.values()):
         return 1
     return 0

@@ -111,7 +111,8 @@ class GridInterpolator:
     Args:
         profile: the kernel.
         n_interp: nodes per interval.
-        min_intervals, max_intervals: bounds on the intervals per dimension.
+        min_intervals: lower bound on the intervals per dimension.
+        max_intervals: upper bound on the intervals per dimension.
     """
 
     def __init__(self, profile: KernelProfile, n_interp: int = 3, min_intervals: int = 50,
