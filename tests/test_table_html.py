@@ -77,6 +77,14 @@ def test_the_data_block_is_the_registry(page):
     assert data["simclr"]["divergence"] == "cross_entropy" and data["tsne"]["divergence"] == "kl"
     assert data["kmeans"]["divergence"] == "reverse_kl(entropy_weight=1.0)"
     assert data["iic"]["divergence"].startswith("none")
+    assert data["simclr"]["reference"] == ""                  # the standalone page links nowhere
+
+
+def test_the_site_page_links_each_method_to_its_reference():
+    parser = _Tags()
+    parser.feed(html_page(reference="reference/methods/"))
+    data = json.loads(parser.data)
+    assert data["t_supcon"]["reference"] == "reference/methods/#icontorch.methods.t_supcon"
 
 
 def test_code_lines_build_the_method():

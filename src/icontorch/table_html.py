@@ -146,9 +146,18 @@ def _legend() -> str:
     return f'<div class="filters"><div class="legend">{chips}</div><div class="modes">{modes}</div></div>'
 
 
-def html_page(title: str = "The I-Con periodic table") -> str:
-    """The whole page: markup, inlined style sheet, script and the methods' data (no network)."""
+def html_page(title: str = "The I-Con periodic table", reference: str = "") -> str:
+    """The whole page: markup, inlined style sheet, script and the methods' data (no network).
+
+    Args:
+        title: the page's title.
+        reference: where the API reference of ``icontorch.methods`` lives, relative to the page
+            (the docs site passes ``"reference/methods/"``); each method's details then link to
+            ``reference + "#icontorch.methods.<name>"``. Empty (default): no links.
+    """
     records = method_records()
+    for record in records:
+        record["reference"] = f"{reference}#icontorch.methods.{record['name']}" if reference else ""
     data = json.dumps({r["name"]: r for r in records}, ensure_ascii=False).replace("</", "<\\/")
     counts = periodic_table().counts()
     summary = (f"{len(records)} methods: {counts['coloured']} coloured tiles and {counts['gap']} gaps "

@@ -73,6 +73,11 @@
     var button = el("button", {"class": "copy", "type": "button"}, "copy");
     button.addEventListener("click", function () { copy(m.code, button); });
     panel.appendChild(button);
+    if (m.reference) {
+      var ref = el("p", {"class": "links"});
+      ref.appendChild(el("a", {"href": m.reference, "target": "_top"}, "API reference of ic.methods." + m.name));
+      panel.appendChild(ref);
+    }
     if (near.length) {
       var links = el("div", {"class": "links"}, "Same row or column: ");
       near.forEach(function (n, k) {
