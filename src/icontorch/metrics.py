@@ -167,7 +167,8 @@ def alignment(x: ArrayLike, y: ArrayLike, exponent: float = 2.0) -> float:
     features are used as given (pass unit vectors, as Wang and Isola's encoders output).
 
     Args:
-        x, y: (n, d) features of the two views; row i of y is the positive of row i of x.
+        x: (n, d) features of the first view.
+        y: (n, d) features of the second view; row i of y is the positive of row i of x.
         exponent: the power, > 0 (2 by default).
     """
     from .methods.alignment import alignment_loss

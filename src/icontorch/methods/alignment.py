@@ -37,7 +37,8 @@ def alignment_loss(x: Tensor, y: Tensor, exponent: float = 2.0) -> Tensor:
     features are used as given: pass unit vectors (their encoders normalise).
 
     Args:
-        x, y: (n, d) features of the two views; row i of y is the positive of row i of x.
+        x: (n, d) features of the first view.
+        y: (n, d) features of the second view; row i of y is the positive of row i of x.
         exponent: the power, > 0.
 
     Returns:
