@@ -74,15 +74,15 @@ def test_every_method_separates_blobs(method):
                                             r"'cosine'\); got 'linear'\."),
     (dict(weight_decay=-1e-3), r"weight_decay must be a finite number >= 0; got -0.001\."),
     (dict(n_neighbors=np.float64(5.0)), r"n_neighbors must be an integer >= 1; got np.float64\(5.0\)|got 5.0"),
-    (dict(random_state=1.5), r"random_state must be an integer >= 0; got 1.5\."),
-    (dict(random_state=-3), r"random_state must be an integer >= 0; got -3\."),
+    (dict(random_state=1.5), r"random_state must be an integer between 0 and 4294967295; got 1.5\."),
+    (dict(random_state=-3), r"random_state must be an integer between 0 and 4294967295; got -3\."),
     (dict(metric="euclidean"), r"metric must be one of \('cosine', 'squared_euclidean'\); got 'euclidean'\."),
     (dict(method="kmeans", batch_size=1), r"batch_size must give batches of at least 2 items"),
     (dict(n_heads=0), "n_heads"),
     (dict(augment=3), "augment"),
     (dict(metric="manhattan"), "metric"),
     (dict(device="tpu9"), "device"),
-    (dict(n_jobs=0), r"n_jobs must be None, -1 or an integer >= 1; got 0\."),
+    (dict(n_jobs=0), r"n_jobs must be None, -1 or an integer between 1 and 1024; got 0\."),
 ])
 def test_bad_parameters(params, match):
     x, _ = _blobs()

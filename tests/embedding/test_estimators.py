@@ -275,7 +275,7 @@ def test_non_parametric_estimator_pickles():
     (dict(n_neighbors=60, algorithm="fft"), r"n_neighbors must be smaller than the number of samples \(60\)"),
     (dict(device="tpu:7"), "device must name a torch device"),
     (dict(callbacks=[1]), "callbacks must be a callable"),
-    (dict(n_jobs=0), r"n_jobs must be None, -1 or an integer >= 1; got 0\."),
+    (dict(n_jobs=0), r"n_jobs must be None, -1 or an integer between 1 and 1024; got 0\."),
     (dict(knn_backend="annoy"), r"knn_backend must be one of \('exact', 'faiss'\); got 'annoy'"),
     (dict(hidden_layer_sizes=64),
      r"hidden_layer_sizes must be a tuple of integers >= 1 \(\(\) for a linear map\); got 64\."),

@@ -291,7 +291,7 @@ def test_epoch_generator_depends_on_random_state_and_epoch_only():
     (dict(learning_rate=-1.0), "train_contrastive: learning_rate must be a positive finite number; got -1.0"),
     (dict(learning_rate_schedule="linear"),
      r"learning_rate_schedule must be one of \('cosine', 'constant'\); got 'linear'"),
-    (dict(random_state=-1), "random_state must be an integer >= 0; got -1"),
+    (dict(random_state=-1), "random_state must be an integer between 0 and 4294967295; got -1"),
     (dict(weight_decay=True), "weight_decay must be a finite number >= 0; got True"),
     (dict(weight_decay=-1.0), "weight_decay must be"),
     (dict(resume=True), "resume must come with a checkpoint"),

@@ -148,7 +148,7 @@ def test_views_carry_gradients():
     (lambda x, i: MultiViewDataset((x * 255).to(torch.uint8), GaussianNoise()), r"images must be a floating-point"),
     (lambda x, i: MultiViewDataset(x, None), r"augment must be a callable"),
     (lambda x, i: MultiViewDataset(x, GaussianNoise(), random_state=-1),
-     r"MultiViewDataset: random_state must be an integer >= 0; got -1"),
+     r"MultiViewDataset: random_state must be an integer between 0 and 4294967295; got -1"),
     (lambda x, i: MultiViewDataset(x, GaussianNoise()).set_epoch(-2), r"epoch must be an integer >= 0; got -2"),
     (lambda x, i: MultiViewDataset(x, GaussianNoise())[10], r"i must be an integer item index in \[0, 10\); got 10"),
     (lambda x, i: collate_views([]), r"batch must be a non-empty list"),
