@@ -24,10 +24,6 @@ KNOWN_METHODS = {
     **_same("NaN gradient (finite loss) when log-assignments saturate (log p below about -200); new",
             "kmeans-z-huge", "t_kmeans-z-huge", "normalized_cuts-z-huge", "dcd-z-huge", "infonce_clustering-z-huge",
             "supervised_clustering-z-huge", "spectral_clustering-z-huge", "pmi_clustering-z-huge"),
-    **_same("accepted without a check (the argument is unused unless mix is set); new",
-            "kernel_infonce-weight=nan", "kernel_infonce-weight=string", "kernel_infonce-weight=bool",
-            "kernel_infonce-temperature2=nan", "kernel_infonce-temperature2=-1",
-            "kernel_infonce-temperature2=string", "kernel_infonce-split=string", "kernel_infonce-split=nan"),
 }
 
 KNOWN_ESTIMATORS = {}

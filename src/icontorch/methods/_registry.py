@@ -21,8 +21,10 @@ COLUMNS = ("Gaussian", "Student-T", "Identity", "Graph kernel weights", "Uniform
 ROWS = ("Gaussian", "Gaussian σ→∞", "Gaussian σ→0", "Student-T", "Uniform on clusters")
 #: The paper's colour families; "GAP" marks the grey "interpretation of gaps" cells.
 AREAS = ("DR", "CL", "U-SSL", "M-SSL", "SUP", "GAP")
-#: How the I-Con loss relates to the original: "none" marks a baseline that is not an I-Con loss.
-EQUALITIES = ("exact", "limit", "bound", "argmin", "loose", "none")
+#: How the I-Con loss relates to the original: "stated" is exact to the form the I-Con paper states for
+#: the method (its theorem or Table 1), the original's own code not checked; "none" marks a baseline
+#: that is not an I-Con loss.
+EQUALITIES = ("exact", "stated", "limit", "bound", "argmin", "loose", "none")
 #: "figure": a tile of Fig. 1; "table1": in the paper's Table 1 only; "variant": another form of
 #: a figure method; "related": a loss from the literature placed beside the table.
 KINDS = ("figure", "table1", "variant", "related")

@@ -68,16 +68,19 @@ def mocov3(temperature: float = 1.0, *, symmetric: bool = False, reduction: str 
 
 
 @register(cite="Sobal 2025",
-          label="X-Sample CL", column="Gaussian", row="Gaussian", theorem="Thm 7", equality="exact",
+          label="X-Sample CL", column="Gaussian", row="Gaussian", theorem="Thm 7", equality="stated",
           area="U-SSL", test=f"{_CON}::test_x_sample_cl",
-          p="exp(cos(g_i, g_j) / t_g) / Z_i, g auxiliary (e.g. caption) embeddings, j != i", q=_COS)
+          p="exp(cos(g_i, g_j) / t_g) / Z_i, g auxiliary (e.g. caption) embeddings, j != i", q=_COS,
+          note="Exact to the form Thm 7 states (a soft-target cross-entropy, tested against torch's); "
+               "Sobal et al.'s own loss (their batch layout and normalisation) was not checked.")
 def x_sample_cl(temperature: float = 0.1, target_temperature: float = 0.1, *, reduction: str = "mean",
                 skip_empty_rows: bool = False, tile_size: TileSize = "auto", gather: bool = False) -> ICon:
     """X-Sample contrastive learning: p = softmax similarity of auxiliary embeddings g, q = cosine softmax.
 
-    ``p(j|i) ∝ exp(cos(g_i, g_j) / t_g)``, ``q(j|i) ∝ exp(cos(f_i, f_j) / t)``, j != i (Thm 7,
-    exact: the soft-target cross-entropy of Sobal et al.; the paper writes both without
-    temperatures, i.e. t = t_g = 1). Call as ``loss(f, target=g)``.
+    ``p(j|i) ∝ exp(cos(g_i, g_j) / t_g)``, ``q(j|i) ∝ exp(cos(f_i, f_j) / t)``, j != i (Thm 7;
+    the paper writes both without temperatures, i.e. t = t_g = 1). Exact to the paper's stated
+    form, a soft-target cross-entropy; Sobal et al.'s own loss is not checked against their code.
+    Call as ``loss(f, target=g)``.
     """
     return build(Gaussian(temperature=target_temperature, metric="cosine"),
                  Gaussian(temperature=temperature, metric="cosine"), "cross_entropy", reduction,
@@ -115,16 +118,17 @@ def tsimcne(*, reduction: str = "mean", skip_empty_rows: bool = False, tile_size
 
 
 @register(cite="Hu 2023",
-          label="t-SimCLR", column=_POS, row="Student-T", theorem="Cor 2", equality="exact", area="U-SSL",
+          label="t-SimCLR", column=_POS, row="Student-T", theorem="Cor 2", equality="stated", area="U-SSL",
           test=f"{_CON}::test_tsimclr", p="1[j = i+]",
           q="(1 + ||z_i-z_j||^2/nu)^(-(nu+1)/2) / Z_i, j != i",
-          note="Tested against the Table 1 formula written independently; Hu et al.'s exact scaling "
-               "of distances was not checked against their code.")
+          note="Exact to the form Table 1 states (tested against it, written independently); Hu et al.'s "
+               "own scaling of the distances was not checked against their code.")
 def tsimclr(dof: float = 5.0, *, reduction: str = "mean", skip_empty_rows: bool = False,
             tile_size: TileSize = "auto", gather: bool = False) -> ICon:
     """t-SimCLR: SimCLR with a Student-t kernel of ``dof`` degrees of freedom (Table 1, Cor 2).
 
-    ``q(j|i) ∝ (1 + ||z_i - z_j||^2 / nu)^(-(nu+1)/2)``, j != i. Exact for the Table 1 form.
+    ``q(j|i) ∝ (1 + ||z_i - z_j||^2 / nu)^(-(nu+1)/2)``, j != i. Exact to the paper's stated (Table 1)
+    form; Hu et al.'s own distance scaling is not checked against their code.
     """
     return build(PositivePairs(), StudentT(dof), "cross_entropy", reduction, skip_empty_rows, tile_size, gather)
 

@@ -40,17 +40,20 @@ def sne(perplexity: float = 30.0, *, reduction: str = "mean", skip_empty_rows: b
 
 
 @register(cite="Van der Maaten 2008",
-          label="t-SNE", column="Gaussian", row="Student-T", theorem="Cor 1", equality="exact", area="DR",
-          test=f"{_EMB}::test_tsne", p="(p_j|i + p_i|j) / 2n, p_j|i the perplexity Gaussian (joint)",
-          q="(1 + ||y_i-y_j||^2/dof)^(-(dof+1)/2) / sum_{k != l} (...) (joint)")
+          label="t-SNE", column="Gaussian", row="Student-T", theorem="Cor 1, adapted", equality="exact",
+          area="DR", test=f"{_EMB}::test_tsne", p="(p_j|i + p_i|j) / 2n, p_j|i the perplexity Gaussian (joint)",
+          q="(1 + ||y_i-y_j||^2/dof)^(-(dof+1)/2) / sum_{k != l} (...) (joint)",
+          note="Exact against scikit-learn's t-SNE KL(P || Q) as one I-Con anchor over the n(n-1) ordered "
+               "pairs; Cor 1 itself proves the conditional form (conditional_tsne).")
 def tsne(perplexity: float = 30.0, dof: float = 1.0, *, reduction: str = "mean",
          skip_empty_rows: bool = False, tile_size: TileSize = "auto", gather: bool = False) -> ICon:
     """t-SNE, joint form: p = symmetrised perplexity Gaussian, q = Student-t normalised over pairs.
 
     ``P_ij = (p_j|i + p_i|j) / 2n``, ``Q_ij = w_ij / sum_{k != l} w_kl`` with
     ``w = (1 + ||y_i - y_j||^2 / dof)^(-(dof+1)/2)``. As an I-Con loss the joint objective has one
-    anchor whose neighbours are the n(n-1) ordered pairs (Cor 1 adapted), exact: the value is
-    t-SNE's ``KL(P || Q)`` (scikit-learn's ``kl_divergence_``). Call as ``loss(embedding, target=X)``.
+    anchor whose neighbours are the n(n-1) ordered pairs, exact: the value is t-SNE's ``KL(P || Q)``
+    (scikit-learn's ``kl_divergence_``). Cor 1 proves the conditional form (:func:`conditional_tsne`);
+    this joint form is Cor 1 adapted. Call as ``loss(embedding, target=X)``.
     """
     return build(symmetrize(PerplexityGaussian(perplexity)), joint(StudentT(dof)), "kl", reduction,
                  skip_empty_rows, tile_size, gather)

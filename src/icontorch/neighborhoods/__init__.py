@@ -19,6 +19,7 @@ from .discrete import CrossModal, DataToClass, Identity, PositivePairs, SameLabe
 from .graph import Adjacency, GraphKernel, SpectralGaussian, spectral_embedding
 from .kernels import KernelProfile
 from .links import GraphLinks, SameIdLinks, SigmoidLinks, UMAPLinks, umap_ab
+from .mixture import KernelMixture
 from .sparse import SparseNeighbors
 from .spatial import KNN, Gaussian, Harmonic, PerplexityGaussian, PowerExponential, StudentT, perplexity_precision
 from .wrappers import DisjointUnion, StopGradient
@@ -30,6 +31,6 @@ __all__ = [
     "SameLabel", "PositivePairs", "CrossModal", "DataToClass", "Identity",
     "Cluster", "DegreeWeightedCluster", "Adjacency", "SparseNeighbors",
     "PowerExponential", "Harmonic", "GraphKernel", "SpectralGaussian", "spectral_embedding", "Logits",
-    "SinkhornCodes", "StopGradient", "DisjointUnion",
+    "SinkhornCodes", "StopGradient", "DisjointUnion", "KernelMixture",
     "SigmoidLinks", "UMAPLinks", "SameIdLinks", "GraphLinks", "umap_ab",
 ]
