@@ -88,6 +88,8 @@ def rows():
     # Gaussian part at temperature 2 t on unit vectors = SimCLR's cosine softmax at t.
     out.append(("Kernel-InfoNCE", "gamma=1 + Gaussian, sum of losses", lambda: OnSphere(
         ic.methods.kernel_infonce(1.0, TEMPERATURE, mix="sum", temperature2=2 * TEMPERATURE))))
+    out.append(("Kernel-InfoNCE", "gamma=1 + Gaussian, one softmax (kernel sum)", lambda: OnSphere(
+        ic.methods.kernel_infonce(1.0, TEMPERATURE, mix="kernel_sum", temperature2=2 * TEMPERATURE))))
     out.append(("Kernel-InfoNCE", "gamma=1 and Gaussian, concatenated features", lambda: OnSphere(
         ic.methods.kernel_infonce(1.0, TEMPERATURE, mix="concat", temperature2=2 * TEMPERATURE, split=32), 32)))
     return out
@@ -220,6 +222,7 @@ def claims(table):
 def report(results, table, args, minutes, loads):
     x_tr, x_pool, _, x_te, _ = data(*args.data_key)
     cpus = [r["train_cpu_s"] for runs in results.values() for r in runs.values() if r.get("train_cpu_s", 0) > 1]
+    seeds = sorted({s for runs in results.values() for s in runs})
     command = "python benchmarks/debias.py" + (" " + " ".join(args.argv) if args.argv else "")
     out = ["# Alpha-debiasing and kernel choice, judged by few-label probes (MNIST)", "",
            f"Written by `{command}` ({platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores, "
@@ -230,8 +233,8 @@ def report(results, table, args, minutes, loads):
            f"Setup: `ConvNet28` (width {args.width}, backbone features {args.feature_dim}) + projection head "
            f"{args.feature_dim}-{args.feature_dim}-64, AdamW lr {args.lr:g} with a cosine schedule, weight decay "
            f"1e-5, batch {args.batch_size} images x 2 views (`default_augmentation(28)`), {args.epochs} epochs on "
-           f"{len(x_tr):,} unlabelled MNIST training images; {len(args.seeds)} seeds "
-           f"({', '.join(map(str, args.seeds))})"
+           f"{len(x_tr):,} unlabelled MNIST training images; {len(seeds)} seeds "
+           f"({', '.join(map(str, seeds))})"
            f", each giving every row the same initial weights, batches and augmentations. Gaussian q: cosine softmax "
            f"at temperature {TEMPERATURE}; Student-t q: dof {DOF:g} on the 64-d output; DCL: tau+ = {TAU_PLUS} "
            "(with the Student-t weight in the Student-t group); alpha on q: `mix_uniform(q, alpha)`. Kernel-InfoNCE: "
@@ -286,14 +289,14 @@ def report(results, table, args, minutes, loads):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--width", type=int, default=8)
     parser.add_argument("--feature-dim", type=int, default=128)
     parser.add_argument("--n-train", type=int, default=4096, help="unlabelled training images")
     parser.add_argument("--n-pool", type=int, default=1000, help="labelled pool the probes draw from")
-    parser.add_argument("--draws", type=int, default=10, help="label draws per probe")
+    parser.add_argument("--draws", type=int, default=5, help="label draws per probe")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--jobs", type=int, default=2, help="worker processes (default: %(default)s)")
     parser.add_argument("--rows", type=int, nargs="+", help="only these table rows (indices)")
@@ -302,6 +305,8 @@ def main(argv=None) -> int:
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "debiasing.md")
     parser.add_argument("--runs", type=Path, default=ROOT / ".debias_runs", help="per-run results")
     parser.add_argument("--resume", action="store_true", help="reuse the finished runs of the same settings")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: write the doc from the finished runs of these settings")
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.quick:
@@ -316,8 +321,11 @@ def main(argv=None) -> int:
     start, loads = time.perf_counter(), [os.getloadavg()[0]]
     data(*args.data_key)
     results = {i: {} for i in chosen}
+    if args.report_only:
+        done = [(i, s, args.runs / f"row{i:02d}-seed{s}.json") for i, s, _ in jobs]
+        finished = [(i, s, json.loads(f.read_text())) for i, s, f in done if f.exists()]
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        for row, seed, result in pool.map(run_job, jobs):
+        for row, seed, result in (finished if args.report_only else pool.map(run_job, jobs)):
             results[row][seed] = result
             shown = {k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}
             print(f"{table[row][0]:14s} {table[row][1]:40s} seed {seed}: {shown}", flush=True)
