@@ -53,11 +53,11 @@ def test_few_label_linear_probe_is_the_mean_of_scikit_learn_fits(n_per_class):
 
     x_tr, y_tr, x_te, y_te = _data()
     expected = []
-    for chosen in _draws(y_tr, n_per_class, 6, seed=11):
+    for chosen in _draws(y_tr, n_per_class, 4, seed=11):
         scaler = StandardScaler().fit(x_tr[chosen])
         model = LogisticRegression(C=0.3, max_iter=1000).fit(scaler.transform(x_tr[chosen]), y_tr[chosen])
         expected.append((model.predict(scaler.transform(x_te)) == y_te).mean())
-    got = few_label_linear_probe_accuracy(x_tr, y_tr, torch.tensor(x_te), y_te, n_per_class, n_draws=6, C=0.3,
+    got = few_label_linear_probe_accuracy(x_tr, y_tr, torch.tensor(x_te), y_te, n_per_class, n_draws=4, C=0.3,
                                           random_state=11)
     assert got == pytest.approx(np.mean(expected), abs=1e-12)
     assert len(set(np.round(expected, 6))) > 1  # the draws differ, so the mean is over distinct fits
@@ -86,8 +86,8 @@ def test_few_label_knn_probe_is_the_mean_of_brute_force_votes(n_per_class, k, me
 
 def test_more_labels_give_a_better_probe_on_separable_classes():
     x_tr, y_tr, x_te, y_te = _data(2)
-    one = few_label_linear_probe_accuracy(x_tr, y_tr, x_te, y_te, 1, n_draws=20)
-    many = few_label_linear_probe_accuracy(x_tr, y_tr, x_te, y_te, 30, n_draws=5)
+    one = few_label_linear_probe_accuracy(x_tr, y_tr, x_te, y_te, 1, n_draws=8)
+    many = few_label_linear_probe_accuracy(x_tr, y_tr, x_te, y_te, 30, n_draws=3)
     assert 0.25 < one < many
 
 
