@@ -190,6 +190,8 @@ def verdict(interval):
 
 
 def cell(runs, key):
+    if not runs:
+        return "not run"
     values = [r[key] for r in runs.values() if key in r]
     if not values:
         return "diverges"
@@ -261,7 +263,7 @@ def report(results, table, args, minutes, loads):
     for i, (group, label, _) in enumerate(table):
         runs = results[i]
         out.append(f"| {group} | {label} | " + " | ".join(cell(runs, k) for k in METRICS)
-                   + f" | {np.mean([r['train_cpu_s'] for r in runs.values()]):.0f} |")
+                   + (f" | {np.mean([r['train_cpu_s'] for r in runs.values()]):.0f} |" if runs else " | |"))
     reference = 0 if table[0][2] is None else None
     if reference is not None:
         out += ["", "Gap to the untrained reference (the harness can tell methods apart only if training adds "
