@@ -226,6 +226,7 @@ def report(results, table, args, minutes, loads):
     x_tr, x_pool, _, x_te, _ = data(*args.data_key)
     cpus = [r["train_cpu_s"] for runs in results.values() for r in runs.values() if r.get("train_cpu_s", 0) > 1]
     seeds = sorted({s for runs in results.values() for s in runs})
+    total_cpu = sum(r.get("cpu_s", 0.0) for runs in results.values() for r in runs.values())
     shown, skip = [], False   # the training command: without the flags that only resume or re-report
     for token in args.argv:
         if not skip and token not in ("--report-only", "--resume", "--note"):
@@ -239,7 +240,9 @@ def report(results, table, args, minutes, loads):
                f"; the machine was shared with other jobs (load average {loads[0]:.1f} at the start, "
                f"{loads[1]:.1f} at the end, for {os.cpu_count()} cores), so wall times are inflated"
                if max(loads) > (os.cpu_count() or 1) else "") + ".")
-           + f" One training run took {np.median(cpus) if cpus else 0:.0f} s of CPU time (median)."
+           + f" One training run took {np.median(cpus) if cpus else 0:.0f} s of CPU time (median); all runs "
+           f"together, evaluation included, {total_cpu / 60:.0f} CPU minutes, about {total_cpu / 120:.0f} min on 2 "
+           "cores alone (CPU time itself grows on a busy machine)."
            + (f" {args.note}" if args.note else ""), "",
            f"Setup: `ConvNet28` (width {args.width}, backbone features {args.feature_dim}) + projection head "
            f"{args.feature_dim}-{args.feature_dim}-64, AdamW lr {args.lr:g} with a cosine schedule, weight decay "
@@ -266,15 +269,19 @@ def report(results, table, args, minutes, loads):
                    + (f" | {np.mean([r['train_cpu_s'] for r in runs.values()]):.0f} |" if runs else " | |"))
     reference = 0 if table[0][2] is None else None
     if reference is not None:
-        out += ["", "Gap to the untrained reference (the harness can tell methods apart only if training adds "
-                "clearly more than the seed noise): smallest gain of a trained row over the untrained network, "
-                "paired over seeds, 95 % t-interval, in points:", ""]
+        out += ["", "Gain over the untrained reference (the harness can tell methods apart only if training adds "
+                "clearly more than the seed noise): the smallest gain of a trained row and SimCLR's gain, paired "
+                "over seeds, mean and 95 % t-interval, in points:", ""]
         for key in PRIMARY + ("linear_1", "knn_1"):
             gains = [(paired(results, i, 0, key), table[i][1], table[i][0]) for i in results if i != 0]
             gains = [g for g in gains if g[0] is not None]
             if gains:
                 (m, lo, hi, _), label, group = min(gains, key=lambda g: g[0][0])
-                out.append(f"- {METRICS[key]}: {m:+.1f} [{lo:+.1f}, {hi:+.1f}] ({group}, {label})")
+                line = f"- {METRICS[key]}: smallest {m:+.1f} [{lo:+.1f}, {hi:+.1f}] ({group}, {label})"
+                base = next((g for g in gains if g[1] == "SimCLR"), None)
+                if base is not None:
+                    line += f"; SimCLR {base[0][0]:+.1f} [{base[0][1]:+.1f}, {base[0][2]:+.1f}]"
+                out.append(line)
     out += ["", "## Verdicts", "", "Each claim \"A beats B\" is judged by the paired difference A - B over seeds "
             "(in points) and its 95 % t-interval: **reproduced** when the interval lies above 0, **not reproduced "
             "(reversed)** when below 0, **not distinguishable** when it contains 0. Intervals are per comparison, "
@@ -297,8 +304,8 @@ def report(results, table, args, minutes, loads):
         word = ("reproduced" if n_div == len(runs) else "not reproduced" if n_div == 0 else "partly reproduced")
         losses = [r["last_loss"] for r in runs.values() if "last_loss" in r]
         finite = f"; final training loss {min(losses):.2f} to {max(losses):.2f}" if losses else ""
-        out.append(f"| Table 5: DCL with the Student-t q diverges | {n_div} of {len(runs)} seeds diverged{finite} "
-                   f"| {args.epochs} epochs | {word} |")
+        out.append(f"| Table 5: DCL with the Student-t q diverges | {n_div} of {len(runs)} seeds diverged "
+                   f"in {args.epochs} epochs | {finite.lstrip('; ') or 'no seed finished'} | {word} |")
     summary = {}
     for line in out:
         if line.startswith("| Table") or line.startswith("| Fig") or line.startswith("| seed"):
