@@ -4,11 +4,16 @@ The paper's Appendix A protocol: features are the backbone's output (not the pro
 sees); a logistic regression is fitted on the training features and scored on the test
 features; a k-nearest-neighbour classifier (``n_neighbors`` = 3 or 10) does the same without training.
 scikit-learn does the fitting.
+
+The few-label probes fit the same classifiers on ``n_per_class`` labelled points per class, drawn
+from the training features (:func:`few_label_indices`), and average the test accuracy over
+``n_draws`` draws: with 1 or 10 labels per class they separate features that a probe on thousands
+of labels rates alike.
 """
 
 from __future__ import annotations
 
-from typing import Union
+from typing import Any, Tuple, Union
 
 import numpy as np
 import torch
@@ -17,7 +22,8 @@ from torch import Tensor, nn
 from ._validation import IConError, check_choice, check_device, check_int, check_positive, fail
 from .metrics import _features, _label_ids, _magnitude_factor, _to_numpy
 
-__all__ = ["encode", "linear_probe_accuracy", "knn_probe_accuracy"]
+__all__ = ["encode", "linear_probe_accuracy", "knn_probe_accuracy", "few_label_indices",
+           "few_label_linear_probe_accuracy", "few_label_knn_probe_accuracy"]
 
 ArrayLike = Union[np.ndarray, Tensor]
 _METRICS = {"cosine": "cosine", "squared_euclidean": "euclidean"}  # ours -> scikit-learn's
@@ -111,14 +117,19 @@ def linear_probe_accuracy(train_features: ArrayLike, train_labels: ArrayLike, te
     Returns:
         The fraction of test points classified correctly.
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     C = check_positive("linear_probe_accuracy", "C", C)
     max_iter = check_int("linear_probe_accuracy", "max_iter", max_iter, 1)
     x_train, y_train, x_test, y_test = _split("linear_probe_accuracy", train_features, train_labels,
                                               test_features, test_labels)
+    return _linear_score(x_train, y_train, x_test, y_test, C, max_iter)
+
+
+def _linear_score(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, C: float,
+                  max_iter: int) -> float:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     probe = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
     probe.fit(x_train, y_train)
     return float((probe.predict(x_test) == y_test).mean())
@@ -142,8 +153,6 @@ def knn_probe_accuracy(train_features: ArrayLike, train_labels: ArrayLike, test_
     Returns:
         The fraction of test points whose vote equals their label.
     """
-    from sklearn.neighbors import KNeighborsClassifier
-
     who = "knn_probe_accuracy"
     check_choice(who, "metric", metric, tuple(_METRICS))
     x_train, y_train, x_test, y_test = _split(who, train_features, train_labels, test_features,
@@ -152,6 +161,118 @@ def knn_probe_accuracy(train_features: ArrayLike, train_labels: ArrayLike, test_
     if n_neighbors > x_train.shape[0]:
         raise fail(who, "n_neighbors", f"be at most the number of training points ({x_train.shape[0]})",
                    n_neighbors)
+    return _knn_score(x_train, y_train, x_test, y_test, n_neighbors, metric)
+
+
+def _knn_score(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, n_neighbors: int,
+               metric: str) -> float:
+    from sklearn.neighbors import KNeighborsClassifier
+
     # The Euclidean distance ranks neighbours as its square does.
     classifier = KNeighborsClassifier(n_neighbors=n_neighbors, metric=_METRICS[metric]).fit(x_train, y_train)
     return float((classifier.predict(x_test) == y_test).mean())
+
+
+def _check_draw(who: str, labels: np.ndarray, n_per_class: Any, n_draws: Any) -> Tuple[int, int]:
+    n_per_class = check_int(who, "n_per_class", n_per_class, 1)
+    n_draws = check_int(who, "n_draws", n_draws, 1)
+    classes, counts = np.unique(labels, return_counts=True)
+    if n_per_class > counts.min():
+        raise fail(who, "n_per_class", f"be at most the size of the smallest class ({int(counts.min())}, class "
+                   f"{classes[counts.argmin()].item()!r})", n_per_class)
+    return n_per_class, n_draws
+
+
+def few_label_indices(labels: ArrayLike, n_per_class: int,
+                      random_state: Union[int, np.random.Generator] = 0) -> np.ndarray:
+    """``n_per_class`` distinct indices drawn uniformly without replacement from each class of ``labels``.
+
+    Args:
+        labels: (n,) class labels (sortable, finite).
+        n_per_class: labelled points per class, in [1, size of the smallest class].
+        random_state: an integer seed or a ``numpy.random.Generator`` (advanced by the draw).
+
+    Returns:
+        (n_classes * n_per_class,) int64 indices into ``labels``, grouped by class in sorted class order.
+    """
+    who = "few_label_indices"
+    labels = _to_numpy(labels)
+    if labels.ndim != 1 or labels.shape[0] == 0:
+        raise fail(who, "labels", "be 1-D and non-empty", labels.shape)
+    _label_ids(who, "labels", labels)
+    n_per_class, _ = _check_draw(who, labels, n_per_class, 1)
+    if not isinstance(random_state, np.random.Generator):
+        random_state = np.random.default_rng(check_int(who, "random_state", random_state, 0))
+    return np.concatenate([random_state.choice(np.flatnonzero(labels == c), n_per_class, replace=False)
+                           for c in np.unique(labels)]).astype(np.int64)
+
+
+def _few_label(who: str, score, train_features: ArrayLike, train_labels: ArrayLike, test_features: ArrayLike,
+               test_labels: ArrayLike, n_per_class: int, n_draws: int, random_state: int,
+               n_neighbors: int = 1) -> float:
+    x_train, y_train, x_test, y_test = _split(who, train_features, train_labels, test_features, test_labels)
+    n_per_class, n_draws = _check_draw(who, y_train, n_per_class, n_draws)
+    n_classes = np.unique(y_train).size
+    if n_neighbors > n_classes * n_per_class:
+        raise fail(who, "n_neighbors", f"be at most the number of labelled points per draw ({n_classes} classes x "
+                   f"{n_per_class})", n_neighbors)
+    rng = np.random.default_rng(check_int(who, "random_state", random_state, 0))
+    accuracies = []
+    for _ in range(n_draws):
+        chosen = few_label_indices(y_train, n_per_class, rng)
+        accuracies.append(score(x_train[chosen], y_train[chosen], x_test, y_test))
+    return float(np.mean(accuracies))
+
+
+def few_label_linear_probe_accuracy(train_features: ArrayLike, train_labels: ArrayLike, test_features: ArrayLike,
+                                    test_labels: ArrayLike, n_per_class: int, n_draws: int = 10, C: float = 1.0,
+                                    max_iter: int = 1000, random_state: int = 0) -> float:
+    """``(1/R) sum_r acc(LogisticRegression fitted on draw r)``: the linear probe with few labels.
+
+    Draw r takes ``n_per_class`` training points of every class (:func:`few_label_indices`, one
+    ``numpy.random.default_rng(random_state)`` advanced draw after draw); the probe of
+    :func:`linear_probe_accuracy` is fitted on them and scored on all test points.
+
+    Args:
+        train_features, train_labels: (n, d) and (n,) labelled pool to draw from.
+        test_features, test_labels: (m, d) and (m,) held-out data to score on.
+        n_per_class: labels per class in each draw (e.g. 1 or 10).
+        n_draws: R, the draws averaged over.
+        C, max_iter: as in :func:`linear_probe_accuracy`.
+        random_state: seed of the draws.
+
+    Returns:
+        The mean test accuracy over the draws.
+    """
+    who = "few_label_linear_probe_accuracy"
+    C = check_positive(who, "C", C)
+    max_iter = check_int(who, "max_iter", max_iter, 1)
+    return _few_label(who, lambda *a: _linear_score(*a, C, max_iter), train_features, train_labels, test_features,
+                      test_labels, n_per_class, n_draws, random_state)
+
+
+def few_label_knn_probe_accuracy(train_features: ArrayLike, train_labels: ArrayLike, test_features: ArrayLike,
+                                 test_labels: ArrayLike, n_per_class: int, n_draws: int = 10, n_neighbors: int = 1,
+                                 metric: str = "cosine", random_state: int = 0) -> float:
+    """``(1/R) sum_r acc(kNN vote among draw r)``: the kNN probe with few labels (default 1-NN).
+
+    The draws are those of :func:`few_label_linear_probe_accuracy` (same ``random_state``, same
+    points); the vote is that of :func:`knn_probe_accuracy` with the drawn points as voters.
+
+    Args:
+        train_features, train_labels: (n, d) and (n,) labelled pool to draw from.
+        test_features, test_labels: (m, d) and (m,) held-out data to classify.
+        n_per_class: labels per class in each draw.
+        n_draws: R, the draws averaged over.
+        n_neighbors: voters per test point, in [1, n_classes * n_per_class].
+        metric: ``"cosine"`` or ``"squared_euclidean"``.
+        random_state: seed of the draws.
+
+    Returns:
+        The mean test accuracy over the draws.
+    """
+    who = "few_label_knn_probe_accuracy"
+    check_choice(who, "metric", metric, tuple(_METRICS))
+    n_neighbors = check_int(who, "n_neighbors", n_neighbors, 1)
+    return _few_label(who, lambda *a: _knn_score(*a, n_neighbors, metric), train_features, train_labels,
+                      test_features, test_labels, n_per_class, n_draws, random_state, n_neighbors)
