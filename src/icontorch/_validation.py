@@ -214,8 +214,8 @@ def check_device(who: str, name: str, value: Any) -> "torch.device":
         device = torch.device(value)
     except (RuntimeError, TypeError):
         raise fail(who, name, "name a torch device such as 'cpu' or 'cuda'", value) from None
-    if device.type == "meta":
-        raise fail(who, name, "be a device that holds data ('meta' tensors have no values)", value)
+    if device.type not in ("cpu", "cuda", "mps"):     # 'meta' holds no values; others are untested
+        raise fail(who, name, "be a cpu, cuda or mps device", value)
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise fail(who, name, "be available (torch.cuda.is_available() is False)", value)

@@ -203,7 +203,7 @@ def test_cosine_needs_two_directions_and_no_zero_rows():
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(init=np.full((30, 2), 1e30)), r"init must have coordinates of magnitude at most 8.\d+e\+17 .*1e\+30"),
-    (dict(device="meta"), r"device must hold data \('meta' tensors have no values\); got 'meta'"),
+    (dict(device="meta"), r"device must be a cpu, cuda or mps device; got 'meta'"),
     (dict(algorithm="fft", n_neighbors=4), r"n_neighbors must be larger than the perplexity \(5\), .*; got 4\."),
 ])
 def test_parameters_that_would_fail_deep_inside_are_named(kwargs, match):
