@@ -1,5 +1,5 @@
 """IIC end to end (Ji et al. 2019): a trunk with a main head of C clusters and an overclustering head
-of ``overclustering * C``, each with several sub-heads, trained on pairs ``(x, g.x)`` to maximise the
+of ``overclustering * C``, each with several sub-heads, trained on pairs ``(g.x, g'.x)`` to maximise the
 mutual information ``I(z; z')`` of their cluster assignments (:class:`~icontorch.methods.IICLoss`).
 
 The two heads are trained alternately, batch by batch (IIC alternates whole epochs; one batch each
@@ -78,13 +78,17 @@ class IICSettings:
 
 def _pairs(images: Tensor, index: Tensor, augment: Callable, n_views: int,
            generator: torch.Generator) -> Tuple[Tensor, Tensor]:
-    """``x`` repeated ``n_views`` times and ``n_views`` fresh augmented copies ``g.x`` of it."""
+    """Two independent augmented copies ``(g.x, g'.x)`` of each image, ``n_views`` pairs per image.
+
+    Both sides are augmented: with a clean ``x`` against ``g.x`` the symmetrised joint is maximised
+    at ``I = log 2`` by telling clean from augmented images (two clusters), the trap we measured."""
     x = images[index].repeat(n_views, 1, 1, 1)
-    gx = augment(x, generator)
-    if not isinstance(gx, Tensor) or gx.shape != x.shape or not bool(torch.isfinite(gx).all()):
+    both = augment(torch.cat([x, x]), generator)
+    if not isinstance(both, Tensor) or both.shape[1:] != x.shape[1:] or both.shape[0] != 2 * x.shape[0] \
+            or not bool(torch.isfinite(both).all()):
         raise IConError(f"ImageClustering: augment(x) must return finite tensors of the input's shape "
-                        f"{tuple(x.shape)}; got {getattr(gx, 'shape', type(gx).__name__)}.")
-    return x, gx
+                        f"{(2 * x.shape[0],) + tuple(x.shape[1:])}; got {getattr(both, 'shape', type(both).__name__)}.")
+    return both[:x.shape[0]], both[x.shape[0]:]
 
 
 def _pair_loss(model: IICNet, x: Tensor, gx: Tensor, head: str, loss: IICLoss) -> Tensor:

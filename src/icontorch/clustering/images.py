@@ -59,7 +59,8 @@ class ImageClustering(Estimator):
       item's other views and its walk-propagated kNN in the clean features, q the cluster kernel.
     * ``"iic"``: IIC (Ji et al. 2019): a trunk with a main head (``n_clusters`` outputs) and an
       overclustering head (``overclustering * n_clusters``), ``n_subheads`` sub-heads each, trained
-      alternately on pairs ``(x, g.x)`` to minimise ``-I(z; z')`` (:class:`~icontorch.methods.IICLoss`);
+      alternately on pairs ``(g.x, g'.x)`` of augmented copies to minimise ``-I(z; z')``
+      (:class:`~icontorch.methods.IICLoss`);
       the main sub-head of lowest loss on the whole data set is kept (never chosen by labels).
     * ``"scan"`` (baseline): stage 1 as above, then ``Clustering(method="scan")``: SCAN's consistency
       with a kNN neighbour's assignment minus 5 times the entropy of the batch marginal.
@@ -80,7 +81,7 @@ class ImageClustering(Estimator):
         learning_rate: AdamW's (pre-training) or Adam's (IIC) learning rate.
         weight_decay: its weight decay.
         n_views: augmented copies of each image: the views of the clustering stage (``"two_stage"``),
-            the partners ``g.x`` of each ``x`` in a step (``"iic"``, IIC's repeats).
+            the pairs of each image in a step (``"iic"``, IIC's repeats).
         n_neighbors, walk_length, mutual_knn, alpha_p, alpha_q: p's graph and the debiasing weights
             of :class:`~icontorch.clustering.Clustering` (``"two_stage"``; ``n_neighbors`` also SCAN's).
         cluster_epochs, n_heads: epochs and heads of the clustering stage.
