@@ -52,7 +52,7 @@ from icontorch.clustering.image_two_stage import accepts_views  # noqa: E402
 from icontorch.metrics import clustering_scores  # noqa: E402
 from icontorch.training import epoch_generator  # noqa: E402
 
-RESULTS = HERE / "results"
+RESULTS = HERE.parent / "out"          # ignored by git: finished runs, kept across interruptions
 
 
 def mnist(n=None):
