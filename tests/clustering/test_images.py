@@ -140,6 +140,7 @@ def test_given_views_feed_the_two_stage_clustering():
     ({"n_neighbors": 20}, None, None, "n_neighbors must be smaller than the number of images (20)"),
     ({"epochs": 0}, None, None, "epochs must be"),
     ({"encoder": "resnet"}, None, None, "encoder must be None or a torch.nn.Module"),
+    ({}, np.zeros((20, 6, 6)), None, "X must hold images of at least 8 x 8 pixels"),
     ({"augment": 3}, None, None, "augment must be a callable"),
     ({"resume": True}, None, None, "resume must come with a checkpoint path"),
 ])

@@ -207,6 +207,10 @@ class ImageClustering(Estimator):
         settings = self._check(images.shape[0])
         given_views = self._views(views, images, settings["strategy"])
         path = self._checkpoint()
+        if min(images.shape[2:]) < 8 and (self.augment is None or self.encoder is None):
+            raise fail(_WHO, "X", "hold images of at least 8 x 8 pixels (the default encoder and augmentation "
+                       "need them; pass your own encoder and augment for smaller ones)",
+                       f"images of shape {tuple(images.shape[1:])}")
         augment = self.augment if self.augment is not None else default_augmentation(max(images.shape[2:]))
         devices = [device] if device.type == "cuda" else []
 
