@@ -45,7 +45,7 @@ sys.path.insert(0, str(HERE))
 from _report import machine, write_section  # noqa: E402
 
 from icontorch import ImageClustering  # noqa: E402
-from icontorch.augment import Compose, GaussianNoise, RandomAffine, default_augmentation  # noqa: E402
+from icontorch.augment import default_augmentation  # noqa: E402
 from icontorch.clustering import Clustering  # noqa: E402
 from icontorch.clustering.image_data import encode_images, encode_views  # noqa: E402
 from icontorch.clustering.image_two_stage import accepts_views  # noqa: E402
@@ -73,20 +73,25 @@ def mnist(n=None):
 
 
 def digits():
+    """scikit-learn's digits as MNIST-like images: 0..16 scaled to [0, 1], 8 x 8 upsampled (bilinear) to
+    20 x 20 and centred in 28 x 28 (as ``benchmarks/debias.py`` does; at 8 x 8 the default encoder's three
+    poolings leave one pixel: two-stage 0.908 with a mild augmentation, 0.700 with the default one)."""
+    import torch.nn.functional as F
     from sklearn.datasets import load_digits
 
     x, y = load_digits(return_X_y=True)
-    return (x.reshape(-1, 8, 8) / 16.0).astype(np.float32), y
+    d = F.interpolate(torch.tensor(x, dtype=torch.float32).reshape(-1, 1, 8, 8) / 16.0, size=(20, 20),
+                      mode="bilinear", align_corners=False)
+    return F.pad(d, (4, 4, 4, 4)).clamp(0, 1)[:, 0].numpy(), y
 
 
 def settings(name, quick):
     """The settings of each data set (chosen on digits and MNIST-10k only)."""
+    s = dict(augment=default_augmentation(28), batch_size=256, cluster_epochs=30, iic_views=2)
     if name == "digits":
-        augment = Compose([RandomAffine(degrees=10.0, translate=0.1, scale=(0.9, 1.1)), GaussianNoise(std=0.05)])
-        s = dict(augment=augment, epochs=15, batch_size=128, cluster_epochs=30, iic_epochs=30, iic_views=2)
+        s.update(epochs=30, batch_size=128, iic_epochs=20)
     else:
-        s = dict(augment=default_augmentation(28), epochs=10, batch_size=256, cluster_epochs=30, iic_epochs=10,
-                 iic_views=2)
+        s.update(epochs=8, iic_epochs=4)
     if quick:
         s.update(epochs=1, cluster_epochs=2, iic_epochs=1)
     return s
@@ -177,7 +182,8 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(1)
     RESULTS.mkdir(exist_ok=True)
-    store = RESULTS / ("image_clustering_quick.json" if args.quick else "image_clustering.json")
+    prefix = "image_clustering_quick" if args.quick else "image_clustering"
+    store = RESULTS / f"{prefix}_{args.only or 'all'}.json"       # one file per process: runs side by side
     done = json.loads(store.read_text()) if store.exists() else {}
     plan = [("digits", digits, range(args.seeds)), ("mnist10k", lambda: mnist(10_000), range(args.mnist_seeds))]
     if args.mnist70k:
@@ -197,12 +203,16 @@ def main() -> int:
             print(f"{key}: {time.perf_counter() - start:.0f} s "
                   + json.dumps({k: round(v.get('acc', float('nan')), 3) for k, v in done[key].items()}), flush=True)
             store.write_text(json.dumps(done, indent=1))
-    report(done, args)
+    merged = {}
+    for path in sorted(RESULTS.glob(f"{prefix}_*.json")):
+        merged.update(json.loads(path.read_text()))
+    report(merged, args)
     return 0
 
 
 def report(done, args):
-    shapes = {"digits": "1,797 images, 8 x 8", "mnist10k": "first 10,000 MNIST training images, 28 x 28",
+    shapes = {"digits": "1,797 images, 8 x 8 upsampled to 20 x 20 in 28 x 28",
+              "mnist10k": "first 10,000 MNIST training images, 28 x 28",
               "mnist70k": "all 70,000 MNIST images, 28 x 28"}
     views = ("yes" if accepts_views() else "no: this build fits the clustering stage on the clean features "
              "only (identical copies as views); the views ablation was not run")
@@ -217,7 +227,37 @@ def report(done, args):
             parts += ["", section(name, shapes[name], results, seeds)]
         else:
             parts += ["", f"### {name}: not run"]
+    parts += ["", "### Goals", ""] + goals(done)
     write_section("image_clustering", "\n".join(parts))
+
+
+ICON_ROWS = ("two-stage Debiased InfoNCE, icontorch defaults",
+             "two-stage Debiased InfoNCE, paper recipe (k 3, walks 1, no pruning, alpha 0.6 both)")
+
+
+def goals(done):
+    """The issue's goals, checked against what ran."""
+    lines = []
+    for name, target in (("digits", 0.95), ("mnist70k", 0.97)):
+        results = [done[k] for k in sorted(done) if k.startswith(name + "/")]
+        if not results:
+            lines.append(f"* best pipeline >= {target} on {name}: not measured (not run).")
+            continue
+        means = {label: np.mean([r[label]["acc"] for r in results])
+                 for label in results[0] if "acc" in results[0][label]}
+        best = max(means, key=means.get)
+        verdict = "met" if means[best] >= target else f"missed by {target - means[best]:.3f}"
+        lines.append(f"* best pipeline >= {target} on {name}: {verdict} (best: {best}, {means[best]:.3f}).")
+    for name in ("digits", "mnist10k", "mnist70k"):
+        results = [done[k] for k in sorted(done) if k.startswith(name + "/")]
+        if not results:
+            continue
+        kmeans = np.mean([r["k-Means on the same encoder's features"]["acc"] for r in results])
+        for label in ICON_ROWS + ("SCAN objective on the same encoder",):
+            mean = np.mean([r[label]["acc"] for r in results])
+            lines.append(f"* {name}: {label} {mean:.3f} vs k-Means on the same features {kmeans:.3f}: "
+                         f"{'ahead' if mean > kmeans else 'behind'} by {abs(mean - kmeans):.3f}.")
+    return lines
 
 
 if __name__ == "__main__":
