@@ -170,3 +170,22 @@ def test_predict_checks():
     model = ImageClustering(3, strategy="scan", **dict(FAST, epochs=1)).fit(x)
     with pytest.raises(IConError, match=r"X must hold images of shape \(1, 8, 8\), as in fit"):
         model.predict(np.zeros((2, 3, 8, 8), dtype=np.float32))
+
+
+_BAD_PARAMETERS = [(name, value) for name in ("n_clusters", "feature_dim", "epochs", "batch_size", "n_views",
+                                              "n_neighbors", "cluster_epochs", "n_heads", "overclustering",
+                                              "n_subheads") for value in (0, -1, 2.5, "3", True, None)]
+_BAD_PARAMETERS += [("walk_length", -1), ("walk_length", 1.0), ("batch_size", 1)]
+_BAD_PARAMETERS += [(name, value) for name in ("learning_rate",) for value in (0.0, -1e-3, float("nan"), "0.1")]
+_BAD_PARAMETERS += [("weight_decay", -1.0), ("weight_decay", float("inf")), ("alpha_p", 1.5), ("alpha_q", -0.1),
+                    ("alpha_p", "0.5"), ("mutual_knn", "yes"), ("sobel", 2), ("verbose", "no"), ("resume", None),
+                    ("n_jobs", 0), ("random_state", -1), ("random_state", 1.5), ("device", "gpu"),
+                    ("device", 7), ("checkpoint", 3), ("loss", "infonce"), ("strategy", None)]
+
+
+@pytest.mark.parametrize("name, value", _BAD_PARAMETERS)
+def test_every_bad_parameter_raises_naming_it(name, value):
+    model = ImageClustering(**{**FAST, "n_clusters": 3, name: value})
+    with pytest.raises(IConError, match=name):
+        model.fit(_digits(20)[0])
+    assert not hasattr(model, "labels_")
