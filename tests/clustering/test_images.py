@@ -61,7 +61,9 @@ def test_images_are_read_as_documented():
     t = as_images(grey, "t", "X", torch.device("cpu"))
     assert t.shape == (2, 1, 3, 3) and t.dtype == torch.float32
     assert torch.equal(t[:, 0], torch.from_numpy(grey).float() / 255.0)
-    assert as_images(torch.ones(2, 3, 4, 4, dtype=torch.float64), "t", "X", torch.device("cpu")).dtype == torch.float64
+    assert as_images(torch.ones(2, 3, 4, 4, dtype=torch.float64), "t", "X", torch.device("cpu")).dtype == torch.float32
+    with pytest.raises(IConError, match="X must have magnitudes below"):
+        as_images(np.full((2, 4, 4), 1e300), "t", "X", torch.device("cpu"))
 
 
 class _Interrupting:

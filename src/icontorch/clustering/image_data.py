@@ -22,7 +22,7 @@ _FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 
 
 def as_images(X: Any, who: str, name: str, device: torch.device) -> Tensor:
-    """``X`` as a finite float32 (N, C, H, W) tensor on ``device`` (float64 tensors stay float64).
+    """``X`` as a finite float32 (N, C, H, W) tensor on ``device`` (the encoders compute in float32).
 
     (N, H, W) gains a channel axis; integer images (0-255) are divided by 255. Anything else (a
     rank other than 3 or 4, an empty axis, complex or non-numeric values, NaN or Inf) raises
@@ -54,11 +54,10 @@ def as_images(X: Any, who: str, name: str, device: torch.device) -> Tensor:
     if not bool(torch.isfinite(t).all()):
         bad = "NaN" if bool(torch.isnan(t).any()) else "Inf"
         raise fail(who, name, "hold finite pixel values", f"an array of shape {tuple(t.shape)} containing {bad}")
-    dtype = torch.float64 if isinstance(X, Tensor) and t.dtype == torch.float64 else torch.float32
-    if dtype == torch.float32 and float(t.abs().max()) > _FLOAT32_MAX:
+    if float(t.abs().max()) > _FLOAT32_MAX:
         raise fail(who, name, f"have magnitudes below {_FLOAT32_MAX:.3g} (float32)", f"values up to "
                    f"{float(t.abs().max()):.3g}")
-    return t.to(device=device, dtype=dtype).contiguous()
+    return t.to(device=device, dtype=torch.float32).contiguous()
 
 
 class Sobel(nn.Module):
