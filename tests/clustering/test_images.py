@@ -9,14 +9,14 @@ from sklearn.datasets import load_digits
 from torch import nn
 
 from icontorch import IConError, ImageClustering
-from icontorch.augment import default_augmentation
+from icontorch.augment import Compose, GaussianNoise, RandomAffine, default_augmentation
 from icontorch.clustering.image_data import Sobel, as_images
 from icontorch.clustering.image_iic import IICNet, _pair_loss
 from icontorch.methods import IICLoss
 from icontorch.metrics import clustering_scores
 
 FAST = dict(feature_dim=32, epochs=2, batch_size=64, cluster_epochs=3, n_heads=2, n_views=2, n_subheads=2,
-            overclustering=2, random_state=0)
+            overclustering=2, random_state=0, n_jobs=1)
 
 
 def _digits(n=240):
@@ -100,7 +100,8 @@ def test_resume_gives_the_uninterrupted_weights(strategy, tmp_path):
 def test_two_stage_outcome_on_digits():
     """The main job: digits clustered without labels, far above chance (0.1)."""
     x, y = _digits(600)
-    model = ImageClustering(10, feature_dim=64, epochs=4, batch_size=128, cluster_epochs=10, n_heads=3,
+    mild = Compose([RandomAffine(degrees=10.0, translate=0.1, scale=(0.9, 1.1)), GaussianNoise(std=0.05)])
+    model = ImageClustering(10, augment=mild, feature_dim=64, epochs=4, batch_size=64, cluster_epochs=10, n_heads=3,
                             random_state=0, n_jobs=1)
     labels = model.fit_predict(x)
     assert labels.shape == (600,) and model.labels_.dtype.kind == "i"
