@@ -128,7 +128,7 @@ def test_given_views_feed_the_two_stage_clustering():
     x, _ = _digits(120)
     views = np.stack([x, x[:, ::-1]], axis=1)                             # (N, 2, 8, 8)
     model = ImageClustering(3, **dict(FAST, epochs=1)).fit(x, views=views)
-    assert model.labels_.shape == (120,)
+    assert model.labels_.shape == (120,) and model.used_views_
 
 
 @pytest.mark.parametrize("kwargs, X, views, message", [
@@ -176,9 +176,10 @@ def test_predict_checks():
 
 
 _BAD_PARAMETERS = [(name, value) for name in ("n_clusters", "feature_dim", "epochs", "batch_size", "n_views",
-                                              "n_neighbors", "cluster_epochs", "n_heads", "overclustering",
+                                              "n_neighbors", "n_heads", "overclustering",
                                               "n_subheads") for value in (0, -1, 2.5, "3", True, None)]
-_BAD_PARAMETERS += [("walk_length", -1), ("walk_length", 1.0), ("batch_size", 1)]
+_BAD_PARAMETERS += [("walk_length", -1), ("walk_length", 1.0), ("batch_size", 1), ("cluster_epochs", 0),
+                    ("cluster_epochs", 2.5)]
 _BAD_PARAMETERS += [(name, value) for name in ("learning_rate",) for value in (0.0, -1e-3, float("nan"), "0.1")]
 _BAD_PARAMETERS += [("weight_decay", -1.0), ("weight_decay", float("inf")), ("alpha_p", 1.5), ("alpha_q", -0.1),
                     ("alpha_p", "0.5"), ("mutual_knn", "yes"), ("sobel", 2), ("verbose", "no"), ("resume", None),

@@ -84,7 +84,8 @@ class ImageClustering(Estimator):
             the pairs of each image in a step (``"iic"``, IIC's repeats).
         n_neighbors, walk_length, mutual_knn, alpha_p, alpha_q: p's graph and the debiasing weights
             of :class:`~icontorch.clustering.Clustering` (``"two_stage"``; ``n_neighbors`` also SCAN's).
-        cluster_epochs, n_heads: epochs and heads of the clustering stage.
+        cluster_epochs, n_heads: epochs and heads of the clustering stage (``cluster_epochs=None``:
+            ``Clustering``'s default number of steps).
         overclustering, n_subheads: IIC's overclustering factor and sub-heads per head.
         sobel: IIC's Sobel pre-processing (grey image, then its two gradients).
         random_state: seed of the weights, batches and augmentations; None draws one.
@@ -105,7 +106,8 @@ class ImageClustering(Estimator):
                  augment: Optional[Callable] = None, loss: Optional[Callable] = None, feature_dim: int = 512,
                  epochs: int = 10, batch_size: int = 256, learning_rate: float = 1e-3, weight_decay: float = 1e-5,
                  n_views: int = 4, n_neighbors: int = 6, walk_length: int = 4, mutual_knn: bool = True,
-                 alpha_p: Optional[float] = None, alpha_q: Optional[float] = None, cluster_epochs: int = 30,
+                 alpha_p: Optional[float] = None, alpha_q: Optional[float] = None,
+                 cluster_epochs: Optional[int] = None,
                  n_heads: int = 10, overclustering: int = 5, n_subheads: int = 5, sobel: bool = False,
                  random_state: Optional[int] = None, device: Union[str, torch.device] = "cpu",
                  n_jobs: Optional[int] = None, checkpoint: Optional[Union[str, Path]] = None, resume: bool = False,
@@ -147,7 +149,9 @@ class ImageClustering(Estimator):
             raise fail(_WHO, "n_clusters", f"be at most the number of images ({n})", self.n_clusters)
         counts = {name: int(check_int(_WHO, name, getattr(self, name), low)) for name, low in (
             ("feature_dim", 1), ("epochs", 1), ("batch_size", 2), ("n_views", 1), ("n_neighbors", 1),
-            ("walk_length", 0), ("cluster_epochs", 1), ("n_heads", 1), ("overclustering", 1), ("n_subheads", 1))}
+            ("walk_length", 0), ("n_heads", 1), ("overclustering", 1), ("n_subheads", 1))}
+        counts["cluster_epochs"] = (None if self.cluster_epochs is None
+                                    else int(check_int(_WHO, "cluster_epochs", self.cluster_epochs, 1)))
         if strategy != "iic" and counts["n_neighbors"] >= n:
             raise fail(_WHO, "n_neighbors", f"be smaller than the number of images ({n})", self.n_neighbors)
         for name in ("alpha_p", "alpha_q"):
@@ -258,8 +262,10 @@ class ImageClustering(Estimator):
                 generator = epoch_generator(settings["seed"], settings["epochs"], images.device)
                 views = encode_views(encode, images, augment, settings["n_views"], generator)
         params = dict(n_clusters=settings["n_clusters"], n_neighbors=settings["n_neighbors"],
-                      epochs=settings["cluster_epochs"], n_heads=settings["n_heads"], random_state=settings["seed"],
-                      device=images.device, n_jobs=settings["n_jobs"], verbose=settings["verbose"])
+                      n_heads=settings["n_heads"], random_state=settings["seed"], device=images.device,
+                      n_jobs=settings["n_jobs"], verbose=settings["verbose"])
+        if settings["cluster_epochs"] is not None:
+            params["epochs"] = settings["cluster_epochs"]
         if settings["strategy"] == "two_stage":
             params.update(method="debiased_infonce", walk_length=settings["walk_length"],
                           mutual_knn=settings["mutual_knn"], alpha_p=self.alpha_p, alpha_q=self.alpha_q)

@@ -51,7 +51,7 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
     parser.add_argument("--epochs", type=integer, default=defaults.epochs,
                         help="encoder training epochs (pre-training, or IIC) (default: %(default)s)")
     parser.add_argument("--cluster-epochs", type=integer, default=defaults.cluster_epochs,
-                        help="epochs of the clustering stage (default: %(default)s)")
+                        help="epochs of the clustering stage (default: Clustering's number of steps)")
     parser.add_argument("--batch-size", type=integer, default=defaults.batch_size, help="default: %(default)s")
     parser.add_argument("--n-views", type=integer, default=defaults.n_views,
                         help="augmented copies of each image (default: %(default)s)")
