@@ -108,10 +108,12 @@ def timed(fn):
     return out, time.perf_counter() - start
 
 
-def run(name, x, y, seed, quick, ablation):
+def run(name, x, y, seed, quick, ablation, args):
     from sklearn.cluster import KMeans
 
     s = settings(name, quick)
+    if args.default_clustering:
+        s["cluster_epochs"] = None               # Clustering's own default number of steps
     rows = {}
     pixels = x.reshape(len(x), -1).astype(np.float32) / (255.0 if x.dtype == np.uint8 else 1.0)
     labels, t = timed(lambda: KMeans(10, n_init=10, random_state=seed).fit_predict(pixels))
@@ -130,7 +132,8 @@ def run(name, x, y, seed, quick, ablation):
                          epoch_generator(seed, s["epochs"], images.device))
 
     def cluster(label, features_views=True, **params):
-        c = Clustering(10, epochs=s["cluster_epochs"], random_state=seed, n_jobs=1, **params)
+        steps = {} if s["cluster_epochs"] is None else {"epochs": s["cluster_epochs"]}
+        c = Clustering(10, random_state=seed, n_jobs=1, **steps, **params)
         with_views = features_views and accepts_views()
         _, t = timed(lambda: c.fit(features, views=views) if with_views else c.fit(features))
         rows[label] = scores(y, c.labels_, t)
@@ -145,6 +148,8 @@ def run(name, x, y, seed, quick, ablation):
         cluster("ablation: plain kNN (no walks, no pruning)", walk_length=0, mutual_knn=False)
         if accepts_views():
             cluster("ablation: identical copies instead of views", features_views=False)
+    if args.skip_iic:
+        return rows
     iic, t = timed(lambda: ImageClustering(10, strategy="iic", augment=s["augment"], epochs=s["iic_epochs"],
                                            batch_size=s["batch_size"], n_views=s["iic_views"], random_state=seed,
                                            n_jobs=1).fit(x))
@@ -180,10 +185,15 @@ def main() -> int:
     parser.add_argument("--mnist-seeds", type=int, default=1)
     parser.add_argument("--only", choices=["digits", "mnist10k", "mnist70k", "none"],
                         help="run one data set (none: only rewrite the report from finished runs)")
+    parser.add_argument("--tag", default="", help="a separate result set and doc section image_clustering_TAG")
+    parser.add_argument("--skip-iic", action="store_true")
+    parser.add_argument("--ablation", action="store_true", help="the ablation rows on digits too")
+    parser.add_argument("--default-clustering", action="store_true",
+                        help="the clustering stage with Clustering's default number of steps")
     args = parser.parse_args()
     torch.set_num_threads(1)
     RESULTS.mkdir(exist_ok=True)
-    prefix = "image_clustering_quick" if args.quick else "image_clustering"
+    prefix = ("image_clustering_quick" if args.quick else "image_clustering") + (f"_{args.tag}" if args.tag else "")
     store = RESULTS / f"{prefix}_{args.only or 'all'}.json"       # one file per process: runs side by side
     mine = json.loads(store.read_text()) if store.exists() else {}
     done = merged_results(prefix)
@@ -201,7 +211,7 @@ def main() -> int:
             if key in done:
                 continue
             start = time.perf_counter()
-            done[key] = mine[key] = run(name, x, y, seed, args.quick, ablation=name != "digits")
+            done[key] = mine[key] = run(name, x, y, seed, args.quick, name != "digits" or args.ablation, args)
             print(f"{key}: {time.perf_counter() - start:.0f} s "
                   + json.dumps({k: round(v.get('acc', float('nan')), 3) for k, v in done[key].items()}), flush=True)
             store.write_text(json.dumps(mine, indent=1))
@@ -213,6 +223,8 @@ def merged_results(prefix):
     """Every finished run, from the result files of all processes."""
     merged = {}
     for path in sorted(RESULTS.glob(f"{prefix}_*.json")):
+        if path.stem.count("_") != prefix.count("_") + 1:
+            continue                                   # another tag's results
         merged.update(json.loads(path.read_text()))
     return merged
 
@@ -223,16 +235,19 @@ def report(done, args):
               "mnist70k": "all 70,000 MNIST images, 28 x 28"}
     views = ("yes" if accepts_views() else "no: this build fits the clustering stage on the clean features "
              "only (identical copies as views); the views ablation was not run")
-    parts = ["## Image clustering end to end (`benchmarks/image_clustering.py`)", "",
+    stage2 = ("`Clustering` defaults of this build (its own number of steps" if args.default_clustering
+              else "`Clustering` defaults except 30 epochs (")
+    title = "Image clustering end to end" + (f", run `{args.tag}`" if args.tag else "")
+    parts = [f"## {title} (`benchmarks/image_clustering.py`)", "",
              f"Machine: {machine()}, shared with other jobs (times are indicative only). Command: "
-             f"`python benchmarks/image_clustering.py{' --quick' if args.quick else ''}`. "
+             f"`python benchmarks/image_clustering.py {' '.join(sys.argv[1:])}`. "
              f"`Clustering.fit` takes cached views: {views}.", "",
              "Settings (chosen on digits and the MNIST-10k subset only; MNIST-70k would be reported as it "
              "comes): the default encoder (`ConvNet28`, width 16, 512 features, projection 512-512-64), "
              "`default_augmentation(28)`, pre-training with alpha-debiased SimCLR (alpha 0.6 on p, cosine "
              "Gaussian q at temperature 0.5), AdamW lr 1e-3 with a cosine schedule; digits: 30 epochs, "
-             "batches of 128; MNIST: 8 epochs, batches of 256. Clustering stage: `Clustering` defaults "
-             "(30 epochs, 10 heads, k = 6 mutual kNN + walks of 4, alpha 0.6 both sides, EMA) and 4 "
+             "batches of 128; MNIST: 8 epochs, batches of 256. Clustering stage: "
+             f"{stage2}, 10 heads, k = 6 mutual kNN + walks of 4, alpha 0.6 both sides, EMA) and 4 "
              "augmented views per image. IIC: the same encoder architecture with a main head of 10 and an "
              "overclustering head of 50, 5 sub-heads each, Adam lr 1e-3, 2 pairs of augmented copies per "
              "image and step, 20 epochs on digits and 4 on MNIST (far fewer than IIC's paper: the CPU "
@@ -249,7 +264,7 @@ def report(done, args):
         else:
             parts += ["", f"### {name}: not run"]
     parts += ["", "### Goals", ""] + goals(done)
-    write_section("image_clustering", "\n".join(parts))
+    write_section("image_clustering" + (f"_{args.tag}" if args.tag else ""), "\n".join(parts))
 
 
 ICON_ROWS = ("two-stage Debiased InfoNCE, icontorch defaults",
