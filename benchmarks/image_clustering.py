@@ -24,6 +24,9 @@ wall time is the sum. One torch thread per process.
     python benchmarks/image_clustering.py                # digits and MNIST-10k -> docs/benchmarks.md
     python benchmarks/image_clustering.py --mnist70k     # all 70,000 MNIST digits as well
     python benchmarks/image_clustering.py --quick        # a check that everything runs
+    python benchmarks/image_clustering.py --only digits  # one data set per process (--only none: report only)
+    python benchmarks/image_clustering.py --only digits --seeds 1 --tag views --skip-iic --ablation \
+        --default-clustering                              # the views ablation with Clustering's defaults
 """
 
 from __future__ import annotations
