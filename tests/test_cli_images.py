@@ -76,3 +76,10 @@ def test_unknown_strategy_is_a_usage_error(digit_files, capsys):
         main(["cluster-images", str(images), "--strategy", "kmeans"])
     assert exit_info.value.code == 2
     assert "invalid choice: 'kmeans'" in capsys.readouterr().err
+
+
+def test_help(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["cluster-images", "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: icontorch cluster-images" in capsys.readouterr().out
