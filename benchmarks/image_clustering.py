@@ -126,7 +126,7 @@ def run(name, x, y, seed, quick, ablation, args):
                                                  random_state=seed, n_jobs=1).fit(x))
     t_stage2 = model.clustering_.fit_seconds_
     t_stage1 = t_all - t_stage2
-    rows["stage 1: pre-training + features (shared)"] = {"s": t_stage1}
+    rows["stage 1: pre-training + features (shared)"] = {"s": t_stage1, "views": bool(model.used_views_)}
     rows["two-stage Debiased InfoNCE, icontorch defaults"] = scores(y, model.labels_, t_stage2)
     images = torch.from_numpy(pixels.reshape((len(x), 1) + x.shape[1:]))
     encode = model.encoder_.features
@@ -236,7 +236,8 @@ def report(done, args):
     shapes = {"digits": "1,797 images, 8 x 8 upsampled to 20 x 20 in 28 x 28",
               "mnist10k": "first 10,000 MNIST training images, 28 x 28",
               "mnist70k": "all 70,000 MNIST images, 28 x 28"}
-    views = ("yes" if accepts_views() else "no: this build fits the clustering stage on the clean features "
+    used = any(r.get("stage 1: pre-training + features (shared)", {}).get("views", False) for r in done.values())
+    views = ("yes" if used else "no: the build of this run fitted the clustering stage on the clean features "
              "only (identical copies as views); the views ablation was not run")
     stage2 = ("`Clustering` defaults of this build (its own number of steps" if args.default_clustering
               else "`Clustering` defaults except 30 epochs (")
