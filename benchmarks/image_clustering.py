@@ -236,7 +236,8 @@ def report(done, args):
     shapes = {"digits": "1,797 images, 8 x 8 upsampled to 20 x 20 in 28 x 28",
               "mnist10k": "first 10,000 MNIST training images, 28 x 28",
               "mnist70k": "all 70,000 MNIST images, 28 x 28"}
-    used = any(r.get("stage 1: pre-training + features (shared)", {}).get("views", False) for r in done.values())
+    used = any(r.get("stage 1: pre-training + features (shared)", {}).get("views", False)
+               or "ablation: identical copies instead of views" in r for r in done.values())
     views = ("yes" if used else "no: the build of this run fitted the clustering stage on the clean features "
              "only (identical copies as views); the views ablation was not run")
     stage2 = ("`Clustering` defaults of this build (its own number of steps" if args.default_clustering
