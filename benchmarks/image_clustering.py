@@ -241,11 +241,13 @@ def report(done, args):
     views = ("yes" if used else "no: the build of this run fitted the clustering stage on the clean features "
              "only (identical copies as views); the views ablation was not run")
     stage2 = ("`Clustering` defaults of this build (its own number of steps" if args.default_clustering
-              else "`Clustering` defaults except 30 epochs (")
+              else "`Clustering` defaults except 30 epochs (batches of 64 anchors")
     title = "Image clustering end to end" + (f", run `{args.tag}`" if args.tag else "")
     parts = [f"## {title} (`benchmarks/image_clustering.py`)", "",
-             f"Machine: {machine()}, shared with other jobs (times are indicative only). Command: "
-             f"`python benchmarks/image_clustering.py {' '.join(sys.argv[1:])}`. "
+             f"Machine: {machine()}, shared with other jobs (load average about 15 on its 2 cores: times "
+             "are indicative only). Written by `python benchmarks/image_clustering.py --only DATA_SET "
+             f"{'--tag ' + args.tag + ' ' if args.tag else ''}...` (one process per data set, side by side; "
+             "`--only none` rewrites this section from the finished runs). "
              f"`Clustering.fit` takes cached views: {views}.", "",
              "Settings (chosen on digits and the MNIST-10k subset only; MNIST-70k would be reported as it "
              "comes): the default encoder (`ConvNet28`, width 16, 512 features, projection 512-512-64), "
@@ -257,7 +259,7 @@ def report(done, args):
              "overclustering head of 50, 5 sub-heads each, Adam lr 1e-3, 2 pairs of augmented copies per "
              "image and step, 20 epochs on digits and 4 on MNIST (far fewer than IIC's paper: the CPU "
              "budget of this run). The time of a two-stage row is its clustering stage alone; add the "
-             "shared stage 1 for the pipeline's wall time. One torch thread per process, two processes.", "",
+             "shared stage 1 for the pipeline's wall time. One torch thread per process.", "",
              "Found on the way: IIC with a clean `x` against `g.x` (as written in its paper) collapsed on "
              "digits to `I = log 2` by putting clean and augmented images in two clusters (the symmetrised "
              "joint rewards it); `ImageClustering` pairs two augmented copies `(g.x, g'.x)` instead."]
