@@ -270,7 +270,7 @@ def report(done, args):
             parts += ["", section(name, shapes[name], results, seeds)]
         else:
             parts += ["", f"### {name}: not run"]
-    parts += ["", "### Goals", ""] + goals(done)
+    parts += ["", "### Goals", ""] + goals(done) + ["", "### What ran, and why goals were missed", ""] + notes(done)
     write_section("image_clustering" + (f"_{args.tag}" if args.tag else ""), "\n".join(parts))
 
 
@@ -278,10 +278,40 @@ ICON_ROWS = ("two-stage Debiased InfoNCE, icontorch defaults",
              "two-stage Debiased InfoNCE, paper recipe (k 3, walks 1, no pruning, alpha 0.6 both)")
 
 
+def _mean(results, label):
+    values = [r[label]["acc"] for r in results if label in r and "acc" in r[label]]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def notes(done):
+    """What ran and the reasons behind the numbers, computed from the finished runs."""
+    lines = []
+    for name in ("digits", "mnist10k", "mnist70k"):
+        keys = [k for k in sorted(done) if k.startswith(name + "/")]
+        if not keys:
+            lines.append(f"* {name}: not run (the machine's share left to this benchmark did not allow it: at "
+                         "about 15 % of one core per process the MNIST-10k run alone took the wall time given above; "
+                         "70,000 images is 7 times that).")
+            continue
+        results = [done[k] for k in keys]
+        wall = np.mean([sum(row["s"] for row in r.values()) for r in results]) / 60
+        pixels, encoded = _mean(results, "k-Means on pixels"), _mean(results, "k-Means on the same encoder's features")
+        best = max(_mean(results, label) for label in ICON_ROWS)
+        lines.append(f"* {name}: seeds {', '.join(k.split('/')[1] for k in keys)}, {wall:.0f} min of wall time "
+                     f"per seed. k-Means reaches {pixels:.3f} on pixels and {encoded:.3f} on the pre-trained "
+                     f"encoder's features: the encoder, trained briefly on a CPU budget, gives features that "
+                     f"k-Means alone cannot split, and the I-Con clustering stage adds {best - encoded:.3f} to "
+                     f"them (best two-stage row {best:.3f})."
+                     + ("" if np.isnan(_mean(results, "IIC end to end")) else
+                        f" IIC, trained for a few epochs only (IIC's paper: hundreds), stays at "
+                        f"{_mean(results, 'IIC end to end'):.3f}."))
+    return lines
+
+
 def goals(done):
     """The issue's goals, checked against what ran."""
     lines = []
-    for name, target in (("digits", 0.95), ("mnist70k", 0.97)):
+    for name, target in (("digits", 0.95), ("mnist10k", 0.97), ("mnist70k", 0.97)):
         results = [done[k] for k in sorted(done) if k.startswith(name + "/")]
         if not results:
             lines.append(f"* best pipeline >= {target} on {name}: not measured (not run).")
@@ -290,7 +320,8 @@ def goals(done):
                  for label in results[0] if "acc" in results[0][label]}
         best = max(means, key=means.get)
         verdict = "met" if means[best] >= target else f"missed by {target - means[best]:.3f}"
-        lines.append(f"* best pipeline >= {target} on {name}: {verdict} (best: {best}, {means[best]:.3f}).")
+        subset = " (the subset used to choose settings; the goal is on MNIST-70k)" if name == "mnist10k" else ""
+        lines.append(f"* best pipeline >= {target} on {name}{subset}: {verdict} (best: {best}, {means[best]:.3f}).")
     for name in ("digits", "mnist10k", "mnist70k"):
         results = [done[k] for k in sorted(done) if k.startswith(name + "/")]
         if not results:
