@@ -305,6 +305,13 @@ def notes(done):
                      + ("" if np.isnan(_mean(results, "IIC end to end")) else
                         f" IIC, trained for a few epochs only (IIC's paper: hundreds), stays at "
                         f"{_mean(results, 'IIC end to end'):.3f}."))
+        copies = _mean(results, "ablation: identical copies instead of views")
+        if not np.isnan(copies):
+            with_views = _mean(results, ICON_ROWS[0])
+            lines.append(f"* {name}: cached augmented views {with_views:.3f} against identical copies {copies:.3f} "
+                         f"with the same settings otherwise: the views {'help' if with_views > copies else 'hurt'} "
+                         f"by {abs(with_views - copies):.3f} here (the paper's protocol feeds them; this CPU-sized "
+                         f"encoder maps the default augmentations of 28 x 28 digits far from their clean images).")
     return lines
 
 
