@@ -290,7 +290,8 @@ def notes(done):
         keys = [k for k in sorted(done) if k.startswith(name + "/")]
         if not keys:
             lines.append(f"* {name}: not run in this set (CPU budget: at about 15 % of one core per process, "
-                         "one seed of MNIST-10k took 52 minutes of wall time; 70,000 images is 7 times the work).")
+                         "one seed of MNIST-10k took close to an hour of wall time in this session; 70,000 "
+                         "images is 7 times the work).")
             continue
         results = [done[k] for k in keys]
         wall = np.mean([sum(row["s"] for row in r.values()) for r in results]) / 60
