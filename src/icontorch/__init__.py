@@ -21,6 +21,7 @@ from . import (
 )
 from ._validation import IConError
 from .clustering import Clustering
+from .clustering.images import ImageClustering
 from .embedding import SNE, TSNE, NeighborEmbedding, mappers
 from .loss import ICon
 from .neighborhoods import (
@@ -54,6 +55,6 @@ __all__ = [
     "Cluster", "DegreeWeightedCluster", "Adjacency", "SparseNeighbors",
     "mix_uniform", "symmetrize", "joint", "propagate",
     "divergences", "distances", "methods", "table",
-    "TSNE", "SNE", "NeighborEmbedding", "mappers", "Clustering", "metrics",
+    "TSNE", "SNE", "NeighborEmbedding", "mappers", "Clustering", "ImageClustering", "metrics",
     "augment", "training", "probes", "encoders", "views", "embedding", "clustering", "engine",
 ]

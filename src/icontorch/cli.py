@@ -1,4 +1,4 @@
-"""The ``icontorch`` command: ``table``, ``embed``, ``cluster``, ``demo`` and ``bench``.
+"""The ``icontorch`` command: ``table``, ``embed``, ``cluster``, ``cluster-images``, ``demo`` and ``bench``.
 
 Each sub-command lives in ``icontorch/commands/<name>.py`` with ``add_parser(subparsers)``, which
 registers it and sets ``run=``; ``icontorch COMMAND --help`` describes each.
@@ -20,11 +20,11 @@ import sys
 from typing import Dict, List, Optional, Tuple
 
 from ._validation import IConError
-from .commands import bench, cluster, demo, embed, table
+from .commands import bench, cluster, cluster_images, demo, embed, table
 
 __all__ = ["main"]
 
-_COMMAND_MODULES: tuple = (table, embed, cluster, demo, bench)
+_COMMAND_MODULES: tuple = (table, embed, cluster, cluster_images, demo, bench)
 # "<Who>: <parameter> must <rule>; got <value>.": the shape of every IConError
 _PARAMETER_MESSAGE = re.compile(r"^(?P<who>[A-Za-z_][\w.]*): (?P<name>[A-Za-z_]\w*) (?P<rule>must .*)$", re.S)
 

@@ -12,7 +12,7 @@ from ._validation import IConError
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["plot_embedding", "plot_clusters"]
+__all__ = ["plot_embedding", "plot_clusters", "plot_image_clusters"]
 
 
 def _save(fig: "Figure", path: str) -> str:
@@ -120,5 +120,52 @@ def plot_clusters(x: np.ndarray, labels: np.ndarray, path: str, title: str = "")
     scatter.set_yticks([])
     scatter.set_title("first two principal components, coloured by cluster", fontsize=10)
     scatter.legend(markerscale=4, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def plot_image_clusters(images: np.ndarray, labels: np.ndarray, path: str, n_per_cluster: int = 12,
+                        title: str = "", random_state: int = 0) -> str:
+    """A grid of sample images per cluster (one row per cluster, its size at the left), saved to ``path``
+    atomically.
+
+    Args:
+        images: (n, H, W) or (n, C, H, W) images (C = 1 grey, C = 3 colour, else the channel mean),
+            shown on one common grey scale from their minimum to their maximum.
+        labels: (n,) cluster of each image.
+        path: the image file to write (.png/.svg).
+        n_per_cluster: images drawn at random (seeded by ``random_state``) from each cluster.
+        title: a title above the grid.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = np.asarray(images, dtype=np.float64)
+    labels = np.asarray(labels)
+    if x.ndim == 3:
+        x = x[:, None]
+    if x.ndim != 4 or x.shape[0] == 0 or labels.shape != (x.shape[0],):
+        raise IConError(f"plot_image_clusters: images must be (n, H, W) or (n, C, H, W) with one label each; "
+                        f"got images of shape {np.shape(images)} and labels of shape {labels.shape}.")
+    x = x.transpose(0, 2, 3, 1) if x.shape[1] == 3 else x.mean(1)
+    low, high = float(x.min()), float(x.max())
+    x = (x - low) / (high - low) if high > low else np.zeros_like(x)
+    clusters, sizes = np.unique(labels, return_counts=True)
+    rng = np.random.default_rng(random_state)
+    fig, axes = plt.subplots(len(clusters), n_per_cluster, squeeze=False, dpi=110,
+                             figsize=(0.7 * n_per_cluster + 0.8, 0.7 * len(clusters) + 0.6))
+    for row, (cluster, size) in enumerate(zip(clusters, sizes)):
+        members = np.flatnonzero(labels == cluster)
+        shown = rng.choice(members, size=min(n_per_cluster, len(members)), replace=False)
+        for col, ax in enumerate(axes[row]):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if col < len(shown):
+                ax.imshow(x[shown[col]], cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+        axes[row][0].set_ylabel(f"{cluster}\n({size})", rotation=0, ha="right", va="center", fontsize=8)
     fig.suptitle(title, fontsize=10)
     return _save(fig, path)

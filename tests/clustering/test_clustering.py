@@ -110,8 +110,8 @@ def test_bad_data():
     model = Clustering(n_clusters=3, epochs=1, n_heads=1, random_state=0).fit(x)
     with pytest.raises(IConError, match="3 features"):
         model.predict(x[:, :2])
-    with pytest.raises(IConError, match=r"augment\(x, generator\) must return a tensor of shape \(256, 3\); "
-                                        r"got tensor of shape \(256, 2\)"):
+    with pytest.raises(IConError, match=r"augment\(x, generator\) must return a tensor of shape \(480, 3\); "
+                                        r"got tensor of shape \(480, 2\)"):
         Clustering(n_clusters=3, epochs=1, augment=lambda b, g: b[:, :2]).fit(x)
     with pytest.raises(IConError, match=r"augment must be None or a callable augment\(x, generator\) -> x \(it "
                                         r"must accept two arguments\); got <function"):
@@ -228,7 +228,7 @@ def test_hidden_layer_sizes_build_the_heads():
         ClusterHeads(0, 4, 3)
     # the estimator's heads have the requested layers, and an MLP head clusters the blobs
     xb, yb = _blobs()
-    model = Clustering(n_clusters=3, hidden_layer_sizes=(16,), epochs=10, n_heads=2, random_state=0).fit(xb)
+    model = Clustering(n_clusters=3, hidden_layer_sizes=(16,), n_iter=40, n_heads=2, random_state=0).fit(xb)
     assert [tuple(w.shape) for w in model.head_.weights] == [(1, 3, 16), (1, 16, 3)]
     assert clustering_scores(yb, model.labels_)["accuracy"] >= 0.9
 

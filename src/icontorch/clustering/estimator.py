@@ -8,6 +8,7 @@ last row of its Table 1). A scikit-learn style estimator: ``Clustering(n_cluster
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import time
 from typing import Any, Optional, Sequence, Tuple, Union
@@ -30,10 +31,26 @@ from .._validation import (
     check_random_state,
     fail,
 )
+from ..knn import KNN_BACKENDS
+from .auto import estimate_n_clusters, estimates_n_clusters, overclustering
 from .graph import power_of_two_scale
 from .objectives import ObjectiveSetup
 from .specs import METHOD_SPECS, METHODS, GraphSettings, MethodSpec
-from .train import LEARNING_RATE_SCHEDULES, Augment, TrainSettings, train_heads
+from .train import (
+    LEARNING_RATE_SCHEDULES,
+    Augment,
+    TrainedHeads,
+    TrainSettings,
+    batches_per_pass,
+    train_heads,
+)
+
+BATCH_SIZE = 256
+"""Default anchors per batch (a batch of ``BATCH_SIZE * (n_views + n_sampled_neighbors)`` items)."""
+N_NEGATIVES = 256
+"""Default batch items on which the uniform part of p~ is evaluated per training step."""
+N_ITER = 1000
+"""Default optimiser steps."""
 
 __all__ = ["Clustering", "METHODS"]
 
@@ -127,12 +144,15 @@ class Clustering(Estimator):
     def __init__(self, n_clusters: int = 10, *, method: str = "debiased_infonce", n_neighbors: int = 6,
                  walk_length: int = 4, walk_mode: str = "reach", mutual_knn: bool = True, metric: str = "cosine",
                  alpha_p: Optional[float] = None, alpha_q: Optional[float] = None,
-                 hidden_layer_sizes: Sequence[int] = (), n_heads: int = 10, batch_size: int = 64,
-                 n_views: int = 2, n_sampled_neighbors: int = 2, epochs: int = 30, learning_rate: float = 1e-2,
+                 hidden_layer_sizes: Sequence[int] = (), n_heads: int = 10, batch_size: int = BATCH_SIZE,
+                 n_views: int = 2, n_sampled_neighbors: int = 2, n_negatives: Optional[int] = N_NEGATIVES,
+                 n_iter: int = N_ITER,
+                 epochs: Optional[int] = None, learning_rate: float = 1e-2,
                  learning_rate_schedule: str = "constant", weight_decay: float = 0.0, ema: float = 0.99,
                  augment: Optional[Augment] = None, standardize: bool = True,
-                 random_state: Optional[int] = None, device: Union[str, torch.device] = "cpu",
-                 n_jobs: Optional[int] = None, verbose: bool = False) -> None:
+                 knn_backend: str = "exact", random_state: Optional[int] = None,
+                 device: Union[str, torch.device] = "cpu", n_jobs: Optional[int] = None,
+                 verbose: bool = False) -> None:
         self.n_clusters = n_clusters
         self.method = method
         self.n_neighbors = n_neighbors
@@ -147,6 +167,8 @@ class Clustering(Estimator):
         self.batch_size = batch_size
         self.n_views = n_views
         self.n_sampled_neighbors = n_sampled_neighbors
+        self.n_negatives = n_negatives
+        self.n_iter = n_iter
         self.epochs = epochs
         self.learning_rate = learning_rate
         self.learning_rate_schedule = learning_rate_schedule
@@ -154,6 +176,7 @@ class Clustering(Estimator):
         self.ema = ema
         self.augment = augment
         self.standardize = standardize
+        self.knn_backend = knn_backend
         self.random_state = random_state
         self.device = device
         self.n_jobs = n_jobs
@@ -173,21 +196,44 @@ class Clustering(Estimator):
         check_choice(_WHO, "walk_mode", self.walk_mode, ("reach", "sum"))
         mutual = check_flag(_WHO, "mutual_knn", self.mutual_knn)
         check_choice(_WHO, "metric", self.metric, ("cosine", "squared_euclidean"))
-        return GraphSettings(n_neighbors, self.metric, mutual, walk_length, self.walk_mode)
+        check_choice(_WHO, "knn_backend", getattr(self, "knn_backend", "exact"), KNN_BACKENDS)
+        return GraphSettings(n_neighbors, self.metric, mutual, walk_length, self.walk_mode,
+                             getattr(self, "knn_backend", "exact"))
 
     def _alphas(self, spec: MethodSpec) -> Tuple[float, float]:
         alpha_p = spec.default_alpha_p if self.alpha_p is None else check_probability(_WHO, "alpha_p", self.alpha_p)
         alpha_q = spec.default_alpha_q if self.alpha_q is None else check_probability(_WHO, "alpha_q", self.alpha_q)
         return alpha_p, alpha_q
 
-    def _train_settings(self, n: int, spec: MethodSpec) -> TrainSettings:
+    def _n_clusters(self, n: int, spec: MethodSpec) -> int:
+        """C of the heads: ``n_clusters``, or the over-clustering of ``"auto"`` (:mod:`.auto`)."""
+        if isinstance(self.n_clusters, str) and self.n_clusters == "auto":
+            if not estimates_n_clusters(spec):
+                raise fail(_WHO, "n_clusters", "be an integer with method=%r (\"auto\" needs a method whose p is "
+                           "a neighbour graph and whose q is the cluster kernel: %s)"
+                           % (self.method, ", ".join(m for m in METHODS if estimates_n_clusters(METHOD_SPECS[m]))),
+                           self.n_clusters)
+            if n < 3:
+                raise fail(_WHO, "n_clusters", "be an integer when there are fewer than 3 points", self.n_clusters)
+            return overclustering(n)
+        if isinstance(self.n_clusters, str):
+            raise fail(_WHO, "n_clusters", 'be an integer >= 2 or "auto"', self.n_clusters)
         n_clusters = check_int(_WHO, "n_clusters", self.n_clusters, 2)
         if n_clusters > n:
             raise fail(_WHO, "n_clusters", f"be at most the number of points ({n})", self.n_clusters)
+        return n_clusters
+
+    def _train_settings(self, n: int, spec: MethodSpec) -> TrainSettings:
+        n_clusters = self._n_clusters(n, spec)
         sizes = check_layer_sizes(_WHO, "hidden_layer_sizes", self.hidden_layer_sizes)
-        counts = {name: check_int(_WHO, name, getattr(self, name), minimum)
-                  for name, minimum in (("n_heads", 1), ("batch_size", 1), ("n_views", 1),
-                                        ("n_sampled_neighbors", 0), ("epochs", 1))}
+        counts = {name: check_int(_WHO, name, getattr(self, name, default), minimum)
+                  for name, minimum, default in (("n_heads", 1, None), ("batch_size", 1, None), ("n_views", 1, None),
+                                                 ("n_sampled_neighbors", 0, None), ("n_iter", 1, N_ITER))}
+        epochs = getattr(self, "epochs", None)
+        batch_size = min(counts["batch_size"], n)
+        n_iter = counts["n_iter"]
+        if epochs is not None:
+            n_iter = check_int(_WHO, "epochs", epochs, 1) * batches_per_pass(n, batch_size)
         views = counts["n_views"] if spec.n_views is None else spec.n_views
         sampled = counts["n_sampled_neighbors"] if spec.n_sampled_neighbors is None else spec.n_sampled_neighbors
         if counts["batch_size"] * (views + sampled) < 2:
@@ -201,7 +247,7 @@ class Clustering(Estimator):
             raise fail(_WHO, "ema", "be below 1 (1 would never move the averaged head)", self.ema)
         return TrainSettings(
             n_heads=counts["n_heads"], n_clusters=n_clusters, hidden_layer_sizes=sizes,
-            batch_size=counts["batch_size"], n_views=views, n_sampled_neighbors=sampled, epochs=counts["epochs"],
+            batch_size=batch_size, n_views=views, n_sampled_neighbors=sampled, n_iter=n_iter,
             learning_rate=learning_rate, learning_rate_schedule=self.learning_rate_schedule,
             weight_decay=weight_decay, ema=ema, temperature=spec.temperature, uses_teacher=spec.uses_teacher,
             random_state=self._seed(), verbose=bool(self.verbose), description=f"Clustering ({self.method})")
@@ -230,16 +276,25 @@ class Clustering(Estimator):
             raise fail(_WHO, "augment", rule + " (it must accept two arguments)", self.augment) from None
 
     # ------------------------------------------------------------------ fit
-    def fit(self, X: Any, y: Any = None) -> "Clustering":
+    def fit(self, X: Any, y: Any = None, views: Any = None) -> "Clustering":
         """Mine the kNN graph of ``X``, train ``n_heads`` heads and keep the one of lowest loss.
+
+        With ``n_clusters="auto"`` the heads first over-cluster, the number of groups is read off
+        the eigengap of the graph between those clusters (:func:`~icontorch.clustering.auto.
+        estimate_n_clusters`), and the heads are trained again with that many clusters on the same
+        graph.
 
         The fit is transactional: the learned attributes (those ending in ``_``) are computed
         aside and replace the previous fit's together once it has succeeded, so a fit that fails
         or is interrupted (Ctrl-C) leaves the estimator exactly as it was.
 
         Args:
-            X: (n, d) features (numpy array, tensor or nested sequence), finite.
+            X: (n, d) features (numpy array, tensor or nested sequence), finite; the kNN graph,
+                the standardisation and ``labels_`` use them.
             y: (n,) labels, used by ``method="supervised"`` only (ignored otherwise).
+            views: optional (n, V, d) features of V augmented copies of every item (cached once);
+                batches then draw each item's inputs from its views, so that p's "other views" are
+                different augmentations.
         """
         device = check_device(_WHO, "device", self.device)
         x = as_tensor(X, _WHO, "X", device)
@@ -249,26 +304,40 @@ class Clustering(Estimator):
         alpha_p, alpha_q = self._alphas(spec)
         settings = self._train_settings(n, spec)
         self._check_augment()
+        cached = None if views is None else _check_views(views, x)
         standardize = check_flag(_WHO, "standardize", self.standardize)
         n_jobs = self._n_jobs()
+        n_negatives = getattr(self, "n_negatives", None)
+        if n_negatives is not None:
+            n_negatives = check_int(_WHO, "n_negatives", n_negatives, 1)
         labels = self._check_labels(y, n, device) if spec.uses_labels else None
         start = time.perf_counter()
         mean, scale = _standardization(x, standardize)
         with Threads(n_jobs):
             graph = None if spec.graph is None else spec.graph(x, graph_settings)
-        objective = spec.objective(ObjectiveSetup(graph, labels, alpha_p, alpha_q, settings.n_heads,
-                                                  settings.n_clusters, x.dtype, x.device))
-        devices = [device] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices), Threads(n_jobs):
-            torch.manual_seed(settings.random_state)
-            trained = train_heads(x, graph, objective, settings, self.augment,
-                                  *((mean, scale) if standardize else (None, None)))
+
+        def train(train_settings: TrainSettings) -> TrainedHeads:
+            objective = spec.objective(ObjectiveSetup(graph, labels, alpha_p, alpha_q, train_settings.n_heads,
+                                                      train_settings.n_clusters, x.dtype, x.device, n_negatives))
+            devices = [device] if device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devices), Threads(n_jobs):
+                torch.manual_seed(train_settings.random_state)
+                return train_heads(x, graph, objective, train_settings, self.augment,
+                                   *((mean, scale) if standardize else (None, None)), views=cached)
+
+        trained = train(settings)
+        if self.n_clusters == "auto":
+            with torch.no_grad(), Threads(n_jobs):
+                phi = _logits(trained.head, x, mean, scale, spec.temperature).softmax(1)
+                n_clusters = estimate_n_clusters(phi, graph)
+            trained = train(dataclasses.replace(settings, n_clusters=n_clusters))
         fit_seconds = time.perf_counter() - start
         with torch.no_grad(), Threads(n_jobs):
             assigned = _logits(trained.head, x, mean, scale, spec.temperature).argmax(1)
         learned = dict(n_features_in_=x.shape[1], mean_=mean, scale_=scale, graph_=graph, head_=trained.head,
                        best_head_=trained.best_head, n_iter_=trained.n_iter, loss_history_=trained.loss_history,
-                       head_losses_=trained.head_losses, fit_seconds_=fit_seconds, labels_=assigned.cpu().numpy())
+                       head_losses_=trained.head_losses, fit_seconds_=fit_seconds, labels_=assigned.cpu().numpy(),
+                       n_clusters_=trained.head.n_clusters)
         vars(self).update(learned)          # one step: no half-replaced fit
         return self
 
@@ -314,6 +383,17 @@ class Clustering(Estimator):
     def fit_predict(self, X: Any, y: Any = None) -> Union[np.ndarray, Tensor]:
         """``fit(X, y)`` then the clusters of the training points, ``labels_`` (a tensor for tensor input)."""
         return like_input(torch.from_numpy(self.fit(X, y).labels_), X)
+
+
+def _check_views(views: Any, x: Tensor) -> Tensor:
+    """``views`` as a finite (n, V, d) tensor in the dtype and on the device of ``x``."""
+    n, d = x.shape
+    shape = tuple(views.shape) if hasattr(views, "shape") else np.shape(views)
+    if len(shape) != 3 or shape[0] != n or shape[2] != d or shape[1] < 1:
+        raise fail(_WHO, "views", f"have shape (n, n_views, d) = ({n}, V, {d}) with V >= 1, like X", f"shape {shape}")
+    flat = views.reshape(n * shape[1], d) if isinstance(views, Tensor) else np.reshape(np.asarray(views),
+                                                                                      (n * shape[1], d))
+    return as_tensor(flat, _WHO, "views", x.device).to(x.dtype).reshape(n, shape[1], d)
 
 
 def _standardization(x: Tensor, standardize: bool) -> Tuple[Tensor, Tensor]:

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from .._validation import check_choice, check_features, check_int, fail
-from ..knn import exact_knn
+from ..knn import KNN_BACKENDS, approximate_knn, exact_knn
 
 __all__ = ["NeighborGraph", "knn_indices", "mutual_knn", "walk_graph", "compose_batch", "power_of_two_scale"]
 
@@ -52,8 +52,11 @@ def power_of_two_scale(x: Tensor) -> float:
     return 2.0 ** -math.frexp(peak)[1]
 
 
-def knn_indices(x: Tensor, n_neighbors: int, metric: str = "cosine", chunk_size: int = 2048) -> Tensor:
-    """The (N, k) exact nearest neighbours of every row of ``x`` (self excluded), nearest first.
+def knn_indices(x: Tensor, n_neighbors: int, metric: str = "cosine", chunk_size: int = 2048,
+                knn_backend: str = "exact") -> Tensor:
+    """The (N, k) nearest neighbours of every row of ``x`` (self excluded), nearest first: exact
+    (:func:`~icontorch.knn.exact_knn`) or, with ``knn_backend="faiss"``, approximate
+    (:func:`~icontorch.knn.approximate_knn`).
 
     Both metrics rank neighbours the same for ``x`` and ``c x`` (c > 0): features of very large or
     very small magnitude are first brought near 1 by a power of two (:func:`power_of_two_scale`).
@@ -64,16 +67,20 @@ def knn_indices(x: Tensor, n_neighbors: int, metric: str = "cosine", chunk_size:
         metric: ``"cosine"`` (the largest cosine similarities) or ``"squared_euclidean"``
             (the smallest ``||x_i - x_j||^2``).
         chunk_size: anchors per block (memory O(chunk_size * N)).
+        knn_backend: ``"exact"`` or ``"faiss"``.
     """
     who = "knn_indices"
     check_features(who, "x", x)
     check_choice(who, "metric", metric, _METRICS)
+    check_choice(who, "knn_backend", knn_backend, KNN_BACKENDS)
     n_neighbors = check_int(who, "n_neighbors", n_neighbors, 1)
     if n_neighbors >= x.shape[0]:
         raise fail(who, "n_neighbors", f"be smaller than the number of points ({x.shape[0]})", n_neighbors)
     scale = power_of_two_scale(x)
     if scale != 1.0:
         x = x * scale
+    if knn_backend == "faiss":
+        return approximate_knn(x, n_neighbors, metric, who)
     return exact_knn(x, n_neighbors, metric=metric, chunk_size=chunk_size)[0]
 
 
@@ -180,7 +187,16 @@ class NeighborGraph:
         (1 on an unweighted graph), ``view_weight`` for another view of the same node, 0 elsewhere
         and on the diagonal. Costs O(B^2 + B m log B), never O(N^2)."""
         b = src.shape[0]
+        rows, cols, values = self.batch_pairs(src, dtype)
+        weights = torch.zeros(b, b, dtype=dtype, device=src.device)
+        weights[rows, cols] = values
+        return weights
+
+    def batch_pairs(self, src: Tensor, dtype: torch.dtype = torch.float32) -> Tuple[Tensor, Tensor, Tensor]:
+        """The nonzero entries of :meth:`batch_weights` as ``(rows, cols, values)``, each pair once:
+        O(B m log B) time and memory for m neighbours per node, no (B, B) tensor."""
         # (item i, node u) for every neighbour u of src_i, and u = src_i itself (the other views)
+        b = src.shape[0]
         degree = self.degree[src]
         rows = torch.arange(b, device=src.device).repeat_interleave(degree)
         first = torch.cumsum(degree, 0) - degree
@@ -204,10 +220,8 @@ class NeighborGraph:
         first = torch.cumsum(count, 0) - count
         rank = torch.arange(rows.shape[0], device=src.device) - first.repeat_interleave(count)
         cols = order[left.repeat_interleave(count) + rank]
-        weights = torch.zeros(b, b, dtype=dtype, device=src.device)
-        weights[rows, cols] = values
-        weights.fill_diagonal_(0.0)
-        return weights
+        keep = rows != cols
+        return rows[keep], cols[keep], values[keep]
 
     def sample(self, nodes: Tensor, n_samples: int, generator: Optional[torch.Generator] = None) -> Tensor:
         """(len(nodes), n_samples) neighbours drawn uniformly with replacement from each node's row."""

@@ -28,6 +28,7 @@ from ..methods import kmeans
 from ..neighborhoods import Cluster, Precomputed, SameLabel
 from ..neighborhoods.base import log_normalize
 from ..transforms import mix_uniform
+from .fused import pairs_cluster_kernel_kl
 from .graph import NeighborGraph
 
 __all__ = ["icon_objective", "supervised_objective", "cluster_kernel_kl", "scan_loss", "temi_loss",
@@ -169,6 +170,8 @@ class ObjectiveSetup:
         n_clusters: C.
         dtype: of the heads' outputs.
         device: of the heads' outputs.
+        n_negatives: batch items on which the uniform part of p~ is evaluated per training step
+            (:func:`~icontorch.clustering.fused.pairs_cluster_kernel_kl`); None: all of them.
     """
 
     graph: Optional[NeighborGraph]
@@ -179,17 +182,28 @@ class ObjectiveSetup:
     n_clusters: int
     dtype: torch.dtype
     device: torch.device
+    n_negatives: Optional[int] = None
 
 
 def graph_kernel_objective(setup: ObjectiveSetup) -> BatchObjective:
     """``KL(mix_uniform(p, alpha_p) || mix_uniform(cluster kernel, alpha_q))``, p uniform over (or weighted
-    by) the batch items that are graph neighbours or other views of item i (:func:`icon_objective`)."""
+    by) the batch items that are graph neighbours or other views of item i (:func:`icon_objective`).
+    Training steps (``update``) evaluate the uniform part on ``n_negatives`` random batch items.
+
+    Computed from the batch's pairs (:meth:`~icontorch.clustering.graph.NeighborGraph.batch_pairs`)
+    by :func:`~icontorch.clustering.fused.pairs_cluster_kernel_kl`: no (B, B) relation, the same
+    value as :func:`cluster_kernel_kl` on ``icon_objective(relation)`` (tested in float64)."""
     graph = setup.graph
 
     def objective(logits: Tensor, src: Tensor, inputs: Tensor, teacher: Optional[Tensor], update: bool) -> Tensor:
-        pairs = graph.relation(src) if graph.weights is None else graph.batch_weights(src, logits.dtype)
-        batch = icon_objective(pairs, setup.alpha_p, setup.alpha_q, logits.dtype)
-        return cluster_kernel_kl(logits.log_softmax(2), batch.log_p(None), setup.alpha_q)
+        rows, cols, weights = graph.batch_pairs(src, logits.dtype)
+        b = src.shape[0]
+        total = torch.zeros(b, dtype=weights.dtype, device=weights.device).index_add_(0, rows, weights)
+        columns = None
+        if update and setup.n_negatives is not None and setup.n_negatives < b:
+            columns = torch.randperm(b, device=src.device)[:setup.n_negatives]
+        return pairs_cluster_kernel_kl(logits.log_softmax(2), rows, cols, weights / total[rows],
+                                       setup.alpha_p, setup.alpha_q, columns)
 
     return objective
 

@@ -39,6 +39,7 @@ class GraphSettings:
         mutual_knn: prune one-sided kNN edges before the walks.
         walk_length: s, extra walk steps beyond the kNN.
         walk_mode: ``"reach"`` or ``"sum"`` (:func:`~icontorch.clustering.graph.walk_graph`).
+        knn_backend: ``"exact"`` or ``"faiss"`` (approximate; :func:`~icontorch.knn.approximate_knn`).
     """
 
     n_neighbors: int
@@ -46,23 +47,28 @@ class GraphSettings:
     mutual_knn: bool
     walk_length: int
     walk_mode: str
+    knn_backend: str = "exact"
+
+
+def _knn(x: Tensor, settings: GraphSettings) -> Tensor:
+    return knn_indices(x, settings.n_neighbors, settings.metric, knn_backend=settings.knn_backend)
 
 
 def directed_knn_graph(x: Tensor, settings: GraphSettings) -> NeighborGraph:
     """``j ~ i`` when j is among the k nearest neighbours of i (no walks, no pruning)."""
-    return walk_graph(knn_indices(x, settings.n_neighbors, settings.metric), 0, symmetric=False)
+    return walk_graph(_knn(x, settings), 0, symmetric=False)
 
 
 def symmetric_knn_graph(x: Tensor, settings: GraphSettings) -> NeighborGraph:
     """``j ~ i`` when either is among the other's k nearest neighbours (no walks, no pruning)."""
-    return walk_graph(knn_indices(x, settings.n_neighbors, settings.metric), 0, symmetric=True)
+    return walk_graph(_knn(x, settings), 0, symmetric=True)
 
 
 def mutual_walk_graph(x: Tensor, settings: GraphSettings) -> NeighborGraph:
     """The kNN, pruned to mutual edges when ``mutual_knn``, then walks of ``walk_length`` more steps,
     symmetrised (:func:`~icontorch.clustering.graph.mutual_knn`,
     :func:`~icontorch.clustering.graph.walk_graph`)."""
-    knn = knn_indices(x, settings.n_neighbors, settings.metric)
+    knn = _knn(x, settings)
     if settings.mutual_knn:
         knn = mutual_knn(knn)
     return walk_graph(knn, settings.walk_length, symmetric=True, mode=settings.walk_mode)

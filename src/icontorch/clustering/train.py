@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -20,35 +20,39 @@ from .graph import NeighborGraph, compose_batch
 from .heads import ClusterHeads
 from .objectives import BatchObjective
 
-__all__ = ["TrainSettings", "TrainedHeads", "train_heads", "LEARNING_RATE_SCHEDULES", "Augment"]
+__all__ = ["TrainSettings", "TrainedHeads", "train_heads", "batches_per_pass", "LEARNING_RATE_SCHEDULES",
+           "Augment"]
 
 _EVAL_BATCHES = 10           # fixed batches on which the heads' final losses are compared
 
 Augment = Callable[[Tensor, Optional[torch.Generator]], Tensor]
 
 
-def _constant(learning_rate: float, epoch: int, epochs: int) -> float:
+def _constant(learning_rate: float, step: int, n_iter: int) -> float:
     return learning_rate
 
 
-def _step(learning_rate: float, epoch: int, epochs: int) -> float:
-    return learning_rate * 0.5 ** (epoch // max(1, epochs // 3))     # the paper: halve every 10 of 30 epochs
+def _step(learning_rate: float, step: int, n_iter: int) -> float:
+    return learning_rate * 0.5 ** min(2, step // max(1, n_iter // 3))   # the paper: halve twice, in thirds
 
 
-def _cosine(learning_rate: float, epoch: int, epochs: int) -> float:
-    return learning_rate * 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
+def _cosine(learning_rate: float, step: int, n_iter: int) -> float:
+    return learning_rate * 0.5 * (1.0 + math.cos(math.pi * step / n_iter))
 
 
 LEARNING_RATE_SCHEDULES: Dict[str, Callable[[float, int, int], float]] = {
     "constant": _constant, "step": _step, "cosine": _cosine}
-"""``name -> f(learning_rate, epoch, epochs)``, Adam's learning rate during ``epoch`` (0-based)."""
+"""``name -> f(learning_rate, step, n_iter)``, Adam's learning rate at optimiser ``step`` (0-based) of
+``n_iter``: a schedule in steps, the same for any data-set size."""
 
 
 @dataclass(frozen=True)
 class TrainSettings:
     """Everything the loop needs besides the data (see :class:`~icontorch.clustering.Clustering`).
 
-    ``n_views`` and ``n_sampled_neighbors`` are the method's batch composition; ``temperature``
+    ``n_iter`` is the number of optimiser steps; the anchors are drawn in passes over the data
+    (epochs, a random order each). ``n_views`` and ``n_sampled_neighbors`` are the method's batch
+    composition; ``temperature``
     divides the heads' logits before every softmax; ``uses_teacher`` passes the averaged heads'
     logits to the objective; ``random_state`` seeds the heads (``+0``), the batches (``+1``), the
     selection batches (``+2``) and ``augment``'s generator (``+3``).
@@ -60,7 +64,7 @@ class TrainSettings:
     batch_size: int
     n_views: int
     n_sampled_neighbors: int
-    epochs: int
+    n_iter: int
     learning_rate: float
     learning_rate_schedule: str
     weight_decay: float
@@ -74,7 +78,7 @@ class TrainSettings:
 
 @dataclass
 class TrainedHeads:
-    """The outcome: the kept head (H = 1), the (epochs, H) mean loss per epoch, the (H,) final
+    """The outcome: the kept head (H = 1), the (passes, H) mean loss per pass over the anchors, the (H,) final
     losses on the selection batches, the index of the kept head and the number of optimiser steps."""
 
     head: ClusterHeads
@@ -86,20 +90,35 @@ class TrainedHeads:
 
 class _Batches:
     """``(anchors, generator) -> (src, inputs)``: the data-set index of every batch item and the
-    heads' inputs (``augment`` applied, then the standardisation ``(x - mean) / scale`` if given)."""
+    heads' inputs (a view from ``views`` or the row of ``x``, ``augment`` applied, then the
+    standardisation ``(x - mean) / scale`` if given).
+
+    With ``views`` (N, V, d), copy t of anchor m is its view ``(o_m + t) mod V`` (``o_m`` drawn
+    uniformly; distinct views when ``n_views <= V``) and a sampled neighbour is a uniformly drawn
+    view of its node, so the "other views" of p are different augmentations."""
 
     def __init__(self, x: Tensor, graph: Optional[NeighborGraph], settings: TrainSettings,
-                 augment: Optional[Augment], mean: Optional[Tensor], scale: Optional[Tensor]) -> None:
+                 augment: Optional[Augment], mean: Optional[Tensor], scale: Optional[Tensor],
+                 views: Optional[Tensor] = None) -> None:
         self.x, self.graph, self.augment, self.mean, self.scale = x, graph, augment, mean, scale
+        self.views = views
         self.n_views, self.n_sampled_neighbors = settings.n_views, settings.n_sampled_neighbors
         self.augment_generator = torch.Generator(device=x.device).manual_seed(settings.random_state + 3)
 
     def __call__(self, anchors: Tensor, generator: torch.Generator) -> Tuple[Tensor, Tensor]:
         src = compose_batch(anchors, self.graph, self.n_views, self.n_sampled_neighbors, generator)
-        batch = self.x[src]
+        batch = self.x[src] if self.views is None else self.views[src, self._view_ids(anchors, src, generator)]
         if self.augment is not None:
             batch = self._augmented(batch)
         return src, batch if self.mean is None else (batch - self.mean) / self.scale
+
+    def _view_ids(self, anchors: Tensor, src: Tensor, generator: torch.Generator) -> Tensor:
+        """(B,) which of the V cached views each batch item is."""
+        n_cached, m = self.views.shape[1], anchors.shape[0]
+        offsets = torch.randint(n_cached, (m,), generator=generator, device=src.device)
+        copies = (offsets[None, :] + torch.arange(self.n_views, device=src.device)[:, None]) % n_cached
+        rest = torch.randint(n_cached, (src.shape[0] - copies.numel(),), generator=generator, device=src.device)
+        return torch.cat([copies.reshape(-1), rest])
 
     def _augmented(self, batch: Tensor) -> Tensor:
         """``augment(batch, generator)``, checked: a finite tensor of the batch's shape, dtype and device."""
@@ -126,10 +145,16 @@ def _anchor_batches(n: int, batch_size: int, generator: torch.Generator, device:
     return batches
 
 
+def batches_per_pass(n: int, batch_size: int) -> int:
+    """Steps of one pass over ``n`` anchors in batches of ``batch_size`` (:func:`_anchor_batches`)."""
+    full, tail = divmod(n, batch_size)
+    return full + (1 if 0 < tail and tail >= batch_size // 2 else 0) if full else 1
+
+
 def train_heads(x: Tensor, graph: Optional[NeighborGraph], objective: BatchObjective, settings: TrainSettings,
                 augment: Optional[Augment] = None, mean: Optional[Tensor] = None,
-                scale: Optional[Tensor] = None) -> TrainedHeads:
-    """Train ``settings.n_heads`` heads on ``x`` (N, d) and keep the one of lowest loss.
+                scale: Optional[Tensor] = None, views: Optional[Tensor] = None) -> TrainedHeads:
+    """Train ``settings.n_heads`` heads on ``x`` (N, d) for ``settings.n_iter`` steps; keep the one of lowest loss.
 
     Every step: a batch of anchors, their views and sampled neighbours; the (H,) losses of all
     heads are summed and minimised with Adam; the averaged heads follow with momentum ``ema``.
@@ -143,12 +168,13 @@ def train_heads(x: Tensor, graph: Optional[NeighborGraph], objective: BatchObjec
         settings: the loop's settings.
         augment: optional ``augment(batch, generator) -> batch`` on (B, d) raw features.
         mean, scale: (d,) standardisation of the head inputs, or None.
+        views: optional (N, V, d) cached views of every item; batches draw their inputs from them.
     """
     heads = ClusterHeads(settings.n_heads, x.shape[1], settings.n_clusters, settings.hidden_layer_sizes,
                          torch.Generator().manual_seed(settings.random_state)).to(device=x.device, dtype=x.dtype)
     averaged = copy.deepcopy(heads)
-    batches = _Batches(x, graph, settings, augment, mean, scale)
-    history, steps = _run_epochs(heads, averaged, batches, objective, settings)
+    batches = _Batches(x, graph, settings, augment, mean, scale, views)
+    history, steps = _run_steps(heads, averaged, batches, objective, settings)
     final = averaged if settings.ema > 0 else heads
     head_losses = _score_heads(final, batches, objective, settings)
     best = int(np.argmin(head_losses))
@@ -157,47 +183,61 @@ def train_heads(x: Tensor, graph: Optional[NeighborGraph], objective: BatchObjec
 
 def _progress(settings: TrainSettings) -> Iterable[int]:
     if not settings.verbose:
-        return range(settings.epochs)
+        return range(settings.n_iter)
     from tqdm.auto import tqdm
 
-    return tqdm(range(settings.epochs), desc=settings.description, unit="epoch")
+    return tqdm(range(settings.n_iter), desc=settings.description, unit="step")
 
 
-def _run_epochs(heads: ClusterHeads, averaged: ClusterHeads, batches: _Batches, objective: BatchObjective,
-                settings: TrainSettings) -> Tuple[np.ndarray, int]:
-    """Train ``heads`` (and their average) for ``settings.epochs``; the (epochs, H) loss history and the steps."""
+def _anchor_stream(n: int, batch_size: int, generator: torch.Generator,
+                   device: torch.device) -> Iterator[Tuple[Tensor, bool]]:
+    """Batches of anchors, pass after pass over the data (:func:`_anchor_batches`); the flag marks
+    the last batch of a pass."""
+    while True:
+        batches = _anchor_batches(n, batch_size, generator, device)
+        for index, anchors in enumerate(batches):
+            yield anchors, index == len(batches) - 1
+
+
+def _run_steps(heads: ClusterHeads, averaged: ClusterHeads, batches: _Batches, objective: BatchObjective,
+               settings: TrainSettings) -> Tuple[np.ndarray, int]:
+    """Train ``heads`` (and their average) for ``settings.n_iter`` steps; the (passes, H) mean loss of
+    every pass over the anchors (a last, partial pass included) and the number of steps."""
     x = batches.x
     optimizer = torch.optim.Adam(heads.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
     generator = torch.Generator(device=x.device).manual_seed(settings.random_state + 1)
     schedule = LEARNING_RATE_SCHEDULES[settings.learning_rate_schedule]
-    history = np.zeros((settings.epochs, settings.n_heads))
-    epochs = _progress(settings)
-    steps = 0
-    for epoch in epochs:
+    history: List[np.ndarray] = []
+    total = torch.zeros(settings.n_heads, dtype=x.dtype, device=x.device)
+    in_pass = 0
+    progress = _progress(settings)
+    stream = _anchor_stream(x.shape[0], settings.batch_size, generator, x.device)
+    for step in progress:
+        anchors, last_of_pass = next(stream)
         for group in optimizer.param_groups:
-            group["lr"] = schedule(settings.learning_rate, epoch, settings.epochs)
-        total = torch.zeros(settings.n_heads, dtype=x.dtype, device=x.device)
-        anchor_batches = _anchor_batches(x.shape[0], settings.batch_size, generator, x.device)
-        for anchors in anchor_batches:
-            src, z = batches(anchors, generator)
-            teacher = None
-            if settings.uses_teacher:
-                with torch.no_grad():
-                    teacher = averaged(z) / settings.temperature
-            losses = objective(heads(z) / settings.temperature, src, z, teacher, True)
-            if not bool(torch.isfinite(losses).all()):
-                raise IConError(f"Clustering: the loss became non-finite at epoch {epoch} (learning_rate="
-                                f"{settings.learning_rate} may be too large); got {losses.tolist()}.")
-            optimizer.zero_grad(set_to_none=True)
-            losses.sum().backward()
-            optimizer.step()
-            averaged.update_average(heads, settings.ema)
-            total += losses.detach()
-            steps += 1
-        history[epoch] = (total / len(anchor_batches)).cpu().numpy()
-        if settings.verbose:
-            epochs.set_postfix(loss=float(history[epoch].min()))
-    return history, steps
+            group["lr"] = schedule(settings.learning_rate, step, settings.n_iter)
+        src, z = batches(anchors, generator)
+        teacher = None
+        if settings.uses_teacher:
+            with torch.no_grad():
+                teacher = averaged(z) / settings.temperature
+        losses = objective(heads(z) / settings.temperature, src, z, teacher, True)
+        if not bool(torch.isfinite(losses).all()):
+            raise IConError(f"Clustering: the loss became non-finite at step {step} (learning_rate="
+                            f"{settings.learning_rate} may be too large); got {losses.tolist()}.")
+        optimizer.zero_grad(set_to_none=True)
+        losses.sum().backward()
+        optimizer.step()
+        averaged.update_average(heads, settings.ema)
+        total += losses.detach()
+        in_pass += 1
+        if last_of_pass or step == settings.n_iter - 1:
+            history.append((total / in_pass).cpu().numpy())
+            total.zero_()
+            in_pass = 0
+            if settings.verbose:
+                progress.set_postfix(loss=float(history[-1].min()))
+    return np.stack(history), settings.n_iter
 
 
 def _score_heads(heads: ClusterHeads, batches: _Batches, objective: BatchObjective,

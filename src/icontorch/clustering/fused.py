@@ -1,0 +1,147 @@
+"""The cluster-kernel KL of large batches without (H, B, B) tensors kept for the backward pass.
+
+``KL(p~(.|i) || q~_h(.|i))`` with ``p~ = (1 - alpha_p) p + alpha_p / (B - 1)`` (p sparse: the
+views and graph neighbours of item i in the batch, as a list of pairs) and the cluster kernel
+``q~_h(j|i) = (1 - alpha_q) sum_c phi_ic phi_jc / n_c + alpha_q / B`` (the paper's Debiased
+InfoNCE Clustering, its Table 1 and Def. 2). Expanded, for anchor i of a head:
+
+``KL_i = sum_j p~_ij log p~_ij - (1 - alpha_p) sum_j p_ij log q~_ij
+        - alpha_p / (B - 1) (sum_j log q~_ij - log q~_ii)``.
+
+The first term is a constant of the batch, the second a sum over the pairs (O(H E C) for E pairs),
+the third one row sum of ``log q~`` over the whole batch: :func:`log_kernel_rowsum` computes it
+tile by tile and recomputes the tiles in its backward pass, so the memory is O(H * tile * B) and
+the work a few dense passes over (H, B, B) (two batched products with C columns, one log, one
+division), the same numbers as the dense definition
+(:func:`~icontorch.clustering.objectives.cluster_kernel_kl`, tested equal in float64).
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+
+__all__ = ["log_kernel_rowsum", "pairs_cluster_kernel_kl", "TILE_ENTRIES"]
+
+TILE_ENTRIES = 1 << 24
+"""Entries of one (H, tile, B) block of ``q~`` at most (64 MiB in float32)."""
+
+
+def _tile(h: int, b: int) -> int:
+    return max(1, min(b, TILE_ENTRIES // max(1, h * b)))
+
+
+def _kernel_block(phi_rows: Tensor, psi: Tensor, alpha_q: float, n_items: int) -> Tensor:
+    """``q~`` of the rows ``phi_rows`` (H, t, C) against all items: (H, t, B); floored at the
+    smallest normal float when ``alpha_q = 0``."""
+    if alpha_q > 0.0:
+        offset = torch.full((1, 1, 1), alpha_q / n_items, dtype=phi_rows.dtype, device=phi_rows.device)
+        return torch.baddbmm(offset, phi_rows, psi.transpose(1, 2), alpha=1.0 - alpha_q)
+    return torch.bmm(phi_rows, psi.transpose(1, 2)).clamp_min_(torch.finfo(phi_rows.dtype).tiny)
+
+
+class _LogKernelRowSum(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, phi: Tensor, psi: Tensor, alpha_q: float, n_items: int) -> Tensor:      # noqa: D102
+        h, b, _ = phi.shape
+        out = torch.empty(h, b, dtype=phi.dtype, device=phi.device)
+        tile = _tile(h, psi.shape[1])
+        for start in range(0, b, tile):
+            stop = min(b, start + tile)
+            out[:, start:stop] = _kernel_block(phi[:, start:stop], psi, alpha_q, n_items).log_().sum(2)
+        ctx.save_for_backward(phi, psi)
+        ctx.alpha_q, ctx.n_items = alpha_q, n_items
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tuple[Tensor, Tensor, None, None]:       # noqa: D102
+        phi, psi = ctx.saved_tensors
+        alpha_q, n_items = ctx.alpha_q, ctx.n_items
+        h, b, _ = phi.shape
+        tiny = torch.finfo(phi.dtype).tiny
+        scale = 1.0 - alpha_q if alpha_q > 0.0 else 1.0
+        d_phi, d_psi = torch.empty_like(phi), torch.zeros_like(psi)
+        tile = _tile(h, psi.shape[1])
+        for start in range(0, b, tile):
+            stop = min(b, start + tile)
+            block = _kernel_block(phi[:, start:stop], psi, alpha_q, n_items)
+            if alpha_q > 0.0:
+                g = torch.reciprocal_(block).mul_(grad[:, start:stop, None])
+            else:                       # the floor passes no gradient
+                g = torch.where(block > tiny, grad[:, start:stop, None] / block, torch.zeros_like(block))
+            d_phi[:, start:stop] = torch.bmm(g, psi).mul_(scale)
+            d_psi.baddbmm_(g.transpose(1, 2), phi[:, start:stop], alpha=scale)
+        return d_phi, d_psi, None, None
+
+
+def log_kernel_rowsum(phi: Tensor, psi: Tensor, alpha_q: float, n_items: int) -> Tensor:
+    """``sum_j log q~_h(j|i)`` over the M columns j of ``psi``: an (H, B) tensor, differentiable.
+
+    ``q~_h(j|i) = (1 - alpha_q) <phi_hi, psi_hj> + alpha_q / n_items`` (floored at the smallest
+    normal float when ``alpha_q = 0``). Memory O(H * tile * M) with ``H * tile * M <= TILE_ENTRIES``.
+
+    Args:
+        phi: (H, B, C) soft assignments of the rows i.
+        psi: (H, M, C) ``phi_jc / n_c`` of the columns j.
+        alpha_q: debiasing weight of q in [0, 1].
+        n_items: B, the batch size that ``alpha_q`` spreads over.
+    """
+    return _LogKernelRowSum.apply(phi, psi, float(alpha_q), int(n_items))
+
+
+def _xlogx(x: Tensor) -> Tensor:
+    return torch.where(x > 0, x * x.clamp_min(torch.finfo(x.dtype).tiny).log(), torch.zeros_like(x))
+
+
+def pairs_cluster_kernel_kl(log_phi: Tensor, rows: Tensor, cols: Tensor, p: Tensor, alpha_p: float,
+                            alpha_q: float, columns: Optional[Tensor] = None) -> Tensor:
+    """``(1/|A|) sum_{i in A} KL(p~(.|i) || q~_h(.|i))`` for every head h: an (H,) tensor.
+
+    The same value as :func:`~icontorch.clustering.objectives.cluster_kernel_kl` on the dense p of
+    the pairs (see the module docstring), with memory O(H (E + B) C + H * tile * B) for E pairs.
+    With ``columns`` (M distinct batch items) the uniform part's ``sum_j log q~_ij`` is estimated
+    as ``(B / M) sum_{j in columns} log q~_ij`` (unbiased, as are its gradients; ``n_c`` and every
+    other term stay exact): the dense work drops from H B^2 to H B M.
+
+    Args:
+        log_phi: (H, B, C) log soft assignments.
+        rows, cols: (E,) the pairs ``(i, j)``, ``i != j``, each at most once: j is a neighbour or
+            another view of i in the batch.
+        p: (E,) ``p(j|i)`` of the pairs; the values of one row sum to 1.
+        alpha_p, alpha_q: debiasing weights in [0, 1]. A is the set of rows with a pair.
+        columns: optional (M,) batch items on which the uniform part is evaluated; None: all B.
+    """
+    h, b, _ = log_phi.shape
+    dtype = log_phi.dtype
+    tiny = torch.finfo(dtype).tiny
+    phi = log_phi.exp()
+    psi = phi / phi.sum(1, keepdim=True).clamp_min(tiny)
+    # q~ on the pairs: (H, E), gathered as rows of (B, H C) tables (a contiguous gather, its
+    # gradient an index_add)
+    h_c = h * phi.shape[2]
+    phi_rows = phi.transpose(0, 1).reshape(b, h_c).index_select(0, rows)
+    psi_cols = psi.transpose(0, 1).reshape(b, h_c).index_select(0, cols)
+    q_pairs = (phi_rows * psi_cols).reshape(-1, h, phi.shape[2]).sum(2).T
+    q_pairs = (1.0 - alpha_q) * q_pairs + alpha_q / b if alpha_q > 0.0 else q_pairs.clamp_min(tiny)
+    p = p.to(dtype)
+    degree = torch.bincount(rows, minlength=b)
+    anchors = degree > 0
+    uniform = alpha_p / (b - 1) if b > 1 else 0.0
+    p_mixed = (1.0 - alpha_p) * p + uniform
+    neg_entropy = torch.zeros(b, dtype=dtype, device=log_phi.device).index_add_(0, rows, _xlogx(p_mixed))
+    if uniform > 0.0:
+        off_support = (b - 1 - degree).to(dtype)
+        neg_entropy = neg_entropy + off_support * (uniform * torch.log(torch.tensor(uniform, dtype=dtype)))
+    cross = torch.zeros(h, b, dtype=dtype, device=log_phi.device).index_add_(
+        1, rows, (1.0 - alpha_p) * p * q_pairs.log())
+    if uniform > 0.0:
+        q_self = (phi * psi).sum(2)
+        q_self = (1.0 - alpha_q) * q_self + alpha_q / b if alpha_q > 0.0 else q_self.clamp_min(tiny)
+        if columns is None:
+            row_sums = log_kernel_rowsum(phi, psi, alpha_q, b)
+        else:
+            row_sums = log_kernel_rowsum(phi, psi[:, columns], alpha_q, b) * (b / columns.shape[0])
+        cross = cross + uniform * (row_sums - q_self.log())
+    return (neg_entropy - cross)[:, anchors].mean(1)
