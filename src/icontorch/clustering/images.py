@@ -82,24 +82,34 @@ class ImageClustering(Estimator):
         weight_decay: its weight decay.
         n_views: augmented copies of each image: the views of the clustering stage (``"two_stage"``),
             the pairs of each image in a step (``"iic"``, IIC's repeats).
-        n_neighbors, walk_length, mutual_knn, alpha_p, alpha_q: p's graph and the debiasing weights
-            of :class:`~icontorch.clustering.Clustering` (``"two_stage"``; ``n_neighbors`` also SCAN's).
-        cluster_epochs, n_heads: epochs and heads of the clustering stage (``cluster_epochs=None``:
-            ``Clustering``'s default number of steps).
-        overclustering, n_subheads: IIC's overclustering factor and sub-heads per head.
+        n_neighbors: p's kNN graph, as in :class:`~icontorch.clustering.Clustering` (``"two_stage"``;
+            also SCAN's neighbours).
+        walk_length: p's walk length, as in ``Clustering`` (``"two_stage"``).
+        mutual_knn: p's mutual kNN graph, as in ``Clustering`` (``"two_stage"``).
+        alpha_p: p's debiasing weight, as in ``Clustering`` (``"two_stage"``).
+        alpha_q: q's debiasing weight, as in ``Clustering`` (``"two_stage"``).
+        cluster_epochs: epochs of the clustering stage (None: ``Clustering``'s default number of steps).
+        n_heads: heads of the clustering stage.
+        overclustering: IIC's overclustering factor.
+        n_subheads: IIC's sub-heads per head.
         sobel: IIC's Sobel pre-processing (grey image, then its two gradients).
         random_state: seed of the weights, batches and augmentations; None draws one.
-        device: torch device; n_jobs: torch CPU threads during fit and predict (None: torch's setting).
-        checkpoint: a file written after every training epoch (the encoder's, or IIC's); resume:
-            continue from it (same settings): the result is the uninterrupted run's.
+        device: torch device.
+        n_jobs: torch CPU threads during fit and predict (None: torch's setting).
+        checkpoint: a file written after every training epoch (the encoder's, or IIC's).
+        resume: continue from ``checkpoint`` (same settings): the result is the uninterrupted run's.
         verbose: tqdm progress bars.
 
     Attributes:
-        labels_: (N,) cluster of each training image. encoder_: the trained encoder (or IIC network).
+        labels_: (N,) cluster of each training image.
+        encoder_: the trained encoder (or IIC network).
         clustering_: the fitted :class:`~icontorch.clustering.Clustering` (not ``"iic"``).
-        best_subhead_, subhead_losses_: IIC's kept sub-head and every main sub-head's loss.
-        loss_history_: mean training loss per encoder epoch. image_shape_: (C, H, W).
-        used_views_: whether the clustering stage saw the cached views. fit_seconds_.
+        best_subhead_: IIC's kept sub-head.
+        subhead_losses_: every main sub-head's loss (IIC).
+        loss_history_: mean training loss per encoder epoch.
+        image_shape_: (C, H, W).
+        used_views_: whether the clustering stage saw the cached views.
+        fit_seconds_: wall time of the fit.
     """
 
     def __init__(self, n_clusters: int = 10, *, strategy: str = "two_stage", encoder: Optional[nn.Module] = None,
