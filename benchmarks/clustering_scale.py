@@ -162,7 +162,7 @@ def main() -> None:
         skipped = ["HDBSCAN and spectral clustering beyond digits (their time or memory at 10^5 points)",
                    "Clustering with the exact kNN beyond digits", 'n_clusters="auto" on MNIST-70k',
                    "blobs at N = 10^6, d = 384 or K = 1,000"]
-    slowdown = ""
+    slowdown, done = "", []
     for title, x, y, names in cases:
         if (time.perf_counter() - started) / 60 > args.budget_minutes:
             skipped.append(title)
@@ -174,6 +174,8 @@ def main() -> None:
             print(title, result, flush=True)
             rows.append(result)
         sections.append(f"### {title}\n\n{table(rows, k)}")
+        done.append(title)
+        write(args, started, loads, sections, skipped + [c[0] for c in cases if c[0] not in done])
         if title == digits[0]:
             # slowdown under a competing 2-thread load, digits, the same run
             alone = {r["method"]: r["wall"] for r in rows if r["method"] in ("Clustering (defaults)", "KMeans")}
@@ -190,11 +192,12 @@ def main() -> None:
                 lines.append(f"| {name} | {alone[name]:.1f} | {loaded[name]:.1f} | {loaded[name] / alone[name]:.2f}x |")
             slowdown = ("### Slowdown under a competing load (digits)\n\n" + "\n".join(lines))
             print(slowdown, flush=True)
-    if slowdown:
-        sections.append(slowdown)
-    else:
-        skipped.append("the slowdown under load (it follows the digits fits)")
-    loads.append(load_factor())
+    write(args, started, loads, sections + ([slowdown] if slowdown else []),
+          skipped + ([] if slowdown else ["the slowdown under load (it follows the digits fits)"]))
+
+
+def write(args, started, loads, sections, skipped) -> None:
+    loads = loads + [load_factor()]
     minutes = (time.perf_counter() - started) / 60
     default = Clustering()
     header = (
