@@ -341,7 +341,7 @@ class Clustering(Estimator):
                                    *((mean, scale) if standardize else (None, None)), views=cached)
 
         trained = train(settings)
-        if self.n_clusters == "auto":
+        if isinstance(self.n_clusters, str):              # "auto" (checked above)
             with torch.no_grad(), Threads(n_jobs):
                 phi = _logits(trained.head, x, mean, scale, spec.temperature).softmax(1)
                 n_clusters = estimate_n_clusters(phi, graph)
