@@ -102,12 +102,16 @@ def run(name: str, x: np.ndarray, y: np.ndarray, k: int, seed: int = 0, timeout:
     queue = context.Queue()
     process = context.Process(target=_child, args=(queue, name, k, seed, x))
     process.start()
-    try:
-        labels, wall, found, rss = queue.get(timeout=timeout)
-    except Exception:                                   # timed out or crashed: reported as not finished
-        process.kill()
-        process.join()
-        return dict(method=name, done=False)
+    deadline = time.perf_counter() + timeout
+    while True:                                         # until a result, the process's end, or the timeout
+        try:
+            labels, wall, found, rss = queue.get(timeout=5.0)
+            break
+        except Exception:
+            if not process.is_alive() or time.perf_counter() > deadline:
+                process.kill()
+                process.join()
+                return dict(method=name, done=False)
     process.join()
     scores = clustering_scores(y, labels)
     return dict(method=name, done=True, accuracy=scores["accuracy"], nmi=scores["nmi"], k=found, wall=wall,
