@@ -158,9 +158,9 @@ def main() -> None:
     else:
         x_mnist, y_mnist = load_mnist()
         cases.append(("MNIST-70k pixels (70,000 x 784)", x_mnist, y_mnist, [FAISS, "KMeans", "MiniBatchKMeans"]))
+        cases.append(digits)
         cases.append(("blobs 100,000 x 64, K = 10", *mixture(100_000, 64, 10),
                       [FAISS_AUTO, "KMeans", "MiniBatchKMeans"]))
-        cases.append(digits)
         cases.append(("blobs 100,000 x 64, K = 100", *mixture(100_000, 64, 100),
                       [FAISS, FAISS_AUTO, "KMeans", "MiniBatchKMeans"]))
         skipped = ["HDBSCAN and spectral clustering beyond digits (their time or memory at 10^5 points)",
