@@ -300,9 +300,10 @@ def report(results, ceilings, shapes, sweep, graphs, seeds, sweep_seeds, graph_s
            f"wall times are upper bounds.", "",
            f"icontorch settings: `{Clustering()!r}` = k = {DEFAULT_GRAPH[0]} exact cosine kNN pruned to "
            f"mutual neighbours (each point keeps its nearest), walks of {DEFAULT_GRAPH[1]} more steps, "
-           "alpha_p = alpha_q = 0.6, a linear head on z-scored features, 10 heads (lowest "
-           "loss kept), 64 anchors x (2 views + 2 sampled neighbours) per batch, 30 epochs, Adam "
-           "1e-2, EMA 0.99. Without an `augment` the two views of an anchor are the same vector. "
+           f"alpha_p = alpha_q = 0.6, a linear head on z-scored features, {Clustering().n_heads} heads (lowest "
+           f"loss kept), {Clustering().batch_size} anchors x (2 views + 2 sampled neighbours) per batch, "
+           f"{Clustering().n_iter} steps, the uniform part of p on {Clustering().n_negatives} batch items per "
+           "step, Adam 1e-2, EMA 0.99. Without an `augment` the two views of an anchor are the same vector. "
            f"SCAN and TEMI objectives run on the plain directed kNN graph (k = {DEFAULT_GRAPH[0]}, no pruning, "
            "no walks: their papers' mined neighbours) with the same heads, batches (anchor + 1 kNN), optimiser, "
            "EMA and selection by loss; SCAN's entropy weight is 5, TEMI's beta 0.6 with a prior "

@@ -37,12 +37,16 @@ def overclustering(n: int) -> int:
 
 
 def cluster_affinity(phi: Tensor, graph: NeighborGraph) -> Tensor:
-    """``A = Phi^T W Phi`` (C', C'), symmetrised, in float64; O(E C') for E edges."""
+    """``A = Phi^T W Phi`` (C', C'), symmetrised, in float64; O(E C') time, O(E + N C') memory for E edges."""
     phi = phi.to(torch.float64)
-    rows = torch.repeat_interleave(torch.arange(graph.n_nodes, device=phi.device), graph.degree)
-    weights = (torch.ones(rows.shape[0], dtype=phi.dtype, device=phi.device) if graph.weights is None
+    weights = (torch.ones(graph.indices.shape[0], dtype=phi.dtype, device=phi.device) if graph.weights is None
                else graph.weights.to(phi.dtype))
-    linked = torch.zeros_like(phi).index_add_(0, rows, weights[:, None] * phi[graph.indices])    # W Phi
+    rows = torch.repeat_interleave(torch.arange(graph.n_nodes, device=phi.device), graph.degree)
+    linked = torch.zeros_like(phi)                       # W Phi, by blocks of edges: O(E + N C') memory
+    block = max(1, (1 << 22) // phi.shape[1])
+    for start in range(0, rows.shape[0], block):
+        stop = start + block
+        linked.index_add_(0, rows[start:stop], weights[start:stop, None] * phi[graph.indices[start:stop]])
     affinity = phi.T @ linked
     return (affinity + affinity.T) / 2
 

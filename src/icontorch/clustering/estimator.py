@@ -49,7 +49,7 @@ BATCH_SIZE = 256
 """Default anchors per batch (a batch of ``BATCH_SIZE * (n_views + n_sampled_neighbors)`` items)."""
 N_NEGATIVES = 256
 """Default batch items on which the uniform part of p~ is evaluated per training step."""
-N_ITER = 1000
+N_ITER = 600
 """Default optimiser steps."""
 
 __all__ = ["Clustering", "METHODS"]
@@ -81,8 +81,18 @@ class Clustering(Estimator):
     * ``"scan"``, ``"temi"``: the SCAN and TEMI objectives (baselines, not I-Con), on anchors and
       one sampled kNN each; TEMI's teacher is the EMA head (momentum ``ema``).
 
+    Memory: O(N k^(s+1)) for the walk graph of k neighbours and s walk steps (its edge lists; the
+    exact kNN works in blocks of anchors, O(block * N)), plus O(B^2 + N C) for batches of B items
+    and C clusters (the batch pairs, one (H, tile, M) block of the uniform term at a time, and
+    the (N, C) assignments): never an N x N tensor. Time per step O(H B (E_i + M) C + B d H C)
+    for E_i neighbours of an item in its batch and M = ``n_negatives``, whatever N is.
+
     Args:
-        n_clusters: number of clusters C, 2 <= C <= n.
+        n_clusters: number of clusters C, 2 <= C <= n, or ``"auto"``: the heads over-cluster into
+            ``min(50, n // 3)`` groups, the number of groups is the eigengap of the kNN graph
+            between them (:mod:`~icontorch.clustering.auto`; methods with a graph p and the
+            cluster kernel q only), and the heads are trained again with that many; the result
+            is ``n_clusters_``.
         method: one of the above.
         n_neighbors: k of the exact data-set kNN graph (1 <= k < n); default 6, with
             ``mutual_knn`` pruning it to 3 to 4 neighbours per point on digits and MNIST-5k.
@@ -106,30 +116,40 @@ class Clustering(Estimator):
         n_heads: heads trained together; the one with the lowest final loss on fixed batches is
             kept (never chosen by labels).
         batch_size: anchors per batch (a batch holds ``batch_size * (n_views + n_sampled_neighbors)``
-            items).
+            items: 1,024 with the defaults).
+        n_negatives: batch items M on which the uniform part of p~ (``alpha_p / (B - 1)`` on every
+            other item) is evaluated per training step, an unbiased estimate of its sum over the
+            batch (:func:`~icontorch.clustering.fused.pairs_cluster_kernel_kl`); None: all B items
+            (the exact batch loss, as in the head selection). Everything else is exact.
         n_views: copies of each anchor (augmented views when ``augment`` is given).
         n_sampled_neighbors: neighbours drawn per anchor from its graph row.
-        epochs: passes over the data (every point is an anchor once per epoch).
+        n_iter: optimiser steps (the schedule is in steps, whatever the data-set size).
+        epochs: None, or passes over the data (every point an anchor once per epoch), which then
+            replace ``n_iter``.
         learning_rate: Adam's learning rate.
-        learning_rate_schedule: ``"constant"``, ``"step"`` (halved every ``epochs // 3`` epochs, the
-            paper's) or ``"cosine"``.
+        learning_rate_schedule: ``"constant"``, ``"step"`` (halved after a third and two thirds of
+            the steps, the paper's) or ``"cosine"``.
         weight_decay: Adam's weight decay.
         ema: momentum of the exponential moving average of the heads, which predict (0: off).
         augment: optional ``augment(x, generator) -> x`` applied to every batch of raw (B, d)
             features; ``generator`` is a ``torch.Generator`` on the features' device, seeded from
             ``random_state``.
         standardize: feed the heads z-scored features (the kNN always uses the features as given).
+        knn_backend: ``"exact"`` (chunked brute force, :func:`~icontorch.knn.exact_knn`) or
+            ``"faiss"`` (approximate HNSW, CPU, optional package; :func:`~icontorch.knn.approximate_knn`)
+            for millions of points.
         random_state: seed (int) of initialisation, batches and ``augment``'s generator; None draws one.
         device: torch device of the computation.
         n_jobs: torch CPU threads during ``fit`` and ``predict`` (None: torch's setting; -1: all
-            cores). Batches are small, so on a busy machine 1 is often the fastest.
+            cores).
         verbose: show a progress bar (tqdm).
 
     Numpy integer and float scalars are accepted wherever Python ones are.
 
     Attributes:
         labels_: (n,) cluster of each training point (numpy).
-        loss_history_: (epochs, n_heads) mean training loss per epoch and head.
+        loss_history_: (passes, n_heads) mean training loss per pass over the anchors and head.
+        n_clusters_: the number of clusters (estimated with ``"auto"``).
         head_losses_: (n_heads,) final loss of each (averaged) head on fixed batches.
         best_head_: index of the kept head.
         head_: the kept head (a :class:`~icontorch.clustering.heads.ClusterHeads` with H = 1).
@@ -144,7 +164,7 @@ class Clustering(Estimator):
     def __init__(self, n_clusters: int = 10, *, method: str = "debiased_infonce", n_neighbors: int = 6,
                  walk_length: int = 4, walk_mode: str = "reach", mutual_knn: bool = True, metric: str = "cosine",
                  alpha_p: Optional[float] = None, alpha_q: Optional[float] = None,
-                 hidden_layer_sizes: Sequence[int] = (), n_heads: int = 10, batch_size: int = BATCH_SIZE,
+                 hidden_layer_sizes: Sequence[int] = (), n_heads: int = 5, batch_size: int = BATCH_SIZE,
                  n_views: int = 2, n_sampled_neighbors: int = 2, n_negatives: Optional[int] = N_NEGATIVES,
                  n_iter: int = N_ITER,
                  epochs: Optional[int] = None, learning_rate: float = 1e-2,
@@ -326,7 +346,7 @@ class Clustering(Estimator):
                                    *((mean, scale) if standardize else (None, None)), views=cached)
 
         trained = train(settings)
-        if self.n_clusters == "auto":
+        if isinstance(self.n_clusters, str):              # "auto" (checked above)
             with torch.no_grad(), Threads(n_jobs):
                 phi = _logits(trained.head, x, mean, scale, spec.temperature).softmax(1)
                 n_clusters = estimate_n_clusters(phi, graph)

