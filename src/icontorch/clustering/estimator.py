@@ -80,6 +80,9 @@ class Clustering(Estimator):
     * ``"supervised"``: p uniform over the anchor's class (``fit(X, y)``), q the cluster kernel.
     * ``"scan"``, ``"temi"``: the SCAN and TEMI objectives (baselines, not I-Con), on anchors and
       one sampled kNN each; TEMI's teacher is the EMA head (momentum ``ema``).
+    * ``"contrastive_clustering"``: Li et al. 2021's cluster-level InfoNCE over the columns of the
+      assignments of anchors and one sampled kNN each, minus the entropy of the cluster marginal
+      (:func:`icontorch.methods.contrastive_clustering`; baseline).
 
     Memory: O(N k^(s+1)) for the walk graph of k neighbours and s walk steps (its edge lists; the
     exact kNN works in blocks of anchors, O(block * N)), plus O(B^2 + N C) for batches of B items
