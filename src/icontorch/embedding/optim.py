@@ -20,11 +20,12 @@ from typing import Callable, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
+from .._threads import FitThreads
 from ..neighborhoods.base import KernelNeighborhood, mask_diagonal
 from ..neighborhoods.kernels import KernelProfile
 from .affinity import EdgeAffinity
 from .reference import ReferenceObjective
-from .repulsion import GridInterpolator, exact_sums, kernel_profile, sampled_normaliser
+from .repulsion import GridInterpolator, exact_sums, kernel_profile, ordered_sum, sampled_normaliser
 
 __all__ = ["DenseObjective", "SparseObjective", "ReferenceObjective", "exact_log_normaliser", "gradient_descent",
            "auto_learning_rate", "Callback"]
@@ -181,7 +182,7 @@ class SparseObjective:
             s, g = self.grid(y, ones, total_only=joint)
         else:
             s, g = exact_sums(y, ones, self.profile)
-            s = s.sum(0) if joint else s
+            s = ordered_sum(s) if joint else s
         if joint:
             z = s.sum().clamp_min(1e-30)
             return float(z.log()), g[:, 0] * (2.0 / z)
@@ -269,7 +270,7 @@ def gradient_descent(y: Tensor, objective: Callable[[Tensor, float, bool], Tuple
                      max_grad_norm: Optional[float] = None, recenter: bool = True,
                      callbacks: Union[None, Callback, Sequence[Callback]] = None,
                      callbacks_every_iters: int = 50, verbose: bool = False,
-                     desc: str = "") -> Tuple[Tensor, int, float]:
+                     desc: str = "", threads: Optional[FitThreads] = None) -> Tuple[Tensor, int, float]:
     """t-SNE's optimiser: momentum with per-coordinate gains (Jacobs 1988), as scikit-learn/openTSNE.
 
     ``update <- momentum * update - lr * gains * grad``, ``y <- y + update``.
@@ -288,11 +289,15 @@ def gradient_descent(y: Tensor, objective: Callable[[Tensor, float, bool], Tuple
         callbacks: ``f(iteration, loss, embedding)``, called every ``callbacks_every_iters``
             iterations; a true return value stops the optimisation.
         verbose: show a progress bar with the loss.
+        threads: the fit's thread policy; told of every iteration (:meth:`FitThreads.step`), and
+            set back to the requested count at the end.
 
     Returns:
         ``(embedding, iterations run, last loss)``.
     """
     y = y.detach().clone()
+    if threads is not None:
+        threads.reset()
     update, gains = torch.zeros_like(y), torch.ones_like(y)
     callbacks = _as_list(callbacks)
     total = sum(iters for iters, _ in phases)
@@ -311,8 +316,10 @@ def gradient_descent(y: Tensor, objective: Callable[[Tensor, float, bool], Tuple
                 update, gains = _momentum_step(update, gains, grad, lr, momentum, max_step_norm)
                 y += update
                 if recenter:
-                    y -= y.mean(0)
+                    y -= ordered_sum(y) / y.shape[0]
                 done += 1
+                if threads is not None:
+                    threads.step()
                 progress.step(done, loss)
                 if calling and any([bool(cb(done, loss, y)) for cb in callbacks]):
                     return y, done, loss
@@ -320,4 +327,6 @@ def gradient_descent(y: Tensor, objective: Callable[[Tensor, float, bool], Tuple
                     return y, done, loss
     finally:
         progress.close()
+        if threads is not None:
+            threads.restore_requested()
     return y, done, loss

@@ -24,7 +24,36 @@ from torch import Tensor
 from ..neighborhoods.base import FusedKernel, KernelNeighborhood, Neighborhood
 from ..neighborhoods.kernels import KernelProfile
 
-__all__ = ["kernel_profile", "exact_sums", "GridInterpolator", "sampled_normaliser"]
+__all__ = ["kernel_profile", "exact_sums", "GridInterpolator", "sampled_normaliser", "ordered_sum",
+           "ordered_logsumexp"]
+
+_BLOCK = 4096     # rows summed per block by ordered_sum
+
+
+def ordered_sum(v: Tensor) -> Tensor:
+    """``sum_i v_i`` over the first axis, added in an order that does not depend on torch's threads.
+
+    torch splits a long reduction into one part per thread, so ``v.sum(0)`` rounds differently
+    with 1 and with 2 threads; a t-SNE run amplifies such last-bit differences into another map.
+    Here each block of 4,096 rows is summed by one thread (a reduction with several outputs is
+    split by output, not inside one), and the block sums again the same way, so a fit whose
+    thread count changes while it runs (:class:`icontorch._threads.FitThreads`) stays
+    reproducible.
+    """
+    while v.shape[0] > _BLOCK:
+        pad = (-v.shape[0]) % _BLOCK
+        if pad:
+            v = torch.cat([v, v.new_zeros((pad,) + tuple(v.shape[1:]))])
+        v = v.reshape((-1, _BLOCK) + tuple(v.shape[1:])).sum(1)
+    return v.sum(0)
+
+
+def ordered_logsumexp(v: Tensor) -> Tensor:
+    """``log sum_i exp(v_i)`` of a 1-D tensor through :func:`ordered_sum` (thread-count invariant)."""
+    top = v.detach().max()
+    if not bool(torch.isfinite(top)):
+        return torch.logsumexp(v, 0)
+    return top + ordered_sum((v - top).exp()).log()
 
 
 def kernel_profile(kernel: Neighborhood) -> Optional[KernelProfile]:
@@ -245,9 +274,10 @@ class GridInterpolator:
             # <g, k * g> = (1 / L^dim) sum_f k^(f) |g^(f)|^2 (Parseval); the half spectrum counts
             # twice every frequency of the last axis but 0 and (for even L) L/2.
             c = charge_spectrum[0, :n_charges]
-            power = ((c.real.square() + c.imag.square()) * self._parseval_weight(spectrum, length, y)).sum(
-                tuple(range(-dim, 0)))
-            s = power / length ** dim - w0 * charges.square().sum(0)
+            power = (c.real.square() + c.imag.square()) * self._parseval_weight(spectrum, length, y)
+            for _ in range(dim):       # axis by axis: many outputs each time, so thread-count invariant
+                power = power.sum(-1)
+            s = power / length ** dim - w0 * ordered_sum(charges.square())
         elif with_value:
             potential = self._node_potentials(spectrum[:1], charge_spectrum[:, :n_charges], size, dim,
                                               length)
@@ -303,6 +333,7 @@ def sampled_normaliser(y: Tensor, kernel: KernelNeighborhood, joint: bool, n_neg
     j = j + (j >= torch.arange(n, device=y.device).unsqueeze(1)).long()
     logits = kernel.logits(y, y[j])                                          # (n, m)
     scale = math.log((n - 1) / m)
+    rows = torch.logsumexp(logits, 1)          # row by row, then ordered: thread-count invariant
     if joint:
-        return torch.logsumexp(logits.reshape(-1), 0) + scale
-    return (torch.logsumexp(logits, 1) + scale).mean()
+        return ordered_logsumexp(rows) + scale
+    return ordered_sum(rows) / n + scale
