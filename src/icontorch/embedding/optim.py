@@ -160,7 +160,8 @@ class SparseObjective:
         d = diff.square().sum(0)
         # the value only reports the loss (the gradient needs just phi'), so it is skipped when not asked
         value = -0.5 * (self.a_value * self.profile.log_w(d)).sum() if with_value else d.new_tensor(math.nan)
-        coef = self.a_value * self.profile.dlog_w(d)
+        coef = self.profile.dlog_w(d, inplace=True)          # d is not needed any more
+        coef = coef.mul_(self.a_value) if isinstance(coef, Tensor) else self.a_value * coef
         with warnings.catch_warnings():     # "sparse CSR support is in beta": it is all we use
             warnings.simplefilter("ignore", UserWarning)
             matrix = torch.sparse_csr_tensor(self.crow, self.col, coef, (y.shape[0],) * 2,
