@@ -23,7 +23,6 @@ from torch import Tensor
 
 from .._validation import IConError, fail, is_integer
 from ..distances import exponent_of, times_power_of_two
-from ..knn import exact_knn
 from ..neighborhoods.base import Neighborhood
 from ..neighborhoods.spatial import KNN, PerplexityGaussian
 from ..transforms import Symmetrize
@@ -131,7 +130,7 @@ def nearest_neighbors(x: Tensor, n_neighbors: int, y: Optional[Tensor] = None,
     """The (n, n_neighbors) indices j of the smallest ``||x_i - y_j||^2`` for each row i of x
     (``y`` defaults to ``x``, with j = i excluded).
 
-    ``knn_backend="exact"``: :func:`icontorch.knn.exact_knn` (chunked brute force; GPU-friendly).
+    ``knn_backend="exact"``: chunked brute force (one fused product and top-k per block; GPU-friendly).
     ``knn_backend="faiss"``: an HNSW graph (faiss, optional, CPU; approximate), for millions of
     points.
     """
