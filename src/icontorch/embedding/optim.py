@@ -38,12 +38,15 @@ def exact_log_normaliser(y: Tensor, kernel: KernelNeighborhood, joint: bool,
     """``log sum_{i != j} w_ij`` (joint) or ``(1/n) sum_i log sum_{j != i} w_ij``, all pairs, exactly.
 
     Chunks of anchors keep the memory at O(n * chunk). A Student-t kernel (heavy-tailed: no
-    underflow) is summed directly from coordinate differences with float64 accumulation; any
-    other kernel goes through ``kernel.logits`` and a float64 log-sum-exp.
+    underflow) is summed directly from coordinate differences with float64 accumulation; for a
+    joint q only the pairs ``i < j`` are visited (``w`` is symmetric: the sum is twice theirs).
+    Any other kernel goes through ``kernel.logits`` and a float64 log-sum-exp.
     """
     n = y.shape[0]
     profile = kernel_profile(kernel)
     y = y.detach()
+    if profile is not None and profile.kind == "student_t" and joint:
+        return math.log(_student_t_pair_sum(y, profile, chunk))
     row_log = []
     with torch.no_grad():
         for start in range(0, n, chunk):
@@ -63,6 +66,24 @@ def exact_log_normaliser(y: Tensor, kernel: KernelNeighborhood, joint: bool,
                 row_log.append(torch.logsumexp(logits, 1))
     lse = torch.cat(row_log)
     return float(torch.logsumexp(lse, 0)) if joint else float(lse.mean())
+
+
+def _student_t_pair_sum(y: Tensor, profile: KernelProfile, chunk: int) -> float:
+    """``sum_{i != j} w_ij`` of a Student-t kernel as ``2 sum_{i < j} w_ij``, in float64 accumulation."""
+    n, total = y.shape[0], 0.0
+    with torch.no_grad():
+        for start in range(0, n, chunk):
+            block, rest = y[start:start + chunk], y[start:]
+            d = (block[:, :1] - rest[:, 0]).square_()
+            for axis in range(1, y.shape[1]):
+                d += (block[:, axis:axis + 1] - rest[:, axis]).square_()
+            w = profile.block_w(d)
+            # the block's own square holds each of its pairs twice and its diagonal once
+            rows = torch.arange(block.shape[0], device=y.device)
+            w[rows, rows] = 0.0
+            own = float(w[:, :block.shape[0]].sum(dtype=torch.float64))
+            total += 2.0 * float(w[:, block.shape[0]:].sum(dtype=torch.float64)) + own
+    return total
 
 
 class DenseObjective:
