@@ -24,8 +24,8 @@ from torch import Tensor
 from ..neighborhoods.base import FusedKernel, KernelNeighborhood, Neighborhood
 from ..neighborhoods.kernels import KernelProfile
 
-__all__ = ["kernel_profile", "exact_sums", "GridInterpolator", "sampled_normaliser", "ordered_sum",
-           "ordered_logsumexp"]
+__all__ = ["kernel_profile", "exact_sums", "GridInterpolator", "sampled_normaliser", "sampled_log_row_sums",
+           "ordered_sum", "ordered_logsumexp"]
 
 _BLOCK = 4096     # rows summed per block by ordered_sum
 
@@ -320,20 +320,35 @@ class GridInterpolator:
         return evaluate
 
 
-def sampled_normaliser(y: Tensor, kernel: KernelNeighborhood, joint: bool, n_negatives: int,
-                       generator: torch.Generator) -> Tensor:
-    """``log Z`` (joint) or ``mean_i log Z_i`` estimated from ``n_negatives`` random j per anchor.
+def sampled_log_row_sums(y: Tensor, kernel: KernelNeighborhood, n_negatives: int,
+                         generator: torch.Generator) -> Tensor:
+    """``log Z^_i`` (n,) with ``Z^_i = (n - 1) / m sum_s w(y_i - y_{j_s})``, the j_s drawn uniformly
+    (with replacement) from the points other than i.
 
-    ``Z_i ~ (n - 1) / m * sum_s w(y_i - y_{j_s})`` with the j_s uniform over the points other than
-    i; a differentiable function of ``y`` through ``kernel.logits`` (any kernel, any dimension).
+    Each ``Z^_i`` is an unbiased estimate of ``Z_i = sum_{j != i} w_ij`` (each draw has mean
+    ``Z_i / (n - 1)``), and so is its gradient in ``y`` of ``grad Z_i``; ``sum_i Z^_i`` is unbiased
+    for the joint normaliser ``Z`` (tests/embedding/test_sampled_unbiased.py checks both).
     """
     n = y.shape[0]
     m = n_negatives
     j = torch.randint(0, n - 1, (n, m), generator=generator, device="cpu").to(y.device)
     j = j + (j >= torch.arange(n, device=y.device).unsqueeze(1)).long()
     logits = kernel.logits(y, y[j])                                          # (n, m)
-    scale = math.log((n - 1) / m)
-    rows = torch.logsumexp(logits, 1)          # row by row, then ordered: thread-count invariant
+    return torch.logsumexp(logits, 1) + math.log((n - 1) / m)
+
+
+def sampled_normaliser(y: Tensor, kernel: KernelNeighborhood, joint: bool, n_negatives: int,
+                       generator: torch.Generator) -> Tensor:
+    """``log Z^`` (joint, ``Z^ = sum_i Z^_i``) or ``mean_i log Z^_i`` from ``n_negatives`` random j per
+    anchor (:func:`sampled_log_row_sums`); a differentiable function of ``y`` through
+    ``kernel.logits`` (any kernel, any dimension).
+
+    ``Z^`` and its gradient are unbiased; the repulsive force ``grad log Z^ = grad Z^ / Z^`` is a
+    ratio of two unbiased sums over ``n * n_negatives`` draws, so its relative bias is of the order
+    of ``1 / (n * n_negatives)`` of the draws' relative variance (the log is the loss's, not an
+    estimate of ``log Z`` without bias).
+    """
+    rows = sampled_log_row_sums(y, kernel, n_negatives, generator)      # ordered: thread-count invariant
     if joint:
-        return ordered_logsumexp(rows) + scale
-    return ordered_sum(rows) / n + scale
+        return ordered_logsumexp(rows)
+    return ordered_sum(rows) / y.shape[0]
