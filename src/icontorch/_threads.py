@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import torch
 
@@ -45,11 +45,12 @@ class FitThreads:
         probe: iterations timed per candidate count in a probe (the fastest of them counts).
         period: iterations between the first probes; doubles while the winner stays the same.
         max_period: the longest stretch without a probe.
+        clock: the timer (seconds).
     """
 
     def __init__(self, n_jobs: Optional[int], adaptive: bool = True, probe: int = 2, period: int = 25,
-                 max_period: int = 200) -> None:
-        self.n_jobs, self.adaptive = n_jobs, adaptive
+                 max_period: int = 200, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.n_jobs, self.adaptive, self.clock = n_jobs, adaptive, clock
         self.probe, self.base_period, self.max_period = probe, period, max_period
         self.previous = torch.get_num_threads()
         self.history: List[int] = []     # the thread count of every iteration timed by step()
@@ -78,7 +79,7 @@ class FitThreads:
         self._plan: List[int] = self._probe_plan()
         self._times: Dict[int, float] = {}
         self._probing, self._countdown = False, self.period
-        self._last = time.perf_counter()
+        self._last = self.clock()
         self._warm = False           # the first iteration of a loop builds caches: not timed
 
     def restore_requested(self) -> None:
@@ -99,7 +100,7 @@ class FitThreads:
 
     def step(self) -> None:
         """Call after each iteration: times it and sets the thread count of the next one."""
-        now = time.perf_counter()
+        now = self.clock()
         elapsed, self._last = now - self._last, now
         self.history.append(self.current)
         if not self.adaptive or len(self.candidates) == 1:
@@ -110,7 +111,7 @@ class FitThreads:
             best = self._times.get(self.current)
             self._times[self.current] = elapsed if best is None else min(best, elapsed)
         self._advance()
-        self._last = time.perf_counter()
+        self._last = self.clock()
 
     def _advance(self) -> None:
         if self._plan:
