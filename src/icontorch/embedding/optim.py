@@ -196,7 +196,9 @@ class SparseObjective:
         joint = self.affinity.joint
         if self.repulsion == "sampled":
             yg = y.detach().requires_grad_(True)
-            value = sampled_normaliser(yg, self.kernel, joint, self.n_negatives, self.generator)
+            # p's edges (sorted by row, then col) are summed exactly, the rest sampled
+            value = sampled_normaliser(yg, self.kernel, joint, self.n_negatives, self.generator,
+                                       neighbors=(self.row, self.col))
             (grad,) = torch.autograd.grad(value, yg)
             return float(value.detach()), grad
         ones = y.new_ones(n, 1)

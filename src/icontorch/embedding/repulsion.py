@@ -321,24 +321,45 @@ class GridInterpolator:
 
 
 def sampled_log_row_sums(y: Tensor, kernel: KernelNeighborhood, n_negatives: int,
-                         generator: torch.Generator) -> Tensor:
+                         generator: torch.Generator,
+                         neighbors: Optional[Tuple[Tensor, Tensor]] = None) -> Tensor:
     """``log Z^_i`` (n,) with ``Z^_i = (n - 1) / m sum_s w(y_i - y_{j_s})``, the j_s drawn uniformly
     (with replacement) from the points other than i.
 
     Each ``Z^_i`` is an unbiased estimate of ``Z_i = sum_{j != i} w_ij`` (each draw has mean
     ``Z_i / (n - 1)``), and so is its gradient in ``y`` of ``grad Z_i``; ``sum_i Z^_i`` is unbiased
     for the joint normaliser ``Z`` (tests/embedding/test_sampled_unbiased.py checks both).
+
+    ``neighbors``: optional ``(row, col)`` pairs, sorted by row then col, of each anchor's fixed
+    neighbours (the edges of p): their ``w_ij`` are summed exactly and the draws that hit them
+    count 0, ``Z^_i = sum_{j in N(i)} w_ij + (n - 1) / m sum_s [j_s not in N(i)] w_{i j_s}`` (still
+    unbiased). The near points, which carry most of ``Z_i`` once the map has formed, are then never
+    missing from the estimate; without them a draw of only far points gives a Gaussian kernel's
+    softmax all its weight on those and a force that grows with the distance (the map runs away).
     """
     n = y.shape[0]
     m = n_negatives
     j = torch.randint(0, n - 1, (n, m), generator=generator, device="cpu").to(y.device)
-    j = j + (j >= torch.arange(n, device=y.device).unsqueeze(1)).long()
-    logits = kernel.logits(y, y[j])                                          # (n, m)
-    return torch.logsumexp(logits, 1) + math.log((n - 1) / m)
+    anchors = torch.arange(n, device=y.device).unsqueeze(1)
+    j = j + (j >= anchors).long()
+    logits = kernel.logits(y, y[j]) + math.log((n - 1) / m)                 # (n, m)
+    if neighbors is None:
+        return torch.logsumexp(logits, 1)
+    row, col = neighbors
+    keys = row * n + col
+    drawn = (anchors * n + j).reshape(-1)
+    at = torch.searchsorted(keys, drawn).clamp_(max=keys.numel() - 1)
+    logits = logits.masked_fill((keys[at] == drawn).reshape(n, m), float("-inf"))
+    edge_logits = kernel.logits(y[row], y[col].unsqueeze(1))[:, 0]          # (nnz,)
+    shift = logits.detach().amax(1).scatter_reduce(0, row, edge_logits.detach(), "amax")
+    shift = torch.where(torch.isfinite(shift), shift, torch.zeros_like(shift))
+    total = (logits - shift.unsqueeze(1)).exp().sum(1).index_add(0, row, (edge_logits - shift[row]).exp())
+    return total.log() + shift
 
 
 def sampled_normaliser(y: Tensor, kernel: KernelNeighborhood, joint: bool, n_negatives: int,
-                       generator: torch.Generator) -> Tensor:
+                       generator: torch.Generator,
+                       neighbors: Optional[Tuple[Tensor, Tensor]] = None) -> Tensor:
     """``log Z^`` (joint, ``Z^ = sum_i Z^_i``) or ``mean_i log Z^_i`` from ``n_negatives`` random j per
     anchor (:func:`sampled_log_row_sums`); a differentiable function of ``y`` through
     ``kernel.logits`` (any kernel, any dimension).
@@ -348,7 +369,7 @@ def sampled_normaliser(y: Tensor, kernel: KernelNeighborhood, joint: bool, n_neg
     of ``1 / (n * n_negatives)`` of the draws' relative variance (the log is the loss's, not an
     estimate of ``log Z`` without bias).
     """
-    rows = sampled_log_row_sums(y, kernel, n_negatives, generator)      # ordered: thread-count invariant
+    rows = sampled_log_row_sums(y, kernel, n_negatives, generator, neighbors)
     if joint:
         return ordered_logsumexp(rows)
     return ordered_sum(rows) / y.shape[0]
