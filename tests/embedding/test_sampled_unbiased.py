@@ -11,6 +11,7 @@ has the power to see a bias that small.
 
 import math
 
+import numpy as np
 import torch
 
 from icontorch import Gaussian, StudentT
@@ -118,3 +119,16 @@ def test_the_estimate_with_exact_neighbours_is_unbiased_and_tighter():
     assert z_row.abs().max() < K
     _, se_plain = _z_scores(_values(y, kernel, m=8, seed=5), z_rows)
     assert bool((se <= se_plain).all()) and float((se / se_plain).mean()) < 0.5
+
+
+def test_sne_sampled_does_not_run_away_on_duplicate_heavy_data():
+    """8 distinct points, 75 copies each: with only sampled negatives a draw of far points alone gave
+    the Gaussian kernel's softmax all its weight and a force growing with the distance (KL 98.6, the
+    map 434 units wide, before p's edges were summed exactly)."""
+    from icontorch import SNE
+
+    x = (np.random.default_rng(0).random((600, 3)) > .5).astype(np.float32)
+    est = SNE(algorithm="sampled", random_state=0, early_exaggeration_iter=100, n_iter=200, n_negatives=16,
+              n_jobs=1).fit(x)
+    assert est.kl_divergence_ < 0.5
+    assert np.abs(est.embedding_).max() < 50
