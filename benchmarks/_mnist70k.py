@@ -109,18 +109,21 @@ def run_quiet_and_busy(x, y, threads: int, repeats: int, busy_repeats: int, kl: 
     fits = _fits(threads)
     for phase, count in (("quiet", repeats), ("busy", busy_repeats)):
         results: Dict[str, List[float]] = {label: [] for label in fits}
+        loads: Dict[str, List[Tuple[float, float]]] = {}
         maps: Dict[str, np.ndarray] = {}
         for _ in range(count):
             for label, fit in fits.items():
+                load_before = os.getloadavg()[0]
                 if phase == "busy":
                     with Competitor():
                         emb, secs = _timed(lambda: fit(x))
                 else:
                     emb, secs = _timed(lambda: fit(x))
+                loads.setdefault(label, []).append((load_before, os.getloadavg()[0]))
                 results[label].append(secs)
                 maps.setdefault(label, emb)
                 print(phase, label, f"{secs:.1f} s", flush=True)
-        state[phase] = {label: {"times": results[label], "kl": kl(maps[label]),
+        state[phase] = {label: {"times": results[label], "kl": kl(maps[label]), "loads": loads[label],
                                 "acc": knn_accuracy(maps[label], y, 10)} for label in fits}
         print(state[phase], flush=True)
         report()
@@ -180,15 +183,16 @@ def section(state: dict, command: str) -> str:
     ]
     quiet, busy = state.get("quiet"), state.get("busy")
     if quiet:
-        lines += ["| load | method | time (s): runs | KL (one P) | 10-NN acc | slowdown under load |",
-                  "|---|---|---|---|---|---|"]
+        lines += ["| load | method | time (s): runs | 1-min load average: start-end of each run | KL (one P) | "
+                  "10-NN acc | slowdown under load |", "|---|---|---|---|---|---|---|"]
         for phase, table in (("as found", quiet), ("+ competing 2-thread matmul loop", busy or {})):
             for label, r in table.items():
                 slow = ""
                 if phase != "as found" and label in quiet:
                     slow = f"{np.median(r['times']) / np.median(quiet[label]['times']):.2f}x"
                 times = ", ".join(f"{t:.1f}" for t in r["times"])
-                lines.append(f"| {phase} | {label} | {times} | {r['kl']:.3f} | {r['acc']:.3f} | {slow} |")
+                loads = ", ".join(f"{a:.1f}-{b:.1f}" for a, b in r["loads"])
+                lines.append(f"| {phase} | {label} | {times} | {loads} | {r['kl']:.3f} | {r['acc']:.3f} | {slow} |")
         labels = list(quiet)
         ratio = np.median(quiet[labels[0]]["times"]) / np.median(quiet[labels[1]]["times"])
         lines += ["", f"Time ratio icontorch / openTSNE (medians, as found): {ratio:.2f}x."]
