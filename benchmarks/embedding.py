@@ -20,6 +20,9 @@ Threads: icontorch and openTSNE run with ``n_jobs`` = ``--threads`` and, when th
     python benchmarks/embedding.py --quick    # small subsets and few iterations: a check that all runs
     python benchmarks/embedding.py --parametric-only   # rerun the parametric rows and the held-out
                                                        # table, keep the other rows of the section
+    python benchmarks/embedding.py --mnist70k --repeats 1   # all 70,000 MNIST digits, quiet and
+                                                            # busy, and the 60,000 / 10,000 protocol
+                                                            # (its own section; benchmarks/_mnist70k.py)
 """
 
 from __future__ import annotations
@@ -274,7 +277,15 @@ def main() -> None:
     parser.add_argument("--parametric-only", action="store_true", help="rerun only the parametric rows "
                         "and the held-out table; keep the other rows of the recorded section")
     parser.add_argument("--large-child", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--mnist70k", action="store_true", help="only the MNIST-70k section")
+    parser.add_argument("--busy-repeats", type=int, default=1, help="MNIST-70k: runs under the competing load")
+    parser.add_argument("--no-held-out", action="store_true", help="MNIST-70k: skip the 60,000 / 10,000 protocol")
     args = parser.parse_args()
+    if args.mnist70k:
+        from _mnist70k import main as mnist70k
+
+        mnist70k(args)
+        return
     if args.quick:
         args.repeats = 1
     if args.large_child:

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from .._validation import IConError, fail, is_integer
-from ..knn import exact_knn
+from ..distances import exponent_of, times_power_of_two
 from ..neighborhoods.base import Neighborhood
 from ..neighborhoods.spatial import KNN, PerplexityGaussian
 from ..transforms import Symmetrize
@@ -130,16 +130,12 @@ def nearest_neighbors(x: Tensor, n_neighbors: int, y: Optional[Tensor] = None,
     """The (n, n_neighbors) indices j of the smallest ``||x_i - y_j||^2`` for each row i of x
     (``y`` defaults to ``x``, with j = i excluded).
 
-    ``knn_backend="exact"``: :func:`icontorch.knn.exact_knn` (chunked brute force; GPU-friendly).
+    ``knn_backend="exact"``: chunked brute force (one fused product and top-k per block; GPU-friendly).
     ``knn_backend="faiss"``: an HNSW graph (faiss, optional, CPU; approximate), for millions of
     points.
     """
     if knn_backend == "exact":
-        m = x.shape[0] if y is None else y.shape[0]
-        # anchors per block: about 2^25 distances (128 MiB in float32) at a time
-        idx, _ = exact_knn(x, n_neighbors, y=y, metric="squared_euclidean",
-                           chunk_size=max(1, 2 ** 25 // m))
-        return idx
+        return _exact_neighbors(x, n_neighbors, y)
     try:
         import faiss
     except ImportError:
@@ -164,6 +160,35 @@ def nearest_neighbors(x: Tensor, n_neighbors: int, y: Optional[Tensor] = None,
         raise IConError(f"{who}: the faiss search found fewer than {n_neighbors} neighbours for some points; "
                         f"use knn_backend='exact'.")
     return found.to(x.device)
+
+
+def _exact_neighbors(x: Tensor, n_neighbors: int, y: Optional[Tensor] = None,
+                     block_entries: int = 1 << 24) -> Tensor:
+    """The exact kNN of :func:`nearest_neighbors`: per block of anchors one fused product
+    ``2 x_i . y_j - ||y_j||^2`` (``||x_i||^2`` is the same for all j of a row, so it is left out
+    of the ranking) and a top-k; the self pair masked when ``y`` is None.
+
+    The points are first scaled by one power of two (exact) so that tiny or huge coordinates
+    neither under- nor overflow (as :func:`icontorch.knn.most_similar`).
+    """
+    ref = x if y is None else y
+    exponent = exponent_of(x, ref)
+    xs, rs = times_power_of_two(x, -exponent), times_power_of_two(ref, -exponent)
+    norms = rs.square().sum(1).neg_().unsqueeze(0)                      # (1, m): -||y_j||^2
+    rs_t = rs.T.contiguous()
+    m = rs.shape[0]
+    chunk = max(1, min(xs.shape[0], block_entries // max(1, m)))
+    out = torch.empty(xs.shape[0], n_neighbors, dtype=torch.long, device=x.device)
+    with torch.no_grad():
+        for start in range(0, xs.shape[0], chunk):
+            stop = min(xs.shape[0], start + chunk)
+            score = torch.addmm(norms, xs[start:stop], rs_t, alpha=2.0)    # (b, m), larger = nearer
+            if y is None:
+                rows = torch.arange(stop - start, device=x.device)
+                score[rows, rows + start] = float("-inf")
+            out[start:stop] = score.topk(n_neighbors, dim=1, sorted=False)[1]
+            del score
+    return out
 
 
 def knn_affinity(p: Neighborhood, x: Tensor, n_neighbors: int, who: str,

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._estimator_base import ArrayLike, Estimator, Threads, as_tensor, check_n_jobs, like_input, pca_init
+from .._estimator_base import ArrayLike, Estimator, as_tensor, check_n_jobs, like_input, pca_init
+from .._threads import FitThreads
 from .._validation import (
     IConError,
     check_choice,
@@ -203,8 +204,8 @@ class NeighborEmbeddingBase(Estimator):
                             f"distances must fit {x.dtype}); got values up to {top:.3g}.")
         return y0
 
-    def _threads(self) -> "Threads":
-        return Threads(check_n_jobs(type(self).__name__, self.n_jobs))
+    def _threads(self) -> FitThreads:
+        return FitThreads(check_n_jobs(type(self).__name__, self.n_jobs))
 
     def fit(self, X: ArrayLike, y: Any = None) -> "NeighborEmbeddingBase":
         """Fit the embedding of ``X`` (n_samples, n_features); ``y`` is ignored.
@@ -213,10 +214,10 @@ class NeighborEmbeddingBase(Estimator):
         raises or is interrupted (Ctrl-C, ``KeyboardInterrupt`` from a callback) leaves the
         estimator as it was (:meth:`~icontorch._estimator_base.Estimator._fit_transaction`).
         """
-        with self._threads():
-            return self._fit_transaction(lambda work: work._fit(X))
+        with self._threads() as threads:
+            return self._fit_transaction(lambda work: work._fit(X, threads))
 
-    def _fit(self, X: ArrayLike) -> "NeighborEmbeddingBase":
+    def _fit(self, X: ArrayLike, threads: FitThreads) -> "NeighborEmbeddingBase":
         s = self._settings()
         who = type(self).__name__
         self._device, self._generator = self._check_params(s)
@@ -240,7 +241,11 @@ class NeighborEmbeddingBase(Estimator):
         if y0 is None:
             self._fit_parametric(s, x, p, kernel, joint, algorithm, phases)
         else:
-            self._fit_table(s, x, y0, p, kernel, joint, algorithm, phases)
+            # the FFT objective gives the same numbers with any thread count (ordered sums; pinned
+            # by tests/embedding/test_threads.py), so its count may follow the machine's load; the
+            # others keep the requested count (the sampled gradient's scatter is not invariant)
+            threads.adaptive = algorithm == "fft"
+            self._fit_table(s, x, y0, p, kernel, joint, algorithm, phases, threads)
         if not np.isfinite(self.embedding_).all() or not np.isfinite(self.kl_divergence_):
             raise IConError(f"{who}: the optimisation diverged (non-finite embedding after {self.n_iter_} "
                             f"iterations); learning_rate={s.learning_rate!r} or early_exaggeration="
@@ -250,7 +255,7 @@ class NeighborEmbeddingBase(Estimator):
         return self
 
     def _fit_table(self, s: Settings, x: Tensor, y0: Tensor, p: Neighborhood, kernel: KernelNeighborhood,
-                   joint: bool, algorithm: str, phases: list) -> None:
+                   joint: bool, algorithm: str, phases: list, threads: FitThreads) -> None:
         if algorithm == "exact":
             objective: Any = DenseObjective(dense_affinity(p, x, joint, type(self).__name__), kernel, joint)
         else:
@@ -258,7 +263,7 @@ class NeighborEmbeddingBase(Estimator):
             objective = SparseObjective(affinity, kernel, algorithm, s.n_negatives, self._generator)
         y, done, _ = gradient_descent(y0, objective, phases, s.learning_rate, callbacks=s.callbacks,
                                       callbacks_every_iters=s.callbacks_every_iters,
-                                      verbose=s.verbose, desc=type(self).__name__)
+                                      verbose=s.verbose, desc=type(self).__name__, threads=threads)
         self.n_iter_ = done
         self.kl_divergence_ = objective.kl(y) if bool(torch.isfinite(y).all()) else float("nan")
         self.mapper_ = EmbeddingTable(x.shape[0], s.n_components, init=y.cpu())

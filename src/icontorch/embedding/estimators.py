@@ -69,7 +69,10 @@ class NeighborEmbedding(NeighborEmbeddingBase):
         random_state: seed (int) or None.
         device: torch device of the computation (``"cpu"``, ``"cuda"``, ...).
         n_jobs: CPU threads for torch during ``fit`` and ``transform`` (restored afterwards);
-            -1 for all cores, None to leave torch's setting.
+            -1 for all cores, None to leave torch's setting. With ``algorithm="fft"`` the fit
+            times its iterations and runs stretches of them on 1 thread while that is faster (a
+            busy machine: other jobs on the cores stall multi-threaded small operations); the
+            map is the same whatever the count (:mod:`icontorch._threads`).
         verbose: show a progress bar with the loss.
         callbacks: ``f(iteration, loss, embedding)`` or a list (tuple, set) of them, called every
             ``callbacks_every_iters`` iterations; a true return value stops the fit (the result

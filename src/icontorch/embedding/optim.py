@@ -20,11 +20,12 @@ from typing import Callable, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
+from .._threads import FitThreads
 from ..neighborhoods.base import KernelNeighborhood, mask_diagonal
 from ..neighborhoods.kernels import KernelProfile
 from .affinity import EdgeAffinity
 from .reference import ReferenceObjective
-from .repulsion import GridInterpolator, exact_sums, kernel_profile, sampled_normaliser
+from .repulsion import GridInterpolator, exact_sums, kernel_profile, ordered_sum, sampled_normaliser
 
 __all__ = ["DenseObjective", "SparseObjective", "ReferenceObjective", "exact_log_normaliser", "gradient_descent",
            "auto_learning_rate", "Callback"]
@@ -37,12 +38,15 @@ def exact_log_normaliser(y: Tensor, kernel: KernelNeighborhood, joint: bool,
     """``log sum_{i != j} w_ij`` (joint) or ``(1/n) sum_i log sum_{j != i} w_ij``, all pairs, exactly.
 
     Chunks of anchors keep the memory at O(n * chunk). A Student-t kernel (heavy-tailed: no
-    underflow) is summed directly from coordinate differences with float64 accumulation; any
-    other kernel goes through ``kernel.logits`` and a float64 log-sum-exp.
+    underflow) is summed directly from coordinate differences with float64 accumulation; for a
+    joint q only the pairs ``i < j`` are visited (``w`` is symmetric: the sum is twice theirs).
+    Any other kernel goes through ``kernel.logits`` and a float64 log-sum-exp.
     """
     n = y.shape[0]
     profile = kernel_profile(kernel)
     y = y.detach()
+    if profile is not None and profile.kind == "student_t" and joint:
+        return math.log(_student_t_pair_sum(y, profile, chunk))
     row_log = []
     with torch.no_grad():
         for start in range(0, n, chunk):
@@ -62,6 +66,24 @@ def exact_log_normaliser(y: Tensor, kernel: KernelNeighborhood, joint: bool,
                 row_log.append(torch.logsumexp(logits, 1))
     lse = torch.cat(row_log)
     return float(torch.logsumexp(lse, 0)) if joint else float(lse.mean())
+
+
+def _student_t_pair_sum(y: Tensor, profile: KernelProfile, chunk: int) -> float:
+    """``sum_{i != j} w_ij`` of a Student-t kernel as ``2 sum_{i < j} w_ij``, in float64 accumulation."""
+    n, total = y.shape[0], 0.0
+    with torch.no_grad():
+        for start in range(0, n, chunk):
+            block, rest = y[start:start + chunk], y[start:]
+            d = (block[:, :1] - rest[:, 0]).square_()
+            for axis in range(1, y.shape[1]):
+                d += (block[:, axis:axis + 1] - rest[:, axis]).square_()
+            w = profile.block_w(d)
+            # the block's own square holds each of its pairs twice and its diagonal once
+            rows = torch.arange(block.shape[0], device=y.device)
+            w[rows, rows] = 0.0
+            own = float(w[:, :block.shape[0]].sum(dtype=torch.float64))
+            total += 2.0 * float(w[:, block.shape[0]:].sum(dtype=torch.float64)) + own
+    return total
 
 
 class DenseObjective:
@@ -159,7 +181,8 @@ class SparseObjective:
         d = diff.square().sum(0)
         # the value only reports the loss (the gradient needs just phi'), so it is skipped when not asked
         value = -0.5 * (self.a_value * self.profile.log_w(d)).sum() if with_value else d.new_tensor(math.nan)
-        coef = self.a_value * self.profile.dlog_w(d)
+        coef = self.profile.dlog_w(d, inplace=True)          # d is not needed any more
+        coef = coef.mul_(self.a_value) if isinstance(coef, Tensor) else self.a_value * coef
         with warnings.catch_warnings():     # "sparse CSR support is in beta": it is all we use
             warnings.simplefilter("ignore", UserWarning)
             matrix = torch.sparse_csr_tensor(self.crow, self.col, coef, (y.shape[0],) * 2,
@@ -173,7 +196,9 @@ class SparseObjective:
         joint = self.affinity.joint
         if self.repulsion == "sampled":
             yg = y.detach().requires_grad_(True)
-            value = sampled_normaliser(yg, self.kernel, joint, self.n_negatives, self.generator)
+            # p's edges (sorted by row, then col) are summed exactly, the rest sampled
+            value = sampled_normaliser(yg, self.kernel, joint, self.n_negatives, self.generator,
+                                       neighbors=(self.row, self.col))
             (grad,) = torch.autograd.grad(value, yg)
             return float(value.detach()), grad
         ones = y.new_ones(n, 1)
@@ -181,7 +206,7 @@ class SparseObjective:
             s, g = self.grid(y, ones, total_only=joint)
         else:
             s, g = exact_sums(y, ones, self.profile)
-            s = s.sum(0) if joint else s
+            s = ordered_sum(s) if joint else s
         if joint:
             z = s.sum().clamp_min(1e-30)
             return float(z.log()), g[:, 0] * (2.0 / z)
@@ -269,7 +294,7 @@ def gradient_descent(y: Tensor, objective: Callable[[Tensor, float, bool], Tuple
                      max_grad_norm: Optional[float] = None, recenter: bool = True,
                      callbacks: Union[None, Callback, Sequence[Callback]] = None,
                      callbacks_every_iters: int = 50, verbose: bool = False,
-                     desc: str = "") -> Tuple[Tensor, int, float]:
+                     desc: str = "", threads: Optional[FitThreads] = None) -> Tuple[Tensor, int, float]:
     """t-SNE's optimiser: momentum with per-coordinate gains (Jacobs 1988), as scikit-learn/openTSNE.
 
     ``update <- momentum * update - lr * gains * grad``, ``y <- y + update``.
@@ -288,11 +313,15 @@ def gradient_descent(y: Tensor, objective: Callable[[Tensor, float, bool], Tuple
         callbacks: ``f(iteration, loss, embedding)``, called every ``callbacks_every_iters``
             iterations; a true return value stops the optimisation.
         verbose: show a progress bar with the loss.
+        threads: the fit's thread policy; told of every iteration (:meth:`FitThreads.step`), and
+            set back to the requested count at the end.
 
     Returns:
         ``(embedding, iterations run, last loss)``.
     """
     y = y.detach().clone()
+    if threads is not None:
+        threads.reset()
     update, gains = torch.zeros_like(y), torch.ones_like(y)
     callbacks = _as_list(callbacks)
     total = sum(iters for iters, _ in phases)
@@ -311,8 +340,10 @@ def gradient_descent(y: Tensor, objective: Callable[[Tensor, float, bool], Tuple
                 update, gains = _momentum_step(update, gains, grad, lr, momentum, max_step_norm)
                 y += update
                 if recenter:
-                    y -= y.mean(0)
+                    y -= ordered_sum(y) / y.shape[0]
                 done += 1
+                if threads is not None:
+                    threads.step()
                 progress.step(done, loss)
                 if calling and any([bool(cb(done, loss, y)) for cb in callbacks]):
                     return y, done, loss
@@ -320,4 +351,6 @@ def gradient_descent(y: Tensor, objective: Callable[[Tensor, float, bool], Tuple
                     return y, done, loss
     finally:
         progress.close()
+        if threads is not None:
+            threads.restore_requested()
     return y, done, loss

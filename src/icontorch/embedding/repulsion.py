@@ -24,7 +24,36 @@ from torch import Tensor
 from ..neighborhoods.base import FusedKernel, KernelNeighborhood, Neighborhood
 from ..neighborhoods.kernels import KernelProfile
 
-__all__ = ["kernel_profile", "exact_sums", "GridInterpolator", "sampled_normaliser"]
+__all__ = ["kernel_profile", "exact_sums", "GridInterpolator", "sampled_normaliser", "sampled_log_row_sums",
+           "ordered_sum", "ordered_logsumexp"]
+
+_BLOCK = 4096     # rows summed per block by ordered_sum
+
+
+def ordered_sum(v: Tensor) -> Tensor:
+    """``sum_i v_i`` over the first axis, added in an order that does not depend on torch's threads.
+
+    torch splits a long reduction into one part per thread, so ``v.sum(0)`` rounds differently
+    with 1 and with 2 threads; a t-SNE run amplifies such last-bit differences into another map.
+    Here each block of 4,096 rows is summed by one thread (a reduction with several outputs is
+    split by output, not inside one), and the block sums again the same way, so a fit whose
+    thread count changes while it runs (:class:`icontorch._threads.FitThreads`) stays
+    reproducible.
+    """
+    while v.shape[0] > _BLOCK:
+        pad = (-v.shape[0]) % _BLOCK
+        if pad:
+            v = torch.cat([v, v.new_zeros((pad,) + tuple(v.shape[1:]))])
+        v = v.reshape((-1, _BLOCK) + tuple(v.shape[1:])).sum(1)
+    return v.sum(0)
+
+
+def ordered_logsumexp(v: Tensor) -> Tensor:
+    """``log sum_i exp(v_i)`` of a 1-D tensor through :func:`ordered_sum` (thread-count invariant)."""
+    top = v.detach().max()
+    if not bool(torch.isfinite(top)):
+        return torch.logsumexp(v, 0)
+    return top + ordered_sum((v - top).exp()).log()
 
 
 def kernel_profile(kernel: Neighborhood) -> Optional[KernelProfile]:
@@ -246,9 +275,10 @@ class GridInterpolator:
             # <g, k * g> = (1 / L^dim) sum_f k^(f) |g^(f)|^2 (Parseval); the half spectrum counts
             # twice every frequency of the last axis but 0 and (for even L) L/2.
             c = charge_spectrum[0, :n_charges]
-            power = ((c.real.square() + c.imag.square()) * self._parseval_weight(spectrum, length, y)).sum(
-                tuple(range(-dim, 0)))
-            s = power / length ** dim - w0 * charges.square().sum(0)
+            power = (c.real.square() + c.imag.square()) * self._parseval_weight(spectrum, length, y)
+            for _ in range(dim):       # axis by axis: many outputs each time, so thread-count invariant
+                power = power.sum(-1)
+            s = power / length ** dim - w0 * ordered_sum(charges.square())
         elif with_value:
             potential = self._node_potentials(spectrum[:1], charge_spectrum[:, :n_charges], size, dim,
                                               length)
@@ -291,19 +321,56 @@ class GridInterpolator:
         return evaluate
 
 
-def sampled_normaliser(y: Tensor, kernel: KernelNeighborhood, joint: bool, n_negatives: int,
-                       generator: torch.Generator) -> Tensor:
-    """``log Z`` (joint) or ``mean_i log Z_i`` estimated from ``n_negatives`` random j per anchor.
+def sampled_log_row_sums(y: Tensor, kernel: KernelNeighborhood, n_negatives: int,
+                         generator: torch.Generator,
+                         neighbors: Optional[Tuple[Tensor, Tensor]] = None) -> Tensor:
+    """``log Z^_i`` (n,) with ``Z^_i = (n - 1) / m sum_s w(y_i - y_{j_s})``, the j_s drawn uniformly
+    (with replacement) from the points other than i.
 
-    ``Z_i ~ (n - 1) / m * sum_s w(y_i - y_{j_s})`` with the j_s uniform over the points other than
-    i; a differentiable function of ``y`` through ``kernel.logits`` (any kernel, any dimension).
+    Each ``Z^_i`` is an unbiased estimate of ``Z_i = sum_{j != i} w_ij`` (each draw has mean
+    ``Z_i / (n - 1)``), and so is its gradient in ``y`` of ``grad Z_i``; ``sum_i Z^_i`` is unbiased
+    for the joint normaliser ``Z`` (tests/embedding/test_sampled_unbiased.py checks both).
+
+    ``neighbors``: optional ``(row, col)`` pairs, sorted by row then col, of each anchor's fixed
+    neighbours (the edges of p): their ``w_ij`` are summed exactly and the draws that hit them
+    count 0, ``Z^_i = sum_{j in N(i)} w_ij + (n - 1) / m sum_s [j_s not in N(i)] w_{i j_s}`` (still
+    unbiased). The near points, which carry most of ``Z_i`` once the map has formed, are then never
+    missing from the estimate; without them a draw of only far points gives a Gaussian kernel's
+    softmax all its weight on those and a force that grows with the distance (the map runs away).
     """
     n = y.shape[0]
     m = n_negatives
     j = torch.randint(0, n - 1, (n, m), generator=generator, device="cpu").to(y.device)
-    j = j + (j >= torch.arange(n, device=y.device).unsqueeze(1)).long()
-    logits = kernel.logits(y, y[j])                                          # (n, m)
-    scale = math.log((n - 1) / m)
+    anchors = torch.arange(n, device=y.device).unsqueeze(1)
+    j = j + (j >= anchors).long()
+    logits = kernel.logits(y, y[j]) + math.log((n - 1) / m)                 # (n, m)
+    if neighbors is None:
+        return torch.logsumexp(logits, 1)
+    row, col = neighbors
+    keys = row * n + col
+    drawn = (anchors * n + j).reshape(-1)
+    at = torch.searchsorted(keys, drawn).clamp_(max=keys.numel() - 1)
+    logits = logits.masked_fill((keys[at] == drawn).reshape(n, m), float("-inf"))
+    edge_logits = kernel.logits(y[row], y[col].unsqueeze(1))[:, 0]          # (nnz,)
+    shift = logits.detach().amax(1).scatter_reduce(0, row, edge_logits.detach(), "amax")
+    shift = torch.where(torch.isfinite(shift), shift, torch.zeros_like(shift))
+    total = (logits - shift.unsqueeze(1)).exp().sum(1).index_add(0, row, (edge_logits - shift[row]).exp())
+    return total.log() + shift
+
+
+def sampled_normaliser(y: Tensor, kernel: KernelNeighborhood, joint: bool, n_negatives: int,
+                       generator: torch.Generator,
+                       neighbors: Optional[Tuple[Tensor, Tensor]] = None) -> Tensor:
+    """``log Z^`` (joint, ``Z^ = sum_i Z^_i``) or ``mean_i log Z^_i`` from ``n_negatives`` random j per
+    anchor (:func:`sampled_log_row_sums`); a differentiable function of ``y`` through
+    ``kernel.logits`` (any kernel, any dimension).
+
+    ``Z^`` and its gradient are unbiased; the repulsive force ``grad log Z^ = grad Z^ / Z^`` is a
+    ratio of two unbiased sums over ``n * n_negatives`` draws, so its relative bias is of the order
+    of ``1 / (n * n_negatives)`` of the draws' relative variance (the log is the loss's, not an
+    estimate of ``log Z`` without bias).
+    """
+    rows = sampled_log_row_sums(y, kernel, n_negatives, generator, neighbors)
     if joint:
-        return torch.logsumexp(logits.reshape(-1), 0) + scale
-    return (torch.logsumexp(logits, 1) + scale).mean()
+        return ordered_logsumexp(rows)
+    return ordered_sum(rows) / y.shape[0]

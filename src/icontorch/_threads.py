@@ -1,0 +1,133 @@
+"""torch's CPU threads during an iterative fit: set on entry, adapted to a busy machine, restored on exit.
+
+Why adapt: torch's intra-op parallelism joins its threads at the end of every operation. An
+iterative fit runs thousands of short operations per second; when other processes share the
+cores, the scheduler takes one of the fit's threads off its core for a time slice while the
+others wait for it at the join, and every operation pays that wait. On a 2-core machine with
+other jobs running, 2 threads were measured several times slower than 1 on the same t-SNE
+iterations (benchmarks/embedding.py), while on an idle machine 2 are faster. No setting fixed
+at the start is right in both cases, and the load changes during a fit.
+
+The policy (:class:`FitThreads`): the fit runs with the requested number of threads; it calls
+:meth:`FitThreads.step` after each iteration, which times the iterations and, every so often,
+runs a few of them with each candidate count (the requested one and 1) and keeps the faster
+for the next stretch. A stretch doubles while the same count keeps winning (up to
+``max_period`` iterations) and shrinks back when the winner changes, so a steady machine pays
+for few probes and a change of load is noticed within one stretch.
+
+Callers that want the same result whatever the thread count (reproducible fits under this
+policy) must use reductions whose order does not depend on the number of threads; the
+neighbour embeddings do (:mod:`icontorch.embedding.repulsion`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Callable, Dict, List, Optional
+
+import torch
+
+__all__ = ["FitThreads"]
+
+
+class FitThreads:
+    """Context manager: torch's thread count for a fit, chosen per stretch of iterations, restored after.
+
+    ``with FitThreads(n_jobs) as threads: ... threads.step() ...``: on entry torch runs with
+    ``n_jobs`` threads (-1: all cores; None: torch's current setting); on exit, also after an
+    exception, torch's setting is the one found on entry.
+
+    Args:
+        n_jobs: the requested thread count, -1 for all cores, None for torch's current setting.
+        adaptive: let :meth:`step` switch between the requested count and 1 by measured speed;
+            False keeps the requested count throughout.
+        probe: iterations timed per candidate count in a probe (the fastest of them counts).
+        period: iterations between the first probes; doubles while the winner stays the same.
+        max_period: the longest stretch without a probe.
+        clock: the timer (seconds).
+    """
+
+    def __init__(self, n_jobs: Optional[int], adaptive: bool = True, probe: int = 2, period: int = 25,
+                 max_period: int = 200, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.n_jobs, self.adaptive, self.clock = n_jobs, adaptive, clock
+        self.probe, self.base_period, self.max_period = probe, period, max_period
+        self.previous = torch.get_num_threads()
+        self.history: List[int] = []     # the thread count of every iteration timed by step()
+
+    # -- the context ---------------------------------------------------------------------------
+    def __enter__(self) -> "FitThreads":
+        self.previous = torch.get_num_threads()
+        if self.n_jobs is None:
+            self.requested = self.previous
+        else:
+            self.requested = (os.cpu_count() or 1) if self.n_jobs == -1 else self.n_jobs
+        self.candidates = [self.requested] + ([1] if self.requested > 1 else [])
+        self._set(self.requested)
+        self.reset()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        torch.set_num_threads(self.previous)
+
+    # -- the policy ----------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Start over (a new loop): the requested count, a probe first; restores it if it was changed."""
+        self._set(self.requested)
+        self.period = self.base_period
+        self.chosen = self.requested
+        self._plan: List[int] = self._probe_plan()
+        self._times: Dict[int, float] = {}
+        self._probing, self._countdown = False, self.period
+        self._last = self.clock()
+        self._warm = False           # the first iteration of a loop builds caches: not timed
+
+    def restore_requested(self) -> None:
+        """Back to the requested count (for work after the loop, e.g. a final exact loss)."""
+        self._set(self.requested)
+
+    def _set(self, count: int) -> None:
+        self.current = count
+        if torch.get_num_threads() != count:
+            torch.set_num_threads(count)
+
+    def _probe_plan(self) -> List[int]:
+        if not self.adaptive or len(self.candidates) == 1:
+            return []
+        # the other candidates first, the current winner last: the loop then continues on it
+        order = [c for c in self.candidates if c != self.chosen] + [self.chosen]
+        return [c for c in order for _ in range(self.probe)]
+
+    def step(self) -> None:
+        """Call after each iteration: times it and sets the thread count of the next one."""
+        now = self.clock()
+        elapsed, self._last = now - self._last, now
+        self.history.append(self.current)
+        if not self.adaptive or len(self.candidates) == 1:
+            return
+        if not self._warm:
+            self._warm = True
+        elif self._probing:
+            best = self._times.get(self.current)
+            self._times[self.current] = elapsed if best is None else min(best, elapsed)
+        self._advance()
+        self._last = self.clock()
+
+    def _advance(self) -> None:
+        if self._plan:
+            self._probing = True
+            self._set(self._plan.pop(0))
+            return
+        if self._probing:          # a probe just ended: keep the fastest count for a stretch
+            self._probing = False
+            winner = min(self._times, key=self._times.get)    # type: ignore[arg-type]
+            self.period = (min(2 * self.period, self.max_period) if winner == self.chosen
+                           else self.base_period)
+            self.chosen, self._times = winner, {}
+            self._countdown = self.period
+            self._set(winner)
+            return
+        self._countdown -= 1
+        if self._countdown <= 0:
+            self._plan = self._probe_plan()
+            self._advance()
