@@ -234,11 +234,14 @@ def few_label_linear_probe_accuracy(train_features: ArrayLike, train_labels: Arr
     :func:`linear_probe_accuracy` is fitted on them and scored on all test points.
 
     Args:
-        train_features, train_labels: (n, d) and (n,) labelled pool to draw from.
-        test_features, test_labels: (m, d) and (m,) held-out data to score on.
+        train_features: (n, d) labelled pool to draw from.
+        train_labels: (n,) its labels.
+        test_features: (m, d) held-out data to score on.
+        test_labels: (m,) their labels.
         n_per_class: labels per class in each draw (e.g. 1 or 10).
         n_draws: R, the draws averaged over.
-        C, max_iter: as in :func:`linear_probe_accuracy`.
+        C: as in :func:`linear_probe_accuracy`.
+        max_iter: as in :func:`linear_probe_accuracy`.
         random_state: seed of the draws.
 
     Returns:
@@ -260,8 +263,10 @@ def few_label_knn_probe_accuracy(train_features: ArrayLike, train_labels: ArrayL
     points); the vote is that of :func:`knn_probe_accuracy` with the drawn points as voters.
 
     Args:
-        train_features, train_labels: (n, d) and (n,) labelled pool to draw from.
-        test_features, test_labels: (m, d) and (m,) held-out data to classify.
+        train_features: (n, d) labelled pool to draw from.
+        train_labels: (n,) its labels.
+        test_features: (m, d) held-out data to classify.
+        test_labels: (m,) their labels.
         n_per_class: labels per class in each draw.
         n_draws: R, the draws averaged over.
         n_neighbors: voters per test point, in [1, n_classes * n_per_class].
