@@ -106,8 +106,10 @@ def exact_knn(x: Tensor, n_neighbors: int, y: Optional[Tensor] = None, metric: s
     return indices, (1.0 - s if metric == "cosine" else -s)
 
 
-def approximate_knn(x: Tensor, n_neighbors: int, metric: str = "cosine", who: str = "approximate_knn") -> Tensor:
-    """The (n, k) approximate nearest neighbours of every row of ``x`` (self excluded), nearest first.
+def approximate_knn(x: Tensor, n_neighbors: int, metric: str = "cosine", who: str = "approximate_knn",
+                    y: Optional[Tensor] = None) -> Tensor:
+    """The (n, k) approximate nearest neighbours of every row of ``x`` among the rows of ``y``
+    (default ``x``, self excluded), nearest first.
 
     faiss's HNSW graph (Malkov and Yashunin, "Efficient and robust approximate nearest neighbor
     search using Hierarchical Navigable Small World graphs", 2018; 32 links per node,
@@ -116,10 +118,11 @@ def approximate_knn(x: Tensor, n_neighbors: int, metric: str = "cosine", who: st
     unit-normalised rows (the same ranking). Needs the optional ``faiss`` package (``faiss-cpu``).
 
     Args:
-        x: (n, d) points.
+        x: (n, d) points (the queries).
         n_neighbors: k < n.
         metric: ``"cosine"`` or ``"squared_euclidean"``.
         who: the caller named in errors.
+        y: (m, d) candidates; None: the rows of ``x`` themselves (each point's own row dropped).
     """
     try:
         import faiss
@@ -129,17 +132,22 @@ def approximate_knn(x: Tensor, n_neighbors: int, metric: str = "cosine", who: st
     import numpy as np
 
     check_choice(who, "metric", metric, ("cosine", "squared_euclidean"))
-    data = unit(x) if metric == "cosine" else x
-    data = np.ascontiguousarray(data.detach().cpu().numpy(), dtype=np.float32)
+
+    def as_numpy(points: Tensor) -> "np.ndarray":
+        points = unit(points) if metric == "cosine" else points
+        return np.ascontiguousarray(points.detach().cpu().numpy(), dtype=np.float32)
+
+    data = as_numpy(x if y is None else y)
     index = faiss.IndexHNSWFlat(data.shape[1], 32)
     index.hnsw.efConstruction = 100
     index.add(data)
     index.hnsw.efSearch = max(2 * n_neighbors + 2, 64)
-    _, found = index.search(data, n_neighbors + 1)
+    _, found = index.search(data if y is None else as_numpy(x), n_neighbors + (1 if y is None else 0))
     found = torch.from_numpy(found).long()
-    own = found == torch.arange(found.shape[0])[:, None]     # drop the point itself, or else the farthest
-    own[:, -1] |= ~own.any(1)
-    found = found[~own].reshape(found.shape[0], n_neighbors)
+    if y is None:      # drop the point itself (or, if the search missed it, the farthest one)
+        own = found == torch.arange(found.shape[0])[:, None]
+        own[:, -1] |= ~own.any(1)
+        found = found[~own].reshape(found.shape[0], n_neighbors)
     if bool((found < 0).any()):
         raise IConError(f"{who}: the faiss search found fewer than {n_neighbors} neighbours for some points; "
                         f"use knn_backend='exact'.")

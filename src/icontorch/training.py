@@ -244,6 +244,12 @@ def _save(path: Path, settings: _Settings, epoch: int, history: List[float], mod
     state: Dict[str, object] = {
         "format": _FORMAT, "settings": dataclasses.asdict(settings), "epoch": epoch, "history": history,
         "model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict()}
+    write_state(path, state)
+
+
+def write_state(path: Path, state: Dict[str, Any]) -> None:
+    """``torch.save(state)`` to a new file beside ``path``, flushed to disk, then renamed over
+    ``path``: a write that fails or is interrupted leaves the previous file intact."""
     tmp = _temporary(path)
     try:
         with tmp.open("xb") as file:

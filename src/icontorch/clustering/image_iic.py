@@ -14,17 +14,15 @@ checkpoint of epoch ``e`` gives the weights of the uninterrupted run.
 from __future__ import annotations
 
 import dataclasses
-import os
-import uuid
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 
 from .._validation import IConError
 from ..methods import IICLoss
-from ..training import epoch_generator
+from ..training import epoch_generator, write_state
 from .image_data import Sobel
 
 __all__ = ["IICNet", "IICSettings", "train_iic", "subhead_losses"]
@@ -98,20 +96,6 @@ def _pair_loss(model: IICNet, x: Tensor, gx: Tensor, head: str, loss: IICLoss) -
     return torch.stack([loss(sub[:m], sub[m:]) for sub in logits]).mean()
 
 
-def _save(path: Path, state: Dict[str, Any]) -> None:
-    """Write ``state`` to a new file beside ``path``, flush it, rename it over ``path``."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        with tmp.open("xb") as file:
-            torch.save(state, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _restore(path: Path, settings: IICSettings, model: IICNet, optimizer: torch.optim.Optimizer,
              device: torch.device) -> Tuple[List[float], int]:
     """Load an IIC checkpoint of the same settings into the model and optimiser."""
@@ -178,7 +162,7 @@ def train_iic(model: IICNet, images: Tensor, augment: Callable, settings: IICSet
         if verbose:
             epochs.set_postfix(loss=f"{history[-1]:.4f}")
         if checkpoint is not None:
-            _save(checkpoint, {"format": _FORMAT, "settings": dataclasses.asdict(settings), "epoch": epoch + 1,
+            write_state(checkpoint, {"format": _FORMAT, "settings": dataclasses.asdict(settings), "epoch": epoch + 1,
                                "history": history, "model": model.state_dict(), "optimizer": optimizer.state_dict()})
     model.eval()
     return history

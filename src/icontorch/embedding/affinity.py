@@ -23,6 +23,7 @@ from torch import Tensor
 
 from .._validation import IConError, fail, is_integer
 from ..distances import exponent_of, times_power_of_two
+from ..knn import approximate_knn
 from ..neighborhoods.base import Neighborhood
 from ..neighborhoods.spatial import KNN, PerplexityGaussian
 from ..transforms import Symmetrize
@@ -136,30 +137,7 @@ def nearest_neighbors(x: Tensor, n_neighbors: int, y: Optional[Tensor] = None,
     """
     if knn_backend == "exact":
         return _exact_neighbors(x, n_neighbors, y)
-    try:
-        import faiss
-    except ImportError:
-        raise IConError(f"{who}: knn_backend='faiss' needs the faiss package (pip install faiss-cpu); "
-                        f"got no module named faiss.") from None
-    import numpy as np
-
-    ref = x if y is None else y
-    data = np.ascontiguousarray(ref.detach().cpu().numpy(), dtype=np.float32)
-    index = faiss.IndexHNSWFlat(data.shape[1], 32)
-    index.hnsw.efConstruction = 100
-    index.add(data)
-    index.hnsw.efSearch = max(2 * n_neighbors + 2, 64)
-    query = data if y is None else np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
-    _, found = index.search(query, n_neighbors + (1 if y is None else 0))
-    found = torch.from_numpy(found).long()
-    if y is None:      # drop the point itself (or, if the search missed it, the farthest one)
-        own = found == torch.arange(found.shape[0]).unsqueeze(1)
-        own[:, -1] |= ~own.any(1)
-        found = found[~own].reshape(found.shape[0], n_neighbors)
-    if bool((found < 0).any()):
-        raise IConError(f"{who}: the faiss search found fewer than {n_neighbors} neighbours for some points; "
-                        f"use knn_backend='exact'.")
-    return found.to(x.device)
+    return approximate_knn(x, n_neighbors, "squared_euclidean", who, y)
 
 
 def _exact_neighbors(x: Tensor, n_neighbors: int, y: Optional[Tensor] = None,
