@@ -143,6 +143,15 @@ def test_complex_input_is_refused():
         _small().fit(x + 1j)
 
 
+def test_all_zero_rows_under_cosine_are_refused_before_the_graph():
+    """A zero row has no direction: its cosine neighbours would be arbitrary (TSNE refuses it too)."""
+    x, _ = _blobs()
+    x[:3] = 0
+    with pytest.raises(IConError, match=r"X must have no all-zero rows when metric='cosine' .*; got 3 of"):
+        _small().fit(x)
+    _small(metric="squared_euclidean").fit(x)          # a point like any other in Euclidean space
+
+
 # ----------------------------------------------------------------------------- magnitudes
 @pytest.mark.parametrize("exponent", [-70, 70, 122])
 def test_features_of_any_magnitude_give_the_same_clusters(exponent):

@@ -33,7 +33,7 @@ from .._validation import (
 )
 from ..knn import KNN_BACKENDS
 from .auto import estimate_n_clusters, estimates_n_clusters, overclustering
-from .graph import power_of_two_scale
+from .inputs import check_cosine_rows, check_labels, check_views, head_logits, standardization
 from .objectives import ObjectiveSetup
 from .specs import METHOD_SPECS, METHODS, GraphSettings, MethodSpec
 from .train import (
@@ -324,18 +324,20 @@ class Clustering(Estimator):
         n = x.shape[0]
         spec = self._spec()
         graph_settings = self._graph_settings(n, spec)
+        if spec.graph is not None:
+            check_cosine_rows(_WHO, x, graph_settings.metric)
         alpha_p, alpha_q = self._alphas(spec)
         settings = self._train_settings(n, spec)
         self._check_augment()
-        cached = None if views is None else _check_views(views, x)
+        cached = None if views is None else check_views(_WHO, views, x)
         standardize = check_flag(_WHO, "standardize", self.standardize)
         n_jobs = self._n_jobs()
         n_negatives = getattr(self, "n_negatives", None)
         if n_negatives is not None:
             n_negatives = check_int(_WHO, "n_negatives", n_negatives, 1)
-        labels = self._check_labels(y, n, device) if spec.uses_labels else None
+        labels = check_labels(_WHO, y, n, device, self.method) if spec.uses_labels else None
         start = time.perf_counter()
-        mean, scale = _standardization(x, standardize)
+        mean, scale = standardization(x, standardize)
         with Threads(n_jobs):
             graph = None if spec.graph is None else spec.graph(x, graph_settings)
 
@@ -351,33 +353,18 @@ class Clustering(Estimator):
         trained = train(settings)
         if isinstance(self.n_clusters, str):              # "auto" (checked above)
             with torch.no_grad(), Threads(n_jobs):
-                phi = _logits(trained.head, x, mean, scale, spec.temperature).softmax(1)
+                phi = head_logits(_WHO, trained.head, x, mean, scale, spec.temperature).softmax(1)
                 n_clusters = estimate_n_clusters(phi, graph)
             trained = train(dataclasses.replace(settings, n_clusters=n_clusters))
         fit_seconds = time.perf_counter() - start
         with torch.no_grad(), Threads(n_jobs):
-            assigned = _logits(trained.head, x, mean, scale, spec.temperature).argmax(1)
+            assigned = head_logits(_WHO, trained.head, x, mean, scale, spec.temperature).argmax(1)
         learned = dict(n_features_in_=x.shape[1], mean_=mean, scale_=scale, graph_=graph, head_=trained.head,
                        best_head_=trained.best_head, n_iter_=trained.n_iter, loss_history_=trained.loss_history,
                        head_losses_=trained.head_losses, fit_seconds_=fit_seconds, labels_=assigned.cpu().numpy(),
                        n_clusters_=trained.head.n_clusters)
         vars(self).update(learned)          # one step: no half-replaced fit
         return self
-
-    def _check_labels(self, y: Any, n: int, device: torch.device) -> Tensor:
-        if y is None:
-            raise fail(_WHO, "y", f"be given (one label per point) when method={self.method!r}", y)
-        values = np.asarray(y.detach().cpu() if isinstance(y, Tensor) else y)
-        if values.ndim != 1 or values.shape[0] != n:
-            raise fail(_WHO, "y", f"hold one label per point, shape ({n},)", f"shape {values.shape}")
-        if values.dtype.kind in "fc" and not np.isfinite(values).all():
-            raise fail(_WHO, "y", "hold finite labels", "NaN or Inf")
-        try:
-            ids = np.unique(values, return_inverse=True)[1]
-        except TypeError:                     # labels that do not sort: None, or numbers mixed with strings
-            raise fail(_WHO, "y", "hold labels that can be sorted (all numbers or all strings)",
-                       sorted({type(v).__name__ for v in values.tolist()})) from None
-        return torch.as_tensor(ids.ravel(), device=device)
 
     # ------------------------------------------------------------------ predict
     def _logits(self, X: Any) -> Tensor:
@@ -393,7 +380,7 @@ class Clustering(Estimator):
                            f"values up to {float(x.abs().max()):.3g}")
             x = cast
         with torch.no_grad(), Threads(self._n_jobs()):
-            return _logits(self.head_, x, self.mean_, self.scale_, self._spec().temperature)
+            return head_logits(_WHO, self.head_, x, self.mean_, self.scale_, self._spec().temperature)
 
     def predict_proba(self, X: Any) -> Union[np.ndarray, Tensor]:
         """(n, n_clusters) soft assignments ``phi`` of the kept head (a tensor for tensor input)."""
@@ -406,41 +393,3 @@ class Clustering(Estimator):
     def fit_predict(self, X: Any, y: Any = None) -> Union[np.ndarray, Tensor]:
         """``fit(X, y)`` then the clusters of the training points, ``labels_`` (a tensor for tensor input)."""
         return like_input(torch.from_numpy(self.fit(X, y).labels_), X)
-
-
-def _check_views(views: Any, x: Tensor) -> Tensor:
-    """``views`` as a finite (n, V, d) tensor in the dtype and on the device of ``x``."""
-    n, d = x.shape
-    shape = tuple(views.shape) if hasattr(views, "shape") else np.shape(views)
-    if len(shape) != 3 or shape[0] != n or shape[2] != d or shape[1] < 1:
-        raise fail(_WHO, "views", f"have shape (n, n_views, d) = ({n}, V, {d}) with V >= 1, like X", f"shape {shape}")
-    flat = views.reshape(n * shape[1], d) if isinstance(views, Tensor) else np.reshape(np.asarray(views),
-                                                                                      (n * shape[1], d))
-    return as_tensor(flat, _WHO, "views", x.device).to(x.dtype).reshape(n, shape[1], d)
-
-
-def _standardization(x: Tensor, standardize: bool) -> Tuple[Tensor, Tensor]:
-    """(d,) ``mean`` and ``scale`` of the heads' inputs ``(x - mean) / scale``: the features' mean and
-    standard deviation (1 where it is 0 or n = 1), or 0 and 1 without ``standardize``.
-
-    Features of very large or small magnitude are scaled by a power of two first (exact), so that
-    their sum and squares neither overflow nor vanish in float32."""
-    if not standardize:
-        return torch.zeros_like(x[0]), torch.ones_like(x[0])
-    factor = power_of_two_scale(x)
-    scaled = x if factor == 1.0 else x * factor
-    mean = scaled.mean(0)
-    scale = scaled.std(0) if x.shape[0] > 1 else torch.ones_like(x[0])
-    if factor != 1.0:
-        mean, scale = mean / factor, scale / factor
-    return mean, torch.where(scale > 0, scale, torch.ones_like(scale))
-
-
-def _logits(head: torch.nn.Module, x: Tensor, mean: Tensor, scale: Tensor, temperature: float) -> Tensor:
-    """(n, C) logits of the kept head on the standardised features, divided by the temperature."""
-    logits = head((x - mean) / scale)[0] / temperature
-    if not bool(torch.isfinite(logits).all()):
-        peak = float(((x - mean) / scale).abs().max())
-        raise fail(_WHO, "X", f"lie where the heads can score it: its standardised values reach {peak:.3g} "
-                   "and the cluster logits overflow", x)
-    return logits
