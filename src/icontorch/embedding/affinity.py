@@ -103,14 +103,28 @@ def _check_no_nan(log_p: Tensor, who: str) -> None:
 def _conditional_on_candidates(base: Neighborhood, x: Tensor, idx: Tensor, who: str,
                                candidates: Optional[Tensor] = None,
                                chunk_entries: int = 1 << 24) -> Tensor:
-    """``log p(idx[i, j] | i)`` over each anchor's candidates (rows of ``candidates``, default x)."""
+    """``log p(idx[i, j] | i)`` over each anchor's candidates (rows of ``candidates``, default x).
+
+    :class:`PerplexityGaussian` (t-SNE's p) takes a direct route: the squared distances to the
+    candidates, then :meth:`PerplexityGaussian.log_p_from_sq_dist` (the same calibration as its
+    ``forward``, without re-validating and re-scaling each block of rows drawn from checked data).
+    """
+    dtype = x.dtype
     candidates = x if candidates is None else candidates
     n, m = idx.shape
     chunk = max(1, chunk_entries // max(1, m * x.shape[1]))
     out = []
+    perplexity = type(base) is PerplexityGaussian
+    if perplexity:      # distances in float64 from points scaled once (p does not depend on the scale)
+        e = exponent_of(x, candidates)
+        x, candidates = times_power_of_two(x.double(), -e), times_power_of_two(candidates.double(), -e)
     with torch.no_grad():
         for start in range(0, n, chunk):
             rows = slice(start, start + chunk)
+            if perplexity:
+                sq_dist = (x[rows].unsqueeze(1) - candidates[idx[rows]]).square_().sum(-1)
+                out.append(base.log_p_from_sq_dist(sq_dist).to(dtype))
+                continue
             log_p = _evaluate(base, x[rows], candidates[idx[rows]])
             if not isinstance(log_p, Tensor) or log_p.shape != idx[rows].shape:
                 raise IConError(f"{who}: p must return one log-probability per candidate "

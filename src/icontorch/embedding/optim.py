@@ -23,6 +23,7 @@ from torch import Tensor
 from .._threads import FitThreads
 from ..neighborhoods.base import KernelNeighborhood, mask_diagonal
 from ..neighborhoods.kernels import KernelProfile
+from . import cpu_kernels
 from .affinity import EdgeAffinity
 from .reference import ReferenceObjective
 from .repulsion import GridInterpolator, exact_sums, kernel_profile, ordered_sum, sampled_normaliser
@@ -46,6 +47,8 @@ def exact_log_normaliser(y: Tensor, kernel: KernelNeighborhood, joint: bool,
     profile = kernel_profile(kernel)
     y = y.detach()
     if profile is not None and profile.kind == "student_t" and joint:
+        if cpu_kernels.available(y):
+            return math.log(cpu_kernels.student_t_pair_sum(y, float(profile.param)))
         return math.log(_student_t_pair_sum(y, profile, chunk))
     row_log = []
     with torch.no_grad():
@@ -166,6 +169,7 @@ class SparseObjective:
         self.neg_entropy = affinity.neg_entropy
         self.grid = GridInterpolator(self.profile) if repulsion == "fft" else None
         self.crow, self.col, self.row, self.a_value = _symmetric_csr(affinity)
+        self._col32: Optional[Tensor] = None      # the fused CPU loop's column indices, made on first use
 
     def attraction(self, y: Tensor, exaggeration: float, with_value: bool = True) -> Tuple[Tensor, Tensor]:
         """``-sum_e w_e log w(y_i - y_j)`` (NaN unless ``with_value``) and the gradient of
@@ -176,6 +180,8 @@ class SparseObjective:
             value = -(a.weight * self.kernel.logits(yg[a.rows], yg[a.cols].unsqueeze(1))[:, 0]).sum()
             (grad,) = torch.autograd.grad(exaggeration * value, yg)
             return value.detach(), grad
+        if cpu_kernels.available(y, self.profile) and y.dtype == self.a_value.dtype:
+            return self._fused_attraction(y, exaggeration, with_value)
         yt = y.T.contiguous()
         diff = yt.index_select(1, self.row) - yt.index_select(1, self.col)   # (dim, nnz)
         d = diff.square().sum(0)
@@ -190,6 +196,17 @@ class SparseObjective:
         pulled = matrix @ torch.cat([y, y.new_ones(y.shape[0], 1)], 1)      # [C y, C 1]
         grad = (-2.0 * exaggeration) * (y * pulled[:, -1:] - pulled[:, :-1])
         return value, grad
+
+    def _fused_attraction(self, y: Tensor, exaggeration: float, with_value: bool) -> Tuple[Tensor, Tensor]:
+        """:meth:`attraction` in one pass over the edges (:func:`cpu_kernels.attraction_force`)."""
+        if self._col32 is None:
+            self._col32 = (self.col.to(torch.int32) if self.col.shape[0] < 2 ** 31 and y.shape[0] < 2 ** 31
+                           else self.col)
+        grad, d = cpu_kernels.attraction_force(self.crow, self._col32, self.a_value, y, self.profile,
+                                               -2.0 * exaggeration, with_value)
+        if d is None:
+            return y.new_tensor(math.nan), grad
+        return -0.5 * ordered_sum(self.a_value * self.profile.log_w(d, inplace=True)), grad
 
     def repulsion_and_grad(self, y: Tensor) -> Tuple[float, Tensor]:
         n = y.shape[0]

@@ -23,6 +23,7 @@ from torch import Tensor
 
 from ..neighborhoods.base import FusedKernel, KernelNeighborhood, Neighborhood
 from ..neighborhoods.kernels import KernelProfile
+from . import cpu_kernels
 
 __all__ = ["kernel_profile", "exact_sums", "GridInterpolator", "sampled_normaliser", "sampled_log_row_sums",
            "ordered_sum", "ordered_logsumexp"]
@@ -214,22 +215,43 @@ class GridInterpolator:
                 index = (index.unsqueeze(2) * size + node.unsqueeze(1)).reshape(n, -1)
         return weights, index
 
-    def _charge_spectrum(self, weights: Tensor, index: Tensor, charges: Tensor, size: int,
-                         dim: int, length: int) -> Tensor:
-        n_charges = charges.shape[1]
-        grid = charges.new_zeros(n_charges, size ** dim)
-        spread = (weights.unsqueeze(2) * charges.unsqueeze(1)).reshape(-1, n_charges).T
-        grid.index_add_(1, index.reshape(-1), spread)
-        grid = grid.reshape((n_charges,) + (size,) * dim)
-        return torch.fft.rfftn(grid, s=(length,) * dim, dim=tuple(range(-dim, 0))).unsqueeze(0)
+    def _spread(self, y: Tensor, charges: Tensor, lo: float, n_boxes: int, box: float) -> Tensor:
+        """The charges (n, C) on the grid's nodes, (C, size ** dim), with the Lagrange weights."""
+        if cpu_kernels.available(y) and charges.dtype == y.dtype:
+            return cpu_kernels.spread_to_grid(y, charges, lo, box, n_boxes, self.n_interp)
+        weights, index = self._stencil(y, lo, n_boxes, box)
+        grid = charges.new_zeros(charges.shape[1], (n_boxes * self.n_interp) ** y.shape[1])
+        spread = (weights.unsqueeze(2) * charges.unsqueeze(1)).reshape(-1, charges.shape[1]).T
+        return grid.index_add_(1, index.reshape(-1), spread)
+
+    def _read(self, potential: Tensor, y: Tensor, lo: float, n_boxes: int, box: float) -> Tensor:
+        """Node potentials (K, size ** dim) interpolated at the points: (K, n)."""
+        if cpu_kernels.available(y) and potential.dtype == y.dtype:
+            return cpu_kernels.read_from_grid(potential, y, lo, box, n_boxes, self.n_interp)
+        weights, index = self._stencil(y, lo, n_boxes, box)
+        return (potential[:, index] * weights).sum(-1)
+
+    @staticmethod
+    def _charge_spectrum(grid: Tensor, size: int, dim: int, length: int) -> Tensor:
+        """The zero-padded FFT of the charge grids, one axis at a time: the last axis first, so that the
+        second transform runs only over the ``size`` rows that hold charges (not ``length``)."""
+        grid = grid.reshape((grid.shape[0],) + (size,) * dim)
+        out = torch.fft.rfft(grid, n=length, dim=-1)
+        for axis in range(dim - 1):
+            out = torch.fft.fft(out, n=length, dim=-2 - axis)
+        return out.unsqueeze(0)
 
     @staticmethod
     def _node_potentials(spectrum: Tensor, charge_spectrum: Tensor, size: int, dim: int,
                          length: int) -> Tensor:
-        """(K, C, nodes): every kernel convolved with every charge grid."""
-        potential = torch.fft.irfftn(spectrum * charge_spectrum, s=(length,) * dim,
-                                     dim=tuple(range(-dim, 0)))
-        potential = potential[(Ellipsis,) + (slice(0, size),) * dim]
+        """(K, C, nodes): every kernel convolved with every charge grid.
+
+        The inverse transform keeps the first ``size`` nodes of each axis as soon as that axis is
+        done, so the last (real) transform runs over ``size`` rows only."""
+        potential = spectrum * charge_spectrum
+        for axis in range(dim - 1):
+            potential = torch.fft.ifft(potential, n=length, dim=-dim + axis).narrow(-dim + axis, 0, size)
+        potential = torch.fft.irfft(potential, n=length, dim=-1).narrow(-1, 0, size)
         return potential.reshape(spectrum.shape[0], charge_spectrum.shape[1], -1)
 
     @staticmethod
@@ -265,9 +287,8 @@ class GridInterpolator:
         lo = 0.5 * (lo_pt + hi_pt) - 0.5 * n_boxes * box
         size = n_boxes * self.n_interp
         length = _smooth_size(2 * size - 1)
-        weights, index = self._stencil(y, lo, n_boxes, box)
-        charge_spectrum = self._charge_spectrum(weights, index, self._moments(y, charges), size, dim,
-                                                length)                    # (1, C (1 + dim), ...)
+        grid = self._spread(y, self._moments(y, charges), lo, n_boxes, box)
+        charge_spectrum = self._charge_spectrum(grid, size, dim, length)   # (1, C (1 + dim), ...)
         spectrum = self._spectrum(n_boxes, box, dim, y)                     # (2, 1, ...)
         w0 = float(self.profile.w(torch.zeros(())))
         s = None
@@ -282,9 +303,9 @@ class GridInterpolator:
         elif with_value:
             potential = self._node_potentials(spectrum[:1], charge_spectrum[:, :n_charges], size, dim,
                                               length)
-            s = (potential[0][:, index] * weights).sum(-1).T - w0 * charges
+            s = self._read(potential[0], y, lo, n_boxes, box).T - w0 * charges
         potential = self._node_potentials(spectrum[1:], charge_spectrum, size, dim, length)
-        return s, self._forces(y, (potential[0][:, index] * weights).sum(-1), n_charges)
+        return s, self._forces(y, self._read(potential[0], y, lo, n_boxes, box), n_charges)
 
     def field(self, y_ref: Tensor, charges: Tensor,
               margin: float = 0.1) -> Callable[[Tensor], Tuple[Tensor, Tensor]]:
@@ -304,18 +325,16 @@ class GridInterpolator:
         lo = 0.5 * (lo_pt + hi_pt) - 0.5 * n_boxes * box
         size = n_boxes * self.n_interp
         length = _smooth_size(2 * size - 1)
-        weights, index = self._stencil(y_ref, lo, n_boxes, box)
-        charge_spectrum = self._charge_spectrum(weights, index, self._moments(y_ref, charges), size,
-                                                dim, length)
+        grid = self._spread(y_ref, self._moments(y_ref, charges), lo, n_boxes, box)
+        charge_spectrum = self._charge_spectrum(grid, size, dim, length)
         spectrum = self._spectrum(n_boxes, box, dim, y_ref)
         value = self._node_potentials(spectrum[:1], charge_spectrum[:, :n_charges], size, dim, length)[0]
         force = self._node_potentials(spectrum[1:], charge_spectrum, size, dim, length)[0]
 
         def evaluate(y: Tensor) -> Tuple[Tensor, Tensor]:
             y = y.detach()
-            w, i = self._stencil(y, lo, n_boxes, box)
-            return ((value[:, i] * w).sum(-1).T,
-                    self._forces(y, (force[:, i] * w).sum(-1), n_charges))
+            return (self._read(value, y, lo, n_boxes, box).T,
+                    self._forces(y, self._read(force, y, lo, n_boxes, box), n_charges))
 
         evaluate.bounds = (lo, lo + n_boxes * box)     # type: ignore[attr-defined]
         return evaluate

@@ -111,8 +111,11 @@ def perplexity_precision(sq_dist: Tensor, perplexity: float, tol: float = 1e-10,
                          max_iter: int = 200) -> Tensor:
     """Per-row precision ``beta_i`` with ``H(softmax(-beta_i d_i)) = log(perplexity)`` (nats).
 
-    A vectorised bisection on all rows at once (the search of SNE, Hinton & Roweis 2002): beta
-    doubles until the entropy falls below the target, then halves the bracket. Entries of
+    A vectorised safeguarded Newton search on all rows at once (the search of SNE, Hinton & Roweis
+    2002, with Newton steps): on ``u = log beta`` the entropy has slope ``dH/du = -beta^2 Var_p(d)``;
+    a Newton step that leaves the bracket of u is replaced by a bisection step (or a doubling /
+    halving of beta while no bracket is known), so each row converges like bisection at worst and
+    in a few steps in practice. Entries of
     ``sq_dist`` equal to ``+inf`` are not candidates. Runs in float64 without gradient. A row
     whose k nearest candidates tie (duplicates), with k > perplexity, cannot reach the target:
     its beta stops once ``beta (d - d_min) > 800`` for every other candidate, whose weight is then
@@ -122,7 +125,7 @@ def perplexity_precision(sq_dist: Tensor, perplexity: float, tol: float = 1e-10,
         sq_dist: (n, m) squared distances.
         perplexity: the target ``exp(H)``; must be below the number of candidates per row.
         tol: stop when every row's entropy is within ``tol`` nats of the target.
-        max_iter: bisection steps at most.
+        max_iter: search steps at most.
 
     Returns:
         (n,) float64 tensor of ``beta_i = 1 / (2 sigma_i^2)``.
@@ -136,12 +139,14 @@ def perplexity_precision(sq_dist: Tensor, perplexity: float, tol: float = 1e-10,
     with torch.no_grad():
         d = sq_dist.detach().to(torch.float64)
         n = d.shape[0]
-        beta = torch.ones(n, dtype=torch.float64, device=d.device)
-        lo = torch.zeros_like(beta)
-        hi = torch.full_like(beta, float("inf"))
+        log_beta = torch.zeros(n, dtype=torch.float64, device=d.device)
+        lo = torch.full_like(log_beta, -math.inf)       # the bracket of log beta
+        hi = torch.full_like(log_beta, math.inf)
         nearest = d.amin(1, keepdim=True)
         gap = torch.where(torch.isfinite(d) & (d > nearest), d - nearest, math.inf).amin(1)
+        finite_d = torch.where(torch.isfinite(d), d, 0.0)
         for _ in range(max_iter):
+            beta = log_beta.exp()
             log_p = torch.log_softmax(-beta[:, None] * d, dim=1)
             p = log_p.exp()
             entropy = -torch.where(p > 0, p * log_p, torch.zeros_like(p)).sum(1)
@@ -149,12 +154,19 @@ def perplexity_precision(sq_dist: Tensor, perplexity: float, tol: float = 1e-10,
             if bool(((diff.abs() < tol) | (diff > 0) & (beta * gap > 800.0)).all()):
                 break
             too_wide = diff > 0  # entropy too high: sharpen (raise beta)
-            lo = torch.where(too_wide, beta, lo)
-            hi = torch.where(too_wide, hi, beta)
-            beta = torch.where(too_wide,
-                               torch.where(torch.isinf(hi), beta * 2.0, (beta + hi) / 2.0),
-                               (beta + lo) / 2.0)
-        return beta
+            lo = torch.where(too_wide, log_beta, lo)
+            hi = torch.where(too_wide, hi, log_beta)
+            # Newton on u = log beta: dH/du = -beta^2 Var_p(d); a bisection step (or doubling /
+            # halving of beta while unbracketed) wherever Newton leaves the bracket
+            mean = (p * finite_d).sum(1, keepdim=True)
+            slope = -beta.square() * (p * (finite_d - mean).square()).sum(1)
+            newton = log_beta - (diff / slope).clamp(-2.0, 2.0)      # at most a factor e^2 per step
+            bisect = torch.where(torch.isinf(hi), log_beta + math.log(2.0),
+                                 torch.where(torch.isinf(lo), log_beta - math.log(2.0), (lo + hi) / 2))
+            inside = torch.isfinite(newton) & (newton > lo) & (newton < hi)
+            # rows already at the target stay there (a step past a bracket end would undo them)
+            log_beta = torch.where(diff.abs() < tol, log_beta, torch.where(inside, newton, bisect))
+        return log_beta.exp()
 
 
 def _scaled_sq_dist(x: Tensor, y: Optional[Tensor]) -> Tensor:
@@ -190,9 +202,23 @@ class PerplexityGaussian(KernelNeighborhood):
         ``-inf`` in float32, never ``inf * 0``), and the gradient, also float64, stays finite."""
         d = _scaled_sq_dist(x.to(torch.float64), None if y is None else y.to(torch.float64))
         masked = mask_diagonal(d.neg()).neg() if y is None and not self.include_self else d
-        beta = perplexity_precision(masked, self.perplexity)
-        nearest = masked.detach().amin(1, keepdim=True)
-        return (-beta[:, None] * (d - nearest).clamp_min(0.0)).to(x.dtype)
+        return self._shifted_logits(d, masked).to(x.dtype)
+
+    def _shifted_logits(self, d: Tensor, candidates: Tensor) -> Tensor:
+        """``-beta_i (d_ij - min_k d_ik)``, beta calibrated on ``candidates`` (d with +inf where j is not one)."""
+        beta = perplexity_precision(candidates, self.perplexity)
+        nearest = candidates.detach().amin(1, keepdim=True)
+        return -beta[:, None] * (d - nearest).clamp_min(0.0)
+
+    def log_p_from_sq_dist(self, sq_dist: Tensor) -> Tensor:
+        """``log p(j|i)`` (n, m) over each anchor's m candidates, given their squared distances.
+
+        The form the kNN affinity of t-SNE uses: the distances are computed once there, in float64
+        from points scaled by one power of two (p does not depend on the scale), and the rows
+        calibrated as in :meth:`logits`; ``+inf`` marks a non-candidate.
+        """
+        d = sq_dist.detach().to(torch.float64)
+        return log_normalize(self._shifted_logits(d, d))
 
     def forward(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
         self._check(x, y)
