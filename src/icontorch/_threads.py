@@ -1,4 +1,4 @@
-"""torch's (and numba's) CPU threads during an iterative fit: set on entry, adapted to a busy machine, restored on exit.
+"""torch's CPU threads during an iterative fit: set on entry, adapted to a busy machine, restored on exit.
 
 Why adapt: torch's intra-op parallelism joins its threads at the end of every operation. An
 iterative fit runs thousands of short operations per second; when other processes share the
@@ -31,28 +31,6 @@ import torch
 __all__ = ["FitThreads"]
 
 
-def _numba_threads() -> Optional[int]:
-    """numba's thread count for this thread (the fused CPU loops of the embeddings), None without numba."""
-    try:
-        import numba
-    except ImportError:  # pragma: no cover
-        return None
-    return int(numba.get_num_threads())
-
-
-def _set_numba_threads(count: Optional[int]) -> None:
-    """Give numba's loops ``count`` threads (at most the number numba started with)."""
-    if count is None:
-        return
-    try:
-        import numba
-    except ImportError:  # pragma: no cover
-        return
-    count = max(1, min(int(count), numba.config.NUMBA_NUM_THREADS))
-    if numba.get_num_threads() != count:
-        numba.set_num_threads(count)
-
-
 class FitThreads:
     """Context manager: torch's thread count for a fit, chosen per stretch of iterations, restored after.
 
@@ -80,7 +58,6 @@ class FitThreads:
     # -- the context ---------------------------------------------------------------------------
     def __enter__(self) -> "FitThreads":
         self.previous = torch.get_num_threads()
-        self.previous_numba = _numba_threads()
         if self.n_jobs is None:
             self.requested = self.previous
         else:
@@ -92,7 +69,6 @@ class FitThreads:
 
     def __exit__(self, *exc: Any) -> None:
         torch.set_num_threads(self.previous)
-        _set_numba_threads(self.previous_numba)
 
     # -- the policy ----------------------------------------------------------------------------
     def reset(self) -> None:
@@ -114,7 +90,6 @@ class FitThreads:
         self.current = count
         if torch.get_num_threads() != count:
             torch.set_num_threads(count)
-        _set_numba_threads(count)
 
     def _probe_plan(self) -> List[int]:
         if not self.adaptive or len(self.candidates) == 1:
