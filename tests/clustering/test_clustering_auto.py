@@ -100,6 +100,12 @@ def test_estimate_finds_the_number_of_well_separated_blobs(k):
     assert estimate_n_clusters(_graph(x), torch.Generator().manual_seed(0)) == k
 
 
+def test_estimate_on_a_directed_knn_graph():
+    x, _ = _blobs(5, 70, seed=6)
+    directed = walk_graph(knn_indices(torch.from_numpy(x), 6, "squared_euclidean"), 0, symmetric=False)
+    assert estimate_n_clusters(directed, torch.Generator().manual_seed(0)) == 5
+
+
 def test_auto_fit_trains_heads_with_the_60_groups_found():
     x, _ = _blobs(60, 60, seed=3)
     model = Clustering("auto", n_iter=5, n_heads=1, batch_size=64, metric="squared_euclidean",
