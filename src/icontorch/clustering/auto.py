@@ -9,7 +9,7 @@ and the cluster kernel q~ = (1 - a_q) 1[same group] / n_G + a_q / N, the I-Con l
 where ``in_G = sum_{i, j in G} p(j|i)`` is the p-mass kept inside G (the cross-entropy of p~ against
 q~ summed over the pairs inside and outside each group; the entropy of p~ does not depend on the
 partition). S trades the p-mass kept inside groups against their size: joining two groups pays
-off when enough of their p-mass links them, never when none does (the paper's debiasing weight
+off when enough of their p-mass links them, never when none does (the default method's debiasing weight
 a = 0.6 of both sides sets the price).
 
 1. Over-clustering (:func:`graph_pieces`): ``C' = overclustering(N)`` seeds drawn at random, every
