@@ -215,9 +215,10 @@ def write(args, started, loads, sections, skipped) -> None:
         f"`Clustering()` defaults: batches of {default.batch_size} anchors x (2 views + 2 sampled neighbours), "
         f"{default.n_iter} Adam steps, {default.n_heads} heads, the uniform part of p evaluated on "
         f"{default.n_negatives} batch items per step, exact cosine kNN (k = {default.n_neighbors}) pruned to "
-        f"mutual neighbours, walks of {default.walk_length}. `n_clusters=\"auto\"`: over-cluster, then the "
-        "eigengap of the kNN graph between the learned clusters (`icontorch.clustering.auto`), then train "
-        "again with that K. HDBSCAN's K is its number of clusters (noise left aside; noise points count as "
+        f"mutual neighbours, walks of {default.walk_length}. `n_clusters=\"auto\"`: p's graph cut into up to "
+        "1,000 connected pieces, merged while the I-Con loss of a hard cluster kernel drops, K = the groups "
+        "of at least 50 points (`icontorch.clustering.auto`), then one training with that K. "
+        "HDBSCAN's K is its number of clusters (noise left aside; noise points count as "
         "one more label in the scores). Peak RSS includes the data set.\n\n"
         + ("Not run: " + "; ".join(skipped) + ".\n\n" if skipped else "")
     )

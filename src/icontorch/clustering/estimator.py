@@ -32,7 +32,7 @@ from .._validation import (
     fail,
 )
 from ..knn import KNN_BACKENDS
-from .auto import estimate_n_clusters, estimates_n_clusters, overclustering
+from .auto import estimate_n_clusters, estimates_n_clusters
 from .inputs import check_cosine_rows, check_labels, check_views, head_logits, standardization
 from .objectives import ObjectiveSetup
 from .specs import METHOD_SPECS, METHODS, GraphSettings, MethodSpec
@@ -91,11 +91,11 @@ class Clustering(Estimator):
     for E_i neighbours of an item in its batch and M = ``n_negatives``, whatever N is.
 
     Args:
-        n_clusters: number of clusters C, 2 <= C <= n, or ``"auto"``: the heads over-cluster into
-            ``min(50, n // 3)`` groups, the number of groups is the eigengap of the kNN graph
-            between them (:mod:`~icontorch.clustering.auto`; methods with a graph p and the
-            cluster kernel q only), and the heads are trained again with that many; the result
-            is ``n_clusters_``.
+        n_clusters: number of clusters C, 2 <= C <= n, or ``"auto"``: C is the number of groups
+            of at least 50 points left when p's graph, cut into up to 1,000 pieces, is merged
+            greedily while the I-Con loss of p against a hard cluster kernel drops
+            (:mod:`~icontorch.clustering.auto`; methods with a graph p and the cluster kernel q
+            only); the result is ``n_clusters_``.
         method: one of the above.
         n_neighbors: k of the exact data-set kNN graph (1 <= k < n); default 6, with
             ``mutual_knn`` pruning it to 3 to 4 neighbours per point on digits and MNIST-5k.
@@ -238,7 +238,7 @@ class Clustering(Estimator):
                            self.n_clusters)
             if n < 3:
                 raise fail(_WHO, "n_clusters", "be an integer when there are fewer than 3 points", self.n_clusters)
-            return overclustering(n)
+            return 2                                     # a placeholder until the graph is known
         if isinstance(self.n_clusters, str):
             raise fail(_WHO, "n_clusters", 'be an integer >= 2 or "auto"', self.n_clusters)
         n_clusters = check_int(_WHO, "n_clusters", self.n_clusters, 2)
@@ -302,10 +302,8 @@ class Clustering(Estimator):
     def fit(self, X: Any, y: Any = None, views: Any = None) -> "Clustering":
         """Mine the kNN graph of ``X``, train ``n_heads`` heads and keep the one of lowest loss.
 
-        With ``n_clusters="auto"`` the heads first over-cluster, the number of groups is read off
-        the eigengap of the graph between those clusters (:func:`~icontorch.clustering.auto.
-        estimate_n_clusters`), and the heads are trained again with that many clusters on the same
-        graph.
+        With ``n_clusters="auto"`` the number of clusters is first read off the graph
+        (:func:`~icontorch.clustering.auto.estimate_n_clusters`), then the heads are trained with it.
 
         The fit is transactional: the learned attributes (those ending in ``_``) are computed
         aside and replace the previous fit's together once it has succeeded, so a fit that fails
@@ -350,12 +348,11 @@ class Clustering(Estimator):
                 return train_heads(x, graph, objective, train_settings, self.augment,
                                    *((mean, scale) if standardize else (None, None)), views=cached)
 
-        trained = train(settings)
         if isinstance(self.n_clusters, str):              # "auto" (checked above)
             with torch.no_grad(), Threads(n_jobs):
-                phi = head_logits(_WHO, trained.head, x, mean, scale, spec.temperature).softmax(1)
-                n_clusters = estimate_n_clusters(phi, graph)
-            trained = train(dataclasses.replace(settings, n_clusters=n_clusters))
+                n_clusters = estimate_n_clusters(graph, torch.Generator().manual_seed(settings.random_state))
+            settings = dataclasses.replace(settings, n_clusters=min(n_clusters, n))
+        trained = train(settings)
         fit_seconds = time.perf_counter() - start
         with torch.no_grad(), Threads(n_jobs):
             assigned = head_logits(_WHO, trained.head, x, mean, scale, spec.temperature).argmax(1)

@@ -1,0 +1,121 @@
+"""``n_clusters="auto"`` (:mod:`icontorch.clustering.auto`): the merge criterion against its closed form,
+the pieces, and the number of groups of well-separated blobs beyond the old cap of 50."""
+
+import numpy as np
+import pytest
+import torch
+
+from icontorch.clustering import Clustering
+from icontorch.clustering.auto import (
+    MIN_GROUP_SIZE,
+    connected_components,
+    estimate_n_clusters,
+    graph_pieces,
+    merge_pieces,
+    piece_mass,
+)
+from icontorch.clustering.graph import knn_indices, mutual_knn, walk_graph
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def _blobs(k, per, d=16, seed=0, radius=30.0):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(k, d))
+    centers *= radius / np.linalg.norm(centers, axis=1, keepdims=True)
+    y = np.repeat(np.arange(k), per)
+    return (centers[y] + rng.normal(size=(y.shape[0], d))).astype(np.float32), y
+
+
+def _graph(x, k=6, walks=4):
+    knn = knn_indices(torch.from_numpy(x), k, "squared_euclidean")
+    return walk_graph(mutual_knn(knn), walks, symmetric=True)
+
+
+def _icon_loss(p, labels, alpha):
+    """sum_i KL(p~(.|i) || q~(.|i)) by its definition, dense (small N), float64."""
+    n = p.shape[0]
+    same = (labels[:, None] == labels[None, :]).to(torch.float64)
+    q = (1 - alpha) * same / same.sum(1, keepdim=True) + alpha / n
+    pt = (1 - alpha) * p + alpha / n
+    return float((pt * (pt.log() - q.log())).sum())
+
+
+def test_merge_gain_is_the_icon_loss_difference():
+    """The agglomeration's score S: L(partition) = const - S, so a join's gain in S equals the drop of
+    the dense I-Con loss between the two partitions."""
+    from icontorch.clustering.auto import _score
+
+    rng = np.random.default_rng(1)
+    n, alpha = 40, 0.6
+    w = torch.from_numpy(rng.random((n, n)))
+    w.fill_diagonal_(0.0)
+    p = w / w.sum(1, keepdim=True)
+    parts = torch.from_numpy(rng.integers(0, 5, n))
+    joined = torch.where(parts == 4, torch.tensor(3), parts)
+
+    def score(labels):
+        total = 0.0
+        for g in labels.unique():
+            inside = labels == g
+            total += float(_score(p[inside][:, inside].sum(), inside.sum().to(torch.float64), n, alpha))
+        return total
+
+    drop = _icon_loss(p, parts, alpha) - _icon_loss(p, joined, alpha)
+    assert drop == pytest.approx(score(joined) - score(parts), rel=1e-9, abs=1e-9)
+
+
+def test_pieces_are_connected_cover_big_components_and_stay_inside_them():
+    x, _ = _blobs(4, 80, seed=2)
+    graph = _graph(x)
+    component = connected_components(graph)
+    pieces = graph_pieces(graph, 12, torch.Generator().manual_seed(0))
+    big = torch.bincount(component, minlength=graph.n_nodes)[component] >= MIN_GROUP_SIZE
+    assert bool((pieces[big] >= 0).all()) and bool((pieces[~big] == -1).all())
+    for c in pieces.unique()[pieces.unique() >= 0]:
+        assert component[pieces == c].unique().numel() == 1          # a piece never spans two components
+    mass = piece_mass(graph, pieces, int(pieces.max()) + 1)
+    assert torch.allclose(mass, mass.T)
+    assert float(mass.sum()) == pytest.approx(float(big.sum()), rel=1e-12)   # p sums to 1 per point
+
+
+def test_merge_keeps_disconnected_groups_apart_and_joins_a_split_group():
+    # two groups of 100 points, each cut in two pieces that share most of their p-mass
+    mass = torch.tensor([[30.0, 20.0, 0.0, 0.0], [20.0, 30.0, 0.0, 0.0],
+                         [0.0, 0.0, 30.0, 20.0], [0.0, 0.0, 20.0, 30.0]], dtype=torch.float64)
+    group = merge_pieces(mass, torch.full((4,), 50.0, dtype=torch.float64), 200)
+    assert group[0] == group[1] and group[2] == group[3] and group[0] != group[2]
+
+
+@pytest.mark.parametrize("k", [3, 60])
+def test_estimate_finds_the_number_of_well_separated_blobs(k):
+    # 60 groups: impossible with the old cap of 50 over-clustered groups
+    x, _ = _blobs(k, 60, seed=k)
+    assert estimate_n_clusters(_graph(x), torch.Generator().manual_seed(0)) == k
+
+
+def test_estimate_on_a_directed_knn_graph():
+    x, _ = _blobs(5, 70, seed=6)
+    directed = walk_graph(knn_indices(torch.from_numpy(x), 6, "squared_euclidean"), 0, symmetric=False)
+    assert estimate_n_clusters(directed, torch.Generator().manual_seed(0)) == 5
+
+
+def test_auto_fit_trains_heads_with_the_60_groups_found():
+    x, _ = _blobs(60, 60, seed=3)
+    model = Clustering("auto", n_iter=5, n_heads=1, batch_size=64, metric="squared_euclidean",
+                       random_state=0).fit(x)
+    assert model.n_clusters_ == 60 and model.head_.n_clusters == 60
+    assert model.predict_proba(x).shape == (x.shape[0], 60)
+
+
+def test_groups_under_the_minimum_size_are_not_counted():
+    x, _ = _blobs(4, MIN_GROUP_SIZE + 10, seed=4)
+    small, _ = _blobs(1, MIN_GROUP_SIZE // 2, seed=5, radius=60.0)
+    graph = _graph(np.concatenate([x, small]))
+    assert estimate_n_clusters(graph, torch.Generator().manual_seed(0)) == 4
