@@ -62,6 +62,9 @@ class ImageClustering(Estimator):
       alternately on pairs ``(g.x, g'.x)`` of augmented copies to minimise ``-I(z; z')``
       (:class:`~icontorch.methods.IICLoss`);
       the main sub-head of lowest loss on the whole data set is kept (never chosen by labels).
+      On digits (8 x 8 upsampled into 28 x 28; seeds 0, 1, 2) ``epochs=20, batch_size=128, n_views=4,
+      learning_rate=2e-3`` reached Hungarian accuracies 0.917, 0.735, 0.826 (``n_views=2``,
+      ``learning_rate=1e-3``: 0.870, 0.809, 0.741, in half the time).
     * ``"scan"`` (baseline): stage 1 as above, then ``Clustering(method="scan")``: SCAN's consistency
       with a kNN neighbour's assignment minus 5 times the entropy of the batch marginal.
 
