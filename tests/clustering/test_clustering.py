@@ -16,15 +16,6 @@ from icontorch.clustering.graph import knn_indices, mutual_knn, walk_graph
 from icontorch.metrics import clustering_scores
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Batches are small: one thread avoids oversubscription on a busy machine.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _blobs(n_per=40, seed=0):
     rng = np.random.default_rng(seed)
     centers = np.array([[0.0, 0.0, 0.0], [6.0, 0.0, 1.0], [0.0, 6.0, -1.0]])

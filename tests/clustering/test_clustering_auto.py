@@ -17,14 +17,6 @@ from icontorch.clustering.auto import (
 from icontorch.clustering.graph import knn_indices, mutual_knn, walk_graph
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _blobs(k, per, d=16, seed=0, radius=30.0):
     rng = np.random.default_rng(seed)
     centers = rng.normal(size=(k, d))

@@ -17,14 +17,6 @@ from icontorch.clustering.graph import NeighborGraph, knn_indices
 from icontorch.metrics import clustering_scores, knn_accuracy
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _blobs(n_per=20, d=3, seed=0):
     rng = np.random.default_rng(seed)
     centers = 6.0 * np.eye(3, d)

@@ -19,14 +19,6 @@ from icontorch.clustering.train import TrainSettings, _Batches
 from icontorch.metrics import clustering_scores
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _pairs(relation):
     rows, cols = relation.nonzero(as_tuple=True)
     values = relation[rows, cols].to(torch.float64)
