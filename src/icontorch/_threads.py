@@ -18,6 +18,14 @@ for few probes and a change of load is noticed within one stretch.
 Callers that want the same result whatever the thread count (reproducible fits under this
 policy) must use reductions whose order does not depend on the number of threads; the
 neighbour embeddings do (:mod:`icontorch.embedding.repulsion`).
+
+Where a loop's heavy work is compiled row loops (:func:`icontorch.embedding.cpu_kernels.run_rows`),
+the fit sets ``row_loops``: inside the loop torch then runs on 1 thread and the count above is
+the row loops' (:func:`row_threads`). torch's OpenMP workers spin between operations, and an
+iteration of many small operations kept one of them spinning almost all the time: measured on
+15,000 MNIST digits (2 cores), 33 s of CPU for a 17 s fit, and 3 to 4x slower under a competing
+2-thread load, against 21 s of CPU and 1.8x with torch on 1 thread and the rows on 2, at the same
+quiet speed (``benchmarks/embedding.py``, section MNIST-70k, has the full-size figures).
 """
 
 from __future__ import annotations
@@ -28,7 +36,20 @@ from typing import Any, Callable, Dict, List, Optional
 
 import torch
 
-__all__ = ["FitThreads"]
+__all__ = ["FitThreads", "row_threads"]
+
+_row_threads: Optional[int] = None
+
+
+def row_threads() -> int:
+    """The thread count of compiled row loops: the fit's inside a ``row_loops`` loop of
+    :class:`FitThreads`, torch's current count otherwise."""
+    return _row_threads or torch.get_num_threads()
+
+
+def _set_row_threads(count: Optional[int]) -> None:
+    global _row_threads
+    _row_threads = count
 
 
 class FitThreads:
@@ -42,18 +63,21 @@ class FitThreads:
         n_jobs: the requested thread count, -1 for all cores, None for torch's current setting.
         adaptive: let :meth:`step` switch between the requested count and 1 by measured speed;
             False keeps the requested count throughout.
+        row_loops: inside a loop (:meth:`reset` to :meth:`restore_requested`) the count is the row
+            loops' (:func:`row_threads`) and torch runs on 1 thread.
         probe: iterations timed per candidate count in a probe (the fastest of them counts).
         period: iterations between the first probes; doubles while the winner stays the same.
         max_period: the longest stretch without a probe.
         clock: the timer (seconds).
     """
 
-    def __init__(self, n_jobs: Optional[int], adaptive: bool = True, probe: int = 2, period: int = 25,
-                 max_period: int = 200, clock: Callable[[], float] = time.perf_counter) -> None:
-        self.n_jobs, self.adaptive, self.clock = n_jobs, adaptive, clock
+    def __init__(self, n_jobs: Optional[int], adaptive: bool = True, row_loops: bool = False, probe: int = 2,
+                 period: int = 25, max_period: int = 200, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.n_jobs, self.adaptive, self.row_loops, self.clock = n_jobs, adaptive, row_loops, clock
         self.probe, self.base_period, self.max_period = probe, period, max_period
         self.previous = torch.get_num_threads()
         self.history: List[int] = []     # the thread count of every iteration timed by step()
+        self._in_loop = False
 
     # -- the context ---------------------------------------------------------------------------
     def __enter__(self) -> "FitThreads":
@@ -63,16 +87,21 @@ class FitThreads:
         else:
             self.requested = (os.cpu_count() or 1) if self.n_jobs == -1 else self.n_jobs
         self.candidates = [self.requested] + ([1] if self.requested > 1 else [])
-        self._set(self.requested)
-        self.reset()
+        self._start(loop=False)
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        self._in_loop = False
+        _set_row_threads(None)
         torch.set_num_threads(self.previous)
 
     # -- the policy ----------------------------------------------------------------------------
     def reset(self) -> None:
         """Start over (a new loop): the requested count, a probe first; restores it if it was changed."""
+        self._start(loop=True)
+
+    def _start(self, loop: bool) -> None:
+        self._in_loop = loop and self.row_loops
         self._set(self.requested)
         self.period = self.base_period
         self.chosen = self.requested
@@ -83,13 +112,16 @@ class FitThreads:
         self._warm = False           # the first iteration of a loop builds caches: not timed
 
     def restore_requested(self) -> None:
-        """Back to the requested count (for work after the loop, e.g. a final exact loss)."""
+        """Back to the requested count of torch (for work after the loop, e.g. a final exact loss)."""
+        self._in_loop = False
         self._set(self.requested)
 
     def _set(self, count: int) -> None:
         self.current = count
-        if torch.get_num_threads() != count:
-            torch.set_num_threads(count)
+        _set_row_threads(count if self._in_loop else None)
+        torch_count = 1 if self._in_loop else count
+        if torch.get_num_threads() != torch_count:
+            torch.set_num_threads(torch_count)
 
     def _probe_plan(self) -> List[int]:
         if not self.adaptive or len(self.candidates) == 1:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -68,8 +69,8 @@ def test_pair_sum_equals_torch_expression(dof, n):
 
 def test_same_result_with_one_and_two_threads():
     """Each row is summed by one thread in a fixed order: the thread count cannot change a bit."""
-    affinity = _random_affinity(2000, 10, seed=5)
-    y = torch.randn(2000, 2, generator=torch.Generator().manual_seed(3)) * 20
+    affinity = _random_affinity(2200, 10, seed=5)     # over 2 x 512 rows (and pairs of rows): 2 threads
+    y = torch.randn(2200, 2, generator=torch.Generator().manual_seed(3)) * 20
     objective = SparseObjective(affinity, StudentT(dof=1.0), "exact")
     objective.a_value = objective.a_value.float()
     before = torch.get_num_threads()
@@ -82,6 +83,41 @@ def test_same_result_with_one_and_two_threads():
         torch.set_num_threads(before)
     assert torch.equal(results[0][0], results[1][0])
     assert results[0][1] == results[1][1]
+
+
+def test_run_rows_covers_every_row_once_on_several_threads():
+    """The ranges handed out tile [0, n) exactly, on the caller and pool threads; an error in a range
+    reaches the caller."""
+    import threading
+    import time
+
+    seen, names = [], set()
+
+    def loop(start, stop, out):
+        seen.append((start, stop))
+        names.add(threading.current_thread().name)
+        out[start:stop] += 1
+        time.sleep(0.002)          # lets the GIL go, as the compiled loops do
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        out = np.zeros(10_000)
+        cpu_kernels.run_rows(loop, out.shape[0], out)
+        assert np.all(out == 1) and len(seen) == 3 * cpu_kernels.TASKS_PER_THREAD
+        assert threading.current_thread().name in names and len(names) == 3
+
+        def failing(start, stop):
+            if start > 0:
+                raise ValueError("range failed")
+        with pytest.raises(ValueError, match="range failed"):
+            cpu_kernels.run_rows(failing, 10_000)
+        torch.set_num_threads(1)
+        seen.clear()
+        cpu_kernels.run_rows(loop, 10_000, np.zeros(10_000))
+        assert seen == [(0, 10_000)]
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_not_used_where_it_does_not_apply(monkeypatch):

@@ -89,3 +89,34 @@ def test_the_map_does_not_depend_on_the_thread_count_the_policy_picks(monkeypatc
     monkeypatch.setattr(FitThreads, "step", alternate)
     switching = fit()
     np.testing.assert_array_equal(steady, switching)
+
+
+def test_row_loops_take_the_threads_and_torch_runs_on_one_inside_the_loop(torch_threads):
+    """With ``row_loops`` the count is the compiled row loops' inside a loop; torch's setting is
+    the requested one outside the loop and the user's after the fit, also after an exception."""
+    from icontorch._threads import row_threads
+
+    torch.set_num_threads(1)
+    clock = [0.0]
+    with pytest.raises(RuntimeError):
+        with FitThreads(2, row_loops=True, clock=lambda: clock[0]) as threads:
+            assert torch.get_num_threads() == 2 and row_threads() == 2
+            threads.reset()
+            assert torch.get_num_threads() == 1 and row_threads() == 2
+            clock[0] += 1.0
+            threads.step()
+            assert torch.get_num_threads() == 1 and row_threads() in (1, 2)
+            threads.restore_requested()
+            assert torch.get_num_threads() == 2 and row_threads() == 2
+            threads.reset()
+            raise RuntimeError("interrupted inside the loop")
+    assert torch.get_num_threads() == 1 and row_threads() == 1
+
+
+def test_a_fit_leaves_torch_and_the_row_loops_as_it_found_them(torch_threads):
+    from icontorch._threads import row_threads
+
+    torch.set_num_threads(1)
+    x = load_digits().data[:600].astype(np.float32)
+    TSNE(n_jobs=2, algorithm="fft", random_state=0, early_exaggeration_iter=10, n_iter=10).fit(x)
+    assert torch.get_num_threads() == 1 and row_threads() == 1

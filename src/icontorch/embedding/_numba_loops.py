@@ -1,17 +1,21 @@
 """The numba loops behind :mod:`icontorch.embedding.cpu_kernels` (imported on first use: importing
-numba takes about a second). Each parallel loop gives a row to one thread and adds its terms in a
-fixed order."""
+numba takes about a second).
+
+Each loop is serial over the rows ``start <= i < stop`` and releases the GIL (``nogil``):
+:func:`icontorch.embedding.cpu_kernels.run_rows` hands ranges of rows to a pool of threads that
+block, never spin, while they wait. A row's terms are added in a fixed order, so the result does
+not depend on how the rows were split."""
 
 import numba
 import numpy as np
 
 
-@numba.njit(parallel=True, cache=True)
-def attraction_rows(crow, col, val, y, student, param, scale, grad, dist):
-    n, dim = y.shape
+@numba.njit(nogil=True, cache=True)
+def attraction_rows(start, stop, crow, col, val, y, student, param, scale, grad, dist):
+    dim = y.shape[1]
     keep = dist.shape[0] > 0
     half = -0.5 * (param + 1.0)
-    for i in numba.prange(n):
+    for i in range(start, stop):
         if dim == 2:             # the common case, with the row's sums in registers
             g0, g1 = 0.0, 0.0
             y0, y1 = np.float64(y[i, 0]), np.float64(y[i, 1])
@@ -52,12 +56,12 @@ def student_t_row(y, i, dof, exponent):
         total += 1.0 / (1.0 + d) if dof == 1.0 else (1.0 + d / dof) ** exponent
     return total
 
-@numba.njit(parallel=True, cache=True)
-def student_t_rows(y, dof, out):
+@numba.njit(nogil=True, cache=True)
+def student_t_rows(start, stop, y, dof, out):
     n = y.shape[0]
     exponent = -0.5 * (dof + 1.0)
-    # row k is paired with row n - 1 - k: the two hold n - 1 terms together (balanced threads)
-    for k in numba.prange((n + 1) // 2):
+    # row k (k < (n + 1) // 2) is paired with row n - 1 - k: the two hold n - 1 terms together
+    for k in range(start, stop):
         out[k] = student_t_row(y, k, dof, exponent)
         if n - 1 - k != k:
             out[n - 1 - k] = student_t_row(y, n - 1 - k, dof, exponent)
@@ -79,7 +83,7 @@ def cell_weights(y, i, lo, box, n_boxes, p, inv_den, weights, base):
             weights[a, k] = basis
         base[a] = int(cell) * p
 
-@numba.njit(cache=True)
+@numba.njit(nogil=True, cache=True)
 def spread(y, charges, lo, box, n_boxes, p, inv_den, size, grid):
     n, dim = y.shape
     n_charges = charges.shape[1]
@@ -98,11 +102,11 @@ def spread(y, charges, lo, box, n_boxes, p, inv_den, size, grid):
                 for c in range(n_charges):
                     grid[row + k1, c] += wt * charges[i, c]
 
-@numba.njit(parallel=True, cache=True)
-def read(potential, y, lo, box, n_boxes, p, inv_den, size, out):
-    n, dim = y.shape
+@numba.njit(nogil=True, cache=True)
+def read(start, stop, potential, y, lo, box, n_boxes, p, inv_den, size, out):
+    dim = y.shape[1]
     n_out = potential.shape[1]
-    for i in numba.prange(n):
+    for i in range(start, stop):
         weights = np.empty((dim, p))
         base = np.empty(dim, np.int64)
         cell_weights(y, i, lo, box, n_boxes, p, inv_den, weights, base)

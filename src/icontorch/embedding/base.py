@@ -32,6 +32,7 @@ from .._validation import (
 from ..neighborhoods.base import KernelNeighborhood, Neighborhood
 from ..neighborhoods.spatial import KNN, PerplexityGaussian
 from ..transforms import Joint
+from . import cpu_kernels
 from .affinity import (
     KNN_BACKENDS,
     EdgeAffinity,
@@ -245,6 +246,9 @@ class NeighborEmbeddingBase(Estimator):
             # by tests/embedding/test_threads.py), so its count may follow the machine's load; the
             # others keep the requested count (the sampled gradient's scatter is not invariant)
             threads.adaptive = algorithm == "fft"
+            # on the CPU the FFT iterations' heavy work is compiled row loops: they get the threads,
+            # torch 1 (its idle OpenMP workers would spin between the small operations)
+            threads.row_loops = algorithm == "fft" and cpu_kernels.available(y0)
             self._fit_table(s, x, y0, p, kernel, joint, algorithm, phases, threads)
         if not np.isfinite(self.embedding_).all() or not np.isfinite(self.kl_divergence_):
             raise IConError(f"{who}: the optimisation diverged (non-finite embedding after {self.n_iter_} "

@@ -13,9 +13,12 @@ same sum in one pass over the CSR rows of A, with the point coordinates in cache
 The same applies to the exact normaliser ``Z = sum_{i != j} w(y_i - y_j)`` that scores a finished
 map (:func:`student_t_pair_sum`): one loop over the pairs ``i < j``, without ``(chunk, n)`` blocks.
 
-Both loops give each row to one thread and add its terms in a fixed order, so the result does
-not depend on the number of threads (the thread policy of :mod:`icontorch._threads` may change
-it during a fit). The torch expressions stay the definition (and the path on other devices);
+The loops are serial over a range of rows and release the GIL; :func:`run_rows` spreads the
+ranges over the fit's threads (:func:`icontorch._threads.row_threads`; the thread policy of
+:mod:`icontorch._threads` may change their number during a fit), with threads that block rather
+than spin while they wait. Each row's terms are added in a fixed order, so the result does not
+depend on the number of threads.
+The torch expressions stay the definition (and the path on other devices);
 tests/embedding/test_cpu_kernels.py checks that the loops agree with them in float64.
 
 numba is a dependency of the package, imported on the first call of a loop; where it is not
@@ -26,18 +29,21 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from .._threads import row_threads
 from ..neighborhoods.kernels import KernelProfile
 
 HAS_NUMBA = importlib.util.find_spec("numba") is not None
 
-__all__ = ["available", "attraction_force", "student_t_pair_sum", "spread_to_grid", "read_from_grid"]
+__all__ = ["available", "run_rows", "attraction_force", "student_t_pair_sum", "spread_to_grid", "read_from_grid"]
 
 DISABLE_ENV = "ICONTORCH_NO_NUMBA"
 """Set this environment variable to any non-empty value to use the torch expressions on CPU too."""
@@ -54,16 +60,64 @@ def available(y: Tensor, profile: Optional[KernelProfile] = None) -> bool:
 
 
 def _loops() -> ModuleType:
-    """The compiled loops (numba imported on the first call), run with torch's current thread count
-    (which :class:`icontorch._threads.FitThreads` manages during a fit)."""
-    import numba
-
+    """The compiled loops (numba imported on the first call)."""
     from . import _numba_loops
 
-    count = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
-    if numba.get_num_threads() != count:
-        numba.set_num_threads(count)
     return _numba_loops
+
+
+MIN_ROWS_PER_TASK = 512
+"""Fewer rows than this per thread: the loop runs in the calling thread alone."""
+TASKS_PER_THREAD = 8
+"""Rows are cut into about this many ranges per thread, taken in turn by whichever thread is free."""
+
+_pool: Optional[ThreadPoolExecutor] = None
+_pool_size = 0
+_pool_lock = threading.Lock()
+
+
+def _workers(count: int) -> ThreadPoolExecutor:
+    """A pool of at least ``count`` worker threads, kept for the process (made larger when needed)."""
+    global _pool, _pool_size
+    with _pool_lock:
+        if _pool is None or _pool_size < count:
+            _pool, _pool_size = ThreadPoolExecutor(max_workers=count, thread_name_prefix="icontorch-rows"), count
+        return _pool
+
+
+def run_rows(loop: Callable[..., None], n_rows: int, *args: Any) -> None:
+    """Run ``loop(start, stop, *args)`` over the rows ``0 <= i < n_rows`` on :func:`~icontorch._threads.row_threads`
+    threads (torch's count, or the fit's inside a loop of row loops).
+
+    The calling thread and ``threads - 1`` pool threads take ranges of rows in turn until none are
+    left; a waiting thread blocks on a lock or a queue, so on a machine that other processes share no
+    thread of the fit burns a core spinning while it waits (numba's own OpenMP threading layer
+    did: a fit under a competing load then ran about 4x slower instead of about 2x). A thread that
+    the scheduler takes off its core delays only the range it holds. ``loop`` must release the GIL
+    and write only the rows it is given.
+    """
+    threads = max(1, min(row_threads(), n_rows // MIN_ROWS_PER_TASK))
+    if threads == 1:
+        loop(0, n_rows, *args)
+        return
+    step = -(-n_rows // (threads * TASKS_PER_THREAD))
+    starts = iter(range(0, n_rows, step))
+    take = threading.Lock()
+
+    def work() -> None:
+        while True:
+            with take:
+                start = next(starts, None)
+            if start is None:
+                return
+            loop(start, min(start + step, n_rows), *args)
+
+    pending = [_workers(threads - 1).submit(work) for _ in range(threads - 1)]
+    try:
+        work()
+    finally:
+        for task in pending:
+            task.result()
 
 
 def attraction_force(crow: Tensor, col: Tensor, value: Tensor, y: Tensor, profile: KernelProfile,
@@ -77,8 +131,8 @@ def attraction_force(crow: Tensor, col: Tensor, value: Tensor, y: Tensor, profil
     grad = np.empty(y_np.shape, dtype=np.float64)      # per-row sums accumulated in float64
     dist = np.empty(col.shape[0] if with_distances else 0, dtype=y_np.dtype)
     student = profile.kind == "student_t"
-    _loops().attraction_rows(crow.numpy(), col.numpy(), value.numpy(), y_np, student, float(profile.param),
-                     float(scale), grad, dist)
+    run_rows(_loops().attraction_rows, y_np.shape[0], crow.numpy(), col.numpy(), value.numpy(), y_np, student,
+             float(profile.param), float(scale), grad, dist)
     return torch.from_numpy(grad).to(y.dtype), (torch.from_numpy(dist) if with_distances else None)
 
 
@@ -87,7 +141,7 @@ def student_t_pair_sum(y: Tensor, dof: float) -> float:
     ``i < j`` (time O(n^2 dim), memory O(n))."""
     y_np = y.detach().contiguous().numpy()
     rows = np.zeros(y_np.shape[0], dtype=np.float64)
-    _loops().student_t_rows(y_np, float(dof), rows)
+    run_rows(_loops().student_t_rows, (y_np.shape[0] + 1) // 2, y_np, float(dof), rows)
     return 2.0 * float(np.sum(rows))
 
 
@@ -112,6 +166,6 @@ def read_from_grid(potential: Tensor, y: Tensor, lo: float, box: float, n_boxes:
     """The node potentials (K, size ** dim) interpolated at the points with the same Lagrange weights: (K, n)."""
     y_np = y.detach().contiguous().numpy()
     out = np.empty((y_np.shape[0], potential.shape[0]), dtype=np.float64)
-    _loops().read(potential.detach().T.contiguous().numpy(), y_np, float(lo), float(box), int(n_boxes), int(n_interp),
-          _inverse_denominators(n_interp), n_boxes * n_interp, out)
+    run_rows(_loops().read, y_np.shape[0], potential.detach().T.contiguous().numpy(), y_np, float(lo), float(box),
+             int(n_boxes), int(n_interp), _inverse_denominators(n_interp), n_boxes * n_interp, out)
     return torch.from_numpy(out.T).to(y.dtype).contiguous()
