@@ -32,11 +32,12 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Callable, Dict, List, Optional
+from contextlib import contextmanager
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import torch
 
-__all__ = ["FitThreads", "row_threads"]
+__all__ = ["FitThreads", "row_threads", "rows_not_torch"]
 
 _row_threads: Optional[int] = None
 
@@ -50,6 +51,25 @@ def row_threads() -> int:
 def _set_row_threads(count: Optional[int]) -> None:
     global _row_threads
     _row_threads = count
+
+
+@contextmanager
+def rows_not_torch() -> Iterator[None]:
+    """Inside: the row loops get the thread count found on entry (:func:`row_threads`) and torch
+    runs on 1 thread; both restored on exit.
+
+    For work cut into row ranges whose pieces are themselves torch operations (the blocks of an
+    exact kNN): the pieces then run side by side on blocking threads, each on one core, instead
+    of one at a time on torch's spinning OpenMP team.
+    """
+    count, before, torch_before = row_threads(), _row_threads, torch.get_num_threads()
+    _set_row_threads(count)
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        _set_row_threads(before)
+        torch.set_num_threads(torch_before)
 
 
 class FitThreads:

@@ -120,3 +120,29 @@ def test_a_fit_leaves_torch_and_the_row_loops_as_it_found_them(torch_threads):
     x = load_digits().data[:600].astype(np.float32)
     TSNE(n_jobs=2, algorithm="fft", random_state=0, early_exaggeration_iter=10, n_iter=10).fit(x)
     assert torch.get_num_threads() == 1 and row_threads() == 1
+
+
+def test_rows_not_torch_gives_the_rows_the_threads_and_restores_both(torch_threads):
+    from icontorch._threads import row_threads, rows_not_torch
+
+    torch.set_num_threads(2)
+    with pytest.raises(RuntimeError):
+        with rows_not_torch():
+            assert torch.get_num_threads() == 1 and row_threads() == 2
+            raise RuntimeError("interrupted")
+    assert torch.get_num_threads() == 2 and row_threads() == 2
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_the_pooled_exact_knn_equals_brute_force_whatever_the_thread_count(torch_threads, count):
+    """Blocks of 7 anchors (``block_entries`` small) spread over ranges of the pool: the same
+    neighbours as a full distance matrix and a sort, self excluded, and torch's count restored."""
+    from icontorch.embedding.affinity import _exact_neighbors
+
+    torch.set_num_threads(count)
+    x = torch.from_numpy(np.random.default_rng(0).normal(size=(2300, 6)))
+    found = _exact_neighbors(x, 9, block_entries=7 * 2300)
+    d = torch.cdist(x, x).fill_diagonal_(float("inf"))
+    expected = d.argsort(dim=1)[:, :9]
+    assert torch.equal(found.sort(dim=1).values, expected.sort(dim=1).values)
+    assert torch.get_num_threads() == count
