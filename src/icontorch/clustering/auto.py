@@ -25,6 +25,11 @@ to 0.02 those styles join while classes linked by at most 12 % stay apart: K = 1
 Gaussian mixtures (d = 8 to 64, K = 10 and 100, 5,000 to 100,000 points) give the same K at
 every a from 0.6 to 0.02: their groups share no p-mass. Lowering ``a_q`` alone (``a_p = 0.6``)
 is no substitute: the ``a_p n_G^2 / N`` term then pays for any join (MNIST-5k: 1 group at 0.2).
+Nor is p's graph without the mutual pruning: its walks link the classes (MNIST-5k: 3-5 at 0.6).
+Not solved at N = 70,000: on all MNIST digits (faiss graph, seed 0) K = 17 (46 at 0.6), 8 groups
+of 6,100 to 7,100 points and 9 of 684 to 4,260. The range of a that gives 9-11 moves down as N
+grows (MNIST-5k: 0.1 to 0.02, MNIST-10k: 0.05 to 0.002), presumably as styles separate further in
+a kNN graph of fixed k.
 
 1. Over-clustering (:func:`graph_pieces`): ``C' = overclustering(N)`` seeds drawn at random, every
    connected component of at least ``MIN_GROUP_SIZE`` points given one, and every node of those
