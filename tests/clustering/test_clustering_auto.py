@@ -7,6 +7,7 @@ import torch
 
 from icontorch.clustering import Clustering
 from icontorch.clustering.auto import (
+    DEBIASING,
     MIN_GROUP_SIZE,
     connected_components,
     estimate_n_clusters,
@@ -83,6 +84,31 @@ def test_merge_keeps_disconnected_groups_apart_and_joins_a_split_group():
                          [0.0, 0.0, 30.0, 20.0], [0.0, 0.0, 20.0, 30.0]], dtype=torch.float64)
     group = merge_pieces(mass, torch.full((4,), 50.0, dtype=torch.float64), 200)
     assert group[0] == group[1] and group[2] == group[3] and group[0] != group[2]
+
+
+def _styles(n_classes, per_half, style_link, class_link):
+    """p-mass of pieces: every class cut into two styles that send ``style_link`` of their p-mass to each
+    other and ``class_link`` to the next class's first style (MNIST-like: styles 15-30 %, classes <= 12 %)."""
+    m = 2 * n_classes
+    mass = torch.zeros(m, m, dtype=torch.float64)
+    for c in range(n_classes):
+        a, b, nxt = 2 * c, 2 * c + 1, (2 * c + 2) % m
+        mass[a, b] = mass[b, a] = style_link * per_half
+        mass[b, nxt] = mass[nxt, b] = class_link * per_half
+    mass += torch.diag(per_half - mass.sum(1))             # p sums to 1 per point
+    return mass, torch.full((m,), float(per_half), dtype=torch.float64)
+
+
+def test_styles_of_a_class_join_and_classes_stay_apart():
+    """The agglomeration's debiasing weight (module docstring): styles that send 15 % of their p-mass
+    to each other join, classes linked by 5 % stay apart; at the training's 0.6 the styles stay apart."""
+    n_classes, per_half = 10, 250
+    mass, sizes = _styles(n_classes, per_half, style_link=0.15, class_link=0.05)
+    n = 2 * n_classes * per_half
+    group = merge_pieces(mass, sizes, n, DEBIASING)
+    assert group.unique().numel() == n_classes
+    assert bool((group[0::2] == group[1::2]).all())           # each class's two styles together
+    assert int(merge_pieces(mass, sizes, n, 0.6).unique().numel()) == 2 * n_classes
 
 
 @pytest.mark.parametrize("k", [3, 60])
