@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from icontorch import IConError
-from icontorch.clustering import Clustering
+from icontorch.clustering import Clustering, fused
 from icontorch.clustering.fused import pairs_cluster_kernel_kl
 from icontorch.clustering.graph import NeighborGraph, compose_batch, knn_indices, mutual_knn, walk_graph
 from icontorch.clustering.objectives import ObjectiveSetup, cluster_kernel_kl, graph_kernel_objective, icon_objective
@@ -28,8 +28,11 @@ def _pairs(relation):
 
 @pytest.mark.parametrize("alpha_p, alpha_q", [(0.0, 0.0), (0.6, 0.6), (0.3, 0.0), (0.0, 0.8), (1.0, 0.5)])
 @pytest.mark.parametrize("weighted", [False, True])
-def test_pairs_loss_and_gradients_equal_the_dense_definition(alpha_p, alpha_q, weighted):
+@pytest.mark.parametrize("tiles", [1, 4])
+def test_pairs_loss_and_gradients_equal_the_dense_definition(alpha_p, alpha_q, weighted, tiles, monkeypatch):
     b, c, h = 24, 5, 3
+    # one tile keeps its reciprocal for the backward pass, several tiles are recomputed there
+    monkeypatch.setattr(fused, "TILE_ENTRIES", h * b * b // tiles)
     g = torch.Generator().manual_seed(1)
     relation = torch.rand(b, b, generator=g) < 0.2
     relation.fill_diagonal_(False)

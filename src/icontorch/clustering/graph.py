@@ -242,9 +242,11 @@ class NeighborGraph:
         count_b = count_b.index_select(0, pair)
         row_rank = torch.div(local, count_b, rounding_mode="floor")
         rows = order.index_select(0, first.index_select(0, node_a).index_select(0, pair) + row_rank)
-        cols = order.index_select(0, first.index_select(0, node_b).index_select(0, pair) + local - row_rank * count_b)
+        col_rank = local - row_rank * count_b
+        cols = order.index_select(0, first.index_select(0, node_b).index_select(0, pair) + col_rank)
         keep = (rows != cols).nonzero().squeeze(1)
-        return rows.index_select(0, keep), cols.index_select(0, keep), values.index_select(0, pair.index_select(0, keep))
+        values = values.index_select(0, pair.index_select(0, keep))
+        return rows.index_select(0, keep), cols.index_select(0, keep), values
 
     def _slots(self, device: torch.device) -> Tensor:
         """(N,) scratch table of batch slots, -1 everywhere between calls of :meth:`batch_pairs`."""
