@@ -10,9 +10,9 @@ InfoNCE Clustering, its Table 1 and Def. 2). Expanded, for anchor i of a head:
 
 The first term is a constant of the batch, the second a sum over the pairs (O(H E C) for E pairs),
 the third one row sum of ``log q~`` over the whole batch: :func:`log_kernel_rowsum` computes it
-tile by tile and recomputes the tiles in its backward pass (a single tile keeps its reciprocal
-instead), so the memory is O(H * tile * B) and the work a few dense passes over (H, B, B) (two
-batched products with C columns, one log, one division), the same numbers as the dense definition
+tile by tile and recomputes the tiles in its backward pass, so the memory is O(H * tile * B) and
+the work a few dense passes over (H, B, B) (two batched products with C columns, one log, one
+division), the same numbers as the dense definition
 (:func:`~icontorch.clustering.objectives.cluster_kernel_kl`, tested equal in float64).
 """
 
@@ -42,48 +42,35 @@ def _kernel_block(phi_rows: Tensor, psi: Tensor, alpha_q: float, n_items: int) -
     return torch.bmm(phi_rows, psi.transpose(1, 2)).clamp_min_(torch.finfo(phi_rows.dtype).tiny)
 
 
-def _reciprocal(block: Tensor, alpha_q: float) -> Tensor:
-    """``1 / q~`` of a block, in place; with ``alpha_q = 0`` the floored entries get 0 (the floor passes
-    no gradient)."""
-    if alpha_q > 0.0:
-        return block.reciprocal_()
-    floored = block <= torch.finfo(block.dtype).tiny
-    return block.reciprocal_().masked_fill_(floored, 0.0)
-
-
 class _LogKernelRowSum(torch.autograd.Function):
     @staticmethod
     def forward(ctx, phi: Tensor, psi: Tensor, alpha_q: float, n_items: int) -> Tensor:      # noqa: D102
         h, b, _ = phi.shape
-        ctx.alpha_q, ctx.n_items = alpha_q, n_items
-        tile = _tile(h, psi.shape[1])
-        if tile >= b:                   # one block: its reciprocal is kept for the backward pass
-            block = _kernel_block(phi, psi, alpha_q, n_items)
-            out = block.log().sum(2)
-            ctx.save_for_backward(phi, psi, _reciprocal(block, alpha_q))
-            return out
         out = torch.empty(h, b, dtype=phi.dtype, device=phi.device)
+        tile = _tile(h, psi.shape[1])
         for start in range(0, b, tile):
             stop = min(b, start + tile)
             out[:, start:stop] = _kernel_block(phi[:, start:stop], psi, alpha_q, n_items).log_().sum(2)
         ctx.save_for_backward(phi, psi)
+        ctx.alpha_q, ctx.n_items = alpha_q, n_items
         return out
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> Tuple[Tensor, Tensor, None, None]:       # noqa: D102
-        phi, psi, *kept = ctx.saved_tensors
+        phi, psi = ctx.saved_tensors
         alpha_q, n_items = ctx.alpha_q, ctx.n_items
         h, b, _ = phi.shape
+        tiny = torch.finfo(phi.dtype).tiny
         scale = 1.0 - alpha_q if alpha_q > 0.0 else 1.0
-        if kept:
-            g = kept[0] * grad[:, :, None]
-            return torch.bmm(g, psi).mul_(scale), torch.bmm(g.transpose(1, 2), phi).mul_(scale), None, None
         d_phi, d_psi = torch.empty_like(phi), torch.zeros_like(psi)
         tile = _tile(h, psi.shape[1])
         for start in range(0, b, tile):
             stop = min(b, start + tile)
             block = _kernel_block(phi[:, start:stop], psi, alpha_q, n_items)
-            g = _reciprocal(block, alpha_q).mul_(grad[:, start:stop, None])
+            if alpha_q > 0.0:
+                g = torch.reciprocal_(block).mul_(grad[:, start:stop, None])
+            else:                       # the floor passes no gradient
+                g = torch.where(block > tiny, grad[:, start:stop, None] / block, torch.zeros_like(block))
             d_phi[:, start:stop] = torch.bmm(g, psi).mul_(scale)
             d_psi.baddbmm_(g.transpose(1, 2), phi[:, start:stop], alpha=scale)
         return d_phi, d_psi, None, None
