@@ -122,7 +122,8 @@ class Clustering(Estimator):
             kept (never chosen by labels). The heads differ in their initialisation only and end
             in optima of different quality, which the loss ranks (correlation 0.7 to 0.9 between a
             head's accuracy and minus its loss on MNIST-5k and 20,000 MNIST digits): keeping the
-            best of 10 instead of 5 lifted the expected Hungarian accuracy there by about 0.02
+            best of 10 instead of 5 lifted the mean Hungarian accuracy from 0.838 to 0.852 on the
+            20,000 digits and from 0.799 to 0.809 on MNIST-5k (6 seeds; digits: 0.907 and 0.906)
             (default 10; a head adds about 2 ms to a step of 1,024 items of 784 features on one
             thread, against about 8 ms for the rest of the step: 20,000 MNIST digits).
         batch_size: anchors per batch (a batch holds ``batch_size * (n_views + n_sampled_neighbors)``
