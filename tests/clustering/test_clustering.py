@@ -12,6 +12,7 @@ from sklearn.datasets import load_digits
 
 from icontorch import IConError
 from icontorch.clustering import METHOD_SPECS, METHODS, Clustering
+from icontorch.clustering.estimator import N_HEADS
 from icontorch.clustering.graph import knn_indices, mutual_knn, walk_graph
 from icontorch.metrics import clustering_scores
 
@@ -32,6 +33,14 @@ def test_digits_outcome():
     assert scores["nmi"] >= 0.7
     assert model.loss_history_.shape == (8, 4)
     assert model.best_head_ == int(np.argmin(model.head_losses_))
+
+
+def test_default_heads_are_ten_and_the_lowest_loss_is_kept():
+    x, y = _blobs()
+    model = Clustering(n_clusters=3, n_iter=30, batch_size=32, random_state=0).fit(x)
+    assert model.n_heads == N_HEADS == 10 and model.head_losses_.shape == (N_HEADS,)
+    assert model.best_head_ == int(np.argmin(model.head_losses_))
+    assert model.head_.n_heads == 1
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from icontorch import IConError
-from icontorch.clustering import Clustering
+from icontorch.clustering import Clustering, fused
 from icontorch.clustering.fused import pairs_cluster_kernel_kl
-from icontorch.clustering.graph import compose_batch, knn_indices, mutual_knn, walk_graph
+from icontorch.clustering.graph import NeighborGraph, compose_batch, knn_indices, mutual_knn, walk_graph
 from icontorch.clustering.objectives import ObjectiveSetup, cluster_kernel_kl, graph_kernel_objective, icon_objective
 from icontorch.clustering.train import TrainSettings, _Batches
 from icontorch.metrics import clustering_scores
@@ -28,8 +28,11 @@ def _pairs(relation):
 
 @pytest.mark.parametrize("alpha_p, alpha_q", [(0.0, 0.0), (0.6, 0.6), (0.3, 0.0), (0.0, 0.8), (1.0, 0.5)])
 @pytest.mark.parametrize("weighted", [False, True])
-def test_pairs_loss_and_gradients_equal_the_dense_definition(alpha_p, alpha_q, weighted):
+@pytest.mark.parametrize("tiles", [1, 4])
+def test_pairs_loss_and_gradients_equal_the_dense_definition(alpha_p, alpha_q, weighted, tiles, monkeypatch):
     b, c, h = 24, 5, 3
+    # one tile keeps its reciprocal for the backward pass, several tiles are recomputed there
+    monkeypatch.setattr(fused, "TILE_ENTRIES", h * b * b // tiles)
     g = torch.Generator().manual_seed(1)
     relation = torch.rand(b, b, generator=g) < 0.2
     relation.fill_diagonal_(False)
@@ -78,6 +81,36 @@ def _settings(**changes):
                 n_iter=1, learning_rate=1e-2, learning_rate_schedule="constant", weight_decay=0.0, ema=0.0,
                 temperature=1.0, uses_teacher=False, random_state=0)
     return TrainSettings(**{**base, **changes})
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_batch_pairs_equal_a_double_loop_over_the_batch(weighted):
+    # every (i, j), i != j, once: the edge weight when src_j is listed by src_i, the view weight when
+    # both are the same node (a listed self-loop included), nothing else; the scratch table is left clean
+    g = torch.Generator().manual_seed(7)
+    n = 40
+    rows, cols = torch.randint(n, (300,), generator=g), torch.randint(n, (300,), generator=g)
+    values = torch.rand(300, generator=g, dtype=torch.float64) + 0.1 if weighted else None
+    graph = NeighborGraph.from_pairs(torch.cat([rows, torch.tensor([3])]), torch.cat([cols, torch.tensor([3])]),
+                                     n, None if values is None else torch.cat([values, torch.tensor([0.5])]), 0.25)
+    edge = {}
+    for i in range(n):
+        for e in range(int(graph.indptr[i]), int(graph.indptr[i + 1])):
+            edge[i, int(graph.indices[e])] = 1.0 if graph.weights is None else float(graph.weights[e])
+    for src in (torch.randint(n, (60,), generator=g), torch.tensor([3, 3, 3, 5]), torch.tensor([7]),
+                torch.zeros(0, dtype=torch.long)):
+        got_rows, got_cols, got_values = graph.batch_pairs(src, torch.float64)
+        got = {(int(i), int(j)): float(v) for i, j, v in zip(got_rows, got_cols, got_values)}
+        assert len(got) == got_rows.shape[0]                             # each pair once
+        nodes = src.tolist()
+        expected = {}
+        for i, a in enumerate(nodes):
+            for j, b in enumerate(nodes):
+                if i != j and (a == b or (a, b) in edge):
+                    expected[i, j] = graph.view_weight if a == b else edge[a, b]
+        assert got.keys() == expected.keys()
+        assert all(got[key] == pytest.approx(value, rel=1e-12) for key, value in expected.items())
+        assert bool((graph._slot_table == -1).all())
 
 
 def test_batch_objective_equals_the_documented_icon_on_a_graph_batch():

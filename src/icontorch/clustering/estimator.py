@@ -51,6 +51,8 @@ N_NEGATIVES = 256
 """Default batch items on which the uniform part of p~ is evaluated per training step."""
 N_ITER = 600
 """Default optimiser steps."""
+N_HEADS = 10
+"""Default heads trained together (the one of lowest loss is kept)."""
 
 __all__ = ["Clustering", "METHODS"]
 
@@ -117,7 +119,13 @@ class Clustering(Estimator):
         hidden_layer_sizes: widths of the heads' hidden ReLU layers; ``()`` (default) is a linear
             head, ``(256,)`` an MLP with one hidden layer of 256 units.
         n_heads: heads trained together; the one with the lowest final loss on fixed batches is
-            kept (never chosen by labels).
+            kept (never chosen by labels). The heads differ in their initialisation only and end
+            in optima of different quality, which the loss ranks (correlation 0.7 to 0.9 between a
+            head's accuracy and minus its loss on MNIST-5k and 20,000 MNIST digits): keeping the
+            best of 10 instead of 5 lifted the mean Hungarian accuracy from 0.838 to 0.852 on the
+            20,000 digits and from 0.799 to 0.809 on MNIST-5k (6 seeds; digits: 0.907 and 0.906)
+            (default 10; a head adds about 2 ms to a step of 1,024 items of 784 features on one
+            thread, against about 8 ms for the rest of the step: 20,000 MNIST digits).
         batch_size: anchors per batch (a batch holds ``batch_size * (n_views + n_sampled_neighbors)``
             items: 1,024 with the defaults).
         n_negatives: batch items M on which the uniform part of p~ (``alpha_p / (B - 1)`` on every
@@ -126,7 +134,9 @@ class Clustering(Estimator):
             (the exact batch loss, as in the head selection). Everything else is exact.
         n_views: copies of each anchor (augmented views when ``augment`` is given).
         n_sampled_neighbors: neighbours drawn per anchor from its graph row.
-        n_iter: optimiser steps (the schedule is in steps, whatever the data-set size).
+        n_iter: optimiser steps (the schedule is in steps, whatever the data-set size). More steps
+            did not help at larger N: on 20,000 MNIST digits 1,200 and 2,400 steps reached 0.877 and
+            0.871 against 0.873 for 600 (5 heads, 3 seeds), a cosine schedule 0.867.
         epochs: None, or passes over the data (every point an anchor once per epoch), which then
             replace ``n_iter``.
         learning_rate: Adam's learning rate.
@@ -167,7 +177,7 @@ class Clustering(Estimator):
     def __init__(self, n_clusters: int = 10, *, method: str = "debiased_infonce", n_neighbors: int = 6,
                  walk_length: int = 4, walk_mode: str = "reach", mutual_knn: bool = True, metric: str = "cosine",
                  alpha_p: Optional[float] = None, alpha_q: Optional[float] = None,
-                 hidden_layer_sizes: Sequence[int] = (), n_heads: int = 5, batch_size: int = BATCH_SIZE,
+                 hidden_layer_sizes: Sequence[int] = (), n_heads: int = N_HEADS, batch_size: int = BATCH_SIZE,
                  n_views: int = 2, n_sampled_neighbors: int = 2, n_negatives: Optional[int] = N_NEGATIVES,
                  n_iter: int = N_ITER,
                  epochs: Optional[int] = None, learning_rate: float = 1e-2,

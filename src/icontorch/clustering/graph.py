@@ -194,34 +194,67 @@ class NeighborGraph:
 
     def batch_pairs(self, src: Tensor, dtype: torch.dtype = torch.float32) -> Tuple[Tensor, Tensor, Tensor]:
         """The nonzero entries of :meth:`batch_weights` as ``(rows, cols, values)``, each pair once:
-        O(B m log B) time and memory for m neighbours per node, no (B, B) tensor."""
-        # (item i, node u) for every neighbour u of src_i, and u = src_i itself (the other views)
-        b = src.shape[0]
-        degree = self.degree[src]
-        rows = torch.arange(b, device=src.device).repeat_interleave(degree)
-        first = torch.cumsum(degree, 0) - degree
-        offset = torch.arange(rows.shape[0], device=src.device) - first[rows]
-        edges = self.indptr[src][rows] + offset
-        nodes = self.indices[edges]
+        O(U m + E) time and memory for the U distinct nodes of the batch, m neighbours per node and E
+        pairs, no (B, B) tensor.
+
+        The neighbour lists are read once per distinct node (an anchor's views share theirs) and
+        looked up in a table of batch slots (an (N,) scratch kept by the graph, -1 between calls);
+        the node pairs found, and every node with itself (another view), then expand to the batch
+        items holding those nodes.
+        """
+        device = src.device
+        nodes, item_node = torch.unique(src, return_inverse=True)        # U distinct nodes, sorted
+        u = nodes.shape[0]
+        slot = self._slots(device)
+        slot[nodes] = torch.arange(u, device=device)
+        try:
+            start = self.indptr.index_select(0, nodes)
+            degree = self.indptr.index_select(0, nodes + 1) - start
+            ends = torch.cumsum(degree, 0)
+            total = int(ends[-1]) if u else 0
+            # the edge ids of the U nodes' neighbour lists, one list after the other
+            edges = torch.arange(total, device=device) + (start - (ends - degree)).repeat_interleave(
+                degree, output_size=total)
+            found = slot.index_select(0, self.indices.index_select(0, edges))
+        finally:
+            slot[nodes] = -1
+        hit = (found >= 0).nonzero().squeeze(1)
+        node_a = torch.searchsorted(ends, hit, right=True)               # the list each hit belongs to
+        node_b = found.index_select(0, hit)
+        apart = (node_a != node_b).nonzero().squeeze(1)                  # a listed self-loop is a view
+        node_a, node_b = node_a.index_select(0, apart), node_b.index_select(0, apart)
         if self.weights is None:
-            values = torch.ones(edges.shape[0], dtype=dtype, device=src.device)
+            values = torch.ones(node_a.shape[0], dtype=dtype, device=device)
         else:
-            values = self.weights[edges].to(dtype)
-        rows = torch.cat([rows, torch.arange(b, device=src.device)])
-        nodes = torch.cat([nodes, src])
-        values = torch.cat([values, torch.full((b,), self.view_weight, dtype=dtype, device=src.device)])
-        # the batch positions holding node u: a range of the batch sorted by node
-        order = torch.argsort(src)
-        sorted_src = src[order]
-        left = torch.searchsorted(sorted_src, nodes)
-        count = torch.searchsorted(sorted_src, nodes, right=True) - left
-        rows = rows.repeat_interleave(count)
-        values = values.repeat_interleave(count)
+            values = self.weights.index_select(0, edges.index_select(0, hit.index_select(0, apart))).to(dtype)
+        itself = torch.arange(u, device=device)
+        node_a, node_b = torch.cat([node_a, itself]), torch.cat([node_b, itself])
+        values = torch.cat([values, torch.full((u,), self.view_weight, dtype=dtype, device=device)])
+        # every (item of node a, item of node b) pair: the items of a node are a range of `order`
+        order = torch.argsort(item_node, stable=True)
+        count = torch.bincount(item_node, minlength=u)
         first = torch.cumsum(count, 0) - count
-        rank = torch.arange(rows.shape[0], device=src.device) - first.repeat_interleave(count)
-        cols = order[left.repeat_interleave(count) + rank]
-        keep = rows != cols
-        return rows[keep], cols[keep], values[keep]
+        count_b = count.index_select(0, node_b)
+        repeats = count.index_select(0, node_a) * count_b
+        n_pairs = int(repeats.sum())
+        pair = torch.arange(node_a.shape[0], device=device).repeat_interleave(repeats, output_size=n_pairs)
+        local = torch.arange(n_pairs, device=device) - (torch.cumsum(repeats, 0) - repeats).index_select(0, pair)
+        count_b = count_b.index_select(0, pair)
+        row_rank = torch.div(local, count_b, rounding_mode="floor")
+        rows = order.index_select(0, first.index_select(0, node_a).index_select(0, pair) + row_rank)
+        col_rank = local - row_rank * count_b
+        cols = order.index_select(0, first.index_select(0, node_b).index_select(0, pair) + col_rank)
+        keep = (rows != cols).nonzero().squeeze(1)
+        values = values.index_select(0, pair.index_select(0, keep))
+        return rows.index_select(0, keep), cols.index_select(0, keep), values
+
+    def _slots(self, device: torch.device) -> Tensor:
+        """(N,) scratch table of batch slots, -1 everywhere between calls of :meth:`batch_pairs`."""
+        slots = getattr(self, "_slot_table", None)
+        if slots is None or slots.device != device:
+            slots = torch.full((self.n_nodes,), -1, dtype=torch.long, device=device)
+            self._slot_table = slots
+        return slots
 
     def sample(self, nodes: Tensor, n_samples: int, generator: Optional[torch.Generator] = None) -> Tensor:
         """(len(nodes), n_samples) neighbours drawn uniformly with replacement from each node's row."""

@@ -107,7 +107,10 @@ class _Batches:
 
     def __call__(self, anchors: Tensor, generator: torch.Generator) -> Tuple[Tensor, Tensor]:
         src = compose_batch(anchors, self.graph, self.n_views, self.n_sampled_neighbors, generator)
-        batch = self.x[src] if self.views is None else self.views[src, self._view_ids(anchors, src, generator)]
+        if self.views is None:
+            batch = self.x.index_select(0, src)
+        else:
+            batch = self.views[src, self._view_ids(anchors, src, generator)]
         if self.augment is not None:
             batch = self._augmented(batch)
         return src, batch if self.mean is None else (batch - self.mean) / self.scale
