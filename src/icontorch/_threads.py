@@ -19,7 +19,7 @@ Callers that want the same result whatever the thread count (reproducible fits u
 policy) must use reductions whose order does not depend on the number of threads; the
 neighbour embeddings do (:mod:`icontorch.embedding.repulsion`).
 
-Where a loop's heavy work is compiled row loops (:func:`icontorch.embedding.cpu_kernels.run_rows`),
+Where a loop's heavy work is compiled row loops (:func:`icontorch._threads.run_rows`),
 the fit sets ``row_loops``: inside the loop torch then runs on 1 thread and the count above is
 the row loops' (:func:`row_threads`). torch's OpenMP workers spin between operations, and an
 iteration of many small operations kept one of them spinning almost all the time: measured on
@@ -31,13 +31,15 @@ quiet speed (``benchmarks/embedding.py``, section MNIST-70k, has the full-size f
 from __future__ import annotations
 
 import os
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import torch
 
-__all__ = ["FitThreads", "row_threads", "rows_not_torch"]
+__all__ = ["FitThreads", "row_threads", "rows_not_torch", "run_rows"]
 
 _row_threads: Optional[int] = None
 
@@ -51,6 +53,60 @@ def row_threads() -> int:
 def _set_row_threads(count: Optional[int]) -> None:
     global _row_threads
     _row_threads = count
+
+
+MIN_ROWS_PER_TASK = 512
+"""Fewer rows than this per thread: the loop runs in the calling thread alone."""
+TASKS_PER_THREAD = 8
+"""Rows are cut into about this many ranges per thread, taken in turn by whichever thread is free."""
+
+_pool: Optional[ThreadPoolExecutor] = None
+_pool_size = 0
+_pool_lock = threading.Lock()
+
+
+def _workers(count: int) -> ThreadPoolExecutor:
+    """A pool of at least ``count`` worker threads, kept for the process (made larger when needed)."""
+    global _pool, _pool_size
+    with _pool_lock:
+        if _pool is None or _pool_size < count:
+            _pool, _pool_size = ThreadPoolExecutor(max_workers=count, thread_name_prefix="icontorch-rows"), count
+        return _pool
+
+
+def run_rows(loop: Callable[..., None], n_rows: int, *args: Any) -> None:
+    """Run ``loop(start, stop, *args)`` over the rows ``0 <= i < n_rows`` on :func:`row_threads`
+    threads (torch's count, or the fit's inside a loop of row loops).
+
+    The calling thread and ``threads - 1`` pool threads take ranges of rows in turn until none are
+    left; a waiting thread blocks on a lock or a queue, so on a machine that other processes share no
+    thread of the fit burns a core spinning while it waits (numba's own OpenMP threading layer
+    did: a fit under a competing load then ran about 4x slower instead of about 2x). A thread that
+    the scheduler takes off its core delays only the range it holds. ``loop`` must release the GIL
+    and write only the rows it is given.
+    """
+    threads = max(1, min(row_threads(), n_rows // MIN_ROWS_PER_TASK))
+    if threads == 1:
+        loop(0, n_rows, *args)
+        return
+    step = -(-n_rows // (threads * TASKS_PER_THREAD))
+    starts = iter(range(0, n_rows, step))
+    take = threading.Lock()
+
+    def work() -> None:
+        while True:
+            with take:
+                start = next(starts, None)
+            if start is None:
+                return
+            loop(start, min(start + step, n_rows), *args)
+
+    pending = [_workers(threads - 1).submit(work) for _ in range(threads - 1)]
+    try:
+        work()
+    finally:
+        for task in pending:
+            task.result()
 
 
 @contextmanager

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from icontorch import _threads
 from icontorch.embedding import cpu_kernels
 from icontorch.embedding.affinity import EdgeAffinity
 from icontorch.embedding.optim import SparseObjective, _student_t_pair_sum
@@ -103,18 +104,18 @@ def test_run_rows_covers_every_row_once_on_several_threads():
     try:
         torch.set_num_threads(3)
         out = np.zeros(10_000)
-        cpu_kernels.run_rows(loop, out.shape[0], out)
-        assert np.all(out == 1) and len(seen) == 3 * cpu_kernels.TASKS_PER_THREAD
+        _threads.run_rows(loop, out.shape[0], out)
+        assert np.all(out == 1) and len(seen) == 3 * _threads.TASKS_PER_THREAD
         assert threading.current_thread().name in names and len(names) == 3
 
         def failing(start, stop):
             if start > 0:
                 raise ValueError("range failed")
         with pytest.raises(ValueError, match="range failed"):
-            cpu_kernels.run_rows(failing, 10_000)
+            _threads.run_rows(failing, 10_000)
         torch.set_num_threads(1)
         seen.clear()
-        cpu_kernels.run_rows(loop, 10_000, np.zeros(10_000))
+        _threads.run_rows(loop, 10_000, np.zeros(10_000))
         assert seen == [(0, 10_000)]
     finally:
         torch.set_num_threads(before)

@@ -135,13 +135,13 @@ def test_rows_not_torch_gives_the_rows_the_threads_and_restores_both(torch_threa
 
 @pytest.mark.parametrize("count", [1, 2])
 def test_the_pooled_exact_knn_equals_brute_force_whatever_the_thread_count(torch_threads, count):
-    """Blocks of 7 anchors (``block_entries`` small) spread over ranges of the pool: the same
+    """Blocks of 7 anchors spread over ranges of the pool: the same
     neighbours as a full distance matrix and a sort, self excluded, and torch's count restored."""
-    from icontorch.embedding.affinity import _exact_neighbors
+    from icontorch import knn
 
     torch.set_num_threads(count)
     x = torch.from_numpy(np.random.default_rng(0).normal(size=(2300, 6)))
-    found = _exact_neighbors(x, 9, block_entries=7 * 2300)
+    found = knn.most_similar(x, x, 9, "squared_euclidean", self_offset=0, chunk_size=7)[0]
     d = torch.cdist(x, x).fill_diagonal_(float("inf"))
     expected = d.argsort(dim=1)[:, :9]
     assert torch.equal(found.sort(dim=1).values, expected.sort(dim=1).values)

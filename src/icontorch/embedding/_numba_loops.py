@@ -2,7 +2,7 @@
 numba takes about a second).
 
 Each loop is serial over the rows ``start <= i < stop`` and releases the GIL (``nogil``):
-:func:`icontorch.embedding.cpu_kernels.run_rows` hands ranges of rows to a pool of threads that
+:func:`icontorch._threads.run_rows` hands ranges of rows to a pool of threads that
 block, never spin, while they wait. A row's terms are added in a fixed order, so the result does
 not depend on how the rows were split."""
 

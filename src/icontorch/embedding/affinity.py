@@ -21,14 +21,12 @@ from typing import Callable, Optional, Tuple
 import torch
 from torch import Tensor
 
-from .._threads import rows_not_torch
 from .._validation import IConError, fail, is_integer
 from ..distances import exponent_of, times_power_of_two
-from ..knn import approximate_knn
+from ..knn import approximate_knn, most_similar
 from ..neighborhoods.base import Neighborhood
 from ..neighborhoods.spatial import KNN, PerplexityGaussian
 from ..transforms import Symmetrize
-from .cpu_kernels import run_rows
 
 __all__ = ["EdgeAffinity", "split_joint", "default_n_neighbors", "nearest_neighbors", "knn_affinity",
            "dense_affinity", "affinity_to_reference", "check_n_neighbors", "KNN_BACKENDS"]
@@ -147,52 +145,14 @@ def nearest_neighbors(x: Tensor, n_neighbors: int, y: Optional[Tensor] = None,
     """The (n, n_neighbors) indices j of the smallest ``||x_i - y_j||^2`` for each row i of x
     (``y`` defaults to ``x``, with j = i excluded).
 
-    ``knn_backend="exact"``: chunked brute force (one fused product and top-k per block; GPU-friendly).
+    ``knn_backend="exact"``: chunked brute force (:func:`icontorch.knn.most_similar`).
     ``knn_backend="faiss"``: an HNSW graph (faiss, optional, CPU; approximate), for millions of
     points.
     """
     if knn_backend == "exact":
-        return _exact_neighbors(x, n_neighbors, y)
+        return most_similar(x, x if y is None else y, n_neighbors, "squared_euclidean",
+                            0 if y is None else None)[0]
     return approximate_knn(x, n_neighbors, "squared_euclidean", who, y)
-
-
-def _exact_neighbors(x: Tensor, n_neighbors: int, y: Optional[Tensor] = None,
-                     block_entries: int = 1 << 22) -> Tensor:
-    """The exact kNN of :func:`nearest_neighbors`: per block of anchors one fused product
-    ``2 x_i . y_j - ||y_j||^2`` (``||x_i||^2`` is the same for all j of a row, so it is left out
-    of the ranking) and a top-k; the self pair masked when ``y`` is None.
-
-    The points are first scaled by one power of two (exact) so that tiny or huge coordinates
-    neither under- nor overflow (as :func:`icontorch.knn.most_similar`). On the CPU the blocks
-    run side by side on blocking threads, each on one torch thread
-    (:func:`~icontorch._threads.rows_not_torch`): on a 2-core machine shared with a 2-thread
-    job this took 70,000 MNIST digits 21 s instead of 32 s (11 s instead of 15 s alone).
-    """
-    ref = x if y is None else y
-    exponent = exponent_of(x, ref)
-    xs, rs = times_power_of_two(x, -exponent), times_power_of_two(ref, -exponent)
-    norms = rs.square().sum(1).neg_().unsqueeze(0)                      # (1, m): -||y_j||^2
-    rs_t = rs.T.contiguous()
-    chunk = max(1, block_entries // max(1, rs.shape[0]))
-    out = torch.empty(xs.shape[0], n_neighbors, dtype=torch.long, device=x.device)
-
-    def blocks(first: int, last: int) -> None:
-        with torch.no_grad():
-            for start in range(first, last, chunk):
-                stop = min(last, start + chunk)
-                score = torch.addmm(norms, xs[start:stop], rs_t, alpha=2.0)    # (b, m), larger = nearer
-                if y is None:
-                    rows = torch.arange(stop - start, device=x.device)
-                    score[rows, rows + start] = float("-inf")
-                out[start:stop] = score.topk(n_neighbors, dim=1, sorted=False)[1]
-                del score
-
-    if x.device.type != "cpu":
-        blocks(0, xs.shape[0])
-        return out
-    with rows_not_torch():
-        run_rows(blocks, xs.shape[0])
-    return out
 
 
 def knn_affinity(p: Neighborhood, x: Tensor, n_neighbors: int, who: str,

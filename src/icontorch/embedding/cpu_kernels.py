@@ -13,7 +13,7 @@ same sum in one pass over the CSR rows of A, with the point coordinates in cache
 The same applies to the exact normaliser ``Z = sum_{i != j} w(y_i - y_j)`` that scores a finished
 map (:func:`student_t_pair_sum`): one loop over the pairs ``i < j``, without ``(chunk, n)`` blocks.
 
-The loops are serial over a range of rows and release the GIL; :func:`run_rows` spreads the
+The loops are serial over a range of rows and release the GIL; :func:`~icontorch._threads.run_rows` spreads the
 ranges over the fit's threads (:func:`icontorch._threads.row_threads`; the thread policy of
 :mod:`icontorch._threads` may change their number during a fit), with threads that block rather
 than spin while they wait. Each row's terms are added in a fixed order, so the result does not
@@ -29,16 +29,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
-from typing import Any, Callable, Optional
+from typing import Optional
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from .._threads import row_threads
+from .._threads import run_rows
 from ..neighborhoods.kernels import KernelProfile
 
 HAS_NUMBA = importlib.util.find_spec("numba") is not None
@@ -64,60 +62,6 @@ def _loops() -> ModuleType:
     from . import _numba_loops
 
     return _numba_loops
-
-
-MIN_ROWS_PER_TASK = 512
-"""Fewer rows than this per thread: the loop runs in the calling thread alone."""
-TASKS_PER_THREAD = 8
-"""Rows are cut into about this many ranges per thread, taken in turn by whichever thread is free."""
-
-_pool: Optional[ThreadPoolExecutor] = None
-_pool_size = 0
-_pool_lock = threading.Lock()
-
-
-def _workers(count: int) -> ThreadPoolExecutor:
-    """A pool of at least ``count`` worker threads, kept for the process (made larger when needed)."""
-    global _pool, _pool_size
-    with _pool_lock:
-        if _pool is None or _pool_size < count:
-            _pool, _pool_size = ThreadPoolExecutor(max_workers=count, thread_name_prefix="icontorch-rows"), count
-        return _pool
-
-
-def run_rows(loop: Callable[..., None], n_rows: int, *args: Any) -> None:
-    """Run ``loop(start, stop, *args)`` over the rows ``0 <= i < n_rows`` on :func:`~icontorch._threads.row_threads`
-    threads (torch's count, or the fit's inside a loop of row loops).
-
-    The calling thread and ``threads - 1`` pool threads take ranges of rows in turn until none are
-    left; a waiting thread blocks on a lock or a queue, so on a machine that other processes share no
-    thread of the fit burns a core spinning while it waits (numba's own OpenMP threading layer
-    did: a fit under a competing load then ran about 4x slower instead of about 2x). A thread that
-    the scheduler takes off its core delays only the range it holds. ``loop`` must release the GIL
-    and write only the rows it is given.
-    """
-    threads = max(1, min(row_threads(), n_rows // MIN_ROWS_PER_TASK))
-    if threads == 1:
-        loop(0, n_rows, *args)
-        return
-    step = -(-n_rows // (threads * TASKS_PER_THREAD))
-    starts = iter(range(0, n_rows, step))
-    take = threading.Lock()
-
-    def work() -> None:
-        while True:
-            with take:
-                start = next(starts, None)
-            if start is None:
-                return
-            loop(start, min(start + step, n_rows), *args)
-
-    pending = [_workers(threads - 1).submit(work) for _ in range(threads - 1)]
-    try:
-        work()
-    finally:
-        for task in pending:
-            task.result()
 
 
 def attraction_force(crow: Tensor, col: Tensor, value: Tensor, y: Tensor, profile: KernelProfile,
