@@ -35,6 +35,7 @@ import argparse
 import gzip
 import importlib.util
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -126,7 +127,8 @@ def run(name, x, y, seed, quick, ablation, args):
                                                  random_state=seed, n_jobs=1).fit(x))
     t_stage2 = model.clustering_.fit_seconds_
     t_stage1 = t_all - t_stage2
-    rows["stage 1: pre-training + features (shared)"] = {"s": t_stage1, "views": bool(model.used_views_)}
+    rows["stage 1: pre-training + features (shared)"] = {"s": t_stage1, "views": bool(model.used_views_),
+                                                         "load": os.getloadavg()[0]}
     rows["two-stage Debiased InfoNCE, icontorch defaults"] = scores(y, model.labels_, t_stage2)
     images = torch.from_numpy(pixels.reshape((len(x), 1) + x.shape[1:]))
     encode = model.encoder_.features
@@ -244,8 +246,8 @@ def report(done, args):
               else "`Clustering` defaults except 30 epochs (batches of 64 anchors")
     title = "Image clustering end to end" + (f", run `{args.tag}`" if args.tag else "")
     parts = [f"## {title} (`benchmarks/image_clustering.py`)", "",
-             f"Machine: {machine()}, shared with other jobs (load average about 15 on its 2 cores: times "
-             "are indicative only). Written by `python benchmarks/image_clustering.py --only DATA_SET "
+             f"Machine: {machine()}, {os.cpu_count()} cores, shared with other work: {load_note(done)} "
+             "Times are indicative only. Written by `python benchmarks/image_clustering.py --only DATA_SET "
              f"{'--tag ' + args.tag + ' ' if args.tag else ''}...` (one process per data set, side by side; "
              "`--only none` rewrites this section from the finished runs). "
              f"`Clustering.fit` takes cached views: {views}.", "",
@@ -284,15 +286,25 @@ def _mean(results, label):
     return float(np.mean(values)) if values else float("nan")
 
 
+def load_note(done):
+    """The 1-minute load averages recorded after stage 1 of each run (this run's own process counts 1)."""
+    loads = [r["stage 1: pre-training + features (shared)"].get("load") for r in done.values()
+             if "stage 1: pre-training + features (shared)" in r]
+    loads = [v for v in loads if v is not None]
+    if not loads:
+        return "load average not recorded by these runs (about 15 on the 2 cores when they were made)."
+    return (f"1-minute load average {min(loads):.1f} to {max(loads):.1f} when stage 1 of a run ended "
+            "(each running process of this benchmark counts for about 1).")
+
+
 def notes(done):
     """What ran and the reasons behind the numbers, computed from the finished runs."""
     lines = []
     for name in ("digits", "mnist10k", "mnist70k"):
         keys = [k for k in sorted(done) if k.startswith(name + "/")]
         if not keys:
-            lines.append(f"* {name}: not run in this set (CPU budget: at about 15 % of one core per process, "
-                         "one seed of MNIST-10k took close to an hour of wall time in this session; 70,000 "
-                         "images is 7 times the work).")
+            lines.append(f"* {name}: not run in this set (the other image_clustering sections hold the runs "
+                         "that were made).")
             continue
         results = [done[k] for k in keys]
         wall = np.mean([sum(row["s"] for row in r.values()) for r in results]) / 60

@@ -13,7 +13,8 @@ from sklearn.datasets import load_digits
 from icontorch import IConError
 from icontorch.clustering import METHOD_SPECS, METHODS, Clustering
 from icontorch.clustering.estimator import N_HEADS
-from icontorch.clustering.graph import knn_indices, mutual_knn, walk_graph
+from icontorch.clustering.graph import knn_indices, mutual_knn
+from icontorch.clustering.walks import walk_graph
 from icontorch.metrics import clustering_scores
 
 
@@ -64,6 +65,8 @@ def test_every_method_separates_blobs(method):
     (dict(walk_length=-1), "walk_length"),
     (dict(walk_mode="random"), "walk_mode"),
     (dict(mutual_knn="yes"), "mutual_knn must be True or False"),
+    (dict(max_neighbors=0), r"max_neighbors must be an integer >= 1; got 0\."),
+    (dict(max_neighbors="all"), r'max_neighbors must be a positive integer, "auto" or None; got \'all\'\.'),
     (dict(hidden_layer_sizes=(0,)), r"hidden_layer_sizes must be a tuple of integers >= 1 .*; got \(0,\)"),
     (dict(hidden_layer_sizes="mlp"), r"hidden_layer_sizes must be a tuple of integers >= 1"),
     (dict(hidden_layer_sizes=256), r"hidden_layer_sizes must be a tuple of integers >= 1 .*; got 256\."),

@@ -15,7 +15,8 @@ from icontorch.clustering.auto import (
     merge_pieces,
     piece_mass,
 )
-from icontorch.clustering.graph import knn_indices, mutual_knn, walk_graph
+from icontorch.clustering.graph import knn_indices, mutual_knn
+from icontorch.clustering.walks import walk_graph
 
 
 def _blobs(k, per, d=16, seed=0, radius=30.0):

@@ -10,7 +10,7 @@ from scipy.spatial.distance import cdist
 import icontorch as ic
 from icontorch import IConError
 from icontorch.clustering import Clustering
-from icontorch.clustering.graph import compose_batch, knn_indices, mutual_knn, walk_graph
+from icontorch.clustering.graph import compose_batch, knn_indices, mutual_knn
 from icontorch.clustering.objectives import (
     cluster_kernel_kl,
     icon_objective,
@@ -18,6 +18,7 @@ from icontorch.clustering.objectives import (
     supervised_objective,
     temi_loss,
 )
+from icontorch.clustering.walks import walk_graph
 
 
 # ----------------------------------------------------------------------------- the loss

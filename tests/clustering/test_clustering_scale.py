@@ -13,9 +13,10 @@ import torch
 from icontorch import IConError
 from icontorch.clustering import Clustering, fused
 from icontorch.clustering.fused import pairs_cluster_kernel_kl
-from icontorch.clustering.graph import NeighborGraph, compose_batch, knn_indices, mutual_knn, walk_graph
+from icontorch.clustering.graph import NeighborGraph, compose_batch, knn_indices, mutual_knn
 from icontorch.clustering.objectives import ObjectiveSetup, cluster_kernel_kl, graph_kernel_objective, icon_objective
 from icontorch.clustering.train import TrainSettings, _Batches
+from icontorch.clustering.walks import walk_graph
 from icontorch.metrics import clustering_scores
 
 
@@ -211,7 +212,8 @@ _MEMORY_SCRIPT = textwrap.dedent("""
     n = 200_000
     x = torch.rand(n, 2, generator=torch.Generator().manual_seed(0))
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    graph = mutual_walk_graph(x, GraphSettings(6, "squared_euclidean", True, 2, "reach", "faiss"))
+    walks, bound = int(sys.argv[1]), (int(sys.argv[2]) or None)
+    graph = mutual_walk_graph(x, GraphSettings(6, "squared_euclidean", True, walks, "reach", "faiss", bound))
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(graph.n_nodes, graph.indices.numel(), (after - before) * 1024)
 """)
@@ -221,8 +223,22 @@ def test_a_200k_graph_is_built_without_an_n_by_n_tensor():
     # O(N k^(s+1)) memory: with k = 6 and s = 2 a few hundred MB at most; one (N, N) float32 tensor
     # alone would be 160 GB, one (N, N) bool 40 GB (the peak is measured in a fresh process)
     pytest.importorskip("faiss")
-    out = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT], capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    n_nodes, n_edges, grown = (int(v) for v in out.stdout.split())
+    n_nodes, n_edges, grown = _graph_memory(2, 0)
     assert n_nodes == 200_000 and n_edges >= 200_000 * 6
     assert grown < 2 * 1024 ** 3, f"graph building grew the peak memory by {grown / 2 ** 30:.2f} GiB"
+
+
+def _graph_memory(walk_length: int, max_neighbors: int):
+    out = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT, str(walk_length), str(max_neighbors)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return tuple(int(v) for v in out.stdout.split())
+
+
+def test_a_bounded_200k_graph_holds_at_most_2_n_m_edges():
+    # walks of 4 reach hundreds of nodes per row on dense 2-D data; max_neighbors = 16 keeps
+    # O(N m): at most 2 N m edges after the symmetrisation, whatever the walks reach
+    pytest.importorskip("faiss")
+    n_nodes, n_edges, grown = _graph_memory(4, 16)
+    assert n_nodes == 200_000 and 200_000 * 6 <= n_edges <= 2 * 16 * 200_000
+    assert grown < 1024 ** 3, f"graph building grew the peak memory by {grown / 2 ** 30:.2f} GiB"

@@ -9,7 +9,6 @@ last row of its Table 1). A scikit-learn style estimator: ``Clustering(n_cluster
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import time
 from typing import Any, Optional, Sequence, Tuple, Union
 
@@ -31,11 +30,18 @@ from .._validation import (
     check_random_state,
     fail,
 )
-from ..knn import KNN_BACKENDS
 from .auto import estimate_n_clusters, estimates_n_clusters
-from .inputs import check_cosine_rows, check_labels, check_views, head_logits, standardization
+from .inputs import (
+    check_augment,
+    check_cosine_rows,
+    check_labels,
+    check_views,
+    head_labels,
+    head_logits,
+    standardization,
+)
 from .objectives import ObjectiveSetup
-from .specs import METHOD_SPECS, METHODS, GraphSettings, MethodSpec
+from .specs import METHOD_SPECS, METHODS, MethodSpec, check_graph_settings
 from .train import (
     LEARNING_RATE_SCHEDULES,
     Augment,
@@ -86,8 +92,9 @@ class Clustering(Estimator):
       assignments of anchors and one sampled kNN each, minus the entropy of the cluster marginal
       (:func:`icontorch.methods.contrastive_clustering`; baseline).
 
-    Memory: O(N k^(s+1)) for the walk graph of k neighbours and s walk steps (its edge lists; the
-    exact kNN works in blocks of anchors, O(block * N)), plus O(B^2 + N C) for batches of B items
+    Memory: O(N m) for the walk graph of at most m = ``max_neighbors`` neighbours per row (its edge
+    lists; O(N k^(s+1)) for k neighbours and s walk steps without the bound; the exact kNN works in
+    blocks of anchors, O(block * N)), plus O(B^2 + N C) for batches of B items
     and C clusters (the batch pairs, one (H, tile, M) block of the uniform term at a time, and
     the (N, C) assignments): never an N x N tensor. Time per step O(H B (E_i + M) C + B d H C)
     for E_i neighbours of an item in its batch and M = ``n_negatives``, whatever N is.
@@ -112,6 +119,10 @@ class Clustering(Estimator):
             that cross between groups, and walks multiply them: with k = 6 and walks of 4, the
             share of walk-graph edges joining two images of the same digit is 0.96 with pruning
             and 0.75 without on digits (0.86 and 0.55 on MNIST-5k).
+        max_neighbors: m, the most neighbours a row of the walk graph keeps (those reached in the
+            fewest steps; :func:`~icontorch.clustering.walks.walk_graph`), which bounds the graph's
+            memory to O(N m); ``"auto"``: ``max(64, 2**25 // n)`` (479 at 70,000 points, 64 from
+            524,288 points); None: every node the walks reach.
         metric: kNN metric on the features as given, ``"cosine"`` or ``"squared_euclidean"``.
         alpha_p: debiasing weight of p in [0, 1]; None: 0.6 for ``"debiased_infonce"``, 0 for the
             other methods.
@@ -175,7 +186,8 @@ class Clustering(Estimator):
     """
 
     def __init__(self, n_clusters: int = 10, *, method: str = "debiased_infonce", n_neighbors: int = 6,
-                 walk_length: int = 4, walk_mode: str = "reach", mutual_knn: bool = True, metric: str = "cosine",
+                 walk_length: int = 4, walk_mode: str = "reach", mutual_knn: bool = True,
+                 max_neighbors: Union[int, str, None] = "auto", metric: str = "cosine",
                  alpha_p: Optional[float] = None, alpha_q: Optional[float] = None,
                  hidden_layer_sizes: Sequence[int] = (), n_heads: int = N_HEADS, batch_size: int = BATCH_SIZE,
                  n_views: int = 2, n_sampled_neighbors: int = 2, n_negatives: Optional[int] = N_NEGATIVES,
@@ -192,6 +204,7 @@ class Clustering(Estimator):
         self.walk_length = walk_length
         self.walk_mode = walk_mode
         self.mutual_knn = mutual_knn
+        self.max_neighbors = max_neighbors
         self.metric = metric
         self.alpha_p = alpha_p
         self.alpha_q = alpha_q
@@ -220,18 +233,6 @@ class Clustering(Estimator):
         """The specification of ``method`` (a subclass may return another)."""
         check_choice(_WHO, "method", self.method, METHODS)
         return METHOD_SPECS[self.method]
-
-    def _graph_settings(self, n: int, spec: MethodSpec) -> GraphSettings:
-        n_neighbors = check_int(_WHO, "n_neighbors", self.n_neighbors, 1)
-        if spec.graph is not None and n_neighbors >= n:
-            raise fail(_WHO, "n_neighbors", f"be smaller than the number of points ({n})", self.n_neighbors)
-        walk_length = check_int(_WHO, "walk_length", self.walk_length, 0)
-        check_choice(_WHO, "walk_mode", self.walk_mode, ("reach", "sum"))
-        mutual = check_flag(_WHO, "mutual_knn", self.mutual_knn)
-        check_choice(_WHO, "metric", self.metric, ("cosine", "squared_euclidean"))
-        check_choice(_WHO, "knn_backend", getattr(self, "knn_backend", "exact"), KNN_BACKENDS)
-        return GraphSettings(n_neighbors, self.metric, mutual, walk_length, self.walk_mode,
-                             getattr(self, "knn_backend", "exact"))
 
     def _alphas(self, spec: MethodSpec) -> Tuple[float, float]:
         alpha_p = spec.default_alpha_p if self.alpha_p is None else check_probability(_WHO, "alpha_p", self.alpha_p)
@@ -293,21 +294,6 @@ class Clustering(Estimator):
     def _n_jobs(self) -> Optional[int]:
         return check_n_jobs(_WHO, getattr(self, "n_jobs", None))
 
-    def _check_augment(self) -> None:
-        if self.augment is None:
-            return
-        rule = "be None or a callable augment(x, generator) -> x"
-        if not callable(self.augment):
-            raise fail(_WHO, "augment", rule, self.augment)
-        try:
-            signature = inspect.signature(self.augment)
-        except (TypeError, ValueError):       # no signature to read (some builtins): called as it is
-            return
-        try:
-            signature.bind(None, None)
-        except TypeError:
-            raise fail(_WHO, "augment", rule + " (it must accept two arguments)", self.augment) from None
-
     # ------------------------------------------------------------------ fit
     def fit(self, X: Any, y: Any = None, views: Any = None) -> "Clustering":
         """Mine the kNN graph of ``X``, train ``n_heads`` heads and keep the one of lowest loss.
@@ -331,12 +317,12 @@ class Clustering(Estimator):
         x = as_tensor(X, _WHO, "X", device)
         n = x.shape[0]
         spec = self._spec()
-        graph_settings = self._graph_settings(n, spec)
+        graph_settings = check_graph_settings(_WHO, self, n, spec)
         if spec.graph is not None:
             check_cosine_rows(_WHO, x, graph_settings.metric)
         alpha_p, alpha_q = self._alphas(spec)
         settings = self._train_settings(n, spec)
-        self._check_augment()
+        check_augment(_WHO, self.augment)
         cached = None if views is None else check_views(_WHO, views, x)
         standardize = check_flag(_WHO, "standardize", self.standardize)
         n_jobs = self._n_jobs()
@@ -365,7 +351,7 @@ class Clustering(Estimator):
         trained = train(settings)
         fit_seconds = time.perf_counter() - start
         with torch.no_grad(), Threads(n_jobs):
-            assigned = head_logits(_WHO, trained.head, x, mean, scale, spec.temperature).argmax(1)
+            assigned = head_labels(_WHO, trained.head, x, mean, scale, spec.temperature)
         learned = dict(n_features_in_=x.shape[1], mean_=mean, scale_=scale, graph_=graph, head_=trained.head,
                        best_head_=trained.best_head, n_iter_=trained.n_iter, loss_history_=trained.loss_history,
                        head_losses_=trained.head_losses, fit_seconds_=fit_seconds, labels_=assigned.cpu().numpy(),
@@ -374,7 +360,7 @@ class Clustering(Estimator):
         return self
 
     # ------------------------------------------------------------------ predict
-    def _logits(self, X: Any) -> Tensor:
+    def _inputs(self, X: Any) -> Tensor:
         if not hasattr(self, "head_"):
             raise IConError("Clustering: this estimator is not fitted yet; call fit(X) first.")
         x = as_tensor(X, _WHO, "X", self.mean_.device)
@@ -386,6 +372,10 @@ class Clustering(Estimator):
                 raise fail(_WHO, "X", f"fit in {self.mean_.dtype}, the dtype of the fit (its values overflow it)",
                            f"values up to {float(x.abs().max()):.3g}")
             x = cast
+        return x
+
+    def _logits(self, X: Any) -> Tensor:
+        x = self._inputs(X)
         with torch.no_grad(), Threads(self._n_jobs()):
             return head_logits(_WHO, self.head_, x, self.mean_, self.scale_, self._spec().temperature)
 
@@ -395,7 +385,9 @@ class Clustering(Estimator):
 
     def predict(self, X: Any) -> Union[np.ndarray, Tensor]:
         """(n,) cluster of each point: ``argmax_c phi_c`` of the kept head (a tensor for tensor input)."""
-        return like_input(self._logits(X).argmax(1), X)
+        x = self._inputs(X)
+        with torch.no_grad(), Threads(self._n_jobs()):
+            return like_input(head_labels(_WHO, self.head_, x, self.mean_, self.scale_, self._spec().temperature), X)
 
     def fit_predict(self, X: Any, y: Any = None) -> Union[np.ndarray, Tensor]:
         """``fit(X, y)`` then the clusters of the training points, ``labels_`` (a tensor for tensor input)."""

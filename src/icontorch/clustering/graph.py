@@ -10,10 +10,10 @@ and says which batch items are neighbours.
 Choices the paper leaves open, made here:
 
 * kNN: exact, in chunks (:func:`icontorch.knn.exact_knn`), a point is not its own neighbour.
-* walks (the paper's neighbour propagation, section 3.3.3): ``walk_length = s`` adds every node
-  reachable in ``2 .. s + 1`` steps of the directed kNN graph, so ``s = 0`` is the kNN alone and
-  ``s = 1`` the "1-walks on KNN" of the paper's Table 4. The anchor itself is dropped when a
-  walk returns to it.
+* walks (the paper's neighbour propagation, section 3.3.3; :mod:`~icontorch.clustering.walks`):
+  ``walk_length = s`` adds every node reachable in ``2 .. s + 1`` steps of the directed kNN
+  graph, so ``s = 0`` is the kNN alone and ``s = 1`` the "1-walks on KNN" of the paper's
+  Table 4. The anchor itself is dropped when a walk returns to it.
 * symmetry: ``j`` is a neighbour of ``i`` when either lists the other, so that a neighbour
   sampled into a batch always finds its anchor there.
 * pruning (optional, :func:`mutual_knn`): before the walks, an edge ``i -> j`` beyond i's
@@ -33,7 +33,7 @@ from torch import Tensor
 from .._validation import check_choice, check_features, check_int, fail
 from ..knn import KNN_BACKENDS, approximate_knn, exact_knn
 
-__all__ = ["NeighborGraph", "knn_indices", "mutual_knn", "walk_graph", "compose_batch", "power_of_two_scale"]
+__all__ = ["NeighborGraph", "knn_indices", "mutual_knn", "compose_batch", "power_of_two_scale"]
 
 _METRICS = ("cosine", "squared_euclidean")
 _SAFE = 2.0 ** 30           # |x| in [1 / _SAFE, _SAFE]: squares and their sums neither overflow nor underflow
@@ -97,9 +97,10 @@ def _check_knn(who: str, knn: Tensor) -> Tuple[int, int]:
 def mutual_knn(knn: Tensor) -> Tensor:
     """The mutual kNN graph as an (N, k) table: entry ``(i, r)`` keeps ``j = knn[i, r]`` when ``r = 0``
     (the nearest neighbour, so no node is left without one) or when ``i`` is among ``knn[j]``;
-    otherwise it becomes ``i`` itself, a self-loop that :func:`walk_graph` drops from the
-    neighbour sets (in ``mode="sum"`` the walk then stays put with that edge's mass: a lazy walk
-    on the pruned graph). Memory O(N k).
+    otherwise it becomes ``i`` itself, a self-loop that
+    :func:`~icontorch.clustering.walks.walk_graph` drops from the neighbour sets (in
+    ``mode="sum"`` the walk then stays put with that edge's mass: a lazy walk on the pruned
+    graph). Memory O(N k).
 
     Args:
         knn: (N, k) neighbour ids (:func:`knn_indices`), nearest first.
@@ -144,7 +145,15 @@ class NeighborGraph:
 
         With ``values`` the weights of repeated edges are summed.
         """
-        keys, inverse = torch.unique(rows * n_nodes + cols, return_inverse=True)      # sorted
+        return cls._from_keys(rows * n_nodes + cols, n_nodes, values, view_weight)
+
+    @classmethod
+    def _from_keys(cls, keys: Tensor, n_nodes: int, values: Optional[Tensor], view_weight: float) -> "NeighborGraph":
+        """:meth:`from_pairs` of the edge keys ``row * n_nodes + col``."""
+        if values is None:                                   # no inverse: one (E,) tensor less at the peak
+            keys = torch.unique(keys)                                                  # sorted
+        else:
+            keys, inverse = torch.unique(keys, return_inverse=True)
         counts = torch.bincount(keys // n_nodes, minlength=n_nodes)
         indptr = torch.zeros(n_nodes + 1, dtype=torch.long, device=keys.device)
         indptr[1:] = torch.cumsum(counts, 0)
@@ -269,77 +278,13 @@ class NeighborGraph:
         """``j ~ i`` when ``i`` lists ``j`` or ``j`` lists ``i``; weights become ``(w_ij + w_ji) / 2``."""
         rows = torch.repeat_interleave(torch.arange(self.n_nodes, device=self.indptr.device), self.degree)
         values = None if self.weights is None else torch.cat([self.weights, self.weights]) / 2
-        return NeighborGraph.from_pairs(torch.cat([rows, self.indices]), torch.cat([self.indices, rows]),
-                                        self.n_nodes, values, self.view_weight)
+        n = self.n_nodes
+        keys = torch.cat([rows * n + self.indices, self.indices * n + rows])
+        del rows                                             # the (E,) tensors of a million-node graph are GBs
+        return NeighborGraph._from_keys(keys, n, values, self.view_weight)
 
     def __repr__(self) -> str:
         return f"NeighborGraph(n_nodes={self.n_nodes}, n_edges={self.indices.numel()})"
-
-
-def walk_graph(knn: Tensor, walk_length: int = 0, symmetric: bool = True, mode: str = "reach") -> NeighborGraph:
-    """Neighbour propagation on a kNN graph: the nodes reached in ``1 .. walk_length + 1`` steps.
-
-    ``mode="reach"``: ``R(i) = {j != i : (A + A^2 + ... + A^(s+1))_ij > 0}`` with A the directed
-    kNN adjacency and ``s = walk_length`` (the paper's uniform form, section 3.3.3); every edge
-    weighs 1. ``mode="sum"``: the smoothed form ``W = P + P^2 + ... + P^(s+1)`` with ``P = A / k``
-    the random-walk transition matrix of the kNN graph, diagonal dropped; nodes reached by many
-    walks weigh more than those one stray path reaches. Another view of a node weighs ``1 / k``
-    (one kNN step). Computed hop by hop on edge lists, so memory is O(N * |R(i)| * k), never N x N.
-
-    With ``symmetric=False`` this is :func:`icontorch.propagate` without its dense (N, N) powers:
-    for the kNN neighbourhood ``p(j|i) = 1 / k`` (an :class:`icontorch.Precomputed`),
-    ``propagate(p, s + 1, mode)`` is uniform over row i of this graph (``"reach"``) or proportional
-    to its weights (``"sum"``). ``symmetric=True`` then adds the reversed edges.
-
-    Args:
-        knn: (N, k) neighbour ids (:func:`knn_indices`).
-        walk_length: s >= 0 extra steps beyond the kNN.
-        symmetric: make the relation symmetric (see the module docstring); weights ``(w_ij + w_ji) / 2``.
-        mode: ``"reach"`` or ``"sum"``.
-    """
-    who = "walk_graph"
-    n, k = _check_knn(who, knn)
-    walk_length = check_int(who, "walk_length", walk_length, 0)
-    check_choice(who, "mode", mode, ("reach", "sum"))
-    rows = torch.arange(n, device=knn.device).repeat_interleave(k)
-    cols = knn.reshape(-1)
-    if mode == "sum":
-        graph = _walk_sum(rows, cols, knn, walk_length)
-    else:
-        reached = torch.unique(rows * n + cols)
-        frontier = reached
-        for _ in range(walk_length):
-            # one more step from the nodes reached last; keep only pairs never seen before
-            f_rows, f_cols = frontier // n, frontier % n
-            step = torch.unique(f_rows.repeat_interleave(k) * n + knn[f_cols].reshape(-1))
-            pos = torch.searchsorted(reached, step).clamp_max(reached.numel() - 1)
-            frontier = step[reached[pos] != step]
-            if frontier.numel() == 0:
-                break
-            reached = torch.unique(torch.cat([reached, frontier]))
-        rows, cols = reached // n, reached % n
-        keep = rows != cols                                     # a walk that returns to its start
-        graph = NeighborGraph.from_pairs(rows[keep], cols[keep], n)
-    return graph.symmetrized() if symmetric else graph
-
-
-def _walk_sum(rows: Tensor, cols: Tensor, knn: Tensor, walk_length: int) -> NeighborGraph:
-    """``W = P + ... + P^(s+1)``, ``P = A / k``, as a weighted graph without its diagonal."""
-    n, k = knn.shape
-    step = torch.full((rows.shape[0],), 1.0 / k, dtype=torch.float64, device=knn.device)
-    keys, values = rows * n + cols, step
-    all_keys, all_values = [keys], [values]
-    for _ in range(walk_length):
-        # P^(t+1) = P^t P: every (i, u) entry moves on to the k neighbours of u with 1 / k of its mass
-        expanded = (keys // n).repeat_interleave(k) * n + knn[keys % n].reshape(-1)
-        keys, inverse = torch.unique(expanded, return_inverse=True)
-        values = torch.zeros(keys.shape[0], dtype=torch.float64, device=knn.device).index_add_(
-            0, inverse, values.repeat_interleave(k) / k)
-        all_keys.append(keys)
-        all_values.append(values)
-    keys, values = torch.cat(all_keys), torch.cat(all_values)
-    keep = keys // n != keys % n                               # walks that return to their start
-    return NeighborGraph.from_pairs(keys[keep] // n, keys[keep] % n, n, values[keep].float(), 1.0 / k)
 
 
 def compose_batch(anchors: Tensor, graph: Optional[NeighborGraph], n_views: int, n_sampled_neighbors: int,

@@ -3,6 +3,7 @@ standardisation of the heads' inputs and the kept head's logits."""
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Tuple
 
 import numpy as np
@@ -13,7 +14,11 @@ from .._estimator_base import as_tensor
 from .._validation import IConError, fail
 from .graph import power_of_two_scale
 
-__all__ = ["check_views", "check_labels", "check_cosine_rows", "standardization", "head_logits"]
+__all__ = ["check_views", "check_labels", "check_cosine_rows", "check_augment", "standardization", "head_logits",
+           "head_labels"]
+
+LABEL_BLOCK = 1 << 22
+"""Logits (rows x clusters) computed at a time by :func:`head_labels`."""
 
 
 def check_labels(who: str, y: Any, n: int, device: torch.device, method: str) -> Tensor:
@@ -31,6 +36,23 @@ def check_labels(who: str, y: Any, n: int, device: torch.device, method: str) ->
         raise fail(who, "y", "hold labels that can be sorted (all numbers or all strings)",
                    sorted({type(v).__name__ for v in values.tolist()})) from None
     return torch.as_tensor(ids.ravel(), device=device)
+
+
+def check_augment(who: str, augment: Any) -> None:
+    """``augment`` is None or a callable that accepts ``(x, generator)``."""
+    if augment is None:
+        return
+    rule = "be None or a callable augment(x, generator) -> x"
+    if not callable(augment):
+        raise fail(who, "augment", rule, augment)
+    try:
+        signature = inspect.signature(augment)
+    except (TypeError, ValueError):       # no signature to read (some builtins): called as it is
+        return
+    try:
+        signature.bind(None, None)
+    except TypeError:
+        raise fail(who, "augment", rule + " (it must accept two arguments)", augment) from None
 
 
 def check_cosine_rows(who: str, x: Tensor, metric: str) -> None:
@@ -79,3 +101,12 @@ def head_logits(who: str, head: torch.nn.Module, x: Tensor, mean: Tensor, scale:
         raise fail(who, "X", f"lie where the heads can score it: its standardised values reach {peak:.3g} "
                    "and the cluster logits overflow", x)
     return logits
+
+
+def head_labels(who: str, head: torch.nn.Module, x: Tensor, mean: Tensor, scale: Tensor,
+                temperature: float) -> Tensor:
+    """(n,) ``argmax_c`` of :func:`head_logits`, computed a block of rows at a time: memory
+    O(``LABEL_BLOCK``), not O(n C) (4 GB for a million points and 1,000 clusters)."""
+    rows = max(1, LABEL_BLOCK // max(1, head.n_clusters))
+    return torch.cat([head_logits(who, head, x[start:start + rows], mean, scale, temperature).argmax(1)
+                      for start in range(0, x.shape[0], rows)])

@@ -9,12 +9,14 @@ the training loop read these fields; neither looks at a method's name.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 from torch import Tensor
 
+from .._validation import check_choice, check_flag, check_int, fail
+from ..knn import KNN_BACKENDS
 from ..methods.contrastive_clustering import cluster_terms
-from .graph import NeighborGraph, knn_indices, mutual_knn, walk_graph
+from .graph import NeighborGraph, knn_indices, mutual_knn
 from .objectives import (
     BatchObjective,
     ObjectiveSetup,
@@ -24,8 +26,10 @@ from .objectives import (
     supervised_kernel_objective,
     temi_objective,
 )
+from .walks import walk_graph
 
-__all__ = ["GraphSettings", "MethodSpec", "METHOD_SPECS", "METHODS", "directed_knn_graph", "symmetric_knn_graph",
+__all__ = ["GraphSettings", "check_graph_settings", "MethodSpec", "METHOD_SPECS", "METHODS", "directed_knn_graph",
+           "symmetric_knn_graph",
            "mutual_walk_graph"]
 
 
@@ -38,8 +42,9 @@ class GraphSettings:
         metric: ``"cosine"`` or ``"squared_euclidean"``.
         mutual_knn: prune one-sided kNN edges before the walks.
         walk_length: s, extra walk steps beyond the kNN.
-        walk_mode: ``"reach"`` or ``"sum"`` (:func:`~icontorch.clustering.graph.walk_graph`).
+        walk_mode: ``"reach"`` or ``"sum"`` (:func:`~icontorch.clustering.walks.walk_graph`).
         knn_backend: ``"exact"`` or ``"faiss"`` (approximate; :func:`~icontorch.knn.approximate_knn`).
+        max_neighbors: the most neighbours a row of the walk graph keeps; None: no bound.
     """
 
     n_neighbors: int
@@ -48,6 +53,32 @@ class GraphSettings:
     walk_length: int
     walk_mode: str
     knn_backend: str = "exact"
+    max_neighbors: Optional[int] = None
+
+
+MAX_NEIGHBORS, AUTO_EDGES = 64, 1 << 25
+"""``max_neighbors="auto"``: rows of ``max(MAX_NEIGHBORS, AUTO_EDGES // n)`` neighbours at most."""
+
+
+def check_graph_settings(who: str, estimator: Any, n: int, spec: "MethodSpec") -> GraphSettings:
+    """The graph parameters of a ``Clustering`` estimator, checked, for ``n`` points."""
+    n_neighbors = check_int(who, "n_neighbors", estimator.n_neighbors, 1)
+    if spec.graph is not None and n_neighbors >= n:
+        raise fail(who, "n_neighbors", f"be smaller than the number of points ({n})", estimator.n_neighbors)
+    walk_length = check_int(who, "walk_length", estimator.walk_length, 0)
+    check_choice(who, "walk_mode", estimator.walk_mode, ("reach", "sum"))
+    mutual = check_flag(who, "mutual_knn", estimator.mutual_knn)
+    check_choice(who, "metric", estimator.metric, ("cosine", "squared_euclidean"))
+    backend = getattr(estimator, "knn_backend", "exact")
+    check_choice(who, "knn_backend", backend, KNN_BACKENDS)
+    bound = getattr(estimator, "max_neighbors", None)
+    if isinstance(bound, str) and bound == "auto":
+        bound = max(MAX_NEIGHBORS, AUTO_EDGES // max(n, 1))
+    elif isinstance(bound, str):
+        raise fail(who, "max_neighbors", 'be a positive integer, "auto" or None', bound)
+    elif bound is not None:
+        bound = check_int(who, "max_neighbors", bound, 1)
+    return GraphSettings(n_neighbors, estimator.metric, mutual, walk_length, estimator.walk_mode, backend, bound)
 
 
 def _knn(x: Tensor, settings: GraphSettings) -> Tensor:
@@ -67,11 +98,12 @@ def symmetric_knn_graph(x: Tensor, settings: GraphSettings) -> NeighborGraph:
 def mutual_walk_graph(x: Tensor, settings: GraphSettings) -> NeighborGraph:
     """The kNN, pruned to mutual edges when ``mutual_knn``, then walks of ``walk_length`` more steps,
     symmetrised (:func:`~icontorch.clustering.graph.mutual_knn`,
-    :func:`~icontorch.clustering.graph.walk_graph`)."""
+    :func:`~icontorch.clustering.walks.walk_graph`)."""
     knn = _knn(x, settings)
     if settings.mutual_knn:
         knn = mutual_knn(knn)
-    return walk_graph(knn, settings.walk_length, symmetric=True, mode=settings.walk_mode)
+    return walk_graph(knn, settings.walk_length, symmetric=True, mode=settings.walk_mode,
+                      max_neighbors=settings.max_neighbors)
 
 
 @dataclass(frozen=True)
