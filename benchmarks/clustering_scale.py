@@ -230,7 +230,7 @@ def million() -> None:
         f"`Clustering` at its defaults (walk graph rows bounded by `max_neighbors=\"auto\"`: "
         f"{max(MAX_NEIGHBORS, AUTO_EDGES // 1_000_000)} here; {default.n_heads} heads, {default.n_iter} steps) "
         "with the faiss kNN, limited to 30 minutes; MiniBatchKMeans with batches of 4,096 and 3 initialisations. "
-        "Full KMeans is not run (one Lloyd pass over 10^6 x 1,000 x 128 costs minutes on 2 cores). "
+        "Full KMeans is not run (the goal compares with MiniBatchKMeans). "
         "Peak RSS includes the data set (0.5 GB).\n\n" + table(rows, 1000))
     write_section("clustering_million", text)
 
