@@ -84,7 +84,7 @@ def most_similar(x: Tensor, y: Tensor, n_neighbors: int, metric: str,
                 if shared and offset is not None:    # -||x_i - y_j||^2 <= 0
                     values[start:stop] = (values[start:stop] - x[start:stop].square().sum(1, keepdim=True)
                                           ).clamp_max_(0.0)
-                del s  # before the next block is made, so that two blocks never coexist
+                del s  # before the next block is made: one block per thread at a time
 
     if x.device.type == "cpu" and shared:
         with rows_not_torch():

@@ -119,3 +119,14 @@ def test_clustering_builds_the_bounded_graph():
     for n, bound in ((120, AUTO_EDGES // 120), (70_000, 479), (10 ** 6, MAX_NEIGHBORS)):
         assert check_graph_settings("t", Clustering(), n, spec).max_neighbors == bound
     assert check_graph_settings("t", Clustering(max_neighbors=None), 10 ** 6, spec).max_neighbors is None
+
+
+def test_labels_in_blocks_of_rows_equal_the_argmax_of_the_probabilities(monkeypatch):
+    from icontorch.clustering import Clustering, inputs
+
+    x = torch.randn(150, 5, generator=torch.Generator().manual_seed(2))
+    model = Clustering(n_clusters=4, n_iter=3, n_heads=1, random_state=0).fit(x)
+    expected = model.predict_proba(x).argmax(1)
+    monkeypatch.setattr(inputs, "LABEL_BLOCK", 8)             # blocks of 2 rows
+    torch.testing.assert_close(model.predict(x), expected)
+    np.testing.assert_array_equal(model.labels_, expected.numpy())

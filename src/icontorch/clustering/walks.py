@@ -29,9 +29,9 @@ def walk_graph(knn: Tensor, walk_length: int = 0, symmetric: bool = True, mode: 
     ``max_neighbors = m`` bounds every row before the symmetrisation: ``"reach"`` keeps the m
     nodes reached in the fewest steps (breadth first; ties: more edges from the nodes first
     reached one step before, then the lower id); ``"sum"`` the m of largest ``W_ij`` (ties: the
-    lower id). Computed hop by hop on edge
-    lists, a block of rows at a time: memory O(N m) for the graph (O(N k^(s+1)) without a bound)
-    plus O(block k^(s+1)) while a block is walked, never N x N.
+    lower id). Computed hop by hop on edge lists, a block of rows at a time: memory O(N m) for
+    the graph (O(N k^(s+1)) without a bound) plus O(block k^(s+1)) while a block is walked, never
+    N x N.
 
     With ``symmetric=False`` and no bound this is :func:`icontorch.propagate` without its dense
     (N, N) powers: for the kNN neighbourhood ``p(j|i) = 1 / k`` (an :class:`icontorch.Precomputed`),
@@ -52,7 +52,9 @@ def walk_graph(knn: Tensor, walk_length: int = 0, symmetric: bool = True, mode: 
     check_choice(who, "mode", mode, ("reach", "sum"))
     if max_neighbors is not None:
         max_neighbors = check_int(who, "max_neighbors", max_neighbors, 1)
-    widest = min(k ** (walk_length + 1), max_neighbors or n, n)      # a row's size, at most
+    widest = min(k ** (walk_length + 1), n)           # a row's size, at most: "reach" stops at the bound,
+    if mode == "reach" and max_neighbors is not None:   # "sum" walks every path first
+        widest = min(widest, max_neighbors)
     block = max(256, _BLOCK_ENTRIES // (k * widest))
     keys, values = [], []
     walk = _walk_sum if mode == "sum" else _walk_reach
