@@ -74,9 +74,10 @@ def _workers(count: int) -> ThreadPoolExecutor:
         return _pool
 
 
-def run_rows(loop: Callable[..., None], n_rows: int, *args: Any) -> None:
+def run_rows(loop: Callable[..., None], n_rows: int, *args: Any, min_rows: int = MIN_ROWS_PER_TASK) -> None:
     """Run ``loop(start, stop, *args)`` over the rows ``0 <= i < n_rows`` on :func:`row_threads`
-    threads (torch's count, or the fit's inside a loop of row loops).
+    threads (torch's count, or the fit's inside a loop of row loops), at least ``min_rows`` rows per
+    thread (fewer rows: the calling thread alone).
 
     The calling thread and ``threads - 1`` pool threads take ranges of rows in turn until none are
     left; a waiting thread blocks on a lock or a queue, so on a machine that other processes share no
@@ -85,7 +86,7 @@ def run_rows(loop: Callable[..., None], n_rows: int, *args: Any) -> None:
     the scheduler takes off its core delays only the range it holds. ``loop`` must release the GIL
     and write only the rows it is given.
     """
-    threads = max(1, min(row_threads(), n_rows // MIN_ROWS_PER_TASK))
+    threads = max(1, min(row_threads(), n_rows // max(1, min_rows)))
     if threads == 1:
         loop(0, n_rows, *args)
         return

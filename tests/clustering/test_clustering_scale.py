@@ -30,8 +30,12 @@ def _pairs(relation):
 @pytest.mark.parametrize("alpha_p, alpha_q", [(0.0, 0.0), (0.6, 0.6), (0.3, 0.0), (0.0, 0.8), (1.0, 0.5)])
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("tiles", [1, 4])
-def test_pairs_loss_and_gradients_equal_the_dense_definition(alpha_p, alpha_q, weighted, tiles, monkeypatch):
+@pytest.mark.parametrize("compiled", [True, False])
+def test_pairs_loss_and_gradients_equal_the_dense_definition(alpha_p, alpha_q, weighted, tiles, compiled,
+                                                             monkeypatch):
     b, c, h = 24, 5, 3
+    if not compiled:                                     # the gathers of pair_dots instead of its loops
+        monkeypatch.setenv("ICONTORCH_NO_NUMBA", "1")
     # one tile keeps its reciprocal for the backward pass, several tiles are recomputed there
     monkeypatch.setattr(fused, "TILE_ENTRIES", h * b * b // tiles)
     g = torch.Generator().manual_seed(1)

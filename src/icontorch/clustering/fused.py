@@ -18,12 +18,17 @@ division), the same numbers as the dense definition
 
 from __future__ import annotations
 
+import os
 from typing import Optional, Tuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["log_kernel_rowsum", "pairs_cluster_kernel_kl", "TILE_ENTRIES"]
+from .._threads import run_rows
+from ..embedding.cpu_kernels import DISABLE_ENV, HAS_NUMBA
+
+__all__ = ["log_kernel_rowsum", "pair_dots", "pairs_cluster_kernel_kl", "TILE_ENTRIES"]
 
 TILE_ENTRIES = 1 << 24
 """Entries of one (H, tile, B) block of ``q~`` at most (64 MiB in float32)."""
@@ -91,6 +96,57 @@ def log_kernel_rowsum(phi: Tensor, psi: Tensor, alpha_q: float, n_items: int) ->
     return _LogKernelRowSum.apply(phi, psi, float(alpha_q), int(n_items))
 
 
+class _PairDots(torch.autograd.Function):
+    """The compiled loops of :func:`pair_dots` (CPU, numba), with their own backward pass."""
+
+    @staticmethod
+    def forward(ctx, phi: Tensor, psi: Tensor, rows: Tensor, cols: Tensor) -> Tensor:      # noqa: D102
+        from . import _numba_pairs
+
+        phi_np, psi_np = phi.detach().contiguous().numpy(), psi.detach().contiguous().numpy()
+        out = np.empty((phi.shape[0], rows.shape[0]), dtype=phi_np.dtype)
+        run_rows(_numba_pairs.dots, phi.shape[0], phi_np, psi_np, rows.numpy(), cols.numpy(), out, min_rows=1)
+        ctx.save_for_backward(phi, psi, rows, cols)
+        return torch.from_numpy(out)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tuple[Tensor, Tensor, None, None]:       # noqa: D102
+        from . import _numba_pairs
+
+        phi, psi, rows, cols = ctx.saved_tensors
+        phi_np, psi_np = phi.detach().contiguous().numpy(), psi.detach().contiguous().numpy()
+        d_phi, d_psi = np.zeros_like(phi_np), np.zeros_like(psi_np)
+        run_rows(_numba_pairs.dots_backward, phi.shape[0], phi_np, psi_np, rows.numpy(), cols.numpy(),
+                 grad.detach().contiguous().numpy(), d_phi, d_psi, min_rows=1)
+        return torch.from_numpy(d_phi), torch.from_numpy(d_psi), None, None
+
+
+def _compiled(phi: Tensor) -> bool:
+    return (HAS_NUMBA and not os.environ.get(DISABLE_ENV) and phi.device.type == "cpu"
+            and phi.dtype in (torch.float32, torch.float64))
+
+
+def pair_dots(phi: Tensor, psi: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+    """``<phi_h,rows[e], psi_h,cols[e]> = sum_c phi[h, rows[e], c] psi[h, cols[e], c]``: an (H, E) tensor,
+    differentiable in ``phi`` and ``psi``.
+
+    On the CPU a compiled loop over the pairs (O(H E C) work, no (E, H C) gathers: at C = 1,000 the
+    gathered rows of a batch's pairs take hundreds of MB per step); elsewhere, and when numba is off
+    (``ICONTORCH_NO_NUMBA``), the gathers, which stay the definition (tested equal in float64).
+
+    Args:
+        phi, psi: (H, B, C) tensors.
+        rows, cols: (E,) indices into B.
+    """
+    if _compiled(phi):
+        return _PairDots.apply(phi, psi, rows.cpu(), cols.cpu())
+    h, b, c = phi.shape
+    # rows of (B, H C) tables: a contiguous gather, its gradient an index_add
+    phi_rows = phi.transpose(0, 1).reshape(b, h * c).index_select(0, rows)
+    psi_cols = psi.transpose(0, 1).reshape(b, h * c).index_select(0, cols)
+    return (phi_rows * psi_cols).reshape(-1, h, c).sum(2).T
+
+
 def _xlogx(x: Tensor) -> Tensor:
     return torch.where(x > 0, x * x.clamp_min(torch.finfo(x.dtype).tiny).log(), torch.zeros_like(x))
 
@@ -118,12 +174,7 @@ def pairs_cluster_kernel_kl(log_phi: Tensor, rows: Tensor, cols: Tensor, p: Tens
     tiny = torch.finfo(dtype).tiny
     phi = log_phi.exp()
     psi = phi / phi.sum(1, keepdim=True).clamp_min(tiny)
-    # q~ on the pairs: (H, E), gathered as rows of (B, H C) tables (a contiguous gather, its
-    # gradient an index_add)
-    h_c = h * phi.shape[2]
-    phi_rows = phi.transpose(0, 1).reshape(b, h_c).index_select(0, rows)
-    psi_cols = psi.transpose(0, 1).reshape(b, h_c).index_select(0, cols)
-    q_pairs = (phi_rows * psi_cols).reshape(-1, h, phi.shape[2]).sum(2).T
+    q_pairs = pair_dots(phi, psi, rows, cols)                        # q on the pairs: (H, E)
     q_pairs = (1.0 - alpha_q) * q_pairs + alpha_q / b if alpha_q > 0.0 else q_pairs.clamp_min(tiny)
     p = p.to(dtype)
     degree = torch.bincount(rows, minlength=b)
