@@ -4,7 +4,8 @@ gradients, whatever the number of threads."""
 import pytest
 import torch
 
-from icontorch.clustering.fused import _compiled, pair_dots
+from icontorch._compiled import compiled
+from icontorch.clustering.fused import pair_dots
 
 
 def _inputs(h=3, b=17, c=6, e=40, seed=0, dtype=torch.float64):
@@ -26,11 +27,11 @@ def _value_and_grads(phi, psi, rows, cols, weights):
 @pytest.mark.parametrize("threads", [1, 2])
 def test_compiled_loops_equal_the_gathers(threads, monkeypatch):
     phi, psi, rows, cols, weights = _inputs()
-    assert _compiled(phi)
+    assert compiled(phi)
     torch.set_num_threads(threads)
     ours = _value_and_grads(phi, psi, rows, cols, weights)
     monkeypatch.setenv("ICONTORCH_NO_NUMBA", "1")
-    assert not _compiled(phi)
+    assert not compiled(phi)
     reference = _value_and_grads(phi, psi, rows, cols, weights)
     explicit = torch.stack([(phi[h, rows] * psi[h, cols]).sum(1) for h in range(phi.shape[0])])
     torch.testing.assert_close(reference[0], explicit.detach(), rtol=1e-14, atol=1e-15)

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from icontorch import _threads
+from icontorch import _compiled, _threads
 from icontorch.embedding import cpu_kernels
 from icontorch.embedding.affinity import EdgeAffinity
 from icontorch.embedding.optim import SparseObjective, _student_t_pair_sum
 from icontorch.neighborhoods.kernels import KernelProfile
 from icontorch.neighborhoods.spatial import Gaussian, StudentT
 
-pytestmark = pytest.mark.skipif(not cpu_kernels.HAS_NUMBA, reason="numba is not installed")
+pytestmark = pytest.mark.skipif(not _compiled.HAS_NUMBA, reason="numba is not installed")
 
 
 def _random_affinity(n: int, k: int, seed: int) -> EdgeAffinity:
@@ -38,7 +38,7 @@ def test_fused_attraction_equals_torch_expression(kernel, dim, monkeypatch):
     value, grad = objective.attraction(y, 4.0, True)
     _, grad_no_value = objective.attraction(y, 4.0, False)
     assert objective._col32 is not None            # the fused loop ran
-    monkeypatch.setenv(cpu_kernels.DISABLE_ENV, "1")
+    monkeypatch.setenv(_compiled.DISABLE_ENV, "1")
     ref_value, ref_grad = objective.attraction(y, 4.0, True)
     torch.testing.assert_close(grad, ref_grad, rtol=1e-12, atol=1e-15)
     torch.testing.assert_close(grad_no_value, ref_grad, rtol=1e-12, atol=1e-15)
@@ -126,7 +126,7 @@ def test_not_used_where_it_does_not_apply(monkeypatch):
     assert cpu_kernels.available(y, KernelProfile("student_t", 1.0))
     assert not cpu_kernels.available(y.half())
     assert not cpu_kernels.available(y.requires_grad_(True))
-    monkeypatch.setenv(cpu_kernels.DISABLE_ENV, "1")
+    monkeypatch.setenv(_compiled.DISABLE_ENV, "1")
     assert not cpu_kernels.available(torch.zeros(3, 2))
 
 
@@ -143,7 +143,7 @@ def test_fused_grid_equals_torch_expression(dim, monkeypatch):
     total, _ = grid(y, charges, total_only=True)
     evaluate = grid.field(y[:400], charges[:400])
     s_new, force_new = evaluate(y[400:])
-    monkeypatch.setenv(cpu_kernels.DISABLE_ENV, "1")
+    monkeypatch.setenv(_compiled.DISABLE_ENV, "1")
     ref_s, ref_force = grid(y, charges)
     ref_total, _ = grid(y, charges, total_only=True)
     ref_s_new, ref_force_new = grid.field(y[:400], charges[:400])(y[400:])

@@ -18,15 +18,14 @@ division), the same numbers as the dense definition
 
 from __future__ import annotations
 
-import os
 from typing import Optional, Tuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from .._compiled import compiled
 from .._threads import run_rows
-from ..embedding.cpu_kernels import DISABLE_ENV, HAS_NUMBA
 
 __all__ = ["log_kernel_rowsum", "pair_dots", "pairs_cluster_kernel_kl", "TILE_ENTRIES"]
 
@@ -121,11 +120,6 @@ class _PairDots(torch.autograd.Function):
         return torch.from_numpy(d_phi), torch.from_numpy(d_psi), None, None
 
 
-def _compiled(phi: Tensor) -> bool:
-    return (HAS_NUMBA and not os.environ.get(DISABLE_ENV) and phi.device.type == "cpu"
-            and phi.dtype in (torch.float32, torch.float64))
-
-
 def pair_dots(phi: Tensor, psi: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
     """``<phi_h,rows[e], psi_h,cols[e]> = sum_c phi[h, rows[e], c] psi[h, cols[e], c]``: an (H, E) tensor,
     differentiable in ``phi`` and ``psi``.
@@ -138,7 +132,7 @@ def pair_dots(phi: Tensor, psi: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
         phi, psi: (H, B, C) tensors.
         rows, cols: (E,) indices into B.
     """
-    if _compiled(phi):
+    if compiled(phi):
         return _PairDots.apply(phi, psi, rows.cpu(), cols.cpu())
     h, b, c = phi.shape
     # rows of (B, H C) tables: a contiguous gather, its gradient an index_add

@@ -27,8 +27,6 @@ installed, :func:`available` is False and the callers use the torch expressions.
 
 from __future__ import annotations
 
-import importlib.util
-import os
 from types import ModuleType
 from typing import Optional
 
@@ -36,23 +34,18 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._compiled import compiled
 from .._threads import run_rows
 from ..neighborhoods.kernels import KernelProfile
 
-HAS_NUMBA = importlib.util.find_spec("numba") is not None
-
 __all__ = ["available", "run_rows", "attraction_force", "student_t_pair_sum", "spread_to_grid", "read_from_grid"]
 
-DISABLE_ENV = "ICONTORCH_NO_NUMBA"
-"""Set this environment variable to any non-empty value to use the torch expressions on CPU too."""
 
 
 def available(y: Tensor, profile: Optional[KernelProfile] = None) -> bool:
     """Whether the fused loops serve ``y``: numba importable, a CPU tensor of float32/float64,
-    a Student-t or Gaussian profile (if given), and :data:`DISABLE_ENV` not set."""
-    if not HAS_NUMBA or os.environ.get(DISABLE_ENV) or y.device.type != "cpu" or y.requires_grad:
-        return False
-    if y.dtype not in (torch.float32, torch.float64):
+    a Student-t or Gaussian profile (if given), and :data:`icontorch._compiled.DISABLE_ENV` not set."""
+    if not compiled(y) or y.requires_grad:
         return False
     return profile is None or profile.kind in ("student_t", "gaussian")
 
