@@ -196,6 +196,8 @@ _SPECIAL = {
                 ("two-arguments", _one_arg, SAFE)),
     "learning_rate": parameter_values(1.0) + (("bogus", "bogus", RAISES),),
     "n_neighbors": parameter_values(1) + (("bogus", "bogus", RAISES), ("too-many", 10 ** 6, SAFE)),
+    "n_heads": parameter_values(1) + (("bogus", "bogus", RAISES),),
+    "n_iter": parameter_values(1) + (("bogus", "bogus", RAISES),),
     "max_neighbors": (("zero", 0, RAISES), ("string", "x", RAISES), ("float", 2.5, RAISES), ("nan", math.nan, RAISES),
                       ("int", 5, SAFE), ("none", None, SAFE)),
     "verbose": (),

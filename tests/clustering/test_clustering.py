@@ -12,8 +12,8 @@ from sklearn.datasets import load_digits
 
 from icontorch import IConError
 from icontorch.clustering import METHOD_SPECS, METHODS, Clustering
-from icontorch.clustering.estimator import N_HEADS
 from icontorch.clustering.graph import knn_indices, mutual_knn
+from icontorch.clustering.train import MANY_CLUSTERS, auto_training
 from icontorch.clustering.walks import walk_graph
 from icontorch.metrics import clustering_scores
 
@@ -39,9 +39,19 @@ def test_digits_outcome():
 def test_default_heads_are_ten_and_the_lowest_loss_is_kept():
     x, y = _blobs()
     model = Clustering(n_clusters=3, n_iter=30, batch_size=32, random_state=0).fit(x)
-    assert model.n_heads == N_HEADS == 10 and model.head_losses_.shape == (N_HEADS,)
+    assert model.n_heads == "auto" and model.head_losses_.shape == (10,)
     assert model.best_head_ == int(np.argmin(model.head_losses_))
     assert model.head_.n_heads == 1
+
+
+def test_auto_training_trades_heads_for_steps_from_many_clusters_on():
+    assert auto_training(MANY_CLUSTERS - 1) == (10, 600, 1e-2)
+    assert auto_training(MANY_CLUSTERS) == (3, 2000, 3e-2)
+    x = np.random.default_rng(0).normal(size=(400, 4)).astype(np.float32)
+    many = Clustering(n_clusters=MANY_CLUSTERS, n_iter=4, batch_size=32, random_state=0).fit(x)
+    assert many.head_losses_.shape == (3,) and many.n_iter_ == 4          # a given value stays
+    given = Clustering(n_clusters=3, n_heads=2, learning_rate=0.5, epochs=1, batch_size=100, random_state=0).fit(x)
+    assert given.head_losses_.shape == (2,) and given.n_iter_ == 4          # epochs replace the auto steps
 
 
 @pytest.mark.parametrize("method", METHODS)

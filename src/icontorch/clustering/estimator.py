@@ -32,12 +32,14 @@ from .._validation import (
 )
 from .auto import estimate_n_clusters, estimates_n_clusters
 from .inputs import (
+    auto_or,
     check_augment,
     check_cosine_rows,
     check_labels,
     check_views,
     head_labels,
     head_logits,
+    is_auto,
     standardization,
 )
 from .objectives import ObjectiveSetup
@@ -47,6 +49,7 @@ from .train import (
     Augment,
     TrainedHeads,
     TrainSettings,
+    auto_training,
     batches_per_pass,
     train_heads,
 )
@@ -55,10 +58,6 @@ BATCH_SIZE = 256
 """Default anchors per batch (a batch of ``BATCH_SIZE * (n_views + n_sampled_neighbors)`` items)."""
 N_NEGATIVES = 256
 """Default batch items on which the uniform part of p~ is evaluated per training step."""
-N_ITER = 600
-"""Default optimiser steps."""
-N_HEADS = 10
-"""Default heads trained together (the one of lowest loss is kept)."""
 
 __all__ = ["Clustering", "METHODS"]
 
@@ -135,8 +134,10 @@ class Clustering(Estimator):
             head's accuracy and minus its loss on MNIST-5k and 20,000 MNIST digits): keeping the
             best of 10 instead of 5 lifted the mean Hungarian accuracy from 0.838 to 0.852 on the
             20,000 digits and from 0.799 to 0.809 on MNIST-5k (6 seeds; digits: 0.907 and 0.906)
-            (default 10; a head adds about 2 ms to a step of 1,024 items of 784 features on one
-            thread, against about 8 ms for the rest of the step: 20,000 MNIST digits).
+            (a head adds about 2 ms to a step of 1,024 items of 784 features on one thread, against
+            about 8 ms for the rest of the step: 20,000 MNIST digits). ``"auto"`` (default): 10 below
+            50 clusters, 3 from 50 on, where more steps pay off more than more heads
+            (:func:`~icontorch.clustering.train.auto_training`).
         batch_size: anchors per batch (a batch holds ``batch_size * (n_views + n_sampled_neighbors)``
             items: 1,024 with the defaults).
         n_negatives: batch items M on which the uniform part of p~ (``alpha_p / (B - 1)`` on every
@@ -145,12 +146,15 @@ class Clustering(Estimator):
             (the exact batch loss, as in the head selection). Everything else is exact.
         n_views: copies of each anchor (augmented views when ``augment`` is given).
         n_sampled_neighbors: neighbours drawn per anchor from its graph row.
-        n_iter: optimiser steps (the schedule is in steps, whatever the data-set size). More steps
-            did not help at larger N: on 20,000 MNIST digits 1,200 and 2,400 steps reached 0.877 and
-            0.871 against 0.873 for 600 (5 heads, 3 seeds), a cosine schedule 0.867.
+        n_iter: optimiser steps (the schedule is in steps, whatever the data-set size); ``"auto"``
+            (default): 600 below 50 clusters, 2,000 from 50 on. More steps did not help with 10
+            clusters at larger N: on 20,000 MNIST digits 1,200 and 2,400 steps reached 0.877 and
+            0.871 against 0.873 for 600 (5 heads, 3 seeds), a cosine schedule 0.867; with 100
+            clusters they did (``auto_training``).
         epochs: None, or passes over the data (every point an anchor once per epoch), which then
             replace ``n_iter``.
-        learning_rate: Adam's learning rate.
+        learning_rate: Adam's learning rate; ``"auto"`` (default): 1e-2 below 50 clusters, 3e-2 from
+            50 on.
         learning_rate_schedule: ``"constant"``, ``"step"`` (halved after a third and two thirds of
             the steps, the paper's) or ``"cosine"``.
         weight_decay: Adam's weight decay.
@@ -189,10 +193,11 @@ class Clustering(Estimator):
                  walk_length: int = 4, walk_mode: str = "reach", mutual_knn: bool = True,
                  max_neighbors: Union[int, str, None] = "auto", metric: str = "cosine",
                  alpha_p: Optional[float] = None, alpha_q: Optional[float] = None,
-                 hidden_layer_sizes: Sequence[int] = (), n_heads: int = N_HEADS, batch_size: int = BATCH_SIZE,
+                 hidden_layer_sizes: Sequence[int] = (), n_heads: Union[int, str] = "auto",
+                 batch_size: int = BATCH_SIZE,
                  n_views: int = 2, n_sampled_neighbors: int = 2, n_negatives: Optional[int] = N_NEGATIVES,
-                 n_iter: int = N_ITER,
-                 epochs: Optional[int] = None, learning_rate: float = 1e-2,
+                 n_iter: Union[int, str] = "auto",
+                 epochs: Optional[int] = None, learning_rate: Union[float, str] = "auto",
                  learning_rate_schedule: str = "constant", weight_decay: float = 0.0, ema: float = 0.99,
                  augment: Optional[Augment] = None, standardize: bool = True,
                  knn_backend: str = "exact", random_state: Optional[int] = None,
@@ -260,9 +265,12 @@ class Clustering(Estimator):
     def _train_settings(self, n: int, spec: MethodSpec) -> TrainSettings:
         n_clusters = self._n_clusters(n, spec)
         sizes = check_layer_sizes(_WHO, "hidden_layer_sizes", self.hidden_layer_sizes)
-        counts = {name: check_int(_WHO, name, getattr(self, name, default), minimum)
-                  for name, minimum, default in (("n_heads", 1, None), ("batch_size", 1, None), ("n_views", 1, None),
-                                                 ("n_sampled_neighbors", 0, None), ("n_iter", 1, N_ITER))}
+        counts = {name: auto_or(_WHO, check_int, name, getattr(self, name, "auto"), minimum)
+                  for name, minimum in (("n_heads", 1), ("batch_size", 1), ("n_views", 1),
+                                        ("n_sampled_neighbors", 0), ("n_iter", 1))}
+        for name in ("batch_size", "n_views", "n_sampled_neighbors"):
+            if counts[name] == "auto":
+                raise fail(_WHO, name, "be an integer", getattr(self, name))
         epochs = getattr(self, "epochs", None)
         batch_size = min(counts["batch_size"], n)
         n_iter = counts["n_iter"]
@@ -273,18 +281,30 @@ class Clustering(Estimator):
         if counts["batch_size"] * (views + sampled) < 2:
             raise fail(_WHO, "batch_size", f"give batches of at least 2 items ({views + sampled} per anchor "
                        f"with method={self.method!r})", self.batch_size)
-        learning_rate = check_positive(_WHO, "learning_rate", self.learning_rate)
+        learning_rate = auto_or(_WHO, check_positive, "learning_rate", self.learning_rate)
         check_choice(_WHO, "learning_rate_schedule", self.learning_rate_schedule, tuple(LEARNING_RATE_SCHEDULES))
         weight_decay = check_nonnegative(_WHO, "weight_decay", self.weight_decay)
         ema = check_probability(_WHO, "ema", self.ema)
         if ema >= 1.0:
             raise fail(_WHO, "ema", "be below 1 (1 would never move the averaged head)", self.ema)
-        return TrainSettings(
-            n_heads=counts["n_heads"], n_clusters=n_clusters, hidden_layer_sizes=sizes,
-            batch_size=batch_size, n_views=views, n_sampled_neighbors=sampled, n_iter=n_iter,
-            learning_rate=learning_rate, learning_rate_schedule=self.learning_rate_schedule,
+        given = {name: (1 if value == "auto" else value) for name, value in
+                 (("n_heads", counts["n_heads"]), ("n_iter", n_iter), ("learning_rate", learning_rate))}
+        settings = TrainSettings(
+            n_clusters=n_clusters, hidden_layer_sizes=sizes,
+            batch_size=batch_size, n_views=views, n_sampled_neighbors=sampled, **given,
+            learning_rate_schedule=self.learning_rate_schedule,
             weight_decay=weight_decay, ema=ema, temperature=spec.temperature, uses_teacher=spec.uses_teacher,
             random_state=self._seed(), verbose=bool(self.verbose), description=f"Clustering ({self.method})")
+        return self._for_clusters(settings, n_clusters)
+
+    def _for_clusters(self, settings: TrainSettings, n_clusters: int) -> TrainSettings:
+        """``settings`` for C clusters: the ``"auto"`` heads, steps (unless ``epochs`` is given) and
+        learning rate of C (:func:`~icontorch.clustering.train.auto_training`); given values stay."""
+        names = ("n_heads", "n_iter", "learning_rate")
+        auto = dict(zip(names, auto_training(n_clusters)))
+        chosen = {name: auto[name] for name in names if is_auto(getattr(self, name, "auto"))
+                  and not (name == "n_iter" and getattr(self, "epochs", None) is not None)}
+        return dataclasses.replace(settings, n_clusters=n_clusters, **chosen)
 
     def _seed(self) -> int:
         if self.random_state is None:
@@ -347,7 +367,7 @@ class Clustering(Estimator):
         if isinstance(self.n_clusters, str):              # "auto" (checked above)
             with torch.no_grad(), Threads(n_jobs):
                 n_clusters = estimate_n_clusters(graph, torch.Generator().manual_seed(settings.random_state))
-            settings = dataclasses.replace(settings, n_clusters=min(n_clusters, n))
+            settings = self._for_clusters(settings, min(n_clusters, n))
         trained = train(settings)
         fit_seconds = time.perf_counter() - start
         with torch.no_grad(), Threads(n_jobs):

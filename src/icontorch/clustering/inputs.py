@@ -4,7 +4,7 @@ standardisation of the heads' inputs and the kept head's logits."""
 from __future__ import annotations
 
 import inspect
-from typing import Any, Tuple
+from typing import Any, Callable, Tuple
 
 import numpy as np
 import torch
@@ -15,7 +15,7 @@ from .._validation import IConError, fail
 from .graph import power_of_two_scale
 
 __all__ = ["check_views", "check_labels", "check_cosine_rows", "check_augment", "standardization", "head_logits",
-           "head_labels"]
+           "head_labels", "is_auto", "auto_or"]
 
 LABEL_BLOCK = 1 << 22
 """Logits (rows x clusters) computed at a time by :func:`head_labels`."""
@@ -110,3 +110,13 @@ def head_labels(who: str, head: torch.nn.Module, x: Tensor, mean: Tensor, scale:
     rows = max(1, LABEL_BLOCK // max(1, head.n_clusters))
     return torch.cat([head_logits(who, head, x[start:start + rows], mean, scale, temperature).argmax(1)
                       for start in range(0, x.shape[0], rows)])
+
+
+def is_auto(value: Any) -> bool:
+    """Whether a parameter was given as ``"auto"``."""
+    return isinstance(value, str) and value == "auto"
+
+
+def auto_or(who: str, check: Callable[..., Any], name: str, value: Any, *bounds: Any) -> Any:
+    """``"auto"``, or ``check(who, name, value, *bounds)``."""
+    return "auto" if is_auto(value) else check(who, name, value, *bounds)

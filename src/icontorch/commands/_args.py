@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Tuple
+from typing import Tuple, Union
 
 __all__ = ["integer", "layer_sizes", "threads"]
 
@@ -20,6 +20,11 @@ def integer(text: str) -> int:
     if abs(value) > _INT64_MAX:
         raise argparse.ArgumentTypeError(f"expected an integer of magnitude at most 2**63 - 1; got {text!r}")
     return value
+
+
+def integer_or_auto(text: str) -> Union[int, str]:
+    """``"auto"`` or an :func:`integer`."""
+    return "auto" if text == "auto" else integer(text)
 
 
 def threads(text: str) -> int:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._args import integer, layer_sizes, threads
+from ._args import integer, integer_or_auto, layer_sizes, threads
 from ._io import ARRAY_SUFFIXES, FIGURE_SUFFIXES, check_device_flag, check_output, load_data, load_labels, save_array
 
 __all__ = ["add_parser", "run"]
@@ -49,8 +49,8 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
     parser.add_argument("--hidden-layer-sizes", type=layer_sizes, default=defaults.hidden_layer_sizes,
                         metavar="SIZES", help="widths of the heads' hidden layers, comma-separated, e.g. 256; "
                                               "empty (the default) for a linear head")
-    parser.add_argument("--n-heads", type=integer, default=defaults.n_heads,
-                        help="heads trained; lowest loss kept (default: %(default)s)")
+    parser.add_argument("--n-heads", type=integer_or_auto, default=defaults.n_heads,
+                        help="heads trained; lowest loss kept (default: %(default)s: 10 below 50 clusters, else 3)")
     parser.add_argument("--epochs", type=integer, default=defaults.epochs, help="default: %(default)s")
     parser.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
     parser.add_argument("--n-jobs", type=threads, default=None,
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     save_array(args.output, labels, integers=True)
     sizes = np.bincount(labels, minlength=args.n_clusters)
     print(f"Clustering ({args.method}) of {x.shape[0]} points x {x.shape[1]} features into "
-          f"{args.n_clusters} clusters in {seconds:.1f} s; head {model.best_head_} of {args.n_heads} "
+          f"{args.n_clusters} clusters in {seconds:.1f} s; head {model.best_head_} of {len(model.head_losses_)} "
           f"(loss {model.head_losses_[model.best_head_]:.4f}); wrote {args.output}")
     print("cluster sizes: " + " ".join(str(int(s)) for s in sizes))
     if truth is not None:
