@@ -8,7 +8,6 @@ last row of its Table 1). A scikit-learn style estimator: ``Clustering(n_cluster
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from typing import Any, Optional, Sequence, Tuple, Union
 
@@ -23,34 +22,26 @@ from .._validation import (
     check_device,
     check_flag,
     check_int,
-    check_layer_sizes,
-    check_nonnegative,
-    check_positive,
     check_probability,
     check_random_state,
     fail,
 )
 from .auto import estimate_n_clusters, estimates_n_clusters
 from .inputs import (
-    auto_or,
     check_augment,
     check_cosine_rows,
     check_labels,
     check_views,
     head_labels,
     head_logits,
-    is_auto,
     standardization,
 )
 from .objectives import ObjectiveSetup
-from .specs import METHOD_SPECS, METHODS, MethodSpec, check_graph_settings
+from .specs import METHOD_SPECS, METHODS, MethodSpec, check_graph_settings, check_train_settings, settings_for_clusters
 from .train import (
-    LEARNING_RATE_SCHEDULES,
     Augment,
     TrainedHeads,
     TrainSettings,
-    auto_training,
-    batches_per_pass,
     train_heads,
 )
 
@@ -262,50 +253,6 @@ class Clustering(Estimator):
             raise fail(_WHO, "n_clusters", f"be at most the number of points ({n})", self.n_clusters)
         return n_clusters
 
-    def _train_settings(self, n: int, spec: MethodSpec) -> TrainSettings:
-        n_clusters = self._n_clusters(n, spec)
-        sizes = check_layer_sizes(_WHO, "hidden_layer_sizes", self.hidden_layer_sizes)
-        counts = {name: auto_or(_WHO, check_int, name, getattr(self, name, "auto"), minimum)
-                  for name, minimum in (("n_heads", 1), ("batch_size", 1), ("n_views", 1),
-                                        ("n_sampled_neighbors", 0), ("n_iter", 1))}
-        for name in ("batch_size", "n_views", "n_sampled_neighbors"):
-            if counts[name] == "auto":
-                raise fail(_WHO, name, "be an integer", getattr(self, name))
-        epochs = getattr(self, "epochs", None)
-        batch_size = min(counts["batch_size"], n)
-        n_iter = counts["n_iter"]
-        if epochs is not None:
-            n_iter = check_int(_WHO, "epochs", epochs, 1) * batches_per_pass(n, batch_size)
-        views = counts["n_views"] if spec.n_views is None else spec.n_views
-        sampled = counts["n_sampled_neighbors"] if spec.n_sampled_neighbors is None else spec.n_sampled_neighbors
-        if counts["batch_size"] * (views + sampled) < 2:
-            raise fail(_WHO, "batch_size", f"give batches of at least 2 items ({views + sampled} per anchor "
-                       f"with method={self.method!r})", self.batch_size)
-        learning_rate = auto_or(_WHO, check_positive, "learning_rate", self.learning_rate)
-        check_choice(_WHO, "learning_rate_schedule", self.learning_rate_schedule, tuple(LEARNING_RATE_SCHEDULES))
-        weight_decay = check_nonnegative(_WHO, "weight_decay", self.weight_decay)
-        ema = check_probability(_WHO, "ema", self.ema)
-        if ema >= 1.0:
-            raise fail(_WHO, "ema", "be below 1 (1 would never move the averaged head)", self.ema)
-        given = {name: (1 if value == "auto" else value) for name, value in
-                 (("n_heads", counts["n_heads"]), ("n_iter", n_iter), ("learning_rate", learning_rate))}
-        settings = TrainSettings(
-            n_clusters=n_clusters, hidden_layer_sizes=sizes,
-            batch_size=batch_size, n_views=views, n_sampled_neighbors=sampled, **given,
-            learning_rate_schedule=self.learning_rate_schedule,
-            weight_decay=weight_decay, ema=ema, temperature=spec.temperature, uses_teacher=spec.uses_teacher,
-            random_state=self._seed(), verbose=bool(self.verbose), description=f"Clustering ({self.method})")
-        return self._for_clusters(settings, n_clusters)
-
-    def _for_clusters(self, settings: TrainSettings, n_clusters: int) -> TrainSettings:
-        """``settings`` for C clusters: the ``"auto"`` heads, steps (unless ``epochs`` is given) and
-        learning rate of C (:func:`~icontorch.clustering.train.auto_training`); given values stay."""
-        names = ("n_heads", "n_iter", "learning_rate")
-        auto = dict(zip(names, auto_training(n_clusters)))
-        chosen = {name: auto[name] for name in names if is_auto(getattr(self, name, "auto"))
-                  and not (name == "n_iter" and getattr(self, "epochs", None) is not None)}
-        return dataclasses.replace(settings, n_clusters=n_clusters, **chosen)
-
     def _seed(self) -> int:
         if self.random_state is None:
             return int(np.random.randint(0, 2 ** 31 - 1))
@@ -341,7 +288,7 @@ class Clustering(Estimator):
         if spec.graph is not None:
             check_cosine_rows(_WHO, x, graph_settings.metric)
         alpha_p, alpha_q = self._alphas(spec)
-        settings = self._train_settings(n, spec)
+        settings = check_train_settings(_WHO, self, n, spec, self._n_clusters(n, spec), self._seed())
         check_augment(_WHO, self.augment)
         cached = None if views is None else check_views(_WHO, views, x)
         standardize = check_flag(_WHO, "standardize", self.standardize)
@@ -367,7 +314,7 @@ class Clustering(Estimator):
         if isinstance(self.n_clusters, str):              # "auto" (checked above)
             with torch.no_grad(), Threads(n_jobs):
                 n_clusters = estimate_n_clusters(graph, torch.Generator().manual_seed(settings.random_state))
-            settings = self._for_clusters(settings, min(n_clusters, n))
+            settings = settings_for_clusters(self, settings, min(n_clusters, n))
         trained = train(settings)
         fit_seconds = time.perf_counter() - start
         with torch.no_grad(), Threads(n_jobs):

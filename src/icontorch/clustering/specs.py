@@ -8,15 +8,26 @@ the training loop read these fields; neither looks at a method's name.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional
 
 from torch import Tensor
 
-from .._validation import check_choice, check_flag, check_int, fail
+from .._validation import (
+    check_choice,
+    check_flag,
+    check_int,
+    check_layer_sizes,
+    check_nonnegative,
+    check_positive,
+    check_probability,
+    fail,
+)
 from ..knn import KNN_BACKENDS
 from ..methods.contrastive_clustering import cluster_terms
 from .graph import NeighborGraph, knn_indices, mutual_knn
+from .inputs import auto_or, is_auto
 from .objectives import (
     BatchObjective,
     ObjectiveSetup,
@@ -26,11 +37,11 @@ from .objectives import (
     supervised_kernel_objective,
     temi_objective,
 )
+from .train import LEARNING_RATE_SCHEDULES, TrainSettings, auto_training, batches_per_pass
 from .walks import walk_graph
 
-__all__ = ["GraphSettings", "check_graph_settings", "MethodSpec", "METHOD_SPECS", "METHODS", "directed_knn_graph",
-           "symmetric_knn_graph",
-           "mutual_walk_graph"]
+__all__ = ["GraphSettings", "check_graph_settings", "check_train_settings", "settings_for_clusters", "MethodSpec",
+           "METHOD_SPECS", "METHODS", "directed_knn_graph", "symmetric_knn_graph", "mutual_walk_graph"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +90,54 @@ def check_graph_settings(who: str, estimator: Any, n: int, spec: "MethodSpec") -
     elif bound is not None:
         bound = check_int(who, "max_neighbors", bound, 1)
     return GraphSettings(n_neighbors, estimator.metric, mutual, walk_length, estimator.walk_mode, backend, bound)
+
+
+def check_train_settings(who: str, estimator: Any, n: int, spec: "MethodSpec", n_clusters: int,
+                         random_state: int) -> TrainSettings:
+    """The estimator's training settings, every one checked, for n points and C = ``n_clusters``
+    (``"auto"`` values resolved by :func:`settings_for_clusters`)."""
+    e = estimator
+    sizes = check_layer_sizes(who, "hidden_layer_sizes", e.hidden_layer_sizes)
+    counts = {name: auto_or(who, check_int, name, getattr(e, name, "auto"), minimum)
+              for name, minimum in (("n_heads", 1), ("batch_size", 1), ("n_views", 1),
+                                    ("n_sampled_neighbors", 0), ("n_iter", 1))}
+    for name in ("batch_size", "n_views", "n_sampled_neighbors"):
+        if counts[name] == "auto":
+            raise fail(who, name, "be an integer", getattr(e, name))
+    epochs = getattr(e, "epochs", None)
+    batch_size = min(counts["batch_size"], n)
+    n_iter = counts["n_iter"]
+    if epochs is not None:
+        n_iter = check_int(who, "epochs", epochs, 1) * batches_per_pass(n, batch_size)
+    views = counts["n_views"] if spec.n_views is None else spec.n_views
+    sampled = counts["n_sampled_neighbors"] if spec.n_sampled_neighbors is None else spec.n_sampled_neighbors
+    if counts["batch_size"] * (views + sampled) < 2:
+        raise fail(who, "batch_size", f"give batches of at least 2 items ({views + sampled} per anchor "
+                   f"with method={e.method!r})", e.batch_size)
+    learning_rate = auto_or(who, check_positive, "learning_rate", e.learning_rate)
+    check_choice(who, "learning_rate_schedule", e.learning_rate_schedule, tuple(LEARNING_RATE_SCHEDULES))
+    weight_decay = check_nonnegative(who, "weight_decay", e.weight_decay)
+    ema = check_probability(who, "ema", e.ema)
+    if ema >= 1.0:
+        raise fail(who, "ema", "be below 1 (1 would never move the averaged head)", e.ema)
+    given = {name: (1 if is_auto(value) else value) for name, value in
+             (("n_heads", counts["n_heads"]), ("n_iter", n_iter), ("learning_rate", learning_rate))}
+    settings = TrainSettings(
+        n_clusters=n_clusters, hidden_layer_sizes=sizes, batch_size=batch_size, n_views=views,
+        n_sampled_neighbors=sampled, **given, learning_rate_schedule=e.learning_rate_schedule,
+        weight_decay=weight_decay, ema=ema, temperature=spec.temperature, uses_teacher=spec.uses_teacher,
+        random_state=random_state, verbose=bool(e.verbose), description=f"{who} ({e.method})")
+    return settings_for_clusters(e, settings, n_clusters)
+
+
+def settings_for_clusters(estimator: Any, settings: TrainSettings, n_clusters: int) -> TrainSettings:
+    """``settings`` for C clusters: the ``"auto"`` heads, steps (unless ``epochs`` is given) and
+    learning rate of C (:func:`~icontorch.clustering.train.auto_training`); given values stay."""
+    names = ("n_heads", "n_iter", "learning_rate")
+    auto = dict(zip(names, auto_training(n_clusters)))
+    chosen = {name: auto[name] for name in names if is_auto(getattr(estimator, name, "auto"))
+              and not (name == "n_iter" and getattr(estimator, "epochs", None) is not None)}
+    return dataclasses.replace(settings, n_clusters=n_clusters, **chosen)
 
 
 def _knn(x: Tensor, settings: GraphSettings) -> Tensor:
