@@ -37,6 +37,7 @@ from _report import machine, write_section  # noqa: E402
 
 from icontorch.clustering import Clustering  # noqa: E402
 from icontorch.clustering.specs import AUTO_EDGES, MAX_NEIGHBORS  # noqa: E402
+from icontorch.clustering.train import MANY_CLUSTERS, auto_training  # noqa: E402
 from icontorch.metrics import clustering_scores  # noqa: E402
 
 THREADS = 1                 # torch threads per fit: on a shared machine, 2 spin-waiting threads were slower
@@ -218,7 +219,6 @@ def million() -> None:
         rows.append(run(name, x, y, 1000, timeout=timeout))
         print(rows[-1], flush=True)
     loads.append(load_factor())
-    default = Clustering()
     text = (
         "## Clustering a million points into 1,000 groups (`benchmarks/clustering_scale.py --million`)\n\n"
         f"Command: `python benchmarks/clustering_scale.py --million` (one seed; whole run "
@@ -228,11 +228,16 @@ def million() -> None:
         "Data: `make_blobs` with 1,000,000 points in 128 dimensions, 1,000 groups of unequal sizes "
         "(Dirichlet(1) proportions, at least 20 points each) and spreads (as in the section above). "
         f"`Clustering` at its defaults (walk graph rows bounded by `max_neighbors=\"auto\"`: "
-        f"{max(MAX_NEIGHBORS, AUTO_EDGES // 1_000_000)} here; {default.n_heads} heads, {default.n_iter} steps) "
+        f"{max(MAX_NEIGHBORS, AUTO_EDGES // 1_000_000)} here; {_auto(1000)}) "
         "with the faiss kNN, limited to 30 minutes; MiniBatchKMeans with batches of 4,096 and 3 initialisations. "
         "Full KMeans is not run (the goal compares with MiniBatchKMeans). "
         "Peak RSS includes the data set (0.5 GB).\n\n" + table(rows, 1000))
     write_section("clustering_million", text)
+
+
+def _auto(n_clusters: int) -> str:
+    heads, steps, rate = auto_training(n_clusters)
+    return f"{heads} heads x {steps:,} Adam steps at {rate:g}"
 
 
 def write(args, started, loads, sections, skipped) -> None:
@@ -248,7 +253,8 @@ def write(args, started, loads, sections, skipped) -> None:
         f"{os.cpu_count()} cores (a running fit counts about 1). The machine is shared and noisy: compare the "
         "ratios within a table.\n\n"
         f"`Clustering()` defaults: batches of {default.batch_size} anchors x (2 views + 2 sampled neighbours), "
-        f"{default.n_iter} Adam steps, {default.n_heads} heads, the uniform part of p evaluated on "
+        f"`\"auto\"` heads, steps and learning rate ({_auto(10)} below {MANY_CLUSTERS} clusters, "
+        f"{_auto(MANY_CLUSTERS)} from {MANY_CLUSTERS} on), the uniform part of p evaluated on "
         f"{default.n_negatives} batch items per step, exact cosine kNN (k = {default.n_neighbors}) pruned to "
         f"mutual neighbours, walks of {default.walk_length}, rows of the walk graph bounded by "
         "`max_neighbors=\"auto\"` (max(64, 2^25 / N) nodes). `n_clusters=\"auto\"`: p's graph cut into up to "
