@@ -150,7 +150,8 @@ def pairs_cluster_kernel_kl(log_phi: Tensor, rows: Tensor, cols: Tensor, p: Tens
     """``(1/|A|) sum_{i in A} KL(p~(.|i) || q~_h(.|i))`` for every head h: an (H,) tensor.
 
     The same value as :func:`~icontorch.clustering.objectives.cluster_kernel_kl` on the dense p of
-    the pairs (see the module docstring), with memory O(H (E + B) C + H * tile * B) for E pairs.
+    the pairs (see the module docstring), with memory O(H (E + B C) + H * tile * B) for E pairs on
+    the CPU (:func:`pair_dots`' loops) and O(H (E + B) C + H * tile * B) elsewhere.
     With ``columns`` (M distinct batch items) the uniform part's ``sum_j log q~_ij`` is estimated
     as ``(B / M) sum_{j in columns} log q~_ij`` (unbiased, as are its gradients; ``n_c`` and every
     other term stay exact): the dense work drops from H B^2 to H B M.
