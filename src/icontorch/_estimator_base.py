@@ -161,7 +161,8 @@ def as_tensor(x: Any, who: str, name: str, device: torch.device) -> Tensor:
     # tensors keep a float64 dtype (tensors in, tensors out); everything else runs in float32
     dtype = torch.float64 if isinstance(x, Tensor) and t.dtype == torch.float64 else torch.float32
     converted = t.to(device=device, dtype=dtype).contiguous()    # a layout never changes a result
-    if not bool(torch.isfinite(converted).all()):
+    narrowed = t.is_floating_point() and torch.finfo(t.dtype).max > torch.finfo(dtype).max
+    if narrowed and not bool(torch.isfinite(converted).all()):      # integers always fit float32
         raise _bad(who, name, f"have magnitudes below {torch.finfo(dtype).max:.3g}, the largest float32 "
                    f"(rescale it, or pass a float64 tensor)", f"values up to {float(t.abs().max()):.3g}")
     return converted

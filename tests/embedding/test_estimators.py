@@ -336,3 +336,17 @@ def test_mappers():
     assert MLP(np.int64(3), np.int64(2), hidden_layer_sizes=np.array([4, 5])).hidden_layer_sizes == (4, 5)
     assert [type(m) for m in MLP(3, 2, hidden_layer_sizes=()).net] == [torch.nn.Linear]
     assert EmbeddingTable(np.int64(5), np.int32(2)).weight.shape == (5, 2)
+
+
+@pytest.mark.parametrize("sizes", [(), (4,), (8, 8, 8)])
+def test_mlp_inference_path_equals_the_training_path(sizes):
+    """Without gradient the MLP runs its SiLUs in place: the same numbers, the input untouched."""
+    torch.manual_seed(0)
+    mlp = MLP(3, 2, hidden_layer_sizes=sizes).double()
+    x = torch.randn(50, 3, dtype=torch.float64)
+    kept = x.clone()
+    with_grad = mlp(x)
+    with torch.no_grad():
+        without = mlp(x)
+    assert with_grad.requires_grad and not without.requires_grad
+    assert torch.equal(with_grad.detach(), without) and torch.equal(x, kept)

@@ -94,7 +94,12 @@ class MLP(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 2 or x.shape[1] != self.in_features:
             raise fail("MLP", "x", f"have shape (n, {self.in_features})", x)
-        return self.net((x - self.shift) / self.scale)
+        h = (x - self.shift) / self.scale
+        if torch.is_grad_enabled():
+            return self.net(h)
+        for layer in self.net:               # inference: the same layers, SiLU in place (no copies)
+            h = torch.nn.functional.silu(h, inplace=True) if isinstance(layer, nn.SiLU) else layer(h)
+        return h
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}"
