@@ -188,7 +188,7 @@ def section(name, shape, results, seeds):
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--mnist70k", action="store_true", help="also all 70,000 MNIST digits (1 seed)")
+    parser.add_argument("--mnist70k", action="store_true", help="also all 70,000 MNIST digits (--mnist-seeds seeds)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--mnist-seeds", type=int, default=1)
     parser.add_argument("--only", choices=["digits", "mnist10k", "mnist70k", "none"],
@@ -207,7 +207,7 @@ def main() -> int:
     done = merged_results(prefix)
     plan = [("digits", digits, range(args.seeds)), ("mnist10k", lambda: mnist(10_000), range(args.mnist_seeds))]
     if args.mnist70k:
-        plan.append(("mnist70k", mnist, range(1)))
+        plan.append(("mnist70k", mnist, range(args.mnist_seeds)))
     for name, load, seeds in plan:
         if args.only and name != args.only:
             continue
