@@ -119,6 +119,11 @@ class Clustering(Estimator):
         alpha_q: debiasing weight of q in [0, 1]; None: the same defaults as ``alpha_p``.
         hidden_layer_sizes: widths of the heads' hidden ReLU layers; ``()`` (default) is a linear
             head, ``(256,)`` an MLP with one hidden layer of 256 units.
+        init: how the heads start: ``"random"`` (N(0, 1 / fan_in) weights), ``"k-means"`` (linear
+            heads only: head h at the nearest-centroid rule of its own MiniBatchKMeans run on the
+            standardised features) or ``"auto"`` (default): ``"k-means"`` for linear heads from 50
+            clusters on, where random heads leave clusters empty (dev mixture of 1,000 groups:
+            0.908 from random heads, 0.961 from k-Means; :func:`~icontorch.clustering.train.auto_init`).
         n_heads: heads trained together; the one with the lowest final loss on fixed batches is
             kept (never chosen by labels). The heads differ in their initialisation only and end
             in optima of different quality, which the loss ranks (correlation 0.7 to 0.9 between a
@@ -184,7 +189,7 @@ class Clustering(Estimator):
                  walk_length: int = 4, walk_mode: str = "reach", mutual_knn: bool = True,
                  max_neighbors: Union[int, str, None] = "auto", metric: str = "cosine",
                  alpha_p: Optional[float] = None, alpha_q: Optional[float] = None,
-                 hidden_layer_sizes: Sequence[int] = (), n_heads: Union[int, str] = "auto",
+                 hidden_layer_sizes: Sequence[int] = (), init: str = "auto", n_heads: Union[int, str] = "auto",
                  batch_size: int = BATCH_SIZE,
                  n_views: int = 2, n_sampled_neighbors: int = 2, n_negatives: Optional[int] = N_NEGATIVES,
                  n_iter: Union[int, str] = "auto",
@@ -205,6 +210,7 @@ class Clustering(Estimator):
         self.alpha_p = alpha_p
         self.alpha_q = alpha_q
         self.hidden_layer_sizes = hidden_layer_sizes
+        self.init = init
         self.n_heads = n_heads
         self.batch_size = batch_size
         self.n_views = n_views

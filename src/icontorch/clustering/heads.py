@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
 
 from .._validation import check_int, check_layer_sizes
 
-__all__ = ["ClusterHeads"]
+__all__ = ["ClusterHeads", "nearest_centroid_head"]
 
 
 class ClusterHeads(nn.Module):
@@ -57,6 +57,12 @@ class ClusterHeads(nn.Module):
             out = torch.bmm(torch.relu(out), weight) + bias
         return out
 
+    @torch.no_grad()
+    def set_linear(self, index: int, weight: Tensor, bias: Tensor) -> None:
+        """Set linear head ``index`` to ``x W + b`` with ``weight`` (D, C) and ``bias`` (C,)."""
+        self.weights[0][index] = weight
+        self.biases[0][index, 0] = bias
+
     def select(self, index: int) -> "ClusterHeads":
         """A copy holding head ``index`` alone (H = 1)."""
         one = copy.deepcopy(self)
@@ -76,3 +82,19 @@ class ClusterHeads(nn.Module):
     def extra_repr(self) -> str:
         return (f"n_heads={self.n_heads}, in_features={self.in_features}, "
                 f"n_clusters={self.n_clusters}, hidden_layer_sizes={self.hidden_layer_sizes}")
+
+
+def nearest_centroid_head(centers: Tensor, beta: float, temperature: float) -> Tuple[Tensor, Tensor]:
+    """``(W, b)`` of the linear head whose ``softmax((x W + b) / temperature) = softmax_c(-beta |x - c|^2 / 2)``.
+
+    ``W = temperature * beta * C^T``, ``b_c = -temperature * beta * |c|^2 / 2``: the ``|x|^2`` term of
+    ``|x - c|^2 = |x|^2 - 2 x.c + |c|^2`` is the same for every c and cancels in the softmax, so the
+    head's argmax is the nearest centre, and ``beta`` sets how soft it is.
+
+    Args:
+        centers: (C, D) the centres c.
+        beta: inverse squared distance scale, > 0.
+        temperature: the temperature that divides the head's logits in training.
+    """
+    scale = temperature * beta
+    return scale * centers.T, -0.5 * scale * (centers * centers).sum(1)

@@ -37,7 +37,7 @@ from .objectives import (
     supervised_kernel_objective,
     temi_objective,
 )
-from .train import LEARNING_RATE_SCHEDULES, TrainSettings, auto_training, batches_per_pass
+from .train import INITS, LEARNING_RATE_SCHEDULES, TrainSettings, auto_init, auto_training, batches_per_pass
 from .walks import walk_graph
 
 __all__ = ["GraphSettings", "check_graph_settings", "check_train_settings", "settings_for_clusters", "MethodSpec",
@@ -120,23 +120,31 @@ def check_train_settings(who: str, estimator: Any, n: int, spec: "MethodSpec", n
     ema = check_probability(who, "ema", e.ema)
     if ema >= 1.0:
         raise fail(who, "ema", "be below 1 (1 would never move the averaged head)", e.ema)
+    init = getattr(e, "init", "auto")
+    check_choice(who, "init", init, ("auto",) + INITS)
+    if init == "k-means" and sizes:
+        raise fail(who, "init", 'be "random" or "auto" with hidden layers (an MLP head has no centroid form)', init)
     given = {name: (1 if is_auto(value) else value) for name, value in
              (("n_heads", counts["n_heads"]), ("n_iter", n_iter), ("learning_rate", learning_rate))}
     settings = TrainSettings(
         n_clusters=n_clusters, hidden_layer_sizes=sizes, batch_size=batch_size, n_views=views,
         n_sampled_neighbors=sampled, **given, learning_rate_schedule=e.learning_rate_schedule,
         weight_decay=weight_decay, ema=ema, temperature=spec.temperature, uses_teacher=spec.uses_teacher,
-        random_state=random_state, verbose=bool(e.verbose), description=f"{who} ({e.method})")
+        random_state=random_state, verbose=bool(e.verbose), description=f"{who} ({e.method})",
+        init="random" if init == "auto" else init)
     return settings_for_clusters(e, settings, n_clusters)
 
 
 def settings_for_clusters(estimator: Any, settings: TrainSettings, n_clusters: int) -> TrainSettings:
-    """``settings`` for C clusters: the ``"auto"`` heads, steps (unless ``epochs`` is given) and
-    learning rate of C (:func:`~icontorch.clustering.train.auto_training`); given values stay."""
+    """``settings`` for C clusters: the ``"auto"`` heads, steps (unless ``epochs`` is given), learning
+    rate and ``init`` of C (:func:`~icontorch.clustering.train.auto_training`,
+    :func:`~icontorch.clustering.train.auto_init`); given values stay."""
     names = ("n_heads", "n_iter", "learning_rate")
     auto = dict(zip(names, auto_training(n_clusters)))
     chosen = {name: auto[name] for name in names if is_auto(getattr(estimator, name, "auto"))
               and not (name == "n_iter" and getattr(estimator, "epochs", None) is not None)}
+    if is_auto(getattr(estimator, "init", "auto")):
+        chosen["init"] = auto_init(n_clusters, settings.hidden_layer_sizes)
     return dataclasses.replace(settings, n_clusters=n_clusters, **chosen)
 
 

@@ -17,11 +17,11 @@ from torch import Tensor
 
 from .._validation import IConError, fail
 from .graph import NeighborGraph, compose_batch
-from .heads import ClusterHeads
+from .heads import ClusterHeads, nearest_centroid_head
 from .objectives import BatchObjective
 
 __all__ = ["TrainSettings", "TrainedHeads", "train_heads", "batches_per_pass", "LEARNING_RATE_SCHEDULES",
-           "MANY_CLUSTERS", "auto_training",
+           "MANY_CLUSTERS", "auto_training", "auto_init", "INITS",
            "Augment"]
 
 _EVAL_BATCHES = 10           # fixed batches on which the heads' final losses are compared
@@ -54,6 +54,23 @@ def auto_training(n_clusters: int) -> Tuple[int, int, float]:
     return (3, 2000, 3e-2) if n_clusters >= MANY_CLUSTERS else (10, 600, 1e-2)
 
 
+INITS = ("random", "k-means")
+"""How the heads start: N(0, 1 / fan_in) weights, or the nearest-centroid rule of a k-Means run per head."""
+
+
+def auto_init(n_clusters: int, hidden_layer_sizes: Tuple[int, ...]) -> str:
+    """``init="auto"``: ``"k-means"`` for linear heads from :data:`MANY_CLUSTERS` clusters on, else ``"random"``.
+
+    With many clusters a step sees a few items of each, and randomly initialised heads leave whole
+    clusters empty: on a dev mixture of 100,000 points in 128 dimensions and 1,000 groups (seed 1 of
+    the benchmark's generator, not a reported data set) 3 heads x 2,000 steps reached 0.908 from random
+    weights and 0.961 from k-Means centres (MiniBatchKMeans alone: 0.898). With 10 clusters a
+    pixel k-Means is a poor start (0.54 on MNIST) and every step sees every cluster, so the heads
+    start at random there. An MLP head has no nearest-centroid form.
+    """
+    return "k-means" if n_clusters >= MANY_CLUSTERS and not hidden_layer_sizes else "random"
+
+
 def _constant(learning_rate: float, step: int, n_iter: int) -> float:
     return learning_rate
 
@@ -80,8 +97,9 @@ class TrainSettings:
     (epochs, a random order each). ``n_views`` and ``n_sampled_neighbors`` are the method's batch
     composition; ``temperature``
     divides the heads' logits before every softmax; ``uses_teacher`` passes the averaged heads'
-    logits to the objective; ``random_state`` seeds the heads (``+0``), the batches (``+1``), the
-    selection batches (``+2``) and ``augment``'s generator (``+3``).
+    logits to the objective; ``init`` (:data:`INITS`) is how the heads start; ``random_state`` seeds
+    the heads (``+0``), the batches (``+1``), the selection batches (``+2``), ``augment``'s generator
+    (``+3``) and the k-Means run of head h (``+4 + h``).
     """
 
     n_heads: int
@@ -100,6 +118,7 @@ class TrainSettings:
     random_state: int
     verbose: bool = False
     description: str = "Clustering"
+    init: str = "random"
 
 
 @dataclass
@@ -201,6 +220,8 @@ def train_heads(x: Tensor, graph: Optional[NeighborGraph], objective: BatchObjec
     """
     heads = ClusterHeads(settings.n_heads, x.shape[1], settings.n_clusters, settings.hidden_layer_sizes,
                          torch.Generator().manual_seed(settings.random_state)).to(device=x.device, dtype=x.dtype)
+    if settings.init == "k-means":
+        _init_at_centroids(heads, x if mean is None else (x - mean) / scale, settings)
     averaged = copy.deepcopy(heads)
     batches = _Batches(x, graph, settings, augment, mean, scale, views)
     history, steps = _run_steps(heads, averaged, batches, objective, settings)
@@ -208,6 +229,21 @@ def train_heads(x: Tensor, graph: Optional[NeighborGraph], objective: BatchObjec
     head_losses = _score_heads(final, batches, objective, settings)
     best = int(np.argmin(head_losses))
     return TrainedHeads(final.select(best), history, head_losses, best, steps)
+
+
+def _init_at_centroids(heads: ClusterHeads, z: Tensor, settings: TrainSettings) -> None:
+    """Every linear head h at the nearest-centroid rule of scikit-learn's ``MiniBatchKMeans`` (batches of
+    4,096, one initialisation, seed ``random_state + 4 + h``) on the head inputs ``z`` (N, D), with
+    ``beta = 1 / mean squared distance to the assigned centre`` (:func:`~.heads.nearest_centroid_head`)."""
+    from sklearn.cluster import MiniBatchKMeans
+
+    data = z.detach().cpu().numpy()
+    for h in range(settings.n_heads):
+        kmeans = MiniBatchKMeans(settings.n_clusters, batch_size=4096, n_init=1,
+                                 random_state=settings.random_state + 4 + h).fit(data)
+        beta = data.shape[0] / max(float(kmeans.inertia_), 1e-12)
+        centers = torch.from_numpy(kmeans.cluster_centers_).to(device=z.device, dtype=z.dtype)
+        heads.set_linear(h, *nearest_centroid_head(centers, beta, settings.temperature))
 
 
 def _progress(settings: TrainSettings) -> Iterable[int]:
