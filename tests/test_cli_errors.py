@@ -148,6 +148,7 @@ FLAG_CASES = [
     (["cluster", "x.npy", "--n-heads", "-1"], "--n-heads must be an integer >= 1; got -1."),
     (["cluster", "x.npy", "--alpha-p", "nan"], "--alpha-p must lie in [0, 1]; got nan."),
     (["cluster", "x.npy", "--walk-length", "-1"], "--walk-length must be an integer >= 0; got -1."),
+    (["cluster", "x.npy", "--init", "k-means", "--hidden-layer-sizes", "8"], '--init must be "random" or "auto"'),
     (["cluster", "x.npy", "--method", "supervised"], "--labels must be given (one label per point)"),
     (["demo", "--perplexity", "0"], "--perplexity must be a positive finite number; got 0.0."),
     (["demo", "--early-exaggeration-iter", "-1"], "--early-exaggeration-iter must be an integer >= 0; got -1."),
@@ -168,7 +169,8 @@ def test_bad_flag_values_name_the_flag(files, capsys, argv, message):
                                   ["cluster", "x.npy", "--hidden-layer-sizes", f"8,{2 ** 64}"],
                                   ["embed", "x.npy", "--n-jobs", str(2 ** 31 - 1)],        # OpenMP aborts the process
                                   ["cluster", "x.npy", "-k", "2.5"], ["cluster", "x.npy", "--hidden-layer-sizes", "3,"],
-                                  ["cluster", "x.npy", "--method", "nope"], ["demo", "--random-state", "1e3"],
+                                  ["cluster", "x.npy", "--method", "nope"], ["cluster", "x.npy", "--init", "pca"],
+                                  ["demo", "--random-state", "1e3"],
                                   ["embed"], ["nope"]])
 def test_malformed_command_lines_are_argparse_usage_errors(files, capsys, argv):
     with pytest.raises(SystemExit) as exit_info:

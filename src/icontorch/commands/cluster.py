@@ -51,6 +51,9 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
                                               "empty (the default) for a linear head")
     parser.add_argument("--n-heads", type=integer_or_auto, default=defaults.n_heads,
                         help="heads trained; lowest loss kept (default: %(default)s: 10 below 50 clusters, else 3)")
+    parser.add_argument("--init", choices=("auto", "random", "k-means"), default=defaults.init,
+                        help="how the heads start (default: %(default)s: k-means for linear heads from 50 "
+                             "clusters on, else random)")
     parser.add_argument("--epochs", type=integer, default=defaults.epochs, help="default: %(default)s")
     parser.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
     parser.add_argument("--n-jobs", type=threads, default=None,
@@ -74,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     truth = load_labels(args.labels, x.shape[0], who)
     model = Clustering(args.n_clusters, method=args.method, n_neighbors=args.n_neighbors,
                        walk_length=args.walk_length, alpha_p=args.alpha_p, alpha_q=args.alpha_q,
-                       hidden_layer_sizes=args.hidden_layer_sizes, n_heads=args.n_heads, epochs=args.epochs,
+                       hidden_layer_sizes=args.hidden_layer_sizes, init=args.init, n_heads=args.n_heads,
+                       epochs=args.epochs,
                        device=args.device, n_jobs=args.n_jobs, random_state=args.random_state, verbose=args.verbose)
     start = time.perf_counter()
     labels = model.fit_predict(x, truth if METHOD_SPECS[args.method].uses_labels else None)
