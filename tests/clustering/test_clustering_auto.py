@@ -10,6 +10,7 @@ from icontorch.clustering.auto import (
     DEBIASING,
     MIN_GROUP_SIZE,
     connected_components,
+    debiasing,
     estimate_n_clusters,
     graph_pieces,
     merge_pieces,
@@ -83,7 +84,7 @@ def test_merge_keeps_disconnected_groups_apart_and_joins_a_split_group():
     # two groups of 100 points, each cut in two pieces that share most of their p-mass
     mass = torch.tensor([[30.0, 20.0, 0.0, 0.0], [20.0, 30.0, 0.0, 0.0],
                          [0.0, 0.0, 30.0, 20.0], [0.0, 0.0, 20.0, 30.0]], dtype=torch.float64)
-    group = merge_pieces(mass, torch.full((4,), 50.0, dtype=torch.float64), 200)
+    group = merge_pieces(mass, torch.full((4,), 50.0, dtype=torch.float64), 200, debiasing(200))
     assert group[0] == group[1] and group[2] == group[3] and group[0] != group[2]
 
 
@@ -106,7 +107,8 @@ def test_styles_of_a_class_join_and_classes_stay_apart():
     n_classes, per_half = 10, 250
     mass, sizes = _styles(n_classes, per_half, style_link=0.15, class_link=0.05)
     n = 2 * n_classes * per_half
-    group = merge_pieces(mass, sizes, n, DEBIASING)
+    assert debiasing(n) == DEBIASING                          # N = 5,000: the reference size
+    group = merge_pieces(mass, sizes, n, debiasing(n))
     assert group.unique().numel() == n_classes
     assert bool((group[0::2] == group[1::2]).all())           # each class's two styles together
     assert int(merge_pieces(mass, sizes, n, 0.6).unique().numel()) == 2 * n_classes
@@ -138,3 +140,11 @@ def test_groups_under_the_minimum_size_are_not_counted():
     small, _ = _blobs(1, MIN_GROUP_SIZE // 2, seed=5, radius=60.0)
     graph = _graph(np.concatenate([x, small]))
     assert estimate_n_clusters(graph, torch.Generator().manual_seed(0)) == 4
+
+
+def test_debiasing_falls_with_n_as_a_power_and_is_capped():
+    assert debiasing(5000) == pytest.approx(DEBIASING)
+    assert debiasing(20000) == pytest.approx(DEBIASING * 4 ** -1.5)
+    assert debiasing(100) == 0.1                                # capped for small data sets
+    values = [debiasing(n) for n in (2000, 10_000, 70_000, 1_000_000)]
+    assert all(a > b > 0 for a, b in zip(values, values[1:]))
