@@ -39,7 +39,7 @@ from _report import machine, write_section  # noqa: E402
 
 from icontorch.clustering import Clustering  # noqa: E402
 from icontorch.clustering.specs import AUTO_EDGES, MAX_NEIGHBORS  # noqa: E402
-from icontorch.clustering.train import MANY_CLUSTERS, auto_training  # noqa: E402
+from icontorch.clustering.train import MANY_CLUSTERS, auto_init, auto_training  # noqa: E402
 from icontorch.metrics import clustering_scores  # noqa: E402
 
 THREADS = 1                 # torch threads per fit: on a shared machine, 2 spin-waiting threads were slower
@@ -248,7 +248,9 @@ def million() -> None:
 
 def _auto(n_clusters: int) -> str:
     heads, steps, rate = auto_training(n_clusters)
-    return f"{heads} heads x {steps:,} Adam steps at {rate:g}"
+    start = ("each head started at the nearest-centroid rule of its own MiniBatchKMeans run"
+             if auto_init(n_clusters, ()) == "k-means" else "random initial heads")
+    return f"{heads} heads x {steps:,} Adam steps at {rate:g}, {start}"
 
 
 def write(args, started, loads, sections, skipped) -> None:
