@@ -47,6 +47,7 @@ def test_default_heads_are_ten_and_the_lowest_loss_is_kept():
 def test_auto_training_trades_heads_for_steps_from_many_clusters_on():
     assert auto_training(MANY_CLUSTERS - 1) == (10, 600, 1e-2)
     assert auto_training(MANY_CLUSTERS) == (3, 2000, 3e-2)
+    assert auto_training(1000) == (3, 2000, pytest.approx(3e-3))     # 3 / C beyond 100 clusters
     x = np.random.default_rng(0).normal(size=(400, 4)).astype(np.float32)
     many = Clustering(n_clusters=MANY_CLUSTERS, n_iter=4, batch_size=32, random_state=0).fit(x)
     assert many.head_losses_.shape == (3,) and many.n_iter_ == 4          # a given value stays

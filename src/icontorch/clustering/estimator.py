@@ -149,8 +149,8 @@ class Clustering(Estimator):
             clusters they did (``auto_training``).
         epochs: None, or passes over the data (every point an anchor once per epoch), which then
             replace ``n_iter``.
-        learning_rate: Adam's learning rate; ``"auto"`` (default): 1e-2 below 50 clusters, 3e-2 from
-            50 on.
+        learning_rate: Adam's learning rate; ``"auto"`` (default): 1e-2 below 50 clusters, then
+            ``min(3e-2, 3 / C)`` (3e-3 at 1,000 clusters).
         learning_rate_schedule: ``"constant"``, ``"step"`` (halved after a third and two thirds of
             the steps, the paper's) or ``"cosine"``.
         weight_decay: Adam's weight decay.
