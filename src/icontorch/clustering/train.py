@@ -47,9 +47,10 @@ def auto_training(n_clusters: int) -> Tuple[int, int, float]:
     0.982, against MiniBatchKMeans's 0.922; on a dev mixture of 100,000 points in 128 dimensions and
     1,000 groups, 3 x 2,000 at 3e-2 reached 0.908 against MiniBatchKMeans's 0.898 (on the benchmark's
     100,000 points in 100 groups: 0.981 against 0.903 before, section clustering_scale). Nothing between
-    10 and 100 clusters was measured. Not better everywhere: on the benchmark's 10^6 points in
-    1,000 groups (docs/benchmarks.md, section clustering_million) it reached 0.922 in 13 minutes,
-    where 10 x 600 at 1e-2 had reached 0.946 in 20 (one seed each).
+    10 and 100 clusters was measured. From random heads it was not better everywhere: on the
+    benchmark's 10^6 points in 1,000 groups (docs/benchmarks.md, section clustering_million) it
+    reached 0.922 in 13 minutes, where 10 x 600 at 1e-2 had reached 0.946 in 20; with k-Means-started
+    heads and the rate below, 0.984 in 17 (MiniBatchKMeans: 0.983; one seed each).
 
     The learning rate falls as 3 / C beyond 100 clusters, once the heads start from k-Means centres
     (:func:`auto_init`): a column of C sees about B / C items of a step's B, and at a rate fit for
