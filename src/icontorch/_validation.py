@@ -120,8 +120,9 @@ def check_layer_sizes(who: str, name: str, value: Any) -> Tuple[int, ...]:
 
 
 def check_choice(who: str, name: str, value: Any, choices: tuple) -> Any:
-    """One of ``choices`` (the message lists them)."""
-    if value not in choices:
+    """One of ``choices`` (the message lists them); a value of another type (an array, say) is refused
+    without comparing it elementwise."""
+    if not any(isinstance(value, type(choice)) and value == choice for choice in choices):
         raise fail(who, name, f"be one of {choices}", value)
     return value
 
