@@ -134,7 +134,7 @@ def test_views_carry_gradients():
     assert x.grad is not None and x.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("call, match", [
+BAD_CALLS = [
     (lambda x, i: multiview_batch(x, i, GaussianNoise(), n_views=1), r"n_views must be an integer >= 2; got 1"),
     (lambda x, i: multiview_batch(x.flatten(1), i, GaussianNoise()), r"x must have shape \(B, C, H, W\)"),
     (lambda x, i: multiview_batch(x.long(), i, GaussianNoise()), r"x must be a floating-point tensor"),
@@ -154,7 +154,10 @@ def test_views_carry_gradients():
     (lambda x, i: collate_views([]), r"batch must be a non-empty list"),
     (lambda x, i: collate_views([(x[:2], 0), (x[:3], 1)]), r"views must have one common shape"),
     (lambda x, i: collate_views([x[0]]), r"batch must hold \(views, index\) pairs"),
-])
-def test_errors(call, match):
+]
+
+
+@pytest.mark.parametrize("call, match", BAD_CALLS, ids=[f"case{n}" for n in range(len(BAD_CALLS))])
+def test_bad_input_is_refused(call, match):
     with pytest.raises(IConError, match=match):
         call(_images(10), torch.arange(10))
