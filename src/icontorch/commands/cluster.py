@@ -17,6 +17,7 @@ __all__ = ["add_parser", "run"]
 def add_parser(subparsers: "argparse._SubParsersAction") -> None:
     """Register ``icontorch cluster``."""
     from ..clustering import METHODS, Clustering
+    from ..clustering.train import INITS
 
     defaults = Clustering()
 
@@ -51,7 +52,7 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
                                               "empty (the default) for a linear head")
     parser.add_argument("--n-heads", type=integer_or_auto, default=defaults.n_heads,
                         help="heads trained; lowest loss kept (default: %(default)s: 10 below 50 clusters, else 3)")
-    parser.add_argument("--init", choices=("auto", "random", "k-means"), default=defaults.init,
+    parser.add_argument("--init", choices=("auto",) + INITS, default=defaults.init,
                         help="how the heads start (default: %(default)s: k-means for linear heads from 50 "
                              "clusters on, else random)")
     parser.add_argument("--epochs", type=integer, default=defaults.epochs, help="default: %(default)s")
