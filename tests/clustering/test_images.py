@@ -9,7 +9,7 @@ from sklearn.datasets import load_digits
 from torch import nn
 
 from icontorch import IConError, ImageClustering
-from icontorch.augment import Compose, GaussianNoise, RandomAffine, default_augmentation
+from icontorch.augment import Compose, GaussianNoise, RandomAffine, default_augmentation, mild_augmentation
 from icontorch.clustering.image_data import Sobel, as_images
 from icontorch.clustering.image_iic import IICNet, _pair_loss
 from icontorch.encoders import contrastive_encoder
@@ -149,6 +149,33 @@ def test_given_views_feed_the_two_stage_clustering():
     assert model.labels_.shape == (120,) and model.used_views_
 
 
+class _Recording:
+    """An augmentation that counts the images it perturbs."""
+
+    def __init__(self):
+        self.inner, self.images = mild_augmentation(8), 0
+
+    def __call__(self, x, generator):
+        self.images += x.shape[0]
+        return self.inner(x, generator)
+
+
+def test_views_come_from_view_augment():
+    """The cached views are ``n_views`` copies of every image through ``view_augment`` (default: the mild
+    augmentation); the encoder trains on ``augment``; SCAN draws no views."""
+    x, _ = _digits(120)
+    params = dict(FAST, epochs=1, n_views=3)
+    recording = _Recording()
+    ImageClustering(3, view_augment=recording, **params).fit(x)
+    assert recording.images == 3 * 120
+    default = ImageClustering(3, **params).fit(x)
+    explicit = ImageClustering(3, view_augment=mild_augmentation(8), **params).fit(x)
+    assert np.array_equal(default.labels_, explicit.labels_)
+    unused = _Recording()
+    ImageClustering(3, strategy="scan", view_augment=unused, **params).fit(x)
+    assert unused.images == 0
+
+
 @pytest.mark.parametrize("kwargs, X, views, message", [
     ({}, np.zeros((20, 64)), None, "X must be a non-empty array of images"),
     ({}, np.zeros((2, 3, 1, 8, 8)), None, "X must be a non-empty array of images"),
@@ -163,6 +190,9 @@ def test_given_views_feed_the_two_stage_clustering():
     ({"encoder": "resnet"}, None, None, "encoder must be None or a torch.nn.Module"),
     ({}, np.zeros((20, 6, 6)), None, "X must hold images of at least 8 x 8 pixels"),
     ({"augment": 3}, None, None, "augment must be a callable"),
+    ({"view_augment": "crop"}, None, None, "view_augment must be a callable"),
+    ({"encoder": nn.Flatten(), "augment": mild_augmentation(8)}, np.zeros((20, 6, 6)), None,
+     "X must hold images of at least 8 x 8 pixels"),
     ({"resume": True}, None, None, "resume must come with a checkpoint path"),
 ])
 def test_bad_input_raises_before_training(kwargs, X, views, message):

@@ -17,6 +17,7 @@ from icontorch.augment import (
     RandomHorizontalFlip,
     RandomResizedCrop,
     default_augmentation,
+    mild_augmentation,
 )
 
 
@@ -186,6 +187,18 @@ def test_compose_uses_one_stream_in_order():
     assert not any(isinstance(t, RandomHorizontalFlip) for t in default_augmentation(28).transforms)
 
 
+def test_mild_augmentation_keeps_the_whole_image():
+    """Below 32 pixels: affine then noise, no crop or blur; from 32 on: the default augmentation."""
+    mild = mild_augmentation(28)
+    assert [type(t) for t in mild.transforms] == [RandomAffine, GaussianNoise]
+    assert (mild.transforms[0].degrees, mild.transforms[1].std) == (15.0, 0.1)
+    assert repr(mild_augmentation(32)) == repr(default_augmentation(32))
+    x = _images()
+    out = mild(x, _gen(3))
+    torch.testing.assert_close(out, mild(x, _gen(3)), rtol=0, atol=0)          # seeded
+    assert out.shape == x.shape and not torch.allclose(out, x)
+
+
 def test_gradient_flows_through_geometry():
     x = _images(2).requires_grad_(True)
     default_augmentation(28)(x, _gen(0)).sum().backward()
@@ -215,6 +228,7 @@ def test_gradient_flows_through_geometry():
     (lambda: Compose([RandomAffine(), 3]), r"transforms must hold only callables"),
     (lambda: Compose(RandomAffine()), r"transforms must be a sequence"),
     (lambda: default_augmentation(4), r"image_size must be an integer >= 8; got 4"),
+    (lambda: mild_augmentation(7), r"mild_augmentation: image_size must be an integer >= 8; got 7"),
 ])
 def test_bad_parameters(make, match):
     with pytest.raises(IConError, match=match):

@@ -8,14 +8,14 @@ optional ``torch.Generator``.
 - :mod:`.base`: the ``Augmentation`` contract and the shared sampling helpers;
 - :mod:`.geometric`: crops, affine maps and flips (one ``grid_sample`` per batch);
 - :mod:`.photometric`: noise, blur, colour jitter and erasing;
-- :mod:`.compose`: ``Compose`` and ``default_augmentation``.
+- :mod:`.compose`: ``Compose``, ``default_augmentation`` and ``mild_augmentation``.
 """
 
 from .base import Augmentation, check_images
-from .compose import Compose, default_augmentation
+from .compose import Compose, default_augmentation, mild_augmentation
 from .geometric import RandomAffine, RandomHorizontalFlip, RandomResizedCrop
 from .photometric import ColorJitter, GaussianBlur, GaussianNoise, RandomErasing
 
 __all__ = ["Augmentation", "RandomResizedCrop", "RandomAffine", "RandomHorizontalFlip", "GaussianNoise",
            "GaussianBlur", "ColorJitter", "RandomErasing", "Compose", "default_augmentation",
-           "check_images"]
+           "mild_augmentation", "check_images"]

@@ -1,4 +1,4 @@
-"""Composition of augmentations, and the default SimCLR-style view generator."""
+"""Composition of augmentations, the default SimCLR-style view generator and a milder one."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from .base import Augmentation, _check_call
 from .geometric import RandomAffine, RandomHorizontalFlip, RandomResizedCrop
 from .photometric import ColorJitter, GaussianBlur, GaussianNoise
 
-__all__ = ["Compose", "default_augmentation"]
+__all__ = ["Compose", "default_augmentation", "mild_augmentation"]
 
 
 class Compose(Augmentation):
@@ -69,3 +69,28 @@ def default_augmentation(image_size: int = 28) -> Compose:
                       GaussianBlur(sigma=(0.1, 2.0), p=0.5), GaussianNoise(std=0.05)]
     return Compose(transforms)
 
+
+def mild_augmentation(image_size: int = 28) -> Compose:
+    """Small perturbations g that keep the whole image: ``RandomAffine(degrees=15, translate=0.1,
+    scale=(0.9, 1.1))`` then ``GaussianNoise(std=0.1)`` for ``image_size < 32`` (grey digits; no crop,
+    no blur); :func:`default_augmentation` for larger images.
+
+    The perturbations of IIC's pairs and of the cached views of ``ImageClustering``'s clustering stage.
+    Chosen on digits (8 x 8 upsampled into 28 x 28) and the first 10,000 MNIST digits:
+
+    * IIC, digits, seed 0, 20 epochs: Hungarian accuracy 0.53 with this, 0.28 with
+      ``default_augmentation(28)``, whose crop keeps 40-100 % of the area and then zooms: the two
+      copies of a digit rarely got one cluster.
+    * Views of the two-stage clustering (encoder pre-trained with ``default_augmentation``; 2026-12-03):
+      digits, seeds 0, 1, 2: 0.942, 0.953, 0.954 with this, 0.859, 0.871, 0.918 with
+      ``default_augmentation(28)``, 0.944, 0.867, 0.947 with identical copies; the same affine alone
+      0.865, 0.866, 0.949. First 10,000 MNIST digits, seeds 0, 1: 0.951, 0.954 with this, 0.946, 0.944
+      with the default one, 0.943, 0.950 with identical copies.
+
+    Args:
+        image_size: side of the (square) images; >= 8.
+    """
+    check_int("mild_augmentation", "image_size", image_size, 8)
+    if image_size >= 32:
+        return default_augmentation(image_size)
+    return Compose([RandomAffine(degrees=15.0, translate=0.1, scale=(0.9, 1.1)), GaussianNoise(std=0.1)])

@@ -33,12 +33,12 @@ from .._validation import (
     check_probability,
     fail,
 )
-from ..augment import default_augmentation
+from ..augment import default_augmentation, mild_augmentation
 from ..encoders import ContrastiveEncoder, contrastive_encoder
 from ..training import _check_checkpoint, epoch_generator
 from ..views import check_augment
 from .image_data import Sobel, as_images, encode_images, encode_views
-from .image_iic import IICNet, IICSettings, iic_augmentation, subhead_losses, train_iic
+from .image_iic import IICNet, IICSettings, subhead_losses, train_iic
 from .image_two_stage import accepts_views, backbone_features, fit_clustering, pretrain
 
 __all__ = ["ImageClustering", "STRATEGIES"]
@@ -75,9 +75,13 @@ class ImageClustering(Estimator):
             module mapping (B, C, H, W) images to (B, d) embeddings; with a ``features`` method (the
             backbone), its output is what is clustered (``"two_stage"``, ``"scan"``) or the trunk
             (``"iic"``). Copied before training: the module passed is never changed.
-        augment: ``augment(x, generator) -> x`` on a batch of images; None:
-            :func:`~icontorch.augment.default_augmentation` for the image size (``"iic"``:
-            :func:`~icontorch.clustering.image_iic.iic_augmentation`, milder, chosen on digits).
+        augment: ``augment(x, generator) -> x`` on a batch of images, for training the encoder (or
+            IIC); None: :func:`~icontorch.augment.default_augmentation` for the image size (``"iic"``:
+            :func:`~icontorch.augment.mild_augmentation`, chosen on digits).
+        view_augment: the augmentation of the cached views of the clustering stage (``"two_stage"``);
+            None: :func:`~icontorch.augment.mild_augmentation` for the image size (affine and noise below
+            32 pixels, no crop: ahead of the pre-training augmentation and of identical copies on digits
+            and 10,000 MNIST digits).
         loss: pre-training loss ``loss(z, target)`` (``"two_stage"``, ``"scan"``); None: the default above.
         feature_dim: dimension of the default encoder's features.
         epochs: passes over the images when training the encoder (pre-training, or IIC).
@@ -117,7 +121,8 @@ class ImageClustering(Estimator):
     """
 
     def __init__(self, n_clusters: int = 10, *, strategy: str = "two_stage", encoder: Optional[nn.Module] = None,
-                 augment: Optional[Callable] = None, loss: Optional[Callable] = None, feature_dim: int = 512,
+                 augment: Optional[Callable] = None, view_augment: Optional[Callable] = None,
+                 loss: Optional[Callable] = None, feature_dim: int = 512,
                  epochs: int = 10, batch_size: int = 256, learning_rate: float = 1e-3, weight_decay: float = 1e-5,
                  n_views: int = 4, n_neighbors: int = 6, walk_length: int = 4, mutual_knn: bool = True,
                  alpha_p: Optional[float] = None, alpha_q: Optional[float] = None,
@@ -130,6 +135,7 @@ class ImageClustering(Estimator):
         self.strategy = strategy
         self.encoder = encoder
         self.augment = augment
+        self.view_augment = view_augment
         self.loss = loss
         self.feature_dim = feature_dim
         self.epochs = epochs
@@ -173,8 +179,9 @@ class ImageClustering(Estimator):
                 check_probability(_WHO, name, getattr(self, name))
         if self.encoder is not None and not isinstance(self.encoder, nn.Module):
             raise fail(_WHO, "encoder", "be None or a torch.nn.Module", self.encoder)
-        if self.augment is not None:
-            check_augment(_WHO, "augment", self.augment)
+        for name in ("augment", "view_augment"):
+            if getattr(self, name) is not None:
+                check_augment(_WHO, name, getattr(self, name))
         if self.loss is not None and not callable(self.loss):
             raise fail(_WHO, "loss", "be None or a callable loss(z, target)", self.loss)
         seed = (int(np.random.randint(0, 2 ** 31 - 1)) if self.random_state is None
@@ -217,7 +224,7 @@ class ImageClustering(Estimator):
         Args:
             X: (N, C, H, W) or (N, H, W) images, floats or integers 0-255, finite.
             y: ignored (scikit-learn's signature).
-            views: optional (N, V, C, H, W) augmented copies of each image, used instead of ``augment``
+            views: optional (N, V, C, H, W) augmented copies of each image, used instead of ``view_augment``
                 for the views of the clustering stage (``"two_stage"`` only).
         """
         device = check_device(_WHO, "device", self.device)
@@ -225,12 +232,16 @@ class ImageClustering(Estimator):
         settings = self._check(images.shape[0])
         given_views = self._views(views, images, settings["strategy"])
         path = self._checkpoint()
-        if min(images.shape[2:]) < 8 and (self.augment is None or self.encoder is None):
-            raise fail(_WHO, "X", "hold images of at least 8 x 8 pixels (the default encoder and augmentation "
-                       "need them; pass your own encoder and augment for smaller ones)",
+        defaults = (self.augment is None or self.encoder is None
+                    or (settings["strategy"] == "two_stage" and self.view_augment is None and given_views is None))
+        if min(images.shape[2:]) < 8 and defaults:
+            raise fail(_WHO, "X", "hold images of at least 8 x 8 pixels (the default encoder and augmentations "
+                       "need them; pass your own encoder, augment and view_augment for smaller ones)",
                        f"images of shape {tuple(images.shape[1:])}")
+        size = max(images.shape[2:])
         augment = self.augment if self.augment is not None else (
-            iic_augmentation if settings["strategy"] == "iic" else default_augmentation)(max(images.shape[2:]))
+            mild_augmentation if settings["strategy"] == "iic" else default_augmentation)(size)
+        view_augment = self.view_augment if self.view_augment is not None or size < 8 else mild_augmentation(size)
         devices = [device] if device.type == "cuda" else []
 
         def run(work: "ImageClustering") -> None:
@@ -240,7 +251,7 @@ class ImageClustering(Estimator):
                 if settings["strategy"] == "iic":
                     learned = work._fit_iic(images, augment, settings, path)
                 else:
-                    learned = work._fit_two_stage(images, augment, settings, path, given_views)
+                    learned = work._fit_two_stage(images, (augment, view_augment), settings, path, given_views)
             vars(work).update(learned, image_shape_=tuple(images.shape[1:]),
                               fit_seconds_=time.perf_counter() - start)
             work.labels_ = work._probabilities(images).argmax(1).cpu().numpy()
@@ -261,8 +272,9 @@ class ImageClustering(Estimator):
                     random_state=settings["seed"], device=device, checkpoint=path, resume=settings["resume"],
                     verbose=settings["verbose"])
 
-    def _fit_two_stage(self, images: Tensor, augment: Callable, settings: Dict[str, Any], path: Optional[Path],
-                       given_views: Optional[Tensor]) -> Dict[str, Any]:
+    def _fit_two_stage(self, images: Tensor, augments: Tuple[Callable, Optional[Callable]], settings: Dict[str, Any],
+                       path: Optional[Path], given_views: Optional[Tensor]) -> Dict[str, Any]:
+        augment, view_augment = augments
         encoder = self._encoder(images.shape[1], tuple(images.shape[2:]), settings)
         history = pretrain(encoder, self.loss, images, augment, self._train_settings(settings, path, images.device))
         encoder.eval()
@@ -275,7 +287,7 @@ class ImageClustering(Estimator):
                                                                                   features.shape[1])
             else:
                 generator = epoch_generator(settings["seed"], settings["epochs"], images.device)
-                views = encode_views(encode, images, augment, settings["n_views"], generator)
+                views = encode_views(encode, images, view_augment, settings["n_views"], generator)
         params = dict(n_clusters=settings["n_clusters"], n_neighbors=settings["n_neighbors"],
                       n_heads=settings["n_heads"], random_state=settings["seed"], device=images.device,
                       n_jobs=settings["n_jobs"], verbose=settings["verbose"])
