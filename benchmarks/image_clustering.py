@@ -59,7 +59,7 @@ from icontorch.clustering.image_two_stage import accepts_views  # noqa: E402
 from icontorch.metrics import clustering_scores  # noqa: E402
 from icontorch.training import epoch_generator  # noqa: E402
 
-RESULTS = HERE.parent / "out"          # ignored by git: finished runs, kept across interruptions
+RESULTS = HERE / "results"      # finished runs (small JSON, kept in git): a later run adds seeds, --only none reports
 
 
 def mnist(n=None):
@@ -214,7 +214,7 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(1)
     RESULTS.mkdir(exist_ok=True)
-    prefix = ("image_clustering_quick" if args.quick else "image_clustering") + (f"_{args.tag}" if args.tag else "")
+    prefix = ("quick_image_clustering" if args.quick else "image_clustering") + (f"_{args.tag}" if args.tag else "")
     part = (args.only or "all") + ("" if args.seed is None else f"-{args.seed}")
     store = RESULTS / f"{prefix}_{part}.json"       # one file per process: runs side by side
     mine = json.loads(store.read_text()) if store.exists() else {}
