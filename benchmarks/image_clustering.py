@@ -59,6 +59,7 @@ from icontorch.clustering.image_two_stage import accepts_views  # noqa: E402
 from icontorch.metrics import clustering_scores  # noqa: E402
 from icontorch.training import epoch_generator  # noqa: E402
 
+STAGE1, IIC = "stage 1: pre-training + features (shared)", "IIC end to end"
 RESULTS = HERE / "results"      # finished runs (small JSON, kept in git): a later run adds seeds, --only none reports
 
 
@@ -164,13 +165,17 @@ def run(name, x, y, seed, quick, ablation, args):
             crop = encode_views(encode, images, s["augment"], model.n_views,
                                 epoch_generator(seed, s["epochs"], images.device))
             cluster("ablation: views from the pre-training augmentation (crop, blur)", given=crop)
-    if args.skip_iic:
-        return rows
+    if not args.skip_iic:
+        rows[IIC] = iic_row(x, y, seed, s)
+    return rows
+
+
+def iic_row(x, y, seed, s):
+    """IIC end to end, with its own perturbations (``mild_augmentation``)."""
     iic, t = timed(lambda: ImageClustering(10, strategy="iic", epochs=s["iic_epochs"], learning_rate=s["iic_lr"],
                                            batch_size=s["batch_size"], n_views=s["iic_views"], random_state=seed,
-                                           n_jobs=1).fit(x))     # IIC's own perturbations (iic_augmentation)
-    rows["IIC end to end"] = scores(y, iic.labels_, t)
-    return rows
+                                           n_jobs=1).fit(x))
+    return scores(y, iic.labels_, t)
 
 
 def cell(runs, key, fmt="{:.3f}"):
@@ -206,6 +211,8 @@ def main() -> int:
                         help="run one data set (none: only rewrite the report from finished runs)")
     parser.add_argument("--tag", default="", help="a separate result set and doc section image_clustering_TAG")
     parser.add_argument("--skip-iic", action="store_true")
+    parser.add_argument("--iic-only", action="store_true",
+                        help="only the IIC row, added to a run made with --skip-iic (one process per seed)")
     parser.add_argument("--ablation", action="store_true", help="the ablation rows on digits too")
     parser.add_argument("--seed", type=int, help="this seed alone (one process per seed, side by side)")
     parser.add_argument("--ablation-seeds", type=int, help="the ablation rows on the first seeds only (default: all)")
@@ -215,10 +222,10 @@ def main() -> int:
     torch.set_num_threads(1)
     RESULTS.mkdir(exist_ok=True)
     prefix = ("quick_image_clustering" if args.quick else "image_clustering") + (f"_{args.tag}" if args.tag else "")
-    part = (args.only or "all") + ("" if args.seed is None else f"-{args.seed}")
+    part = (args.only or "all") + ("" if args.seed is None else f"-{args.seed}") + ("-iic" if args.iic_only else "")
     store = RESULTS / f"{prefix}_{part}.json"       # one file per process: runs side by side
     mine = json.loads(store.read_text()) if store.exists() else {}
-    done = merged_results(prefix)
+    done = merged_results(prefix, complete=False)
     plan = [("digits", digits, range(args.seeds)), ("mnist10k", lambda: mnist(10_000), range(args.mnist_seeds))]
     if args.mnist70k:
         plan.append(("mnist70k", mnist, range(args.mnist_seeds)))
@@ -230,9 +237,14 @@ def main() -> int:
             x, y = x[:300], y[:300]
         for seed in seeds if args.seed is None else [args.seed]:
             key = f"{name}/{seed}"
-            if key in done:
+            if (IIC if args.iic_only else STAGE1) in done.get(key, {}):        # that part is done
                 continue
             start = time.perf_counter()
+            if args.iic_only:
+                mine[key] = {IIC: iic_row(x, y, seed, settings(name, args.quick))}
+                print(f"{key}: {json.dumps(mine[key])}", flush=True)
+                store.write_text(json.dumps(mine, indent=1))
+                continue
             ablation = ((name != "digits" or args.ablation)
                         and (args.ablation_seeds is None or seed < args.ablation_seeds))
             done[key] = mine[key] = run(name, x, y, seed, args.quick, ablation, args)
@@ -243,14 +255,17 @@ def main() -> int:
     return 0
 
 
-def merged_results(prefix):
-    """Every finished run, from the result files of all processes."""
+def merged_results(prefix, complete=True):
+    """Every finished run, from the result files of all processes, row by row (``--iic-only`` rows last);
+    ``complete``: only the runs that went through stage 1."""
     merged = {}
-    for path in sorted(RESULTS.glob(f"{prefix}_*.json")):
+    paths = sorted(RESULTS.glob(f"{prefix}_*.json"), key=lambda path: (path.stem.endswith("-iic"), path.name))
+    for path in paths:
         if path.stem.count("_") != prefix.count("_") + 1:
             continue                                   # another tag's results
-        merged.update(json.loads(path.read_text()))
-    return merged
+        for key, rows in json.loads(path.read_text()).items():
+            merged.setdefault(key, {}).update(rows)
+    return {key: rows for key, rows in merged.items() if not complete or STAGE1 in rows}
 
 
 def report(done, args):
