@@ -72,6 +72,29 @@ def test_sampled_columns_average_to_the_exact_loss():
     assert not torch.allclose(blocks[0], exact)          # one block alone is an estimate
 
 
+def test_kernel_factors_keep_sharp_heads_out_of_subnormal_numbers():
+    """alpha_q > 0: phi and psi are floored at sqrt(tiny), so no product phi_ic psi_jc is subnormal, and
+    the float32 loss still equals the float64 one (whose floor, 1.5e-154, is not reached) to float32
+    precision; alpha_q = 0: phi is exp(log_phi) exactly."""
+    g = torch.Generator().manual_seed(0)
+    log_phi = (torch.randn(3, 64, 10, generator=g) * 60.0).log_softmax(2)     # sharp heads
+    tiny = torch.finfo(torch.float32).tiny
+    raw = log_phi.exp()
+    assert bool(((raw > 0) & (raw < tiny)).any())                           # subnormal probabilities arise
+    phi, psi = fused.kernel_factors(log_phi, 0.6)
+    products = phi[:, :, None, :] * psi[:, None, :, :]
+    for t in (phi, psi, products):
+        assert bool((t >= tiny).all())
+    exact_phi, _ = fused.kernel_factors(log_phi, 0.0)
+    torch.testing.assert_close(exact_phi, raw, rtol=0, atol=0)
+    rows = torch.arange(64)
+    cols, p = rows ^ 1, torch.ones(64, dtype=torch.float64)
+    for alpha_q in (0.6, 0.05):
+        single = pairs_cluster_kernel_kl(log_phi, rows, cols, p, 0.6, alpha_q)
+        double = pairs_cluster_kernel_kl(log_phi.double(), rows, cols, p, 0.6, alpha_q)
+        torch.testing.assert_close(single.double(), double, rtol=1e-5, atol=0)
+
+
 def _graph(n=80, seed=0):
     x = torch.randn(n, 5, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     return x, walk_graph(mutual_knn(knn_indices(x, 4)), 2)

@@ -18,6 +18,7 @@ division), the same numbers as the dense definition
 
 from __future__ import annotations
 
+import math
 from typing import Optional, Tuple
 
 import numpy as np
@@ -27,10 +28,33 @@ from torch import Tensor
 from .._compiled import compiled
 from .._threads import run_rows
 
-__all__ = ["log_kernel_rowsum", "pair_dots", "pairs_cluster_kernel_kl", "TILE_ENTRIES"]
+__all__ = ["kernel_factors", "log_kernel_rowsum", "pair_dots", "pairs_cluster_kernel_kl", "TILE_ENTRIES"]
 
 TILE_ENTRIES = 1 << 24
 """Entries of one (H, tile, B) block of ``q~`` at most (64 MiB in float32)."""
+
+
+def kernel_factors(log_phi: Tensor, alpha_q: float) -> Tuple[Tensor, Tensor]:
+    """``phi = exp(log_phi)`` and ``psi_jc = phi_jc / n_c`` (``n_c = sum_k phi_kc`` over the batch), the
+    factors of the cluster kernel ``q(j|i) = sum_c phi_ic psi_jc`` (Def. 2).
+
+    With ``alpha_q > 0`` both are floored at ``f = sqrt(smallest normal float)`` (1.1e-19 in float32),
+    so that no product ``phi_ic psi_jc`` is a subnormal number. A sharp head's probabilities
+    underflow below 1e-38, and CPUs multiply subnormal numbers about 20 times slower: one
+    (10, 1024, 10) x (10, 10, 256) product took 97 ms with them and 5 ms without (2026-12-03); a
+    30-epoch clustering of 70,000 MNIST features slowed from about 20 to 3 steps a second as its
+    heads sharpened. The floor moves each ``q~ = (1 - alpha_q) q + alpha_q / B >= alpha_q / B`` by at
+    most ``2 C f`` absolutely, a relative ``2 C B f / alpha_q`` (2e-11 at C = 1,000, B = 1,024,
+    alpha_q = 0.01), below float32's precision. With ``alpha_q = 0`` a floor would change the
+    gradient of a q near 0, so nothing is floored (q itself is floored at the smallest normal float).
+    """
+    tiny = torch.finfo(log_phi.dtype).tiny
+    phi = log_phi.exp()
+    if alpha_q > 0.0:
+        floor = math.sqrt(tiny)
+        phi = phi.clamp_min(floor)
+        return phi, (phi / phi.sum(1, keepdim=True)).clamp_min(floor)
+    return phi, phi / phi.sum(1, keepdim=True).clamp_min(tiny)
 
 
 def _tile(h: int, b: int) -> int:
@@ -167,8 +191,7 @@ def pairs_cluster_kernel_kl(log_phi: Tensor, rows: Tensor, cols: Tensor, p: Tens
     h, b, _ = log_phi.shape
     dtype = log_phi.dtype
     tiny = torch.finfo(dtype).tiny
-    phi = log_phi.exp()
-    psi = phi / phi.sum(1, keepdim=True).clamp_min(tiny)
+    phi, psi = kernel_factors(log_phi, alpha_q)
     q_pairs = pair_dots(phi, psi, rows, cols)                        # q on the pairs: (H, E)
     q_pairs = (1.0 - alpha_q) * q_pairs + alpha_q / b if alpha_q > 0.0 else q_pairs.clamp_min(tiny)
     p = p.to(dtype)

@@ -28,7 +28,7 @@ from ..methods import kmeans
 from ..neighborhoods import Cluster, Precomputed, SameLabel
 from ..neighborhoods.base import log_normalize
 from ..transforms import mix_uniform
-from .fused import pairs_cluster_kernel_kl
+from .fused import kernel_factors, pairs_cluster_kernel_kl
 from .graph import NeighborGraph
 
 __all__ = ["icon_objective", "supervised_objective", "cluster_kernel_kl", "scan_loss", "temi_loss",
@@ -81,8 +81,7 @@ def cluster_kernel_kl(log_phi: Tensor, log_p: Tensor, alpha_q: float) -> Tensor:
     """
     n_items = log_phi.shape[1]
     tiny = torch.finfo(log_phi.dtype).tiny
-    phi = log_phi.exp()
-    psi = phi / phi.sum(1, keepdim=True).clamp_min(tiny)             # phi_jc / n_c
+    phi, psi = kernel_factors(log_phi, alpha_q)                       # phi and phi_jc / n_c
     if alpha_q > 0.0:
         # q~ = (1 - alpha_q) phi psi^T + alpha_q / B in one fused product
         offset = torch.full((1, 1, 1), alpha_q / n_items, dtype=phi.dtype, device=phi.device)
