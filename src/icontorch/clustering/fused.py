@@ -43,10 +43,11 @@ def kernel_factors(log_phi: Tensor, alpha_q: float) -> Tuple[Tensor, Tensor]:
     underflow below 1e-38, and CPUs multiply subnormal numbers about 20 times slower: one
     (10, 1024, 10) x (10, 10, 256) product took 97 ms with them and 5 ms without (2026-12-03), and
     a 30-epoch clustering of 70,000 MNIST encoder features ran at 2.7 steps a second, against about
-    20 in an earlier run of the same fit. The floor moves each ``q~ = (1 - alpha_q) q + alpha_q / B >= alpha_q / B`` by at
-    most ``2 C f`` absolutely, a relative ``2 C B f / alpha_q`` (2e-11 at C = 1,000, B = 1,024,
-    alpha_q = 0.01), below float32's precision. With ``alpha_q = 0`` a floor would change the
-    gradient of a q near 0, so nothing is floored (q itself is floored at the smallest normal float).
+    20 in an earlier run of the same fit. The floor moves each
+    ``q~ = (1 - alpha_q) q + alpha_q / B >= alpha_q / B`` by at most ``2 C f`` absolutely, a relative
+    ``2 C B f / alpha_q`` (2e-11 at C = 1,000, B = 1,024, alpha_q = 0.01), below float32's
+    precision. With ``alpha_q = 0`` a floor would change the gradient of a q near 0, so nothing is
+    floored (q itself is floored at the smallest normal float).
     """
     tiny = torch.finfo(log_phi.dtype).tiny
     phi = log_phi.exp()
