@@ -214,7 +214,8 @@ def other_seeds(title: str, x: np.ndarray, y: np.ndarray, k: int, rows, seeds: i
         finished = [r for r in runs if r["done"]]
         lines.append(f"{first['method']}, seeds 0-{seeds - 1}: Hungarian accuracy "
                      + ", ".join(f"{r['accuracy']:.3f}" if r["done"] else "not finished" for r in runs)
-                     + f" (mean {np.mean([r['accuracy'] for r in finished]):.3f}); K found "
+                     + (f" (mean {np.mean([r['accuracy'] for r in finished]):.3f})" if finished else "")
+                     + "; K found "
                      + ", ".join(str(r["k"]) if r["done"] else "-" for r in runs) + ".")
     return "\n".join(lines)
 
@@ -282,7 +283,7 @@ def write(args, started, loads, sections, skipped) -> None:
         "## Clustering at scale (`benchmarks/clustering_scale.py`)\n\n"
         f"Command: `python benchmarks/clustering_scale.py{' --quick' if args.quick else ''}"
         f"{f' --seeds {args.seeds}' if args.seeds > 1 else ''}` "
-        f"(seed 0{f', and seeds 1-{args.seeds - 1} where said' if args.seeds > 1 else ''}; "
+        f"(seed 0{f', and seeds 1 to {args.seeds - 1} where said' if args.seeds > 1 else ''}; "
         f"whole run {minutes:.1f} min).\n\n"
         f"Machine: {machine()}; every fit in a fresh process with {THREADS} torch threads (scikit-learn: its "
         f"default threads); 1-minute load average {loads[0]:.1f} at the start, {loads[1]:.1f} at the end, on "

@@ -398,7 +398,7 @@ def goals(done):
         if name == "mnist70k" and best in ICON_ROWS + ("ablation: identical copies instead of views",):
             stage1 = "stage 1: pre-training + features (shared)"
             each = [(r[stage1]["s"] + r[best]["s"]) / 60 for r in results]
-            seeds = ", ".join(k.split("/")[1] for k in sorted(done) if k.startswith(name + "/"))
+            seeds = ", ".join(key.split("/")[1] for key in sorted(done) if key.startswith(name + "/"))
             lines.append(f"* that pipeline's wall time (stage 1 + its clustering stage) within 45 minutes on "
                          f"{name}: {'met' if max(each) <= 45 else 'missed'} (seeds {seeds}: "
                          f"{', '.join(f'{m:.0f}' for m in each)} min).")
