@@ -25,7 +25,16 @@ the row loops' (:func:`row_threads`). torch's OpenMP workers spin between operat
 iteration of many small operations kept one of them spinning almost all the time: measured on
 15,000 MNIST digits (2 cores), 33 s of CPU for a 17 s fit, and 3 to 4x slower under a competing
 2-thread load, against 21 s of CPU and 1.8x with torch on 1 thread and the rows on 2, at the same
-quiet speed (``benchmarks/embedding.py``, section MNIST-70k, has the full-size figures).
+quiet speed (``benchmarks/embedding.py``, section MNIST-70k, has the full-size figures). The row
+loops' threads block rather than spin, so the t-SNE fit keeps their requested count
+(``adaptive=False``): under a competing load the probes of 1 thread cost more than they found.
+
+The same holds before the loop: the t-SNE affinity (:func:`icontorch.embedding.affinity.knn_affinity`)
+runs with torch on 1 thread (:func:`rows_not_torch`) and its heavy parts on blocking threads. On
+torch's own threads, the perplexity calibration (some fifty rounds of small operations) and the
+sparse sums of the symmetrisation once took 34 s and 25 s under a competing 2-thread load for what
+takes 2.6 s and 2 s alone (70,000 MNIST digits, 2 cores), the CPU time growing as much: threads
+spinning while they waited.
 """
 
 from __future__ import annotations

@@ -146,3 +146,24 @@ def test_the_pooled_exact_knn_equals_brute_force_whatever_the_thread_count(torch
     expected = d.argsort(dim=1)[:, :9]
     assert torch.equal(found.sort(dim=1).values, expected.sort(dim=1).values)
     assert torch.get_num_threads() == count
+
+
+def test_a_fit_on_row_loops_keeps_the_requested_count(torch_threads):
+    """The CPU FFT fit runs its row loops at the requested count throughout (no probes of 1 thread)."""
+    from icontorch.embedding import cpu_kernels
+
+    if not cpu_kernels.available(torch.zeros(2, 2)):
+        pytest.skip("the compiled row loops are not available")
+    seen = []
+    original = FitThreads.__exit__
+
+    def keep(self, *exc):
+        seen.append((self.adaptive, self.row_loops, list(self.history)))
+        return original(self, *exc)
+
+    x = load_digits().data[:600].astype(np.float32)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(FitThreads, "__exit__", keep)
+        TSNE(n_jobs=2, algorithm="fft", random_state=0, early_exaggeration_iter=60, n_iter=60).fit(x)
+    adaptive, row_loops, history = seen[0]
+    assert row_loops and not adaptive and history == [2] * 120

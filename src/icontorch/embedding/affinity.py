@@ -16,11 +16,12 @@ For large data the p side is stored as a list of edges ``(i, j)``, the pairs whe
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import torch
 from torch import Tensor
 
+from .._threads import rows_not_torch, run_rows
 from .._validation import IConError, fail, is_integer
 from ..distances import exponent_of, times_power_of_two
 from ..knn import approximate_knn, most_similar
@@ -29,7 +30,7 @@ from ..neighborhoods.spatial import KNN, PerplexityGaussian
 from ..transforms import Symmetrize
 
 __all__ = ["EdgeAffinity", "split_joint", "default_n_neighbors", "nearest_neighbors", "knn_affinity",
-           "dense_affinity", "affinity_to_reference", "check_n_neighbors", "KNN_BACKENDS"]
+           "dense_affinity", "affinity_to_reference", "check_n_neighbors", "summed_entries", "KNN_BACKENDS"]
 
 KNN_BACKENDS = ("exact", "faiss")
 
@@ -108,36 +109,77 @@ def _conditional_on_candidates(base: Neighborhood, x: Tensor, idx: Tensor, who: 
     :class:`PerplexityGaussian` (t-SNE's p) takes a direct route: the squared distances to the
     candidates, then :meth:`PerplexityGaussian.log_p_from_sq_dist` (the same calibration as its
     ``forward``, without re-validating and re-scaling each block of rows drawn from checked data).
+    On the CPU its blocks of rows run side by side on blocking threads, one torch thread each
+    (:func:`~icontorch._threads.rows_not_torch`): the calibration is some fifty rounds of small
+    operations, and on torch's own threads a 2-core machine shared with a 2-thread job once took 34 s
+    for what takes 2.6 s alone (70,000 MNIST digits), its waiting threads spinning. The blocks are
+    the same either way, so is the result.
     """
     dtype = x.dtype
     candidates = x if candidates is None else candidates
     n, m = idx.shape
     chunk = max(1, chunk_entries // max(1, m * x.shape[1]))
-    out = []
+    n_chunks = -(-n // chunk)
+    out: List[Optional[Tensor]] = [None] * n_chunks
     perplexity = type(base) is PerplexityGaussian
     if perplexity:      # distances in float64 from points scaled once (p does not depend on the scale)
         e = exponent_of(x, candidates)
         x, candidates = times_power_of_two(x.double(), -e), times_power_of_two(candidates.double(), -e)
-    with torch.no_grad():
-        for start in range(0, n, chunk):
-            rows = slice(start, start + chunk)
-            if perplexity:
+
+    def calibrate(first: int, last: int) -> None:
+        with torch.no_grad():       # grad mode is per thread
+            for block in range(first, last):
+                rows = slice(block * chunk, (block + 1) * chunk)
                 sq_dist = (x[rows].unsqueeze(1) - candidates[idx[rows]]).square_().sum(-1)
-                out.append(base.log_p_from_sq_dist(sq_dist).to(dtype))
-                continue
-            log_p = _evaluate(base, x[rows], candidates[idx[rows]])
-            if not isinstance(log_p, Tensor) or log_p.shape != idx[rows].shape:
-                raise IConError(f"{who}: p must return one log-probability per candidate "
-                                f"({tuple(idx[rows].shape)}) when given per-anchor candidates; "
-                                f"got {getattr(log_p, 'shape', type(log_p).__name__)}.")
-            out.append(log_p)
-    log_p = torch.cat(out)
+                out[block] = base.log_p_from_sq_dist(sq_dist).to(dtype)
+
+    if perplexity and x.device.type == "cpu":
+        with rows_not_torch():
+            run_rows(calibrate, n_chunks, min_rows=1)
+    elif perplexity:
+        calibrate(0, n_chunks)
+    else:
+        with torch.no_grad():
+            for block in range(n_chunks):
+                rows = slice(block * chunk, (block + 1) * chunk)
+                log_p = _evaluate(base, x[rows], candidates[idx[rows]])
+                if not isinstance(log_p, Tensor) or log_p.shape != idx[rows].shape:
+                    raise IConError(f"{who}: p must return one log-probability per candidate "
+                                    f"({tuple(idx[rows].shape)}) when given per-anchor candidates; "
+                                    f"got {getattr(log_p, 'shape', type(log_p).__name__)}.")
+                out[block] = log_p
+    log_p = torch.cat(out)      # type: ignore[arg-type]
     _check_no_nan(log_p, who)
     empty = torch.isneginf(log_p).all(1)
     if bool(empty.any()):
         raise IConError(f"{who}: every point needs a neighbour under p, but {int(empty.sum())} of {n} "
                         f"have none among their {m} nearest candidates (duplicated points?).")
     return log_p
+
+
+def summed_entries(rows: Tensor, cols: Tensor, values: Tensor, n: int) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The sparse (n, n) matrix with entries ``values[e]`` at ``(rows[e], cols[e])``, repeated
+    positions added, in CSR order: ``(crow (n + 1,), row, col, value)``, sorted by row, then column.
+
+    On the CPU by scipy (one thread, about 1 s for 12.6 million entries, against 1.7-2 s for torch's
+    ``coalesce`` on 2 threads, whose waiting threads spin and once took 25 s on a 2-core machine
+    shared with a 2-thread job); elsewhere by ``coalesce``. A position repeated twice gets the same
+    sum either way (``a + b = b + a``).
+    """
+    if rows.device.type == "cpu":
+        import numpy as np
+        import scipy.sparse
+
+        matrix = scipy.sparse.csr_matrix((values.numpy(), (rows.numpy(), cols.numpy())), shape=(n, n))
+        matrix.sum_duplicates()
+        crow = torch.from_numpy(matrix.indptr.astype(np.int64))
+        row = torch.repeat_interleave(torch.arange(n), crow.diff())
+        return crow, row, torch.from_numpy(matrix.indices.astype(np.int64)), torch.from_numpy(matrix.data)
+    summed = torch.sparse_coo_tensor(torch.stack([rows, cols]), values, (n, n), check_invariants=False).coalesce()
+    (row, col), value = summed.indices(), summed.values()
+    crow = torch.zeros(n + 1, dtype=torch.long, device=row.device)
+    crow[1:] = torch.cumsum(torch.bincount(row, minlength=n), 0)
+    return crow, row, col, value
 
 
 def nearest_neighbors(x: Tensor, n_neighbors: int, y: Optional[Tensor] = None,
@@ -171,7 +213,19 @@ def knn_affinity(p: Neighborhood, x: Tensor, n_neighbors: int, who: str,
 
     Returns:
         The edges of p: symmetric joint ``P_ij`` for a symmetrised p, ``p(j|i)`` otherwise.
+
+    On the CPU, torch runs on one thread throughout and the heavy parts (kNN blocks, calibration
+    blocks) on the blocking threads of :func:`~icontorch._threads.run_rows`: torch's own threads spin
+    while they wait, and its element-wise passes over the edges were measured several times slower
+    on a shared machine.
     """
+    if x.device.type == "cpu":
+        with rows_not_torch():
+            return _knn_affinity(p, x, n_neighbors, who, knn_backend)
+    return _knn_affinity(p, x, n_neighbors, who, knn_backend)
+
+
+def _knn_affinity(p: Neighborhood, x: Tensor, n_neighbors: int, who: str, knn_backend: str) -> EdgeAffinity:
     base, joint = split_joint(p)
     n = x.shape[0]
     idx = nearest_neighbors(x, n_neighbors, knn_backend=knn_backend, who=who)
@@ -185,14 +239,11 @@ def knn_affinity(p: Neighborhood, x: Tensor, n_neighbors: int, who: str,
         weight = log_p.exp() / n
         return EdgeAffinity(rows, cols, weight, log_p, n, joint=False)
     # P = (p + p^T) / sum: summing an edge list with its transpose in double precision.
-    both = torch.stack([torch.cat([rows, cols]), torch.cat([cols, rows])])
-    values = torch.cat([log_p, log_p]).double().exp()
-    summed = torch.sparse_coo_tensor(both, values, (n, n), check_invariants=False).coalesce()
-    pairs, values = summed.indices(), summed.values()
+    _, row, col, values = summed_entries(torch.cat([rows, cols]), torch.cat([cols, rows]),
+                                         torch.cat([log_p, log_p]).double().exp(), n)
     keep = values > 0
     values = values[keep] / values[keep].sum()
-    return EdgeAffinity(pairs[0][keep], pairs[1][keep], values.to(x.dtype), values.log().to(x.dtype),
-                        n, joint=True)
+    return EdgeAffinity(row[keep], col[keep], values.to(x.dtype), values.log().to(x.dtype), n, joint=True)
 
 
 def dense_affinity(p: Neighborhood, x: Tensor, joint: bool, who: str) -> Tensor:

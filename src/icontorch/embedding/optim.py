@@ -24,7 +24,7 @@ from .._threads import FitThreads
 from ..neighborhoods.base import KernelNeighborhood, mask_diagonal
 from ..neighborhoods.kernels import KernelProfile
 from . import cpu_kernels
-from .affinity import EdgeAffinity
+from .affinity import EdgeAffinity, summed_entries
 from .reference import ReferenceObjective
 from .repulsion import GridInterpolator, exact_sums, kernel_profile, ordered_sum, sampled_normaliser
 
@@ -134,16 +134,10 @@ class DenseObjective:
 
 def _symmetric_csr(affinity: EdgeAffinity) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """``A = W + W^T`` as CSR arrays (crow, col, row of each entry, value), W the edge weights."""
-    n = affinity.n
-    rows = torch.cat([affinity.rows, affinity.cols])
-    cols = torch.cat([affinity.cols, affinity.rows])
-    both = torch.sparse_coo_tensor(torch.stack([rows, cols]),
-                                   torch.cat([affinity.weight, affinity.weight]), (n, n),
-                                   check_invariants=False).coalesce()
-    row, col = both.indices()
-    crow = torch.zeros(n + 1, dtype=torch.long, device=row.device)
-    crow[1:] = torch.cumsum(torch.bincount(row, minlength=n), 0)
-    return crow, col, row, both.values()
+    crow, row, col, value = summed_entries(torch.cat([affinity.rows, affinity.cols]),
+                                           torch.cat([affinity.cols, affinity.rows]),
+                                           torch.cat([affinity.weight, affinity.weight]), affinity.n)
+    return crow, col, row, value
 
 
 class SparseObjective:
