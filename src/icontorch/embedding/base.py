@@ -250,7 +250,8 @@ class NeighborEmbeddingBase(Estimator):
             # machine's load. The row loops' threads block instead of spinning, and they keep the
             # requested count: with a competing 2-thread job on 2 cores, the 750 iterations on the
             # 70,000 MNIST digits took 65-71 s at 2 threads against 76-78 s with the probes of the
-            # policy (42 s alone). The sampled gradient's scatter is not invariant: requested count.
+            # policy (42 s alone); on 30,000 MNIST-1D points (not a reported data set) 38-41 s against
+            # 45-46 s. The sampled gradient's scatter is not invariant: requested count.
             threads.adaptive = algorithm == "fft" and not threads.row_loops
             self._fit_table(s, x, y0, p, kernel, joint, algorithm, phases, threads)
         if not np.isfinite(self.embedding_).all() or not np.isfinite(self.kl_divergence_):
