@@ -287,7 +287,9 @@ def report(results, ceilings, shapes, sweep, graphs, seeds, sweep_seeds, graph_s
     from _report import machine
 
     from icontorch.clustering import Clustering
+    from icontorch.clustering.train import auto_init, auto_training
 
+    n_heads, n_iter, learning_rate = auto_training(10)
     out = ["## Clustering frozen features (`benchmarks/clustering.py`)", "",
            f"Command: `python benchmarks/clustering.py{' --quick' if args.quick else ''}` "
            f"({len(seeds)} seeds, alpha sweep on digits with {len(sweep_seeds)}, neighbour-graph table with "
@@ -300,10 +302,12 @@ def report(results, ceilings, shapes, sweep, graphs, seeds, sweep_seeds, graph_s
            f"wall times are upper bounds.", "",
            f"icontorch settings: `{Clustering()!r}` = k = {DEFAULT_GRAPH[0]} exact cosine kNN pruned to "
            f"mutual neighbours (each point keeps its nearest), walks of {DEFAULT_GRAPH[1]} more steps, "
-           f"alpha_p = alpha_q = 0.6, a linear head on z-scored features, {Clustering().n_heads} heads (lowest "
-           f"loss kept), {Clustering().batch_size} anchors x (2 views + 2 sampled neighbours) per batch, "
-           f"{Clustering().n_iter} steps, the uniform part of p on {Clustering().n_negatives} batch items per "
-           "step, Adam 1e-2, EMA 0.99. Without an `augment` the two views of an anchor are the same vector. "
+           f"alpha_p = alpha_q = 0.6, a linear head on z-scored features ({auto_init(10, ())} initial "
+           f"weights), {n_heads} heads (lowest loss kept), {Clustering().batch_size} anchors x (2 views + 2 "
+           f"sampled neighbours) per batch, {n_iter} steps, the uniform part of p on {Clustering().n_negatives} "
+           f"batch items per step, Adam {learning_rate:g}, EMA {Clustering().ema} (the "
+           '`"auto"` training '
+           "for 10 clusters). Without an `augment` the two views of an anchor are the same vector. "
            f"SCAN and TEMI objectives run on the plain directed kNN graph (k = {DEFAULT_GRAPH[0]}, no pruning, "
            "no walks: their papers' mined neighbours) with the same heads, batches (anchor + 1 kNN), optimiser, "
            "EMA and selection by loss; SCAN's entropy weight is 5, TEMI's beta 0.6 with a prior "
