@@ -76,8 +76,77 @@ def test_pieces_are_connected_cover_big_components_and_stay_inside_them():
     for c in pieces.unique()[pieces.unique() >= 0]:
         assert component[pieces == c].unique().numel() == 1          # a piece never spans two components
     mass = piece_mass(graph, pieces, int(pieces.max()) + 1)
-    assert torch.allclose(mass, mass.T)
-    assert float(mass.sum()) == pytest.approx(float(big.sum()), rel=1e-12)   # p sums to 1 per point
+    assert mass.is_sparse and mass.dtype == torch.float64
+    dense = mass.to_dense()
+    assert torch.allclose(dense, dense.T)
+    assert float(dense.sum()) == pytest.approx(float(big.sum()), rel=1e-12)   # p sums to 1 per point
+
+
+def test_piece_mass_equals_its_definition():
+    """P_cd = (sum_{i in c, j in d} p(j|i) + sum_{i in d, j in c} p(j|i)) / 2 from the dense p of a small graph."""
+    x, _ = _blobs(3, 70, seed=7)
+    graph = _graph(x)
+    n = graph.n_nodes
+    pieces = graph_pieces(graph, 9, torch.Generator().manual_seed(1))
+    count = int(pieces.max()) + 1
+    rows = torch.repeat_interleave(torch.arange(n), graph.degree)
+    w = torch.zeros(n, n, dtype=torch.float64)
+    w[rows, graph.indices] = (torch.ones(rows.shape[0], dtype=torch.float64) if graph.weights is None
+                              else graph.weights.to(torch.float64))
+    p = w / w.sum(1, keepdim=True)
+    member = torch.zeros(n, count, dtype=torch.float64)
+    member[torch.arange(n)[pieces >= 0], pieces[pieces >= 0]] = 1.0
+    expected = member.T @ p @ member
+    expected = (expected + expected.T) / 2
+    assert torch.allclose(piece_mass(graph, pieces, count).to_dense(), expected, rtol=1e-12, atol=1e-12)
+
+
+def _dense_merge(mass, sizes, n, alpha):
+    """The agglomeration written over the dense (C', C') matrix, as a reference: every pair of groups
+    that are each other's best partner (over all groups) with a positive gain joins, round after round."""
+    from icontorch.clustering.auto import _score
+
+    mass, sizes = mass.clone(), sizes.clone()
+    group = list(range(mass.shape[0]))
+    while mass.shape[0] > 1:
+        m = mass.shape[0]
+        inside = torch.diagonal(mass)
+        alone = _score(inside, sizes, n, alpha)
+        gain = (_score(inside[:, None] + inside[None, :] + 2 * mass, sizes[:, None] + sizes[None, :], n, alpha)
+                - alone[:, None] - alone[None, :])
+        gain.fill_diagonal_(-float("inf"))
+        best = [int(torch.argmax(gain[i])) for i in range(m)]
+        pairs = [(i, best[i]) for i in range(m) if best[best[i]] == i and i < best[i] and gain[i, best[i]] > 0]
+        if not pairs:
+            break
+        target = list(range(m))
+        for i, j in pairs:
+            target[j] = i
+        ids = sorted(set(target))
+        target = torch.tensor([ids.index(t) for t in target])
+        one_hot = torch.zeros(m, len(ids), dtype=torch.float64)
+        one_hot[torch.arange(m), target] = 1.0
+        mass = one_hot.T @ mass @ one_hot
+        sizes = one_hot.T @ sizes
+        group = [int(target[g]) for g in group]
+    return torch.tensor(group)
+
+
+@pytest.mark.parametrize("radius", [4.0, 5.0])
+@pytest.mark.parametrize("alpha", [0.1, 0.01, 1e-3, 1e-4])
+def test_sparse_merge_equals_the_dense_agglomeration(alpha, radius):
+    """On the pieces of a real graph (every piece holds p-mass inside), the sparse rounds over linked pairs
+    give the same groups as the dense rounds over all pairs."""
+    x, _ = _blobs(6, 60, seed=8, radius=radius)               # overlapping blobs: links between groups
+    graph = _graph(x)
+    pieces = graph_pieces(graph, 15, torch.Generator().manual_seed(2))
+    count = int(pieces.max()) + 1
+    sizes = torch.bincount(pieces[pieces >= 0], minlength=count).to(torch.float64)
+    mass = piece_mass(graph, pieces, count)
+    assert bool((torch.diagonal(mass.to_dense()) > 0).all())
+    expected = _dense_merge(mass.to_dense(), sizes, graph.n_nodes, alpha)
+    assert torch.equal(merge_pieces(mass, sizes, graph.n_nodes, alpha), expected)
+    assert torch.equal(merge_pieces(mass.to_dense(), sizes, graph.n_nodes, alpha), expected)
 
 
 def test_merge_keeps_disconnected_groups_apart_and_joins_a_split_group():
@@ -148,3 +217,17 @@ def test_debiasing_falls_with_n_as_a_power_and_is_capped():
     assert debiasing(100) == 0.1                                # capped for small data sets
     values = [debiasing(n) for n in (2000, 10_000, 70_000, 1_000_000)]
     assert all(a > b > 0 for a, b in zip(values, values[1:]))
+
+
+def test_merge_of_200000_pieces_never_builds_the_dense_matrix():
+    """200,000 pieces (a dense (C', C') float64 matrix would take 320 GB): pairs of pieces that share
+    most of their p-mass join, and nothing else does."""
+    m, size = 200_000, 20.0
+    first = torch.arange(0, m, 2)
+    rows = torch.cat([torch.arange(m), first, first + 1])
+    cols = torch.cat([torch.arange(m), first + 1, first])
+    values = torch.cat([torch.full((m,), 0.6 * size), torch.full((m,), 0.4 * size)]).to(torch.float64)
+    mass = torch.sparse_coo_tensor(torch.stack([rows, cols]), values, (m, m), check_invariants=True).coalesce()
+    group = merge_pieces(mass, torch.full((m,), size, dtype=torch.float64), int(m * size), 1e-3)
+    assert group.unique().numel() == m // 2
+    assert torch.equal(group[0::2], group[1::2])

@@ -42,21 +42,26 @@ of more neighbours merged classes (MNIST-20k: K = 7 at k = 12, 5 at k = 18, agai
 and the estimate on a random subsample of 10,000 points (MNIST-20k: 9-10) missed the small groups
 of a mixture (64 of 100 groups on 100,000 points).
 
-1. Over-clustering (:func:`graph_pieces`): ``C' = overclustering(N)`` seeds drawn at random, every
+1. Over-clustering (:func:`graph_pieces`): ``C' = overclustering(N)`` = N / 20 seeds drawn at random, every
    connected component of at least ``MIN_GROUP_SIZE`` points given one, and every node of those
    components joined to a seed by a multi-source breadth-first search on the graph (pieces are
    connected; a point reached in the same round from several pieces takes one at random).
    O(E) per round for E graph edges.
-2. The (C', C') p-mass between pieces ``P_cd = sum_{i in c, j in d} p(j|i)``, O(E + C'^2).
+2. The p-mass between pieces ``P_cd = sum_{i in c, j in d} p(j|i)``, a sparse (C', C') matrix of the
+   L pairs of pieces that p links, O(E).
 3. Agglomeration (:func:`merge_pieces`): rounds that join every pair of groups that are each
-   other's best partner with a positive gain in S, until no join gains; O(C'^2) per round.
+   other's best partner with a positive gain in S, until no join gains; O(L) per round.
 4. K is the number of groups of at least ``MIN_GROUP_SIZE`` points. Smaller sets are left
    out: on the 1,797 digits the mutual-kNN pruning cuts off components of 2 to 27 points, and a
    few pieces of up to 45 points stay unmerged, none of them a class; on mixtures of 10^5 points
    leftover pieces mostly hold under 30 points (one of 60 was seen). A true group of fewer points
    is not counted either.
 
-Never N x N: memory O(E + C'^2), time O(E rounds + C'^2 rounds). Measured with the choices made
+Never N x N, nor C' x C': memory O(E), time O(E rounds + L rounds). Until 2026-12-04 C' was capped at
+1,000 and the p-mass between pieces was a dense (C', C') matrix; on a dev mixture of 10^6 points in 128
+dimensions and 1,000 groups (972 of at least 50 points; generator seed 1, not the reported seed 0) the
+cap gave K = 727, and 3,000 and 5,000 pieces gave 849 and 895: pieces of ~1,000 points left the
+small groups of a connected component without a seed of their own. Measured with the choices made
 here: see the ``clustering_scale`` section of docs/benchmarks.md.
 """
 
@@ -68,14 +73,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..embedding.affinity import summed_entries
 from .graph import NeighborGraph
 from .objectives import graph_kernel_objective
 
 __all__ = ["estimate_n_clusters", "estimates_n_clusters", "overclustering", "graph_pieces", "merge_pieces",
-           "group_sizes", "debiasing", "MAX_OVERCLUSTERING", "MIN_GROUP_SIZE", "DEBIASING"]
+           "group_sizes", "debiasing", "MIN_GROUP_SIZE", "DEBIASING"]
 
-MAX_OVERCLUSTERING = 1000
-"""The largest number of random seeds of the over-clustering (components add one seed each)."""
 MIN_GROUP_SIZE = 50
 """Groups of fewer points are not counted in the estimate."""
 DEBIASING = 0.05
@@ -94,8 +98,8 @@ def estimates_n_clusters(spec: Any) -> bool:
 
 
 def overclustering(n: int) -> int:
-    """C' for N points: ``min(MAX_OVERCLUSTERING, N // 20)``, at least 2 (pieces of about 20 points)."""
-    return max(2, min(MAX_OVERCLUSTERING, n // 20))
+    """C' for N points: ``N // 20``, at least 2 (pieces of about 20 points; components add one seed each)."""
+    return max(2, n // 20)
 
 
 def _edges(graph: NeighborGraph) -> Tuple[Tensor, Tensor]:
@@ -161,16 +165,22 @@ def graph_pieces(graph: NeighborGraph, n_pieces: int, generator: torch.Generator
 
 
 def piece_mass(graph: NeighborGraph, pieces: Tensor, n_pieces: int) -> Tensor:
-    """(C', C') ``P_cd = sum_{i in c, j in d} p(j|i)`` symmetrised, p(j|i) = w_ij / sum_j w_ij; float64."""
+    """(C', C') ``P_cd = sum_{i in c, j in d} p(j|i)`` symmetrised, p(j|i) = w_ij / sum_j w_ij: a
+    coalesced sparse float64 tensor holding the linked pairs of pieces only (O(E) work and memory)."""
     rows, cols = _edges(graph)
     weights = (torch.ones(cols.shape[0], dtype=torch.float64, device=cols.device) if graph.weights is None
                else graph.weights.to(torch.float64))
     total = torch.zeros(graph.n_nodes, dtype=torch.float64, device=cols.device).index_add_(0, rows, weights)
     p = weights / total[rows]
     keep = (pieces[rows] >= 0) & (pieces[cols] >= 0)
-    flat = pieces[rows[keep]] * n_pieces + pieces[cols[keep]]
-    mass = torch.bincount(flat, weights=p[keep], minlength=n_pieces * n_pieces).reshape(n_pieces, n_pieces)
-    return (mass + mass.T) / 2
+    a, b, p = pieces[rows[keep]], pieces[cols[keep]], p[keep] / 2
+    return _summed(torch.cat([a, b]), torch.cat([b, a]), torch.cat([p, p]), n_pieces)
+
+
+def _summed(rows: Tensor, cols: Tensor, values: Tensor, n: int) -> Tensor:
+    """The coalesced sparse (n, n) tensor of ``values`` at ``(rows, cols)``, repeated positions added."""
+    _, row, col, value = summed_entries(rows, cols, values, n)
+    return torch.sparse_coo_tensor(torch.stack([row, col]), value, (n, n), is_coalesced=True, check_invariants=False)
 
 
 def _score(inside: Tensor, size: Tensor, n: int, alpha: float) -> Tensor:
@@ -182,35 +192,50 @@ def _score(inside: Tensor, size: Tensor, n: int, alpha: float) -> Tensor:
 def merge_pieces(mass: Tensor, sizes: Tensor, n: int, alpha: float) -> Tensor:
     """(C',) group of every piece after greedy agglomeration maximising S (module docstring).
 
-    Each round joins every pair of groups that are each other's best partner with a positive gain.
+    Each round joins every pair of groups that are each other's best partner with a positive gain,
+    among the pairs that p links (``P_cd > 0``; ties go to the partner of lower index). O(L) per
+    round for L linked pairs, never C' x C'. A join of two groups that share no p-mass would gain
+    only for groups with almost none inside (the ``a_p n_G^2 / N`` term: single points, say), which
+    are never counted; it is not a candidate.
 
     Args:
-        mass: (C', C') symmetric p-mass between pieces.
+        mass: (C', C') symmetric p-mass between pieces, sparse (:func:`piece_mass`) or dense.
         sizes: (C',) points per piece.
         n: N, the number of points.
         alpha: the debiasing weight ``a_p = a_q`` in (0, 1) (:func:`debiasing`).
     """
-    mass, sizes = mass.to(torch.float64), sizes.to(torch.float64)
-    group = torch.arange(mass.shape[0], device=mass.device)
-    while mass.shape[0] > 1:
-        m = mass.shape[0]
-        inside = torch.diagonal(mass)
+    mass = (mass if mass.is_sparse else mass.to_sparse()).coalesce()
+    (rows, cols), values = mass.indices(), mass.values().to(torch.float64)
+    sizes = sizes.to(torch.float64)
+    device = values.device
+    group = torch.arange(mass.shape[0], device=device)
+    while True:
+        m = sizes.shape[0]
+        diagonal = rows == cols
+        inside = torch.zeros(m, dtype=torch.float64, device=device).index_add_(0, rows[diagonal],
+                                                                                values[diagonal])
         alone = _score(inside, sizes, n, alpha)
-        gain = (_score(inside[:, None] + inside[None, :] + 2 * mass, sizes[:, None] + sizes[None, :], n, alpha)
-                - alone[:, None] - alone[None, :])
-        gain.fill_diagonal_(-float("inf"))
-        best_gain, best = gain.max(1)
-        ids = torch.arange(m, device=mass.device)
-        join = (best[best] == ids) & (best_gain > 0) & (ids < best)
+        linked = (rows != cols) & (values > 0)
+        a, b, w = rows[linked], cols[linked], values[linked]
+        if a.numel() == 0:
+            break
+        gain = _score(inside[a] + inside[b] + 2 * w, sizes[a] + sizes[b], n, alpha) - alone[a] - alone[b]
+        best_gain = torch.full((m,), -float("inf"), dtype=torch.float64, device=device).scatter_reduce_(
+            0, a, gain, "amax")
+        top = gain == best_gain[a]
+        best = torch.full((m,), m, dtype=torch.long, device=device).scatter_reduce_(0, a[top], b[top], "amin")
+        ids = torch.arange(m, device=device)
+        partner = best.clamp(max=m - 1)
+        join = (best < m) & (best[partner] == ids) & (best_gain > 0) & (ids < best)
         if not bool(join.any()):
             break
         target = ids.clone()
         target[best[join]] = ids[join]
         _, target = torch.unique(target, return_inverse=True)     # compact ids, order kept
         kept = int(target.max()) + 1
-        rows = torch.zeros(kept, m, dtype=mass.dtype, device=mass.device).index_add_(0, target, mass)
-        mass = torch.zeros(kept, kept, dtype=mass.dtype, device=mass.device).index_add_(1, target, rows)
-        sizes = torch.zeros(kept, dtype=sizes.dtype, device=sizes.device).index_add_(0, target, sizes)
+        merged = _summed(target[rows], target[cols], values, kept)
+        (rows, cols), values = merged.indices(), merged.values()
+        sizes = torch.zeros(kept, dtype=sizes.dtype, device=device).index_add_(0, target, sizes)
         group = target[group]
     return group
 

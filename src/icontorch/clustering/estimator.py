@@ -91,7 +91,7 @@ class Clustering(Estimator):
 
     Args:
         n_clusters: number of clusters C, 2 <= C <= n, or ``"auto"``: C is the number of groups
-            of at least 50 points left when p's graph, cut into up to 1,000 pieces, is merged
+            of at least 50 points left when p's graph, cut into N / 20 pieces, is merged
             greedily while the I-Con loss of p against a hard cluster kernel drops
             (:mod:`~icontorch.clustering.auto`; methods with a graph p and the cluster kernel q
             only); the result is ``n_clusters_``.
