@@ -82,8 +82,14 @@ def test_pieces_are_connected_cover_big_components_and_stay_inside_them():
     assert float(dense.sum()) == pytest.approx(float(big.sum()), rel=1e-12)   # p sums to 1 per point
 
 
-def test_piece_mass_equals_its_definition():
-    """P_cd = (sum_{i in c, j in d} p(j|i) + sum_{i in d, j in c} p(j|i)) / 2 from the dense p of a small graph."""
+@pytest.mark.parametrize("block", [1, 300, None])
+def test_piece_mass_equals_its_definition(block, monkeypatch):
+    """P_cd = (sum_{i in c, j in d} p(j|i) + sum_{i in d, j in c} p(j|i)) / 2 from the dense p of a small
+    graph, whether the rows are summed in one block or in many (blocks of whole pieces)."""
+    import icontorch.clustering.auto as auto
+
+    if block is not None:
+        monkeypatch.setattr(auto, "PIECE_BLOCK", block)
     x, _ = _blobs(3, 70, seed=7)
     graph = _graph(x)
     n = graph.n_nodes

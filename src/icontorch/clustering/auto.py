@@ -166,17 +166,50 @@ def graph_pieces(graph: NeighborGraph, n_pieces: int, generator: torch.Generator
         label[rows[pick]] = label[cols[pick]]
 
 
+PIECE_BLOCK = 1 << 22
+"""Edges handled at once by :func:`piece_mass` (about 4 million: O(this + L) memory, not O(E))."""
+
+
 def piece_mass(graph: NeighborGraph, pieces: Tensor, n_pieces: int) -> Tensor:
     """(C', C') ``P_cd = sum_{i in c, j in d} p(j|i)`` symmetrised, p(j|i) = w_ij / sum_j w_ij: a
-    coalesced sparse float64 tensor holding the linked pairs of pieces only (O(E) work and memory)."""
-    rows, cols = _edges(graph)
-    weights = (torch.ones(cols.shape[0], dtype=torch.float64, device=cols.device) if graph.weights is None
-               else graph.weights.to(torch.float64))
-    total = torch.zeros(graph.n_nodes, dtype=torch.float64, device=cols.device).index_add_(0, rows, weights)
-    p = weights / total[rows]
-    keep = (pieces[rows] >= 0) & (pieces[cols] >= 0)
-    a, b, p = pieces[rows[keep]], pieces[cols[keep]], p[keep] / 2
-    return _summed(torch.cat([a, b]), torch.cat([b, a]), torch.cat([p, p]), n_pieces)
+    coalesced sparse float64 tensor holding the L linked pairs of pieces only.
+
+    The rows of the graph are visited piece by piece, in blocks of whole pieces of about
+    :data:`PIECE_BLOCK` edges, so that the pairs of different blocks never coincide: O(E) work and
+    O(PIECE_BLOCK + L) memory beyond the graph (10^6 points, 10^8 edges: never an (E,) tensor).
+    """
+    device = pieces.device
+    order = torch.argsort(pieces, stable=True)
+    order = order[pieces[order] >= 0]                      # the nodes of the pieces, piece by piece
+    size = torch.bincount(pieces[order], minlength=n_pieces)
+    node_start = torch.cat([torch.zeros(1, dtype=torch.long, device=device), torch.cumsum(size, 0)]).tolist()
+    edge_end = torch.cumsum(torch.zeros(n_pieces, dtype=torch.long, device=device).index_add_(
+        0, pieces[order], graph.degree[order]), 0)
+    n_edges = int(edge_end[-1]) if n_pieces else 0
+    marks = torch.arange(1, max(0, n_edges - 1) // PIECE_BLOCK + 1, device=device) * PIECE_BLOCK
+    cuts = sorted({0, n_pieces, *(torch.searchsorted(edge_end, marks) + 1).clamp(max=n_pieces).tolist()})
+    rows, cols, values = [], [], []
+    for first_piece, stop_piece in zip(cuts[:-1], cuts[1:]):
+        nodes = order[node_start[first_piece]:node_start[stop_piece]]
+        count = graph.degree[nodes]
+        local = torch.repeat_interleave(torch.arange(nodes.shape[0], device=device), count)
+        offsets = torch.cumsum(count, 0) - count
+        edges = graph.indptr[nodes][local] + (torch.arange(local.shape[0], device=device) - offsets[local])
+        weights = (torch.ones(edges.shape[0], dtype=torch.float64, device=device) if graph.weights is None
+                   else graph.weights[edges].to(torch.float64))
+        total = torch.zeros(nodes.shape[0], dtype=torch.float64, device=device).index_add_(0, local, weights)
+        target = pieces[graph.indices[edges]]
+        keep = target >= 0
+        _, row, col, value = summed_entries(pieces[nodes][local[keep]], target[keep],
+                                            weights[keep] / total[local[keep]], n_pieces)
+        rows.append(row)
+        cols.append(col)
+        values.append(value.to(torch.float64) / 2)
+    if not rows:
+        return _summed(*(torch.zeros(0, dtype=dtype, device=device)
+                         for dtype in (torch.long, torch.long, torch.float64)), n_pieces)
+    row, col, value = torch.cat(rows), torch.cat(cols), torch.cat(values)
+    return _summed(torch.cat([row, col]), torch.cat([col, row]), torch.cat([value, value]), n_pieces)
 
 
 def _summed(rows: Tensor, cols: Tensor, values: Tensor, n: int) -> Tensor:
