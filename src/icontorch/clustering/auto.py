@@ -59,16 +59,16 @@ of a mixture (64 of 100 groups on 100,000 points).
 
 Never N x N, nor C' x C': memory O(E) in step 1 (the breadth-first search holds the edges of the
 nodes still unassigned, fewer each round), O(N + PIECE_BLOCK + L) beyond the graph in steps 2 and 3;
-time O(E rounds + L rounds). The
-rounds of step 3 can be many where one large group is every piece's best partner and takes one per
-round (about 2,000 rounds for 5,000 pieces of 10^5 points in 10 groups: a minute). Until 2026-12-04 C' was capped at
-1,000 and the p-mass between pieces was a dense (C', C') matrix; on a dev mixture of 10^6 points in 128
-dimensions and 1,000 groups (972 of at least 50 points; generator seed 1, not the reported seed 0) the
-cap gave K = 727, and 3,000 and 5,000 pieces gave 849 and 895: pieces of ~1,000 points left the
-small groups of a connected component without a seed of their own. N / 20 = 50,000 pieces give 959
-(in 85 s after the graph); on a dev mixture of 10^5 points in 64 dimensions and 100 groups (96 of
-at least 50 points), 95 with the cap and 96 without. Below 20,000 points nothing changed. Measured
-with the choices made here: see the ``clustering_scale`` section of docs/benchmarks.md.
+time O(E rounds + L rounds). The rounds of step 3 can be many where one large group is every piece's
+best partner and takes one per round (about 2,000 rounds for 5,000 pieces of 10^5 points in 10
+groups: a minute). Until 2026-12-04 C' was capped at 1,000 and the p-mass between pieces was a dense
+(C', C') matrix; on a dev mixture of 10^6 points in 128 dimensions and 1,000 groups (972 of at least
+50 points; generator seed 1, not the reported seed 0) the cap gave K = 727, and 3,000 and 5,000
+pieces gave 849 and 895: pieces of ~1,000 points left the small groups of a connected component
+without a seed of their own. N / 20 = 50,000 pieces give 959 (in 85 s after the graph); on a dev
+mixture of 10^5 points in 64 dimensions and 100 groups (96 of at least 50 points), 95 with the cap
+and 96 without. Below 20,000 points nothing changed. Measured with the choices made here: see the
+``clustering_scale`` section of docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ from .graph import NeighborGraph
 from .objectives import graph_kernel_objective
 
 __all__ = ["estimate_n_clusters", "estimates_n_clusters", "overclustering", "graph_pieces", "merge_pieces",
-           "group_sizes", "debiasing", "MIN_GROUP_SIZE", "DEBIASING"]
+           "group_sizes", "debiasing", "MIN_GROUP_SIZE", "DEBIASING", "PIECE_BLOCK"]
 
 MIN_GROUP_SIZE = 50
 """Groups of fewer points are not counted in the estimate."""
