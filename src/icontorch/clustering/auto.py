@@ -195,10 +195,8 @@ def piece_mass(graph: NeighborGraph, pieces: Tensor, n_pieces: int) -> Tensor:
     rows, cols, values = [], [], []
     for first_piece, stop_piece in zip(cuts[:-1], cuts[1:]):
         nodes = order[node_start[first_piece]:node_start[stop_piece]]
-        count = graph.degree[nodes]
-        local = torch.repeat_interleave(torch.arange(nodes.shape[0], device=device), count)
-        offsets = torch.cumsum(count, 0) - count
-        edges = graph.indptr[nodes][local] + (torch.arange(local.shape[0], device=device) - offsets[local])
+        edges, ends = graph.edges_of(nodes)
+        local = torch.searchsorted(ends, torch.arange(edges.shape[0], device=device), right=True)
         weights = (torch.ones(edges.shape[0], dtype=torch.float64, device=device) if graph.weights is None
                    else graph.weights[edges].to(torch.float64))
         total = torch.zeros(nodes.shape[0], dtype=torch.float64, device=device).index_add_(0, local, weights)

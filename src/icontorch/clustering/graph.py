@@ -172,6 +172,17 @@ class NeighborGraph:
         """The neighbours of node ``i``."""
         return self.indices[self.indptr[i]:self.indptr[i + 1]]
 
+    def edges_of(self, nodes: Tensor) -> Tuple[Tensor, Tensor]:
+        """``(edges, ends)``: the edge ids of the neighbour lists of ``nodes``, one list after the
+        other, and the cumulative list lengths (list t holds ``edges[ends[t] - degree_t:ends[t]]``)."""
+        start = self.indptr.index_select(0, nodes)
+        degree = self.indptr.index_select(0, nodes + 1) - start
+        ends = torch.cumsum(degree, 0)
+        total = int(ends[-1]) if nodes.shape[0] else 0
+        edges = torch.arange(total, device=nodes.device) + (start - (ends - degree)).repeat_interleave(
+            degree, output_size=total)
+        return edges, ends
+
     def to_sparse(self, self_loops: bool = False, dtype: torch.dtype = torch.float32) -> Tensor:
         """The (N, N) 0/1 adjacency as a sparse COO tensor (``self_loops`` adds the diagonal)."""
         rows = torch.repeat_interleave(torch.arange(self.n_nodes, device=self.indptr.device), self.degree)
@@ -217,13 +228,7 @@ class NeighborGraph:
         slot = self._slots(device)
         slot[nodes] = torch.arange(u, device=device)
         try:
-            start = self.indptr.index_select(0, nodes)
-            degree = self.indptr.index_select(0, nodes + 1) - start
-            ends = torch.cumsum(degree, 0)
-            total = int(ends[-1]) if u else 0
-            # the edge ids of the U nodes' neighbour lists, one list after the other
-            edges = torch.arange(total, device=device) + (start - (ends - degree)).repeat_interleave(
-                degree, output_size=total)
+            edges, ends = self.edges_of(nodes)           # the U nodes' neighbour lists, one after the other
             found = slot.index_select(0, self.indices.index_select(0, edges))
         finally:
             slot[nodes] = -1
