@@ -14,6 +14,7 @@ measurably (0.84x in the run of 2026-12-03).
     python benchmarks/clustering_scale.py            # the run written to docs/benchmarks.md
     python benchmarks/clustering_scale.py --quick    # small and short: a check that everything runs
     python benchmarks/clustering_scale.py --million  # blobs of 10^6 x 128, K = 1,000 (section clustering_million)
+    python benchmarks/clustering_scale.py --wide     # blobs of 10^5 x 384, HDBSCAN on MNIST-70k (clustering_wide)
 """
 
 from __future__ import annotations
@@ -147,11 +148,16 @@ def main() -> None:
     parser.add_argument("--budget-minutes", type=float, default=45.0,
                         help="data sets not started within this time are listed as not run")
     parser.add_argument("--million", action="store_true", help="only the blobs of 10^6 x 128 with K = 1,000")
+    parser.add_argument("--wide", action="store_true",
+                        help="only blobs of 10^5 x 384 (K = 10, 100), HDBSCAN on MNIST-70k (section clustering_wide)")
     parser.add_argument("--seeds", type=int, default=1,
                         help="seeds of the Clustering rows of the first case (MNIST-70k; the tables show seed 0)")
     args = parser.parse_args()
     if args.million:
         million()
+        return
+    if args.wide:
+        wide()
         return
     from sklearn.datasets import load_digits
 
@@ -271,6 +277,39 @@ def million() -> None:
         "Full KMeans is not run (the goal compares with MiniBatchKMeans). "
         "Peak RSS includes the data set (0.5 GB).\n\n" + table(rows, 1000))
     write_section("clustering_million", text)
+
+
+def wide(hdbscan_minutes: float = 20.0) -> None:
+    """Blobs of 10^5 x 384 (K = 10 and 100) with every method of the section above, and HDBSCAN on the
+    MNIST-70k pixels, HDBSCAN limited to ``hdbscan_minutes`` per fit; written to the section clustering_wide."""
+    started, loads = time.perf_counter(), [load_factor()]
+    limit = hdbscan_minutes * 60
+    parts = []
+    for k in (10, 100):
+        title = f"blobs 100,000 x 384, K = {k}"
+        x, y = mixture(100_000, 384, k)
+        rows = []
+        for name in (FAISS, FAISS_AUTO, "KMeans", "MiniBatchKMeans", "HDBSCAN"):
+            rows.append(run(name, x, y, k, timeout=limit if name == "HDBSCAN" else 1800.0))
+            print(title, rows[-1], flush=True)
+        parts.append(f"### {title}\n\n{table(rows, k)}")
+    x, y = load_mnist()
+    rows = [run("HDBSCAN", x, y, 10, timeout=limit)]
+    print("MNIST-70k", rows[-1], flush=True)
+    parts.append("### MNIST-70k pixels (70,000 x 784): HDBSCAN (the other methods: the section above)\n\n"
+                 + table(rows, 10))
+    loads.append(load_factor())
+    text = (
+        "## Clustering in 384 dimensions, and HDBSCAN on MNIST-70k (`benchmarks/clustering_scale.py --wide`)\n\n"
+        f"Command: `python benchmarks/clustering_scale.py --wide` (seed 0; whole run "
+        f"{(time.perf_counter() - started) / 60:.1f} min). Machine: {machine()}; each fit in a fresh process "
+        f"with {THREADS} torch thread (faiss and scikit-learn: their default threads); 1-minute load average "
+        f"{loads[0]:.1f} at the start, {loads[1]:.1f} at the end, on {os.cpu_count()} cores.\n\n"
+        "Data: `make_blobs` as in the section above (unequal sizes and spreads), 100,000 points in 384 "
+        "dimensions, the dimension of DINO ViT-S embeddings. Methods and settings as in the section above; "
+        f"HDBSCAN (`min_cluster_size` N / (20 K)) limited to {hdbscan_minutes:.0f} minutes a fit, the others "
+        "to 30. \"not finished\": stopped at that limit.\n\n" + "\n\n".join(parts))
+    write_section("clustering_wide", text)
 
 
 def _auto(n_clusters: int) -> str:
