@@ -12,6 +12,7 @@ import torch
 
 from icontorch import IConError
 from icontorch.clustering import Clustering, fused
+from icontorch.clustering.auto import MIN_GROUP_SIZE
 from icontorch.clustering.fused import pairs_cluster_kernel_kl
 from icontorch.clustering.graph import NeighborGraph, compose_batch, knn_indices, mutual_knn
 from icontorch.clustering.objectives import ObjectiveSetup, cluster_kernel_kl, graph_kernel_objective, icon_objective
@@ -200,6 +201,13 @@ def test_auto_finds_the_number_of_well_separated_blobs():
                        random_state=0).fit(x)
     assert model.n_clusters_ == k
     assert clustering_scores(y, model.labels_)["accuracy"] >= 0.95
+
+
+def test_auto_needs_room_for_two_groups_that_count():
+    x = np.random.default_rng(0).normal(size=(2 * MIN_GROUP_SIZE - 1, 3)).astype(np.float32)
+    with pytest.raises(IConError, match=rf"n_clusters must be an integer when there are fewer than "
+                                        rf"{2 * MIN_GROUP_SIZE} points .*X has {2 * MIN_GROUP_SIZE - 1}\); got 'auto'"):
+        Clustering("auto").fit(x)
 
 
 @pytest.mark.parametrize("params, match", [

@@ -26,7 +26,7 @@ from .._validation import (
     check_random_state,
     fail,
 )
-from .auto import estimate_n_clusters, estimates_n_clusters
+from .auto import MIN_GROUP_SIZE, estimate_n_clusters, estimates_n_clusters
 from .inputs import (
     check_augment,
     check_cosine_rows,
@@ -94,7 +94,7 @@ class Clustering(Estimator):
             of at least 50 points left when p's graph, cut into N / 20 pieces, is merged
             greedily while the I-Con loss of p against a hard cluster kernel drops
             (:mod:`~icontorch.clustering.auto`; methods with a graph p and the cluster kernel q
-            only); the result is ``n_clusters_``.
+            only; at least 100 points); the result is ``n_clusters_``.
         method: one of the above.
         n_neighbors: k of the exact data-set kNN graph (1 <= k < n); default 6, with
             ``mutual_knn`` pruning it to 3 to 4 neighbours per point on digits and MNIST-5k.
@@ -249,8 +249,10 @@ class Clustering(Estimator):
                            "a neighbour graph and whose q is the cluster kernel: %s)"
                            % (self.method, ", ".join(m for m in METHODS if estimates_n_clusters(METHOD_SPECS[m]))),
                            self.n_clusters)
-            if n < 3:
-                raise fail(_WHO, "n_clusters", "be an integer when there are fewer than 3 points", self.n_clusters)
+            if n < 2 * MIN_GROUP_SIZE:                   # fewer points cannot hold two groups that count
+                raise fail(_WHO, "n_clusters", f"be an integer when there are fewer than {2 * MIN_GROUP_SIZE} points "
+                           f"(\"auto\" counts groups of at least {MIN_GROUP_SIZE} points; X has {n})",
+                           self.n_clusters)
             return 2                                     # a placeholder until the graph is known
         if isinstance(self.n_clusters, str):
             raise fail(_WHO, "n_clusters", 'be an integer >= 2 or "auto"', self.n_clusters)
