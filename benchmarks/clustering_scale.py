@@ -78,6 +78,13 @@ def mixture(n: int, d: int, k: int, seed: int = 0):
     return x.astype(np.float32), y
 
 
+def blobs(n: int, d: int, k: int):
+    """(title, x, y) of :func:`mixture`; the title gives the groups that ``n_clusters="auto"`` can count."""
+    x, y = mixture(n, d, k)
+    return (f"blobs {n:,} x {d}, K = {k:,} ({int((np.bincount(y) >= MIN_GROUP_SIZE).sum()):,} groups of "
+            f"{MIN_GROUP_SIZE} points or more)", x, y)
+
+
 def estimators(k: int, seed: int, n: int):
     from sklearn.cluster import HDBSCAN, KMeans, MiniBatchKMeans, SpectralClustering
 
@@ -172,21 +179,22 @@ def main() -> None:
     cases = []
     if args.quick:
         cases.append(digits)
-        cases.append(("blobs 5,000 x 16, K = 10", *mixture(5000, 16, 10),
+        cases.append((*blobs(5000, 16, 10),
                       ["Clustering (defaults)", 'Clustering (n_clusters="auto")', "KMeans", "MiniBatchKMeans"]))
     else:
         x_mnist, y_mnist = load_mnist()
         cases.append(("MNIST-70k pixels (70,000 x 784)", x_mnist, y_mnist,
                       [FAISS, FAISS_AUTO, "KMeans", "MiniBatchKMeans"]))
         cases.append(digits)
-        cases.append(("blobs 100,000 x 64, K = 10", *mixture(100_000, 64, 10),
-                      [FAISS_AUTO, "KMeans", "MiniBatchKMeans", "HDBSCAN"]))
-        cases.append(("blobs 100,000 x 64, K = 100", *mixture(100_000, 64, 100),
+        cases.append((*blobs(100_000, 64, 10),
                       [FAISS, FAISS_AUTO, "KMeans", "MiniBatchKMeans", "HDBSCAN"]))
-        skipped = ["HDBSCAN on MNIST-70k (784 dimensions) and spectral clustering beyond digits (their time or "
-                   "memory there)",
+        cases.append((*blobs(100_000, 64, 100),
+                      [FAISS, FAISS_AUTO, "KMeans", "MiniBatchKMeans", "HDBSCAN"]))
+        skipped = ["HDBSCAN on MNIST-70k (784 dimensions: `--wide`, section clustering_wide) and spectral "
+                   "clustering beyond digits (its time or memory there)",
                    "Clustering with the exact kNN beyond digits",
-                   "blobs at d = 384 (10^6 x 128 with K = 1,000: `--million`, section clustering_million)"]
+                   "blobs at d = 384 (`--wide`, section clustering_wide; 10^6 x 128 with K = 1,000: `--million`, "
+                   "section clustering_million)"]
     slowdown, done = "", []
     timed_under_load = cases[0]           # MNIST-70k (digits with --quick): the first case of the run
     for title, x, y, names in cases:
@@ -286,8 +294,7 @@ def wide(hdbscan_minutes: float = 20.0) -> None:
     limit = hdbscan_minutes * 60
     parts = []
     for k in (10, 100):
-        title = f"blobs 100,000 x 384, K = {k}"
-        x, y = mixture(100_000, 384, k)
+        title, x, y = blobs(100_000, 384, k)
         rows = []
         for name in (FAISS, FAISS_AUTO, "KMeans", "MiniBatchKMeans", "HDBSCAN"):
             rows.append(run(name, x, y, k, timeout=limit if name == "HDBSCAN" else 1800.0))
