@@ -173,7 +173,7 @@ class Clustering(Estimator):
     Attributes:
         labels_: (n,) cluster of each training point (numpy).
         loss_history_: (passes, n_heads) mean training loss per pass over the anchors and head.
-        n_clusters_: the number of clusters (estimated with ``"auto"``).
+        n_clusters_: the number of clusters (estimated with ``"auto"``; at least 2).
         head_losses_: (n_heads,) final loss of each (averaged) head on fixed batches.
         best_head_: index of the kept head.
         head_: the kept head (a :class:`~icontorch.clustering.heads.ClusterHeads` with H = 1).
