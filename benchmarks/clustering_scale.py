@@ -78,11 +78,15 @@ def mixture(n: int, d: int, k: int, seed: int = 0):
     return x.astype(np.float32), y
 
 
+def countable(y: np.ndarray) -> int:
+    """The groups of at least ``MIN_GROUP_SIZE`` points: those that ``n_clusters="auto"`` can count."""
+    return int((np.bincount(y) >= MIN_GROUP_SIZE).sum())
+
+
 def blobs(n: int, d: int, k: int):
     """(title, x, y) of :func:`mixture`; the title gives the groups that ``n_clusters="auto"`` can count."""
     x, y = mixture(n, d, k)
-    return (f"blobs {n:,} x {d}, K = {k:,} ({int((np.bincount(y) >= MIN_GROUP_SIZE).sum()):,} groups of "
-            f"{MIN_GROUP_SIZE} points or more)", x, y)
+    return f"blobs {n:,} x {d}, K = {k:,} ({countable(y):,} groups of {MIN_GROUP_SIZE} points or more)", x, y
 
 
 def estimators(k: int, seed: int, n: int):
@@ -279,7 +283,7 @@ def million() -> None:
         f"`Clustering` at its defaults (walk graph rows bounded by `max_neighbors=\"auto\"`: "
         f"{max(MAX_NEIGHBORS, AUTO_EDGES // 1_000_000)} here; {_auto(1000)}) "
         "with the faiss kNN, limited to 30 minutes, and the same with `n_clusters=\"auto\"` (K read off p's "
-        f"graph cut into N / 20 = {overclustering(len(x)):,} pieces; {int((np.bincount(y) >= MIN_GROUP_SIZE).sum())} "
+        f"graph cut into N / 20 = {overclustering(len(x)):,} pieces; {countable(y)} "
         f"of the 1,000 groups hold the {MIN_GROUP_SIZE} points or more that it counts); "
         "MiniBatchKMeans with batches of 4,096 and 3 initialisations. "
         "Full KMeans is not run (the goal compares with MiniBatchKMeans). "
