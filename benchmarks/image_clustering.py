@@ -130,15 +130,16 @@ def run(name, x, y, seed, quick, ablation, args):
     pixels = x.reshape(len(x), -1).astype(np.float32) / (255.0 if x.dtype == np.uint8 else 1.0)
     labels, t = timed(lambda: KMeans(10, n_init=10, random_state=seed).fit_predict(pixels))
     rows["k-Means on pixels"] = scores(y, labels, t)
+    device = args.device
     model, t_all = timed(lambda: ImageClustering(10, augment=s["augment"], epochs=s["epochs"],
                                                  batch_size=s["batch_size"], cluster_epochs=s["cluster_epochs"],
-                                                 random_state=seed, n_jobs=1).fit(x))
+                                                 random_state=seed, n_jobs=1, device=device).fit(x))
     t_stage2 = model.clustering_.fit_seconds_
     t_stage1 = t_all - t_stage2
     rows["stage 1: pre-training + features (shared)"] = {"s": t_stage1, "views": bool(model.used_views_),
                                                          "load": os.getloadavg()[0]}
     rows["two-stage Debiased InfoNCE, icontorch defaults"] = scores(y, model.labels_, t_stage2)
-    images = torch.from_numpy(pixels.reshape((len(x), 1) + x.shape[1:]))
+    images = torch.from_numpy(pixels.reshape((len(x), 1) + x.shape[1:])).to(device)
     encode = model.encoder_.features
     features = encode_images(encode, images)
     views = encode_views(encode, images, s["view_augment"], model.n_views,
@@ -146,7 +147,7 @@ def run(name, x, y, seed, quick, ablation, args):
 
     def cluster(label, features_views=True, given=None, **params):
         steps = {} if s["cluster_epochs"] is None else {"epochs": s["cluster_epochs"]}
-        c = Clustering(10, random_state=seed, n_jobs=1, **steps, **params)
+        c = Clustering(10, random_state=seed, n_jobs=1, device=device, **steps, **params)
         with_views = features_views and accepts_views()
         seen = views if given is None else given
         _, t = timed(lambda: c.fit(features, views=seen) if with_views else c.fit(features))
@@ -155,7 +156,7 @@ def run(name, x, y, seed, quick, ablation, args):
     cluster("two-stage Debiased InfoNCE, paper recipe (k 3, walks 1, no pruning, alpha 0.6 both)",
             n_neighbors=3, walk_length=1, mutual_knn=False, alpha_p=0.6, alpha_q=0.6)
     cluster("SCAN objective on the same encoder", method="scan")
-    labels, t = timed(lambda: KMeans(10, n_init=10, random_state=seed).fit_predict(features.numpy()))
+    labels, t = timed(lambda: KMeans(10, n_init=10, random_state=seed).fit_predict(features.cpu().numpy()))
     rows["k-Means on the same encoder's features"] = scores(y, labels, t)
     if ablation:
         cluster("ablation: alpha 0 (defaults otherwise)", alpha_p=0.0, alpha_q=0.0)
@@ -166,15 +167,15 @@ def run(name, x, y, seed, quick, ablation, args):
                                 epoch_generator(seed, s["epochs"], images.device))
             cluster("ablation: views from the pre-training augmentation (crop, blur)", given=crop)
     if not args.skip_iic:
-        rows[IIC] = iic_row(x, y, seed, s)
+        rows[IIC] = iic_row(x, y, seed, s, device)
     return rows
 
 
-def iic_row(x, y, seed, s):
+def iic_row(x, y, seed, s, device="cpu"):
     """IIC end to end, with its own perturbations (``mild_augmentation``)."""
     iic, t = timed(lambda: ImageClustering(10, strategy="iic", epochs=s["iic_epochs"], learning_rate=s["iic_lr"],
                                            batch_size=s["batch_size"], n_views=s["iic_views"], random_state=seed,
-                                           n_jobs=1).fit(x))
+                                           n_jobs=1, device=device).fit(x))
     return scores(y, iic.labels_, t)
 
 
@@ -225,6 +226,7 @@ def main() -> int:
                         help="a line about this run for the doc's notes (e.g. what shared the machine)")
     parser.add_argument("--default-clustering", action="store_true",
                         help="the clustering stage with Clustering's default number of steps")
+    parser.add_argument("--device", default="cpu", help="torch device of every fit (benchmarks/scale_cuda.py: CUDA)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     RESULTS.mkdir(exist_ok=True)
@@ -248,7 +250,7 @@ def main() -> int:
                 continue
             start = time.perf_counter()
             if args.iic_only:
-                mine[key] = {IIC: iic_row(x, y, seed, settings(name, args.quick))}
+                mine[key] = {IIC: iic_row(x, y, seed, settings(name, args.quick), args.device)}
                 print(f"{key}: {json.dumps(mine[key])}", flush=True)
                 store.write_text(json.dumps(mine, indent=1))
                 continue

@@ -13,6 +13,8 @@ of labels rates alike.
 
 from __future__ import annotations
 
+import copy
+import itertools
 from typing import Any, Tuple, Union
 
 import numpy as np
@@ -38,7 +40,8 @@ def encode(model: nn.Module, images: Tensor, batch_size: int = 1024,
         model: a trained encoder, e.g. :class:`icontorch.encoders.ContrastiveEncoder`.
         images: (N, C, H, W) floating tensor.
         batch_size: images per forward pass.
-        device: where to run; defaults to the device of the model's first parameter.
+        device: where to run; defaults to the device of the model's first parameter. A model whose
+            parameters live elsewhere runs as a copy moved there; the model itself is left where it is.
 
     Returns:
         (N, d) features on the CPU; the model's train/eval mode is restored afterwards.
@@ -58,6 +61,9 @@ def encode(model: nn.Module, images: Tensor, batch_size: int = 1024,
         device = first.device if first is not None else torch.device("cpu")
     else:
         device = check_device(who, "device", device)
+        if any(t.device.type != device.type or device.index not in (None, t.device.index)
+               for t in itertools.chain(model.parameters(), model.buffers())):
+            model = copy.deepcopy(model).to(device)         # the caller's model stays on its device
     embed = getattr(model, "features", model)
     was_training = model.training
     model.eval()

@@ -9,7 +9,8 @@ not I-Con losses (``methods.debiased_contrastive``) train with the same loop.
 
 The loop is deterministic given ``random_state``: the shuffling and the augmentations of epoch
 ``e`` come from a generator seeded with ``(random_state, e)`` alone, so a run resumed from the
-checkpoint of epoch ``e`` reproduces the uninterrupted run bit for bit (on the same device).
+checkpoint of epoch ``e`` reproduces the uninterrupted run bit for bit on the CPU; on CUDA, whose
+scatter and convolution kernels add in no fixed order, as closely as a second uninterrupted run does.
 """
 
 from __future__ import annotations
