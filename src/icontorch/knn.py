@@ -143,13 +143,6 @@ def approximate_knn(x: Tensor, n_neighbors: int, metric: str = "cosine", who: st
     memory O(n (d + 32)) instead of the O(n^2 d) time of :func:`exact_knn`. ``"cosine"`` searches the
     unit-normalised rows (the same ranking). Needs the optional ``faiss`` package (``faiss-cpu``).
 
-    The index is built on one thread, the search on faiss's threads (each query alone, so the same
-    answer on any number of them). faiss's multi-threaded build inserts points in an order that
-    depends on the threads' timing: on the 70,000 MNIST digits it gave one graph on a quiet machine
-    and another under a competing load, and ``Clustering``'s seed 1 scored 0.896 one day and 0.836
-    later that day with nothing else changed. One thread makes the graph, and so a seeded fit,
-    repeatable, at about 1.4 times the time of two threads there (82 s against 58 s).
-
     Args:
         x: (n, d) points (the queries).
         n_neighbors: k < n.
@@ -173,12 +166,7 @@ def approximate_knn(x: Tensor, n_neighbors: int, metric: str = "cosine", who: st
     data = as_numpy(x if y is None else y)
     index = faiss.IndexHNSWFlat(data.shape[1], 32)
     index.hnsw.efConstruction = 100
-    threads = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)               # one thread builds the same graph every time (docstring)
-    try:
-        index.add(data)
-    finally:
-        faiss.omp_set_num_threads(threads)
+    index.add(data)
     index.hnsw.efSearch = max(2 * n_neighbors + 2, 64)
     _, found = index.search(data if y is None else as_numpy(x), n_neighbors + (1 if y is None else 0))
     found = torch.from_numpy(found).long()

@@ -5,7 +5,6 @@ N x N tensor, and ``n_clusters="auto"``."""
 import subprocess
 import sys
 import textwrap
-import types
 
 import numpy as np
 import pytest
@@ -239,48 +238,6 @@ def test_faiss_backend_finds_the_exact_neighbours_of_easy_data():
     approximate = knn_indices(x, 5, knn_backend="faiss")
     recall = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(exact.tolist(), approximate.tolist())])
     assert recall >= 0.98
-
-
-class _RecordingFaiss:
-    """A stand-in for the faiss module: an exact "HNSW" index that records faiss's thread count at
-    each call."""
-
-    def __init__(self, threads):
-        self.threads, self.seen = threads, []
-        outer = self
-
-        class Index:
-            def __init__(self, d, links):
-                self.hnsw, self.data = types.SimpleNamespace(), None
-
-            def add(self, data):
-                outer.seen.append(("add", outer.threads))
-                self.data = data
-
-            def search(self, queries, k):
-                outer.seen.append(("search", outer.threads))
-                d = ((queries[:, None, :] - self.data[None, :, :]) ** 2).sum(-1)
-                order = np.argsort(d, axis=1, kind="stable")[:, :k]
-                return np.take_along_axis(d, order, 1), order
-
-        self.IndexHNSWFlat = Index
-
-    def omp_get_max_threads(self):
-        return self.threads
-
-    def omp_set_num_threads(self, n):
-        self.threads = n
-
-
-def test_faiss_builds_its_index_on_one_thread_and_searches_on_the_callers(monkeypatch):
-    # faiss's multi-threaded build depends on the threads' timing (a different graph of the same
-    # data from run to run); one thread builds the same graph every time
-    fake = _RecordingFaiss(threads=2)
-    monkeypatch.setitem(sys.modules, "faiss", fake)
-    x = torch.randn(60, 3, generator=torch.Generator().manual_seed(0))
-    found = knn_indices(x, 4, metric="squared_euclidean", knn_backend="faiss")
-    assert fake.seen == [("add", 1), ("search", 2)] and fake.threads == 2
-    assert torch.equal(found, knn_indices(x, 4, metric="squared_euclidean"))
 
 
 _MEMORY_SCRIPT = textwrap.dedent("""
