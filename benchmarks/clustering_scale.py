@@ -25,7 +25,6 @@ import importlib.util
 import multiprocessing as mp
 import os
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -36,6 +35,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from _mnist70k import Competitor  # noqa: E402
 from _report import machine, write_section  # noqa: E402
 
 from icontorch.clustering import Clustering  # noqa: E402
@@ -47,9 +47,6 @@ from icontorch.metrics import clustering_scores  # noqa: E402
 THREADS = 1                 # torch threads per fit: on a shared machine, 2 spin-waiting threads were slower
 FAISS = 'Clustering (defaults but knn_backend="faiss")'
 FAISS_AUTO = 'Clustering (n_clusters="auto", knn_backend="faiss")'
-LOAD = ("import numpy as np\na = np.random.default_rng(0).random((1500, 1500))\n"
-        "while True:\n    a = a @ a\n    a /= np.abs(a).max()\n")
-
 
 def read_idx(path: Path) -> np.ndarray:
     with gzip.open(path) as f:
@@ -244,14 +241,8 @@ def under_load(title: str, x: np.ndarray, y: np.ndarray, k: int, rows) -> str:
     """The fits of Clustering (the first in ``rows``) and KMeans again, while a second process runs a
     2-thread numpy matmul loop; the table of their times alone and under that load."""
     alone = {r["method"]: r["wall"] for r in rows if r["method"] in (rows[0]["method"], "KMeans")}
-    env = dict(os.environ, OMP_NUM_THREADS="2", OPENBLAS_NUM_THREADS="2", MKL_NUM_THREADS="2")
-    competitor = subprocess.Popen([sys.executable, "-c", LOAD], env=env)
-    try:
-        time.sleep(2.0)
+    with Competitor():
         loaded = {name: run(name, x, y, k)["wall"] for name in alone}
-    finally:
-        competitor.kill()
-        competitor.wait()
     lines = ["| method | alone (s) | with a 2-thread matmul loop (s) | slowdown |", "|---|---|---|---|"]
     for name in alone:
         lines.append(f"| {name} | {alone[name]:.1f} | {loaded[name]:.1f} | {loaded[name] / alone[name]:.2f}x |")
