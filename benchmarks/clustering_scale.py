@@ -48,6 +48,7 @@ THREADS = 1                 # torch threads per fit: on a shared machine, 2 spin
 FAISS = 'Clustering (defaults but knn_backend="faiss")'
 FAISS_AUTO = 'Clustering (n_clusters="auto", knn_backend="faiss")'
 
+
 def read_idx(path: Path) -> np.ndarray:
     with gzip.open(path) as f:
         raw = f.read()
