@@ -302,8 +302,9 @@ def report(results, ceilings, shapes, sweep, graphs, seeds, sweep_seeds, graph_s
            f"wall times are upper bounds.", "",
            f"icontorch settings: `{Clustering()!r}` = k = {DEFAULT_GRAPH[0]} exact cosine kNN pruned to "
            f"mutual neighbours (each point keeps its nearest), walks of {DEFAULT_GRAPH[1]} more steps, "
-           f"alpha_p = alpha_q = 0.6, a linear head on z-scored features ({auto_init(10, ())} initial "
-           f"weights), {n_heads} heads (lowest loss kept), {Clustering().batch_size} anchors x (2 views + 2 "
+           f"alpha_p = alpha_q = 0.6, a linear head on z-scored features, {n_heads} heads ("
+           f"{auto_init(10, (), n_heads)} started at k-Means centres, the others at random weights; lowest loss "
+           f"kept), {Clustering().batch_size} anchors x (2 views + 2 "
            f"sampled neighbours) per batch, {n_iter} steps, the uniform part of p on {Clustering().n_negatives} "
            f"batch items per step, Adam {learning_rate:g}, EMA {Clustering().ema} (the "
            '`"auto"` training '

@@ -317,8 +317,10 @@ def wide(hdbscan_minutes: float = 20.0) -> None:
 
 def _auto(n_clusters: int) -> str:
     heads, steps, rate = auto_training(n_clusters)
-    start = ("each head started at the nearest-centroid rule of its own MiniBatchKMeans run"
-             if auto_init(n_clusters, ()) == "k-means" else "random initial heads")
+    centroid = auto_init(n_clusters, (), heads)
+    start = ("each head started at the nearest-centroid rule of its own MiniBatchKMeans run" if centroid == heads
+             else f"{heads - centroid} from random weights and {centroid} at the nearest-centroid rule of their "
+                  "own MiniBatchKMeans runs")
     return f"{heads} heads x {steps:,} Adam steps at {rate:g}, {start}"
 
 

@@ -39,13 +39,13 @@ def test_digits_outcome():
 def test_default_heads_are_ten_and_the_lowest_loss_is_kept():
     x, y = _blobs()
     model = Clustering(n_clusters=3, n_iter=30, batch_size=32, random_state=0).fit(x)
-    assert model.n_heads == "auto" and model.head_losses_.shape == (10,)
+    assert model.n_heads == "auto" and model.head_losses_.shape == (12,)
     assert model.best_head_ == int(np.argmin(model.head_losses_))
     assert model.head_.n_heads == 1
 
 
 def test_auto_training_trades_heads_for_steps_from_many_clusters_on():
-    assert auto_training(MANY_CLUSTERS - 1) == (10, 600, 1e-2)
+    assert auto_training(MANY_CLUSTERS - 1) == (12, 600, 1e-2)
     assert auto_training(MANY_CLUSTERS) == (3, 2000, 3e-2)
     assert auto_training(1000) == (3, 2000, pytest.approx(3e-3))     # 3 / C beyond 100 clusters
     x = np.random.default_rng(0).normal(size=(400, 4)).astype(np.float32)

@@ -37,10 +37,26 @@ def test_k_means_init_starts_at_minibatch_kmeans_of_the_standardised_features():
     np.testing.assert_array_equal(model.labels_, kmeans.predict(z))
 
 
-def test_auto_init_uses_k_means_for_many_clusters_and_linear_heads_only():
-    assert auto_init(10, ()) == "random"
-    assert auto_init(MANY_CLUSTERS, ()) == "k-means"
-    assert auto_init(1000, (64,)) == "random"
+def test_auto_init_starts_one_head_in_five_at_k_means_below_many_clusters_and_all_from_there_on():
+    assert auto_init(10, (), 12) == 2 and auto_init(10, (), 4) == 0
+    assert auto_init(MANY_CLUSTERS, (), 3) == 3
+    assert auto_init(1000, (64,), 3) == 0 and auto_init(10, (64,), 12) == 0     # an MLP head has no centroid form
+
+
+def test_auto_init_starts_the_last_heads_at_k_means_and_the_others_at_random():
+    x, _ = make_blobs(500, centers=4, n_features=5, random_state=2)
+    x = x.astype(np.float32)
+    seed = 5
+    # one step at a vanishing learning rate and no averaging: every head is still its initialisation
+    frozen = dict(n_heads=5, n_iter=1, learning_rate=1e-12, ema=0.0, random_state=seed)
+    auto = Clustering(4, **frozen).fit(x)                       # 5 // 5 = 1 head, the last, at k-Means
+    random = Clustering(4, init="random", **frozen).fit(x)
+    np.testing.assert_allclose(auto.head_losses_[:4], random.head_losses_[:4], rtol=1e-6)   # same random heads
+    assert auto.head_losses_[4] < random.head_losses_[4]
+    assert auto.best_head_ == 4                 # on separated blobs the k-Means start has the lowest loss
+    z = ((torch.from_numpy(x) - auto.mean_) / auto.scale_).numpy()
+    kmeans = MiniBatchKMeans(4, batch_size=4096, n_init=1, random_state=seed + 4 + 4).fit(z)
+    np.testing.assert_array_equal(auto.labels_, kmeans.predict(z))
 
 
 def test_k_means_init_finds_many_small_blobs():

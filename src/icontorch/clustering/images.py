@@ -97,7 +97,8 @@ class ImageClustering(Estimator):
         alpha_p: p's debiasing weight, as in ``Clustering`` (``"two_stage"``).
         alpha_q: q's debiasing weight, as in ``Clustering`` (``"two_stage"``).
         cluster_epochs: epochs of the clustering stage (None: ``Clustering``'s default number of steps).
-        n_heads: heads of the clustering stage.
+        n_heads: heads of the clustering stage, all from random weights (``init="random"``: the
+            setting of the measured runs; ``Clustering``'s ``"auto"`` starts some at k-Means centres).
         overclustering: IIC's overclustering factor.
         n_subheads: IIC's sub-heads per head.
         sobel: IIC's Sobel pre-processing (grey image, then its two gradients).
@@ -289,7 +290,7 @@ class ImageClustering(Estimator):
                 generator = epoch_generator(settings["seed"], settings["epochs"], images.device)
                 views = encode_views(encode, images, view_augment, settings["n_views"], generator)
         params = dict(n_clusters=settings["n_clusters"], n_neighbors=settings["n_neighbors"],
-                      n_heads=settings["n_heads"], random_state=settings["seed"], device=images.device,
+                      n_heads=settings["n_heads"], init="random", random_state=settings["seed"], device=images.device,
                       n_jobs=settings["n_jobs"], verbose=settings["verbose"])
         if settings["cluster_epochs"] is not None:
             params["epochs"] = settings["cluster_epochs"]

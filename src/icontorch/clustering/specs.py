@@ -130,21 +130,24 @@ def check_train_settings(who: str, estimator: Any, n: int, spec: "MethodSpec", n
         n_clusters=n_clusters, hidden_layer_sizes=sizes, batch_size=batch_size, n_views=views,
         n_sampled_neighbors=sampled, **given, learning_rate_schedule=e.learning_rate_schedule,
         weight_decay=weight_decay, ema=ema, temperature=spec.temperature, uses_teacher=spec.uses_teacher,
-        random_state=random_state, verbose=bool(e.verbose), description=f"{who} ({e.method})",
-        init="random" if init == "auto" else init)
+        random_state=random_state, verbose=bool(e.verbose), description=f"{who} ({e.method})")
     return settings_for_clusters(e, settings, n_clusters)
 
 
 def settings_for_clusters(estimator: Any, settings: TrainSettings, n_clusters: int) -> TrainSettings:
     """``settings`` for C clusters: the ``"auto"`` heads, steps (unless ``epochs`` is given), learning
-    rate and ``init`` of C (:func:`~icontorch.clustering.train.auto_training`,
+    rate and k-Means-started heads of C (:func:`~icontorch.clustering.train.auto_training`,
     :func:`~icontorch.clustering.train.auto_init`); given values stay."""
     names = ("n_heads", "n_iter", "learning_rate")
     auto = dict(zip(names, auto_training(n_clusters)))
     chosen = {name: auto[name] for name in names if is_auto(getattr(estimator, name, "auto"))
               and not (name == "n_iter" and getattr(estimator, "epochs", None) is not None)}
-    if is_auto(getattr(estimator, "init", "auto")):
-        chosen["init"] = auto_init(n_clusters, settings.hidden_layer_sizes)
+    n_heads = chosen.get("n_heads", settings.n_heads)
+    init = getattr(estimator, "init", "auto")
+    if is_auto(init):
+        chosen["centroid_heads"] = auto_init(n_clusters, settings.hidden_layer_sizes, n_heads)
+    elif init == "k-means":
+        chosen["centroid_heads"] = n_heads
     return dataclasses.replace(settings, n_clusters=n_clusters, **chosen)
 
 
