@@ -51,10 +51,10 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> None:
                         metavar="SIZES", help="widths of the heads' hidden layers, comma-separated, e.g. 256; "
                                               "empty (the default) for a linear head")
     parser.add_argument("--n-heads", type=integer_or_auto, default=defaults.n_heads,
-                        help="heads trained; lowest loss kept (default: %(default)s: 10 below 50 clusters, else 3)")
+                        help="heads trained; lowest loss kept (default: %(default)s: 12 below 50 clusters, else 3)")
     parser.add_argument("--init", choices=("auto",) + INITS, default=defaults.init,
-                        help="how the heads start (default: %(default)s: k-means for linear heads from 50 "
-                             "clusters on, else random)")
+                        help="how the heads start (default: %(default)s: linear heads at k-means from 50 "
+                             "clusters on, one in five below, the others random)")
     parser.add_argument("--epochs", type=integer, default=defaults.epochs, help="default: %(default)s")
     parser.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
     parser.add_argument("--n-jobs", type=threads, default=None,
